@@ -1,0 +1,243 @@
+"""The lab's matrix, loaded from matrix.toml into frozen, validated objects.
+
+Everything that needs to know which servers, loops, apps or scenarios exist asks this module; nothing else lists
+them. Bad input fails here, with the valid choices named, before any process starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+MATRIX_FILE = Path(__file__).with_name("matrix.toml")
+ROOT = MATRIX_FILE.parent.parent
+SCHEMA = 1
+AXES = ("server", "loop", "http", "workers", "app")
+
+
+class MatrixError(ValueError):
+    """A cell, preset or scenario the matrix does not have, or a malformed matrix file."""
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    target: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Loop:
+    name: str
+    packages: tuple[str, ...]
+    reports: str
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    packages: tuple[str, ...]
+    http: tuple[str, ...]
+    command: tuple[str, ...]
+    loop_args: Mapping[str, str]
+    http_packages: Mapping[str, tuple[str, ...]]
+    config: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: Mapping[str, Any]
+    reason: str
+
+    def matches(self, cell: Cell) -> bool:
+        return all(getattr(cell, axis) == value for axis, value in self.match.items())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    method: str
+    path: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    server: str
+    loop: str
+    http: str
+    workers: int
+    app: str
+
+    @property
+    def key(self) -> str:
+        """A name for files and logs: granian-uvloop-hyper-w1-raw."""
+        return f"{self.server}-{self.loop}-{self.http}-w{self.workers}-{self.app}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    cells: tuple[Cell, ...]
+    scenarios: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    apps: Mapping[str, App]
+    loops: Mapping[str, Loop]
+    servers: Mapping[str, Server]
+    workers: tuple[int, ...]
+    rules: tuple[Rule, ...]
+    scenarios: Mapping[str, Scenario]
+    presets: Mapping[str, Preset]
+
+    def choices(self, axis: str, server: str | None = None) -> tuple[Any, ...]:
+        if axis == "http":
+            if server is not None:
+                return self.servers[server].http
+            return tuple(dict.fromkeys(h for s in self.servers.values() for h in s.http))
+        return {
+            "server": tuple(self.servers),
+            "loop": tuple(self.loops),
+            "workers": self.workers,
+            "app": tuple(self.apps),
+        }[axis]
+
+    def all_cells(self) -> tuple[Cell, ...]:
+        """Every combination of the axes, valid or not."""
+        return tuple(
+            Cell(server, loop, http, workers, app)
+            for server in self.servers
+            for loop, http, workers, app in itertools.product(
+                self.loops, self.servers[server].http, self.workers, self.apps
+            )
+        )
+
+    def valid_cells(self) -> tuple[Cell, ...]:
+        return tuple(c for c in self.all_cells() if self.invalid_reason(c) is None)
+
+    def invalid_reason(self, cell: Cell) -> str | None:
+        for rule in self.rules:
+            if rule.matches(cell):
+                return rule.reason
+        return None
+
+    def cell(self, server: str, loop: str, http: str | None = None, workers: int = 1, app: str = "raw") -> Cell:
+        """The cell with these values, or a MatrixError naming the valid choices."""
+        self._check_choice("server", server)
+        self._check_choice("loop", loop)
+        self._check_choice("app", app)
+        self._check_choice("workers", workers)
+        http = http or self.servers[server].http[0]
+        self._check_choice("http", http, self.choices("http", server), f" for {server}")
+        cell = Cell(server, loop, http, workers, app)
+        reason = self.invalid_reason(cell)
+        if reason:
+            raise MatrixError(f"invalid cell {cell.key}: {reason}")
+        return cell
+
+    def cell_from_key(self, key: str) -> Cell:
+        parts = key.split("-")
+        if len(parts) != 5 or not parts[3].startswith("w") or not parts[3][1:].isdigit():
+            raise MatrixError(f"cell key {key!r} is not SERVER-LOOP-HTTP-wN-APP, e.g. {self.valid_cells()[0].key}")
+        return self.cell(parts[0], parts[1], parts[2], int(parts[3][1:]), parts[4])
+
+    def preset(self, name: str) -> Preset:
+        self._check_choice("preset", name, tuple(self.presets))
+        return self.presets[name]
+
+    def scenario(self, name: str) -> Scenario:
+        self._check_choice("scenario", name, tuple(self.scenarios))
+        return self.scenarios[name]
+
+    def _check_choice(self, axis: str, value: Any, valid: Iterable[Any] | None = None, where: str = "") -> None:
+        valid = tuple(self.choices(axis) if valid is None else valid)
+        if value not in valid:
+            raise MatrixError(f"unknown {axis} {value!r}{where}; valid: {', '.join(map(str, valid))}")
+
+
+def _fields(kind: str, name: str, table: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
+    if not isinstance(table, Mapping):
+        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name!r} must be a table")
+    missing, extra = required - table.keys(), table.keys() - required - optional
+    if missing or extra:
+        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name!r}: missing {sorted(missing)}, unknown {sorted(extra)}")
+
+
+def parse(data: Mapping[str, Any]) -> Matrix:
+    """Build and validate a Matrix from the TOML document's data."""
+    _fields(
+        "document",
+        "matrix",
+        data,
+        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets"},
+        set(),
+    )
+    if data["schema"] != SCHEMA:
+        raise MatrixError(f"{MATRIX_FILE.name}: schema {data['schema']!r}, this lab reads schema {SCHEMA}")
+    apps = {}
+    for name, t in data["apps"].items():
+        _fields("app", name, t, {"target", "packages"}, set())
+        apps[name] = App(name, t["target"], tuple(t["packages"]))
+    loops = {}
+    for name, t in data["loops"].items():
+        _fields("loop", name, t, {"packages", "reports"}, set())
+        loops[name] = Loop(name, tuple(t["packages"]), t["reports"])
+    servers = {}
+    for name, t in data["servers"].items():
+        _fields("server", name, t, {"packages", "http", "command", "http_packages"}, {"loop_args", "config"})
+        if set(t["http_packages"]) != set(t["http"]):
+            raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_packages must name each of {t['http']}")
+        servers[name] = Server(
+            name=name,
+            packages=tuple(t["packages"]),
+            http=tuple(t["http"]),
+            command=tuple(t["command"]),
+            loop_args={loop: t.get("loop_args", {}).get(loop, loop) for loop in loops},
+            http_packages={h: tuple(p) for h, p in t["http_packages"].items()},
+            config=t.get("config"),
+        )
+    rules = []
+    for t in data["rules"]:
+        _fields("rule", str(t), t, {"reason"}, set(AXES))
+        rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
+    scenarios = {}
+    for name, t in data["scenarios"].items():
+        _fields("scenario", name, t, {"method", "path"}, {"params"})
+        scenarios[name] = Scenario(name, t["method"], t["path"], dict(t.get("params", {})))
+    matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
+    for rule in matrix.rules:
+        for axis, value in rule.match.items():
+            matrix._check_choice(axis, value)
+    presets = {}
+    for name, t in data["presets"].items():
+        _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude"})
+        for axis in AXES:
+            for value in t.get(axis, ()):
+                matrix._check_choice(axis, value, where=f" in preset {name!r}")
+        for scenario in t["scenarios"]:
+            matrix.scenario(scenario)
+        excludes = [Rule(e, "excluded by preset") for e in t.get("exclude", ())]
+        cells = tuple(
+            c
+            for c in matrix.valid_cells()
+            if all(getattr(c, axis) in t.get(axis, (getattr(c, axis),)) for axis in AXES)
+            and not any(e.matches(c) for e in excludes)
+        )
+        if not cells:
+            raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
+        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]))
+    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets)
+
+
+@cache
+def load(path: Path = MATRIX_FILE) -> Matrix:
+    with open(path, "rb") as f:
+        return parse(tomllib.load(f))
