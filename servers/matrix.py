@@ -54,8 +54,11 @@ class Rule:
     match: Mapping[str, Any]
     reason: str
 
-    def matches(self, cell: Cell) -> bool:
-        return all(getattr(cell, axis) == value for axis, value in self.match.items())
+    def matches(self, cell: Cell, scenario: str | None = None) -> bool:
+        """A rule with a `scenario` key excludes only that scenario on the matching cells."""
+        if "scenario" in self.match and self.match["scenario"] != scenario:
+            return False
+        return all(getattr(cell, axis) == value for axis, value in self.match.items() if axis != "scenario")
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,15 @@ class Matrix:
     def valid_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.all_cells() if self.invalid_reason(c) is None)
 
-    def invalid_reason(self, cell: Cell) -> str | None:
+    def invalid_reason(self, cell: Cell, scenario: str | None = None) -> str | None:
+        """Why the cell (or the scenario on that cell) cannot run, or None if it can."""
         for rule in self.rules:
-            if rule.matches(cell):
+            if rule.matches(cell, scenario):
                 return rule.reason
         return None
+
+    def supports(self, cell: Cell, scenario: str) -> bool:
+        return self.invalid_reason(cell, scenario) is None
 
     def cell(self, server: str, loop: str, http: str | None = None, workers: int = 1, app: str = "raw") -> Cell:
         """The cell with these values, or a MatrixError naming the valid choices."""
@@ -206,7 +213,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         )
     rules = []
     for t in data["rules"]:
-        _fields("rule", str(t), t, {"reason"}, set(AXES))
+        _fields("rule", str(t), t, {"reason"}, {*AXES, "scenario"})
         rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
     scenarios = {}
     for name, t in data["scenarios"].items():
@@ -215,7 +222,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
     matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
     for rule in matrix.rules:
         for axis, value in rule.match.items():
-            matrix._check_choice(axis, value)
+            matrix.scenario(value) if axis == "scenario" else matrix._check_choice(axis, value)
     presets = {}
     for name, t in data["presets"].items():
         _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude"})

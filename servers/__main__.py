@@ -1,0 +1,5 @@
+import sys
+
+from servers.launcher import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""Start one cell of the matrix: validate it, then exec the real server in the foreground.
+
+Before exec, a forked watcher polls the server until a real request is answered, checks that the event loop is the
+one asked for, and reports the startup time and exact versions (stderr, and --report FILE as JSON). Signals sent to
+the launcher's pid reach the server itself, because the launcher *becomes* the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from servers.matrix import ROOT, Cell, Matrix, MatrixError, load
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+PREFIX = "asgi-bench-lab:"
+
+
+def argv(matrix: Matrix, cell: Cell, host: str, port: int) -> list[str]:
+    server = matrix.servers[cell.server]
+    values = {
+        "python": sys.executable,
+        "app": matrix.apps[cell.app].target,
+        "host": host,
+        "port": str(port),
+        "workers": str(cell.workers),
+        "loop": server.loop_args[cell.loop],
+        "http": cell.http,
+        "config": str(ROOT / server.config) if server.config else "",
+    }
+    return [part.format(**values) for part in server.command]
+
+
+def versions(matrix: Matrix, cell: Cell) -> dict[str, str]:
+    """Exact versions of everything the cell runs on."""
+    names = [
+        *matrix.servers[cell.server].packages,
+        *matrix.servers[cell.server].http_packages[cell.http],
+        *matrix.loops[cell.loop].packages,
+        *matrix.apps[cell.app].packages,
+    ]
+    found = {"python": platform.python_version()}
+    for name in dict.fromkeys(names):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError as exc:
+            raise MatrixError(f"cell {cell.key} needs the package {name!r}, which is not installed") from exc
+    return found
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise MatrixError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+
+
+def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(host: str, port: int, timeout: float) -> float:
+    """Seconds until GET /plaintext is answered correctly; TimeoutError after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if get(host, port, "/plaintext") == (200, b"Hello, World!"):
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"no correct answer from {host}:{port}/plaintext within {timeout:g} s")
+
+
+def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, record: dict[str, Any]) -> int:
+    """Runs in a forked grandchild while the launcher becomes the server. Returns the watcher's exit code."""
+    host, port, report = ns.host, ns.port, ns.report
+    try:
+        record["startup_seconds"] = round(wait_ready(host, port, ns.ready_timeout), 4)
+        status, body = get(host, port, "/debug/loop")
+        record["loop_seen"] = json.loads(body)["loop"] if status == 200 else None
+    except (TimeoutError, OSError, ValueError) as exc:
+        print(f"{PREFIX} {cell.key} not ready: {exc}; stopping the server", file=sys.stderr, flush=True)
+        os.kill(server_pid, signal.SIGTERM)
+        return 1
+    expected = matrix.loops[cell.loop].reports
+    record["ready"] = record["loop_seen"] == expected
+    if report:
+        tmp = report.with_suffix(report.suffix + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(report)
+    if not record["ready"]:
+        print(f"{PREFIX} {cell.key} runs loop {record['loop_seen']!r}, not {expected!r}; stopping", file=sys.stderr)
+        os.kill(server_pid, signal.SIGTERM)
+        return 1
+    print(
+        f"{PREFIX} {cell.key} ready on http://{host}:{port} in {record['startup_seconds']:.2f} s "
+        f"({', '.join(f'{k} {v}' for k, v in record['versions'].items())})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
+
+
+def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m servers", description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", help=f"a cell key, e.g. {matrix.valid_cells()[0].key} (instead of the axes)")
+    parser.add_argument("--server", help=f"one of: {', '.join(matrix.choices('server'))}")
+    parser.add_argument("--loop", help=f"one of: {', '.join(matrix.choices('loop'))}")
+    parser.add_argument("--http", help=f"one of: {', '.join(matrix.choices('http'))} (default: the server's first)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    parser.add_argument("--app", default="raw", help=f"one of: {', '.join(matrix.choices('app'))} (default raw)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--ready-timeout", type=float, default=30.0, help="seconds to wait for readiness")
+    parser.add_argument("--report", type=Path, help="write startup time, versions and argv here as JSON")
+    parser.add_argument("--list", nargs="?", const="full", metavar="PRESET", help="print a preset's cells and exit")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the command, start nothing")
+    return parser.parse_args(args)
+
+
+def main(args: list[str] | None = None) -> int:
+    matrix = load()
+    ns = parse_args(matrix, args)
+    try:
+        if ns.list:
+            for cell in matrix.preset(ns.list).cells:
+                print(cell.key)
+            return 0
+        if ns.cell:
+            cell = matrix.cell_from_key(ns.cell)
+        elif ns.server and ns.loop:
+            cell = matrix.cell(ns.server, ns.loop, ns.http, ns.workers, ns.app)
+        else:
+            raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
+        command = argv(matrix, cell, ns.host, ns.port)
+        record: dict[str, Any] = {
+            "cell": asdict(cell),
+            "key": cell.key,
+            "host": ns.host,
+            "port": ns.port,
+            "argv": command,
+            "versions": versions(matrix, cell),
+        }
+        if ns.dry_run:
+            print(json.dumps(record, indent=2))
+            return 0
+        check_port_free(ns.host, ns.port)
+        if ns.report:
+            ns.report.parent.mkdir(parents=True, exist_ok=True)
+            ns.report.unlink(missing_ok=True)
+    except MatrixError as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        return 2
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    server_pid = os.getpid()
+    if os.fork() == 0:
+        # The watcher forks once more so the server, which is about to replace this process, has no child to reap.
+        if os.fork() == 0:
+            code = watch(matrix, cell, server_pid, ns, record)
+            os._exit(code)
+        os._exit(0)
+    os.wait()
+    print(f"{PREFIX} starting {cell.key}: {' '.join(command)}", file=sys.stderr, flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    os.chdir(ROOT)
+    os.execve(command[0], command, env)
+    return 0  # unreachable
+
+
+if __name__ == "__main__":
+    sys.exit(main())

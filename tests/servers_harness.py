@@ -1,0 +1,126 @@
+"""Start a cell with the real launcher on a free port, and check it over a real socket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from servers.matrix import ROOT, Cell, load
+
+TEXT = "text/plain; charset=utf-8"
+IGNORED_HEADERS = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Running:
+    cell: Cell
+    port: int
+    report: dict
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def running(cell: Cell, tmp: Path, ready_timeout: float = 30.0) -> Iterator[Running]:
+    """The cell's server, ready; on exit: SIGTERM, and the exit code and lifespan shutdown are checked."""
+    port = free_port()
+    report, log = tmp / f"{cell.key}.json", tmp / f"{cell.key}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout + 5
+        while not report.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{cell.key} did not become ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield Running(cell, port, json.loads(report.read_text()), log)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        output = log.read_text()
+        assert code == 0, f"{cell.key} exited {code} on SIGTERM:\n{output[-3000:]}"
+        assert f"lifespan shutdown app={cell.app}" in output, f"{cell.key}: no lifespan shutdown:\n{output[-3000:]}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def app_headers(response: httpx.Response) -> list[tuple[str, str]]:
+    return [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in IGNORED_HEADERS]
+
+
+def conformance(server: Running) -> list[tuple[str, int, list[tuple[str, str]], bytes]]:
+    """Every endpoint over a real socket; asserts the expected answers and returns them for cross-app comparison."""
+    answers = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+
+        def check(label, response, status, body, content_type=None):
+            assert response.status_code == status, (label, response.status_code, response.content[:200])
+            assert response.content == body, (label, response.content[:200])
+            if content_type:
+                assert response.headers["content-type"] == content_type, label
+            if body and "transfer-encoding" not in response.headers:
+                assert response.headers["content-length"] == str(len(body)), label
+            answers.append((label, response.status_code, app_headers(response), response.content))
+
+        check("plaintext", client.get("/plaintext"), 200, b"Hello, World!", TEXT)
+        head = client.head("/plaintext")
+        assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "13"
+        check("json", client.get("/json"), 200, b'{"message":"Hello, World!"}', "application/json")
+
+        def chunked():
+            yield b"chunk-one "
+            yield b"chunk-two"
+
+        check("echo-chunked", client.post("/echo", content=chunked()), 200, b"chunk-one chunk-two")
+        check("echo-empty", client.post("/echo", content=b""), 200, b"")
+        check("echo-at-limit", client.post("/echo", content=b"e" * 2**20), 200, b"e" * 2**20)
+        # On its own connection: a server may close one whose request body it did not read (hypercorn does).
+        over = httpx.post(f"{server.url}/echo", content=b"e" * (2**20 + 1), timeout=10)
+        check("echo-over-limit", over, 413, b"Payload Too Large", TEXT)
+        check("io", client.get("/io", params={"ms": 5}), 200, b"Hello, World!", TEXT)
+        check("io-bad", client.get("/io", params={"ms": "-1"}), 400, b"Bad Request", TEXT)
+        check("stream", client.get("/stream", params={"chunks": 5, "size": 100}), 200, b"x" * 500, TEXT)
+        check("not-found", client.get("/nope"), 404, b"Not Found", TEXT)
+        wrong = client.post("/plaintext")
+        check("wrong-method", wrong, 405, b"Method Not Allowed", TEXT)
+        assert wrong.headers["allow"] == "GET, HEAD"
+        loop = client.get("/debug/loop").json()
+        assert loop["loop"] == server.report["loop_seen"]
+
+    if not load().supports(server.cell, "ws"):
+        return answers
+    with connect(server.url.replace("http", "ws") + "/ws", open_timeout=10, close_timeout=5) as ws:
+        ws.send("text frame")
+        assert ws.recv(timeout=10) == "text frame"
+        ws.send(b"\x00bytes\xff")
+        assert ws.recv(timeout=10) == b"\x00bytes\xff"
+    assert ws.close_code == 1000
+    return answers

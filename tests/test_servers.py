@@ -1,0 +1,126 @@
+"""The launcher and the matrix over real sockets: every cell of `quick` here, every valid cell of `full` when slow."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from servers.matrix import ROOT, Cell, MatrixError, load
+from tests.servers_harness import conformance, free_port, running
+
+MATRIX = load()
+
+
+@pytest.mark.parametrize("cell", MATRIX.preset("quick").cells, ids=lambda c: c.key)
+def test_quick_cell_conforms_over_a_socket(cell: Cell, tmp_path: Path) -> None:
+    with running(cell, tmp_path) as server:
+        conformance(server)
+        assert server.report["loop_seen"] == MATRIX.loops[cell.loop].reports
+        assert server.report["startup_seconds"] > 0
+        assert server.report["versions"][cell.server] == version(cell.server)
+
+
+def test_three_apps_answer_identically_over_a_socket(tmp_path: Path) -> None:
+    base = MATRIX.preset("quick").cells[0]
+    answers = {}
+    for app in MATRIX.apps:
+        cell = MATRIX.cell(base.server, base.loop, base.http, base.workers, app)
+        with running(cell, tmp_path) as server:
+            answers[app] = conformance(server)
+    first = next(iter(answers.values()))
+    for app, answer in answers.items():
+        assert answer == first, f"{app} differs over a socket"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", MATRIX.valid_cells(), ids=lambda c: c.key)
+def test_every_valid_cell_conforms_over_a_socket(cell: Cell, tmp_path: Path) -> None:
+    with running(cell, tmp_path) as server:
+        conformance(server)
+
+
+def launch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "servers", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server", "hypercorn", "--loop", "rloop"], "no way to run on rloop"),
+        (["--server", "uvicorn", "--loop", "trio"], "uvicorn runs on asyncio only"),
+        (["--server", "hypercorn", "--loop", "trio", "--app", "raw"], "raw app is written on asyncio"),
+        (["--server", "uvicron", "--loop", "uvloop"], "unknown server 'uvicron'; valid: uvicorn, hypercorn, granian"),
+        (["--server", "uvicorn", "--loop", "uvlop"], "unknown loop 'uvlop'; valid: asyncio, uvloop, rloop, trio"),
+        (["--server", "granian", "--loop", "uvloop", "--http", "httptools"], "unknown http 'httptools' for granian"),
+        (["--server", "uvicorn", "--loop", "uvloop", "--app", "flask"], "unknown app 'flask'"),
+        (["--server", "uvicorn", "--loop", "uvloop", "--workers", "64"], "unknown workers 64"),
+        (["--cell", "granian-uvloop"], "is not SERVER-LOOP-HTTP-wN-APP"),
+        (["--server", "uvicorn"], "name a cell"),
+        (["--list", "fastest"], "unknown preset 'fastest'; valid: quick, default, full"),
+    ],
+)
+def test_invalid_cells_are_refused_before_anything_starts(args: list[str], message: str) -> None:
+    port = free_port()
+    result = launch(*args, "--port", str(port))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "starting" not in result.stderr
+    with socket.socket() as s:  # nothing was left listening
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_port_in_use_is_refused() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = launch("--server", "uvicorn", "--loop", "asyncio", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 2
+    assert "cannot bind" in result.stderr
+
+
+def test_dry_run_prints_argv_and_versions() -> None:
+    result = launch("--cell", "granian-rloop-hyper-w1-starlette", "--dry-run")
+    record = json.loads(result.stdout)
+    assert record["argv"][1:5] == ["-m", "granian", "--interface", "asgi"]
+    assert record["argv"][record["argv"].index("--loop") + 1] == "rloop"
+    assert set(record["versions"]) == {"python", "granian", "rloop", "starlette"}
+
+
+def test_list_prints_a_presets_cells() -> None:
+    result = launch("--list", "quick")
+    assert result.stdout.split() == [c.key for c in MATRIX.preset("quick").cells]
+
+
+def test_every_rule_excludes_something_and_every_server_has_a_valid_cell() -> None:
+    for rule in MATRIX.rules:
+        assert any(rule.matches(c, rule.match.get("scenario")) for c in MATRIX.all_cells()), rule
+    for server in MATRIX.servers:
+        assert any(c.server == server for c in MATRIX.valid_cells()), server
+
+
+def test_matrix_errors_name_the_problem() -> None:
+    from servers.matrix import parse
+
+    with pytest.raises(MatrixError, match="schema 2"):
+        parse(
+            {
+                "schema": 2,
+                "workers": [],
+                "apps": {},
+                "loops": {},
+                "servers": {},
+                "rules": [],
+                "scenarios": {},
+                "presets": {},
+            }
+        )
+    with pytest.raises(MatrixError, match="missing"):
+        parse({"schema": 1})
