@@ -66,7 +66,8 @@ class Scenario:
     name: str
     method: str
     path: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, int] = field(default_factory=dict)
+    params: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, order=True)
@@ -217,8 +218,8 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
     scenarios = {}
     for name, t in data["scenarios"].items():
-        _fields("scenario", name, t, {"method", "path"}, {"params"})
-        scenarios[name] = Scenario(name, t["method"], t["path"], dict(t.get("params", {})))
+        _fields("scenario", name, t, {"method", "path"}, {"query", "params"})
+        scenarios[name] = Scenario(name, t["method"], t["path"], dict(t.get("query", {})), dict(t.get("params", {})))
     matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
     for rule in matrix.rules:
         for axis, value in rule.match.items():

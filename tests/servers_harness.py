@@ -3,80 +3,37 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
 
-from servers.matrix import ROOT, Cell, load
+from servers.matrix import Cell, load
+from servers.process import Server, free_port, serve
+
+__all__ = ["conformance", "free_port", "running"]
 
 TEXT = "text/plain; charset=utf-8"
 IGNORED_HEADERS = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Running:
-    cell: Cell
-    port: int
-    report: dict
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @contextlib.contextmanager
-def running(cell: Cell, tmp: Path, ready_timeout: float = 30.0) -> Iterator[Running]:
+def running(cell: Cell, tmp: Path, ready_timeout: float = 30.0) -> Iterator[Server]:
     """The cell's server, ready; on exit: SIGTERM, and the exit code and lifespan shutdown are checked."""
-    port = free_port()
-    report, log = tmp / f"{cell.key}.json", tmp / f"{cell.key}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + ready_timeout + 5
-        while not report.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{cell.key} did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield Running(cell, port, json.loads(report.read_text()), log)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=20)
-        output = log.read_text()
+    with serve(cell, tmp, ready_timeout=ready_timeout) as server:
+        yield server
+        code = server.stop()
+        output = server.log.read_text()
         assert code == 0, f"{cell.key} exited {code} on SIGTERM:\n{output[-3000:]}"
         assert f"lifespan shutdown app={cell.app}" in output, f"{cell.key}: no lifespan shutdown:\n{output[-3000:]}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def app_headers(response: httpx.Response) -> list[tuple[str, str]]:
     return [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in IGNORED_HEADERS]
 
 
-def conformance(server: Running) -> list[tuple[str, int, list[tuple[str, str]], bytes]]:
+def conformance(server: Server) -> list[tuple[str, int, list[tuple[str, str]], bytes]]:
     """Every endpoint over a real socket; asserts the expected answers and returns them for cross-app comparison."""
     answers = []
     with httpx.Client(base_url=server.url, timeout=10) as client:

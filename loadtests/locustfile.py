@@ -1,0 +1,258 @@
+"""The lab's Locust users: every scenario, every response checked, latency into an HDR histogram.
+
+    locust -f loadtests/locustfile.py --headless -u 64 -r 1000 --host http://127.0.0.1:8000 \\
+        --lab-scenario plaintext --lab-duration 10 --lab-out result.json LeanUser
+
+LeanUser is the lab's client (loadtests/lean.py); StockUser is Locust's FastHttpUser doing the same work, kept for
+comparison. `--processes N` (or `--master` plus `--worker` processes, on this or another machine) spreads users over
+N worker processes; each keeps its own histogram and the master merges them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, User, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests import lean, recorder, scenarios
+from servers.matrix import MatrixError
+
+log = logging.getLogger("asgi-bench-lab")
+RECORDER = recorder.Recorder()
+RESULTS: list[dict[str, Any]] = []  # the master's inbox of worker snapshots
+PLAN: scenarios.Plan | None = None
+ENV: Environment | None = None
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("ASGI Bench Lab")
+    group.add_argument("--lab-scenario", env_var="LAB_SCENARIO", default="plaintext", help="scenario name")
+    group.add_argument("--lab-params", env_var="LAB_PARAMS", default="", help="overrides: key=value,key=value")
+    group.add_argument(
+        "--lab-rate",
+        env_var="LAB_RATE",
+        type=float,
+        default=0.0,
+        help="open model: requests/s offered by all users together; 0 = closed model (no wait)",
+    )
+    group.add_argument(
+        "--lab-duration",
+        env_var="LAB_DURATION",
+        type=float,
+        default=0.0,
+        help="seconds to measure after all users are spawned, then stop and quit",
+    )
+    group.add_argument("--lab-out", env_var="LAB_OUT", default="", help="write the merged result as JSON here")
+
+
+def make_plan(environment: Environment) -> scenarios.Plan:
+    options = environment.parsed_options
+    target = scenarios.Target.parse(environment.host or "")
+    return scenarios.plan(options.lab_scenario, target, scenarios.parse_overrides(options.lab_params))
+
+
+@events.init.add_listener
+def check_options(environment: Environment, **kwargs: Any) -> None:
+    """Bad input stops Locust here, before any user starts (workers get their options from the master)."""
+    global ENV
+    ENV = environment
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    try:
+        plan = make_plan(environment)
+        if plan.websocket and StockUser in environment.user_classes:
+            raise MatrixError("StockUser (FastHttpUser) has no websocket client; use LeanUser for the ws scenario")
+    except MatrixError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    options = environment.parsed_options
+    # Each user's pace in the open model, computed here so that workers receive it with the other options.
+    options.lab_user_interval = options.num_users / options.lab_rate if options.lab_rate > 0 else 0.0
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message("lab_result", lambda environment, msg, **kw: RESULTS.append(msg.data))
+
+
+@events.test_start.add_listener
+def resolve_plan(environment: Environment, **kwargs: Any) -> None:
+    global PLAN
+    PLAN = make_plan(environment)
+    RESULTS.clear()
+
+
+@events.spawning_complete.add_listener
+def start_measuring(user_count: int, **kwargs: Any) -> None:
+    """The measured window opens when every user runs (the master tells the workers so) and closes at the stop."""
+    RECORDER.open()
+    if not isinstance(ENV.runner, WorkerRunner) and ENV.parsed_options.lab_duration > 0:
+        gevent.spawn(finish, ENV)
+
+
+@events.test_stopping.add_listener
+def stop_measuring(**kwargs: Any) -> None:
+    RECORDER.close()
+
+
+@events.test_stop.add_listener
+def send_result(environment: Environment, **kwargs: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        # Sent before the worker reports it stopped, so the master has it once runner.stop() returns.
+        environment.runner.send_message("lab_result", RECORDER.snapshot())
+
+
+def finish(environment: Environment) -> None:
+    """Measure for --lab-duration seconds, stop every user, write the merged result, quit."""
+    options = environment.parsed_options
+    gevent.sleep(options.lab_duration)
+    RECORDER.close()
+    environment.runner.stop()
+    if isinstance(environment.runner, MasterRunner):
+        deadline = time.monotonic() + 10
+        while len(RESULTS) < environment.runner.worker_count and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        snapshots = list(RESULTS)
+    else:
+        snapshots = [RECORDER.snapshot()]
+    if options.lab_out:
+        write_result(environment, snapshots, Path(options.lab_out))
+    environment.runner.quit()
+
+
+def write_result(environment: Environment, snapshots: list[dict[str, Any]], path: Path) -> None:
+    options = environment.parsed_options
+    histogram, errors = recorder.merge(snapshots)
+    started = min(s["started"] for s in snapshots if s["started"])
+    ended = max(s["ended"] or time.time() for s in snapshots)
+    seconds = ended - started
+    ok = histogram.get_total_count()
+    result = {
+        "scenario": PLAN.scenario,
+        "params": PLAN.params,
+        "client": "+".join(cls.__name__ for cls in environment.user_classes),
+        "model": "open" if options.lab_rate > 0 else "closed",
+        "users": options.num_users,
+        "processes": len(snapshots),
+        "window": {"start": started, "end": ended, "seconds": round(seconds, 4)},
+        "requests": ok + sum(errors.values()),
+        "ok": ok,
+        "errors": dict(errors),
+        "rps": round(ok / seconds, 2) if seconds > 0 else 0.0,
+        "offered_rps": options.lab_rate or None,
+        "latency": recorder.latency_summary(histogram),
+    }
+    if options.lab_rate > 0:
+        result["rate_shortfall"] = result["rps"] < 0.95 * options.lab_rate
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+class Paced:
+    """Closed model: go at once. Open model: wait for this user's next slot; latency counts from the slot, so a
+    slow server cannot hide its queueing (no coordinated omission)."""
+
+    def __init__(self, user: User) -> None:
+        self.interval = getattr(user.environment.parsed_options, "lab_user_interval", 0.0)
+        self.next = time.perf_counter() + random.random() * self.interval
+
+    def start(self) -> float:
+        if not self.interval:
+            return time.perf_counter()
+        slot = self.next
+        self.next += self.interval
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        return slot
+
+
+def report(user: User, started: float, length: int, error: str | None) -> None:
+    elapsed = time.perf_counter() - started
+    if error is None:
+        RECORDER.success(elapsed)
+    else:
+        RECORDER.failure(error)
+    user.environment.events.request.fire(
+        request_type=PLAN.method,
+        name=PLAN.scenario,
+        response_time=elapsed * 1000,
+        response_length=length,
+        exception=lean.ResponseError(error) if error else None,
+        context={},
+    )
+
+
+class LeanUser(User):
+    """The lab's client: a keep-alive socket per user, pre-encoded request, exact check of every answer."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.pace = Paced(self)
+        self.conn = lean.Connection(scenarios.Target.parse(self.environment.host))
+        if PLAN.websocket:
+            self.conn.websocket_open(PLAN.handshake(self.conn.target))
+
+    def on_stop(self) -> None:
+        self.conn.close()
+
+    @task
+    def requests(self) -> None:
+        # One task that loops until Locust stops the user: the per-task scheduling would cost more than a request.
+        while True:
+            started = self.pace.start()
+            body = b""
+            try:
+                if PLAN.websocket:
+                    body = self.conn.websocket_echo(PLAN.request)
+                    error = lean.check(PLAN, 101, body)
+                else:
+                    status, body = self.conn.http(PLAN.request)
+                    error = lean.check(PLAN, status, body)
+            except (OSError, lean.ProtocolError, ValueError) as exc:
+                error = type(exc).__name__
+                if PLAN.websocket:
+                    self.conn.websocket_open(PLAN.handshake(self.conn.target))
+                else:
+                    self.conn.close()
+            report(self, started, len(body), error)
+
+
+class StockUser(FastHttpUser):
+    """Locust's FastHttpUser doing LeanUser's work, for comparing the two clients."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.pace = Paced(self)
+        self.body = PLAN.request.partition(b"\r\n\r\n")[2]
+        self.headers = {"Content-Type": "application/octet-stream"} if self.body else {}
+
+    @task
+    def request(self) -> None:
+        started = self.pace.start()
+        with self.client.request(
+            PLAN.method,
+            PLAN.path,
+            data=self.body or None,
+            headers=self.headers,
+            catch_response=True,
+            name=PLAN.scenario,
+        ) as response:
+            error = lean.check(PLAN, response.status_code, response.content or b"")
+            if error:
+                response.failure(error)
+        if error is None:
+            RECORDER.success(time.perf_counter() - started)
+        else:
+            RECORDER.failure(error)
