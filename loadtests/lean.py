@@ -76,7 +76,7 @@ class Connection:
         lower = head.lower()
         at = lower.find(b"\r\ncontent-length:")
         if at >= 0:
-            end = lower.find(b"\r\n", at + 2)
+            end = head.find(b"\r\n", at + 2)
             body = self._exactly(int(head[at + 17 : end if end >= 0 else None]))
         elif b"\r\ntransfer-encoding: chunked" in lower:
             body = self._chunked()

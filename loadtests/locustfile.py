@@ -142,6 +142,7 @@ def write_result(environment: Environment, snapshots: list[dict[str, Any]], path
         "model": "open" if options.lab_rate > 0 else "closed",
         "users": options.num_users,
         "processes": len(snapshots),
+        "per_process_ok": [recorder.count(s) for s in snapshots],
         "window": {"start": started, "end": ended, "seconds": round(seconds, 4)},
         "requests": ok + sum(errors.values()),
         "ok": ok,

@@ -101,6 +101,7 @@ class Matrix:
     rules: tuple[Rule, ...]
     scenarios: Mapping[str, Scenario]
     presets: Mapping[str, Preset]
+    calibration: tuple[Cell, str] | None = None  # the cell and scenario the load generator calibrates on
 
     def choices(self, axis: str, server: str | None = None) -> tuple[Any, ...]:
         if axis == "http":
@@ -185,7 +186,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         "document",
         "matrix",
         data,
-        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets"},
+        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets", "calibration"},
         set(),
     )
     if data["schema"] != SCHEMA:
@@ -242,7 +243,12 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         if not cells:
             raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
         presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]))
-    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets)
+    _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
+    calibration = (
+        matrix.cell_from_key(data["calibration"]["cell"]),
+        matrix.scenario(data["calibration"]["scenario"]).name,
+    )
+    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration)
 
 
 @cache

@@ -107,20 +107,27 @@ def test_every_rule_excludes_something_and_every_server_has_a_valid_cell() -> No
 
 
 def test_matrix_errors_name_the_problem() -> None:
-    from servers.matrix import parse
+    import copy
+    import tomllib
 
-    with pytest.raises(MatrixError, match="schema 2"):
-        parse(
-            {
-                "schema": 2,
-                "workers": [],
-                "apps": {},
-                "loops": {},
-                "servers": {},
-                "rules": [],
-                "scenarios": {},
-                "presets": {},
-            }
-        )
-    with pytest.raises(MatrixError, match="missing"):
-        parse({"schema": 1})
+    from servers.matrix import MATRIX_FILE, parse
+
+    good = tomllib.loads(MATRIX_FILE.read_text())
+    parse(good)
+
+    def broken(change) -> str:
+        data = copy.deepcopy(good)
+        change(data)
+        with pytest.raises(MatrixError) as excinfo:
+            parse(data)
+        return str(excinfo.value)
+
+    assert "schema 2, this lab reads schema 1" in broken(lambda d: d.update(schema=2))
+    assert "missing ['calibration']" in broken(lambda d: d.pop("calibration"))
+    assert "server 'granian': missing [], unknown ['threads']" in broken(
+        lambda d: d["servers"]["granian"].update(threads=2)
+    )
+    assert "unknown loop 'curio'" in broken(lambda d: d["rules"].append({"loop": "curio", "reason": "x"}))
+    assert "http_packages must name each" in broken(lambda d: d["servers"]["uvicorn"]["http"].append("zttp"))
+    assert "unknown scenario 'grpc'" in broken(lambda d: d["presets"]["quick"].update(scenarios=["grpc"]))
+    assert "selects no valid cell" in broken(lambda d: d["presets"]["quick"].update(loop=["trio"], app=["raw"]))

@@ -1,0 +1,266 @@
+"""The load generator: every answer checked, precise merged latency, the client's own limit detected, bounded runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadtests import recorder, scenarios
+from loadtests.run import LOCUSTFILE, Load, run
+from servers.matrix import ROOT, MatrixError, load
+from servers.process import free_port, serve
+
+MATRIX = load()
+TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
+SERVER_CPUS, CLIENT_CPUS = (0,), (1,)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The calibration cell (the fastest), pinned to CPU 0."""
+    cell, _ = MATRIX.calibration
+    with serve(cell, tmp_path_factory.mktemp("server"), cpus=SERVER_CPUS if TWO_CPUS else None) as s:
+        yield s.url
+
+
+@contextlib.contextmanager
+def uvicorn(app: str) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "test server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def quick(target: str, **kwargs) -> dict:
+    spec = {"users": 4, "duration": 1.5, **kwargs}
+    return run(Load(target=target, **spec))
+
+
+# --- every response is checked ----------------------------------------------------------------------------------
+
+
+def test_a_wrong_body_is_an_error_not_throughput() -> None:
+    with uvicorn("tests.broken_app:app") as url:
+        result = quick(url, scenario="plaintext")
+    assert result["ok"] == 0 and result["rps"] == 0
+    assert result["errors"]["wrong body (13 bytes, expected 13)"] == result["requests"] > 0
+    assert result["latency"]["count"] == 0
+
+
+def test_a_wrong_status_is_an_error() -> None:
+    with uvicorn("tests.broken_app:app") as url:
+        result = quick(url, scenario="json")
+    assert set(result["errors"]) == {"status 500"} and result["ok"] == 0
+
+
+@pytest.mark.parametrize("client", ["lean", "stock"])
+def test_every_scenario_runs_clean_against_a_real_server(server: str, client: str) -> None:
+    for name, scenario in MATRIX.scenarios.items():
+        if client == "stock" and scenario.method == "WS":
+            continue
+        result = quick(server, scenario=name, client=client, duration=1.0)
+        assert result["errors"] == {}, (name, result["errors"])
+        assert result["ok"] > 10, name
+        p = result["latency"]["percentiles_us"]
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= result["latency"]["max_us"], name
+
+
+def test_scenario_parameters_reach_the_server(server: str) -> None:
+    result = quick(server, scenario="io", params={"ms": "30"}, users=2)
+    assert result["latency"]["percentiles_us"]["p50"] >= 30_000
+    assert result["params"] == {"ms": 30}
+
+
+# --- precise latency ------------------------------------------------------------------------------------------------
+
+
+def test_merged_histograms_give_the_known_percentiles() -> None:
+    """1..10000 µs once each, split over three recorders: every percentile is known exactly (to HDR's 0.1%)."""
+    parts = [recorder.Recorder() for _ in range(3)]
+    for r in parts:
+        r.open()
+    for us in range(1, 10_001):
+        parts[us % 3].success(us / 1_000_000)
+    histogram, errors = recorder.merge(r.snapshot() for r in parts)
+    summary = recorder.latency_summary(histogram)
+    assert summary["count"] == 10_000 and errors == {}
+    for name, expected in {"p50": 5000, "p90": 9000, "p99": 9900, "p99.9": 9990}.items():
+        assert summary["percentiles_us"][name] == pytest.approx(expected, rel=0.001), name
+    assert summary["max_us"] == pytest.approx(10_000, rel=0.001)
+    assert HdrHistogram.decode(summary["hdr"].encode()).get_total_count() == 10_000
+    curve = summary["curve_us"]
+    assert [p for p, _ in curve] == sorted(p for p, _ in curve) and curve[-1][0] == 100.0
+
+
+def test_sub_millisecond_latency_keeps_microseconds() -> None:
+    r = recorder.Recorder()
+    r.open()
+    for _ in range(100):
+        r.success(0.000_137)
+    summary = recorder.latency_summary(r.flush())
+    assert summary["percentiles_us"]["p50"] == 137
+
+
+def test_nothing_is_recorded_outside_the_window() -> None:
+    r = recorder.Recorder()
+    r.success(0.001)
+    r.open()
+    r.success(0.002)
+    r.failure("status 500")
+    r.close()
+    r.success(0.003)
+    r.failure("status 500")
+    assert recorder.count(r.snapshot()) == 1 and r.errors == {"status 500": 1}
+
+
+# --- the client's own ceiling ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate server and client")
+def test_a_starved_client_is_marked_client_bound(server: str) -> None:
+    hog = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, time\nos.sched_setaffinity(0, {1})\nend = time.time() + 30\nwhile time.time() < end: pass",
+        ]
+    )
+    try:
+        time.sleep(0.2)
+        result = quick(server, users=32, duration=2, cpus=CLIENT_CPUS)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert result["client_bound"] is True
+    assert result["load_generator"]["cpu_busy"] >= 0.9
+    assert "busy" in result["client_bound_reason"]
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate server and client")
+def test_a_server_bound_run_is_not_client_bound(server: str) -> None:
+    result = quick(server, scenario="io", params={"ms": "50"}, users=4, duration=2, cpus=CLIENT_CPUS)
+    assert result["client_bound"] is False
+    assert result["load_generator"]["capacity_utilization"] < 0.5
+    assert result["rps"] == pytest.approx(4 / 0.05, rel=0.25)
+
+
+# --- distributed ------------------------------------------------------------------------------------------------------
+
+
+def test_master_with_two_worker_processes_merges_their_histograms(server: str) -> None:
+    result = quick(server, users=8, processes=2, duration=2)
+    per_process = result["per_process_ok"]
+    assert result["processes"] == 2 and len(per_process) == 2 and min(per_process) > 0
+    assert sum(per_process) == result["ok"] == result["latency"]["count"]
+    assert HdrHistogram.decode(result["latency"]["hdr"].encode()).get_total_count() == result["ok"]
+    assert len(result["load_generator"]["worker_utilization"]) == 2
+
+
+def test_workers_started_separately_join_the_master(server: str, tmp_path: Path) -> None:
+    """As on two machines: a master, and workers that connect to it by host and port."""
+    port, out = free_port(), tmp_path / "result.json"
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    master_args = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+    master_args += ["--expect-workers", "2", "--headless", "-u", "8", "-r", "100", "--host", server]
+    master_args += ["--lab-duration", "2", "--lab-out", str(out)]
+    worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    master = subprocess.Popen([*locust, *master_args, "LeanUser"], **quiet)
+    workers = [subprocess.Popen([*locust, *worker_args, "LeanUser"], **quiet) for _ in range(2)]
+    try:
+        assert master.wait(timeout=60) == 0
+        for w in workers:
+            w.wait(timeout=30)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+    result = json.loads(out.read_text())
+    assert result["processes"] == 2 and min(result["per_process_ok"]) > 0 and result["errors"] == {}
+
+
+# --- load models and bounds -----------------------------------------------------------------------------------------
+
+
+def test_open_model_reaches_a_modest_offered_rate(server: str) -> None:
+    result = quick(server, scenario="io", params={"ms": "1"}, users=8, rate=200, duration=2)
+    assert result["model"] == "open" and result["offered_rps"] == 200
+    assert result["rps"] == pytest.approx(200, rel=0.1)
+    assert result["rate_shortfall"] is False
+
+
+def test_open_model_says_when_it_falls_short(server: str) -> None:
+    result = quick(server, scenario="io", params={"ms": "20"}, users=2, rate=1000, duration=1.5)
+    assert result["rate_shortfall"] is True and result["rps"] < 200
+
+
+def test_a_silent_server_does_not_hang_the_run() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        started = time.monotonic()
+        result = quick(f"http://127.0.0.1:{silent.getsockname()[1]}", duration=1.0)
+    assert time.monotonic() - started < 1.0 + 20
+    assert result["ok"] == 0 and result["rps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "http://10.1.2.3:8000"}, "not a loopback address"),
+        ({"target": "http://example.com"}, "not a loopback address"),
+        ({"target": "https://127.0.0.1"}, "must look like"),
+        ({"scenario": "nope"}, "unknown scenario 'nope'"),
+        ({"scenario": "io", "params": {"seconds": "1"}}, "has no parameter ['seconds']; valid: ms"),
+        ({"scenario": "io", "params": {"ms": "soon"}}, "must be an integer"),
+        ({"scenario": "echo", "params": {"body_bytes": str(2**21)}}, "over the apps' limit"),
+        ({"scenario": "ws", "client": "stock"}, "no websocket support"),
+        ({"client": "wrk"}, "unknown client 'wrk'"),
+        ({"duration": 0}, "duration must be"),
+        ({"users": 0}, "at least 1"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_starts(kwargs: dict, message: str) -> None:
+    with pytest.raises(MatrixError) as excinfo:
+        Load(**{"target": "http://127.0.0.1:8000", **kwargs})
+    assert message in str(excinfo.value)
+
+
+def test_cpu_sets_are_checked_against_the_machine() -> None:
+    from loadtests.run import parse_cpus
+
+    assert parse_cpus("0") == (0,)
+    with pytest.raises(MatrixError, match="does not offer"):
+        parse_cpus("999")
+    with pytest.raises(MatrixError, match="is not like"):
+        parse_cpus("one")
+
+
+def test_websocket_frames_are_masked_as_a_client_must() -> None:
+    frame = scenarios.ws_frame(b"hello")
+    assert frame[0] == 0x82 and frame[1] == 0x80 | 5
+    mask, payload = frame[2:6], frame[6:]
+    assert bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) == b"hello"
