@@ -6,7 +6,6 @@ run, so their ratios are comparable even on a noisy machine. Charts draw the lab
 
 from __future__ import annotations
 
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -68,7 +67,6 @@ def calibrate(
         "users": users,
         "duration": duration,
         "started": started,
-        "host": platform.node(),
         "versions": server_versions,
         "lean": summary(lean),
         "stock": summary(stock),

@@ -149,10 +149,9 @@ def write_result(environment: Environment, snapshots: list[dict[str, Any]], path
         "errors": dict(errors),
         "rps": round(ok / seconds, 2) if seconds > 0 else 0.0,
         "offered_rps": options.lab_rate or None,
+        "rate_shortfall": ok / seconds < 0.95 * options.lab_rate if options.lab_rate > 0 and seconds > 0 else None,
         "latency": recorder.latency_summary(histogram),
     }
-    if options.lab_rate > 0:
-        result["rate_shortfall"] = result["rps"] < 0.95 * options.lab_rate
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, path)

@@ -7,8 +7,6 @@ figures and the `client_bound` verdict that decided it.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import json
 import os
 import re
@@ -17,15 +15,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
-
 from loadtests import scenarios
+from loadtests.sampler import TreeSampler
 from servers.matrix import ROOT, MatrixError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -105,64 +100,7 @@ class Load:
         return [*argv, USER_CLASSES[self.client]]
 
 
-class CpuSampler(threading.Thread):
-    """Every `interval` seconds: CPU seconds of a process and all its descendants, and busy seconds of each CPU."""
-
-    def __init__(self, root_pid: int, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.root = psutil.Process(root_pid)
-        self.interval = interval
-        self.times: list[float] = []
-        self.processes: list[dict[int, float]] = []  # {pid: cpu seconds so far}
-        self.cpus: list[list[float]] = []  # busy seconds so far, per CPU
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        known: dict[int, psutil.Process] = {}
-        while not self.done.is_set():
-            now, usage = time.time(), {}
-            try:
-                for proc in [self.root, *self.root.children(recursive=True)]:
-                    proc = known.setdefault(proc.pid, proc)
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        times = proc.cpu_times()
-                        usage[proc.pid] = times.user + times.system
-            except psutil.NoSuchProcess:
-                break
-            busy = [t.user + t.nice + t.system + t.irq + t.softirq + t.steal for t in psutil.cpu_times(percpu=True)]
-            self.times.append(now)
-            self.processes.append(usage)
-            self.cpus.append(busy)
-            self.done.wait(self.interval)
-
-    def _span(self, start: float, end: float) -> tuple[int, int, float] | None:
-        """Indices of the first and last samples inside [start, end], and the factor from their span to the window."""
-        i = bisect.bisect_left(self.times, start)
-        j = bisect.bisect_right(self.times, end) - 1
-        if i >= len(self.times) or j <= i:
-            return None
-        return i, j, (end - start) / (self.times[j] - self.times[i])
-
-    def process_seconds(self, start: float, end: float) -> dict[int, float]:
-        """CPU seconds each process used in the window."""
-        span = self._span(start, end)
-        if span is None:
-            return {}
-        i, j, scale = span
-        first, last = self.processes[i], self.processes[j]
-        return {pid: (last[pid] - first.get(pid, 0.0)) * scale for pid in last}
-
-    def cpu_busy(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
-        """Share of the window in which these CPUs were busy with anything, not only the load generator."""
-        span = self._span(start, end)
-        if span is None:
-            return None
-        i, j, _ = span
-        elapsed = self.times[j] - self.times[i]
-        return sum(self.cpus[j][c] - self.cpus[i][c] for c in cpus) / (elapsed * len(cpus))
-
-
-def client_verdict(load: Load, sampler: CpuSampler, window: dict[str, float]) -> dict[str, Any]:
+def client_verdict(load: Load, sampler: TreeSampler, window: dict[str, float]) -> dict[str, Any]:
     """How busy the load generator was, and whether that makes the result the client's rather than the server's.
 
     Two ways to be the limit: the Locust worker processes use (nearly) all the cores they can use, or the
@@ -170,7 +108,7 @@ def client_verdict(load: Load, sampler: CpuSampler, window: dict[str, float]) ->
     """
     cpus = load.cpus or machine_cpus()
     start, end, seconds = window["start"], window["end"], window["seconds"]
-    per_process = sampler.process_seconds(start, end)
+    per_process = sampler.cpu_seconds(start, end)
     root = sampler.root.pid
     workers = {pid: s for pid, s in per_process.items() if pid != root} if load.processes > 1 else per_process
     # A Locust process runs on one core at most, so the client's capacity is min(cores, worker processes).
@@ -214,7 +152,7 @@ def run(load: Load, workdir: Path | None = None) -> dict[str, Any]:
             start_new_session=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
-    sampler = CpuSampler(proc.pid)
+    sampler = TreeSampler(proc.pid)
     sampler.start()
     try:
         code = proc.wait(timeout=load.timeout)
@@ -224,9 +162,12 @@ def run(load: Load, workdir: Path | None = None) -> dict[str, Any]:
         raise LoadError(
             f"locust did not stop within {load.timeout:g} s; killed. Log:\n{log.read_text()[-3000:]}"
         ) from None
+    except BaseException:  # interrupted: leave no load running
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     finally:
-        sampler.done.set()
-        sampler.join()
+        sampler.stop()
     if not out.exists():
         raise LoadError(f"locust exited {code} without a result. Log:\n{log.read_text()[-3000:]}")
     result = json.loads(out.read_text())

@@ -7,6 +7,7 @@ them. Bad input fails here, with the valid choices named, before any process sta
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,11 +86,20 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    repeats: int = 3
+    duration: float = 5.0
+    warmup: float = 2.0
+    users: int = 64
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
     cells: tuple[Cell, ...]
     scenarios: tuple[str, ...]
+    run: RunSettings = RunSettings()
 
 
 @dataclass(frozen=True)
@@ -227,7 +237,8 @@ def parse(data: Mapping[str, Any]) -> Matrix:
             matrix.scenario(value) if axis == "scenario" else matrix._check_choice(axis, value)
     presets = {}
     for name, t in data["presets"].items():
-        _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude"})
+        _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude", "run"})
+        _fields("preset run", name, t.get("run", {}), set(), {"repeats", "duration", "warmup", "users"})
         for axis in AXES:
             for value in t.get(axis, ()):
                 matrix._check_choice(axis, value, where=f" in preset {name!r}")
@@ -242,7 +253,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         )
         if not cells:
             raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
-        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]))
+        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), RunSettings(**t.get("run", {})))
     _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
     calibration = (
         matrix.cell_from_key(data["calibration"]["cell"]),
@@ -251,7 +262,15 @@ def parse(data: Mapping[str, Any]) -> Matrix:
     return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration)
 
 
+def load(path: Path | None = None) -> Matrix:
+    """The matrix from `path`, else from $LAB_MATRIX (a user's own matrix file), else servers/matrix.toml."""
+    return _load(Path(path or os.environ.get("LAB_MATRIX") or MATRIX_FILE).resolve())
+
+
 @cache
-def load(path: Path = MATRIX_FILE) -> Matrix:
-    with open(path, "rb") as f:
-        return parse(tomllib.load(f))
+def _load(path: Path) -> Matrix:
+    try:
+        with open(path, "rb") as f:
+            return parse(tomllib.load(f))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MatrixError(f"cannot read the matrix file {path}: {exc}") from None

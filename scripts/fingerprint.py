@@ -1,0 +1,99 @@
+"""What a result needs to be reproduced elsewhere: the machine, the exact package versions, the lab's commit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+from importlib.metadata import distributions
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from servers.matrix import ROOT
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def in_container() -> bool:
+    if Path("/.dockerenv").exists() or os.environ.get("LAB_IN_CONTAINER") == "1":
+        return True
+    try:
+        return any(word in Path("/proc/1/cgroup").read_text() for word in ("docker", "containerd", "kubepods"))
+    except OSError:
+        return False
+
+
+def machine_id() -> str:
+    """A short, stable id for this host that reveals nothing (a hash of /etc/machine-id or the hostname)."""
+    source = os.environ.get("LAB_HOST_ID", "")
+    if not source:
+        try:
+            source = Path("/etc/machine-id").read_text().strip()
+        except OSError:
+            source = socket.gethostname()
+    return hashlib.sha256(source.encode()).hexdigest()[:8]
+
+
+def machine() -> dict[str, Any]:
+    freq = psutil.cpu_freq()
+    return {
+        "machine_id": machine_id(),
+        "cpu_model": _cpu_model(),
+        "logical_cpus": psutil.cpu_count(logical=True) or 0,
+        "physical_cores": psutil.cpu_count(logical=False),
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        "cpu_max_mhz": round(freq.max, 1) if freq and freq.max else None,
+        "memory_bytes": psutil.virtual_memory().total,
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "python": platform.python_version(),
+        "container": in_container(),
+        # Docker does not tell a container about itself; compose passes these in (docker-compose.yml).
+        "docker_version": os.environ.get("LAB_DOCKER_VERSION") or None,
+        "image_id": os.environ.get("LAB_IMAGE_ID") or None,
+    }
+
+
+def versions() -> dict[str, str]:
+    """Every installed distribution and its exact version."""
+    found = {d.metadata["Name"].lower(): d.version for d in distributions() if d.metadata["Name"]}
+    return dict(sorted(found.items()))
+
+
+def lab_commit() -> str | None:
+    """The lab's git commit (with -dirty when the work tree has changes), or LAB_GIT_COMMIT in a container."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("LAB_GIT_COMMIT") or None

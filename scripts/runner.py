@@ -1,0 +1,428 @@
+"""Run cells x scenarios x repeats honestly and keep every result.
+
+For each cell: start its server pinned to the server CPUs, and for each scenario the cell supports: an unrecorded
+warm-up, then N measured repeats from the load generator pinned to its own CPUs, each saved as soon as it ends.
+A cell that fails to start, crashes or hangs is recorded with its log tail and the matrix goes on. Interrupted, the
+current server is stopped, what is on disk stays valid, and `--resume RUN_ID` skips what is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtests import run as loadrun
+from loadtests.calibrate import calibrate
+from loadtests.sampler import TreeSampler
+from scripts import bundle, fingerprint
+from servers.matrix import ROOT, Cell, Matrix, MatrixError, load
+from servers.process import Server, ServerError, serve, tail
+
+DEFAULT_RESULTS = ROOT / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run's settings, resolved once and checked before anything starts."""
+
+    cells: tuple[Cell, ...]
+    scenarios: tuple[str, ...]
+    repeats: int
+    duration: float
+    warmup: float
+    users: int
+    processes: int = 1
+    rate: float = 0.0
+    client: str = "lean"
+    server_cpus: tuple[int, ...] = (0,)
+    load_cpus: tuple[int, ...] = (1,)
+    port: int = 8000
+    calibrate: bool = True
+    preset: str | None = None
+    matrix: Matrix = field(default_factory=load, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.cells:
+            raise MatrixError("no cells to run")
+        for name in self.scenarios:
+            self.matrix.scenario(name)
+        if self.repeats < 1 or self.duration <= 0 or self.warmup < 0 or self.users < 1:
+            raise MatrixError("repeats and users must be >= 1, duration > 0, warmup >= 0")
+        available = set(os.sched_getaffinity(0))
+        for name, cpus in (("server", self.server_cpus), ("load", self.load_cpus)):
+            if not cpus or not set(cpus) <= available:
+                raise MatrixError(f"{name} CPU set {list(cpus)} is not within this machine's CPUs {sorted(available)}")
+        if set(self.server_cpus) & set(self.load_cpus) and len(available) > 1:
+            raise MatrixError(
+                f"server CPUs {list(self.server_cpus)} and load CPUs {list(self.load_cpus)} overlap; "
+                "give them disjoint sets so the client does not compete with the server"
+            )
+        # The load is validated on a stand-in target: scenario parameters, client, rate.
+        loadrun.Load(target="http://127.0.0.1:1", scenario=self.scenarios[0], users=self.users, client=self.client)
+        for name in self.scenarios:
+            loadrun.Load(target="http://127.0.0.1:1", scenario=name, client=self.client)
+
+    def units(self) -> list[tuple[Cell, str]]:
+        return [(c, s) for c in self.cells for s in self.scenarios if self.matrix.supports(c, s)]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "cells": [c.key for c in self.cells],
+            "scenarios": list(self.scenarios),
+            "repeats": self.repeats,
+            "duration": self.duration,
+            "warmup": self.warmup,
+            "users": self.users,
+            "processes": self.processes,
+            "rate": self.rate,
+            "client": self.client,
+            "server_cpus": list(self.server_cpus),
+            "load_cpus": list(self.load_cpus),
+            "port": self.port,
+            "calibrate": self.calibrate,
+        }
+
+    @classmethod
+    def from_config(cls, config: bundle.RunConfig, matrix: Matrix | None = None) -> Plan:
+        matrix = matrix or load()
+        return cls(
+            cells=tuple(matrix.cell_from_key(k) for k in config.cells),
+            scenarios=tuple(config.scenarios),
+            repeats=config.repeats,
+            duration=config.duration,
+            warmup=config.warmup,
+            users=config.users,
+            processes=config.processes,
+            rate=config.rate,
+            client=config.client,
+            server_cpus=tuple(config.server_cpus),
+            load_cpus=tuple(config.load_cpus),
+            port=config.port,
+            calibrate=config.calibrate,
+            preset=config.preset,
+            matrix=matrix,
+        )
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise MatrixError(
+                f"port {port} on 127.0.0.1 is in use ({exc.strerror}); choose another with --port"
+            ) from None
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise MatrixError(f"results directory {directory} is not writable: {exc.strerror}") from None
+
+
+def new_run_dir(results: Path) -> Path:
+    """results/<UTC timestamp>-<host id>, created exclusively: never an earlier run's directory."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    host = fingerprint.machine_id()
+    for n in range(100):
+        candidate = results / (f"{stamp}-{host}" + (f"-{n}" if n else ""))
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise MatrixError(f"cannot create a new run directory under {results}")
+
+
+# --- progress ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    total: int
+    write: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
+    done: int = 0
+    measured: int = 0  # units measured in this session (for the ETA)
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = f"ETA {fmt(elapsed / self.measured * (self.total - self.done))}" if self.measured else "ETA ?"
+        self.write(f"[{self.done}/{self.total}] {text} | elapsed {fmt(elapsed)}, {eta}")
+
+
+def fmt(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+class RunInterruptedError(Exception):
+    """SIGTERM or Ctrl-C."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterruptedError(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+ServeFn = Callable[..., contextlib.AbstractContextManager[Server]]
+
+
+@dataclass
+class Runner:
+    plan: Plan
+    root: Path
+    run_id: str
+    serve: ServeFn = serve
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        self.logs = self.root / "logs"
+        self.manifest: dict[str, Any] = {}
+
+    # manifest --------------------------------------------------------------------------------------------------
+    def start_manifest(self, resumed: dict[str, Any] | None) -> None:
+        skipped = [
+            {"key": c.key, "scenario": s, "reason": self.plan.matrix.invalid_reason(c, s)}
+            for c in self.plan.cells
+            for s in self.plan.scenarios
+            if not self.plan.matrix.supports(c, s)
+        ]
+        self.manifest = {
+            "schema_version": bundle.SCHEMA_VERSION,
+            "kind": "manifest",
+            "run_id": self.run_id,
+            "status": "running",
+            "started": resumed["started"] if resumed else time.time(),
+            "ended": None,
+            "config": self.plan.config(),
+            "machine": fingerprint.machine(),
+            "versions": fingerprint.versions(),
+            "lab_commit": fingerprint.lab_commit(),
+            "skipped": skipped,
+            "failures": [],
+        }
+        self.save_manifest()
+
+    def save_manifest(self) -> None:
+        self.manifest["failures"] = sorted(p.stem for p in (self.root / "failures").glob("*.json"))
+        bundle.write_record(self.root / "manifest.json", self.manifest)
+
+    # failures --------------------------------------------------------------------------------------------------
+    def fail(self, cell: Cell, scenario: str | None, phase: str, error: str, log_tail: str) -> None:
+        record = {
+            "schema_version": bundle.SCHEMA_VERSION,
+            "kind": "failure",
+            "run_id": self.run_id,
+            "key": cell.key,
+            "cell": asdict(cell),
+            "scenario": scenario,
+            "phase": phase,
+            "error": error,
+            "log_tail": log_tail,
+            "at": time.time(),
+        }
+        bundle.write_record(bundle.failure_path(self.root, cell.key, scenario), record)
+        self.save_manifest()
+        assert self.progress
+        self.progress.line(f"FAILED {cell.key} {scenario or ''} ({phase}): {error.splitlines()[0][:200]}")
+
+    # one measured repeat ---------------------------------------------------------------------------------------
+    def load_spec(self, server: Server, scenario: str, duration: float) -> loadrun.Load:
+        p = self.plan
+        return loadrun.Load(
+            target=server.url,
+            scenario=scenario,
+            users=p.users,
+            duration=duration,
+            rate=p.rate,
+            processes=p.processes,
+            cpus=p.load_cpus,
+            client=p.client,
+        )
+
+    def measure(self, server: Server, cell: Cell, scenario: str, repeat: int) -> dict[str, Any]:
+        sampler = TreeSampler(server.process.pid)
+        sampler.start()
+        try:
+            result = loadrun.run(self.load_spec(server, scenario, self.plan.duration), self.logs / "load")
+        finally:
+            sampler.stop()
+        window = result["window"]
+        cpu = sampler.cpu_seconds(window["start"], window["end"])
+        result.update(
+            schema_version=bundle.SCHEMA_VERSION,
+            kind="repeat",
+            run_id=self.run_id,
+            key=cell.key,
+            cell=asdict(cell),
+            repeat=repeat,
+            server={
+                "cpus": list(self.plan.server_cpus),
+                "startup_seconds": server.report["startup_seconds"],
+                "cpu_seconds": round(sum(cpu.values()), 3),
+                "cpu_cores": round(sum(cpu.values()) / window["seconds"], 4) if window["seconds"] else 0.0,
+                "rss_peak_bytes": sampler.rss_peak(window["start"], window["end"]),
+                "processes": len(cpu),
+            },
+        )
+        result.pop("load", None)
+        return result
+
+    # a cell ----------------------------------------------------------------------------------------------------
+    def run_cell(self, cell: Cell, scenarios: list[str]) -> None:
+        """Start the cell's server once, run each scenario on it, stop it; record whatever goes wrong."""
+        p, progress = self.plan, self.progress
+        assert progress
+        started = False
+        try:
+            with self.serve(cell, self.logs, port=p.port, cpus=p.server_cpus) as server:
+                started = True
+                for i, scenario in enumerate(scenarios):
+                    self.run_scenario(server, cell, scenario)
+                    if server.process.poll() is not None:
+                        code = server.process.returncode
+                        self.fail(cell, scenario, "load", f"server exited {code} during the load", tail(server.log))
+                        progress.done += p.repeats * (len(scenarios) - i - 1)
+                        return
+                code = server.stop()
+                if code != 0:
+                    self.fail(cell, None, "stop", f"server exited {code} after SIGTERM", tail(server.log))
+        except ServerError as exc:
+            message, _, log_tail = str(exc).partition("\n")
+            self.fail(cell, None, "stop" if started else "start", message, log_tail)
+            if not started:
+                progress.done += p.repeats * len(scenarios)
+
+    def run_scenario(self, server: Server, cell: Cell, scenario: str) -> None:
+        p, progress = self.plan, self.progress
+        assert progress
+        todo = [r for r in range(1, p.repeats + 1) if not self.done(cell, scenario, r)]
+        progress.done += p.repeats - len(todo)
+        bundle.failure_path(self.root, cell.key, scenario).unlink(missing_ok=True)
+        try:
+            if todo and p.warmup > 0:
+                progress.line(f"{cell.key} {scenario}: warm-up {p.warmup:g} s")
+                loadrun.run(self.load_spec(server, scenario, p.warmup), self.logs / "load")
+            for r in todo:
+                result = self.measure(server, cell, scenario, r)
+                path = bundle.repeat_path(self.root, cell.key, scenario, r)
+                bundle.write_record(path, result)
+                progress.done += 1
+                progress.measured += 1
+                flags = " CLIENT-BOUND" if result["client_bound"] else ""
+                flags += f" errors={sum(result['errors'].values())}" if result["errors"] else ""
+                p99 = result["latency"]["percentiles_us"].get("p99", 0) / 1000
+                progress.line(
+                    f"{cell.key} {scenario} repeat {r}/{p.repeats}: {result['rps']:.0f} RPS, p99 {p99:.2f} ms{flags}"
+                )
+        except loadrun.LoadError as exc:
+            message, _, log_tail = str(exc).partition("\n")
+            self.fail(cell, scenario, "load", message, log_tail)
+            progress.done += sum(not self.done(cell, scenario, r) for r in todo)
+
+    def done(self, cell: Cell, scenario: str, repeat: int) -> bool:
+        path = bundle.repeat_path(self.root, cell.key, scenario, repeat)
+        if not path.exists():
+            return False
+        try:
+            bundle.read_model(path, "repeat")
+        except bundle.BundleError:
+            return False
+        return True
+
+    def run(self, resumed: dict[str, Any] | None = None) -> int:
+        p = self.plan
+        units = p.units()
+        self.progress = self.progress or Progress(total=len(units) * p.repeats)
+        self.start_manifest(resumed)
+        self.progress.line(
+            f"run {self.run_id}: {len(p.cells)} cells, {len(units)} cell x scenario, {p.repeats} repeats"
+        )
+        status = "complete"
+        with interruptible():
+            try:
+                if p.calibrate and not (self.root / "calibration.json").exists():
+                    self.run_calibration()
+                by_cell: dict[Cell, list[str]] = {}
+                for cell, scenario in units:
+                    by_cell.setdefault(cell, []).append(scenario)
+                for cell, scenarios in by_cell.items():
+                    if all(self.done(cell, s, r) for s in scenarios for r in range(1, p.repeats + 1)):
+                        self.progress.done += len(scenarios) * p.repeats
+                        continue
+                    bundle.failure_path(self.root, cell.key, None).unlink(missing_ok=True)
+                    self.run_cell(cell, scenarios)
+            except RunInterruptedError as exc:
+                status = "interrupted"
+                self.progress.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
+        self.manifest.update(status=status, ended=time.time())
+        self.save_manifest()
+        bundle.write_summary_csv(bundle.load_bundle(self.root))
+        if status == "interrupted":
+            return 130
+        return 1 if self.manifest["failures"] else 0
+
+    def run_calibration(self) -> None:
+        assert self.progress
+        self.progress.line("calibrating the load generator")
+        try:
+            result = calibrate(
+                self.plan.server_cpus,
+                self.plan.load_cpus,
+                self.plan.users,
+                self.plan.duration,
+                self.logs / "calibration",
+            )
+        except (loadrun.LoadError, ServerError) as exc:
+            self.progress.line(f"calibration failed (charts will have no ceiling line): {str(exc).splitlines()[0]}")
+            return
+        result.update(schema_version=bundle.SCHEMA_VERSION, kind="calibration")
+        bundle.write_record(self.root / "calibration.json", result)
+        self.progress.line(
+            f"calibration: lab client {result['lean']['rps']:.0f} RPS, stock {result['stock']['rps']:.0f}, "
+            f"wrk {result['wrk']['rps'] if result['wrk'] else 'not installed'}"
+        )
+
+
+def start(plan: Plan, results: Path = DEFAULT_RESULTS, serve_fn: ServeFn = serve) -> tuple[Path, int]:
+    """A new run: check the port and the results directory, then run. Returns (bundle directory, exit code)."""
+    check_port_free(plan.port)
+    check_writable(results)
+    root = new_run_dir(results)
+    runner = Runner(plan, root, root.name, serve_fn)
+    return root, runner.run()
+
+
+def resume(run_dir: Path, serve_fn: ServeFn = serve) -> tuple[Path, int]:
+    """Continue an interrupted (or failed) run with its own settings, skipping every repeat already on disk."""
+    manifest = bundle.read_model(run_dir / "manifest.json", "manifest")
+    plan = Plan.from_config(manifest.config)
+    check_port_free(plan.port)
+    runner = Runner(plan, run_dir, manifest.run_id, serve_fn)
+    return run_dir, runner.run(resumed=manifest.model_dump(mode="json"))

@@ -1,0 +1,198 @@
+"""The runner and the result bundle, end to end in local mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts import bundle
+from servers.matrix import MATRIX_FILE, ROOT, load
+from servers.process import free_port
+
+CELLS = ["uvicorn-uvloop-httptools-w1-raw", "granian-uvloop-hyper-w1-raw"]
+SHORT = ["--scenario", "plaintext", "--repeats", "2", "--duration", "1", "--warmup", "0.5", "--users", "16"]
+
+
+def lab_run(*args: str, results: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.run", "--results", str(results), "--port", str(free_port()), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def only_run(results: Path) -> Path:
+    runs = [p for p in results.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
+    done = lab_run(*[a for c in CELLS for a in ("--cell", c)], *SHORT, "--no-calibrate", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = bundle.load_bundle(only_run(tmp_path))
+    assert result.manifest.status == "complete" and result.failures == []
+    assert sorted({r.key for r in result.repeats}) == sorted(CELLS) and len(result.repeats) == 4
+    for r in result.repeats:
+        p = r.latency.percentiles_us
+        assert r.rps > 0 and r.errors == {} and r.ok == r.latency.count > 0
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= r.latency.max_us
+        assert r.load_generator.cpus == [1] and r.server.cpus == [0]
+        assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0 and r.server.startup_seconds > 0
+    assert result.manifest.machine.logical_cpus >= 1 and result.manifest.versions["locust"]
+    rows = (result.root / "summary.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("key,server,loop")
+    assert "[4/4]" in done.stderr  # progress lines
+
+
+def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path: Path) -> None:
+    matrix = MATRIX_FILE.read_text().replace(
+        "[apps.starlette]", '[apps.broken]\ntarget = "tests.broken_app:no_such_app"\npackages = []\n[apps.starlette]'
+    )
+    (tmp_path / "matrix.toml").write_text(matrix)
+    env = dict(os.environ, LAB_MATRIX=str(tmp_path / "matrix.toml"))
+    broken, good = "uvicorn-uvloop-httptools-w1-broken", CELLS[0]
+    done = lab_run("--cell", broken, "--cell", good, *SHORT, "--no-calibrate", results=tmp_path / "r", env=env)
+    assert done.returncode == 1, done.stderr
+    result = bundle.load_bundle(only_run(tmp_path / "r"))
+    assert [f.key for f in result.failures] == [broken] and result.failures[0].phase == "start"
+    assert "no_such_app" in result.failures[0].log_tail
+    assert result.manifest.failures == [broken]
+    assert {r.key for r in result.repeats} == {good}
+    assert "failed: start" in (result.root / "summary.csv").read_text()
+
+
+def test_an_interrupted_run_resumes_and_skips_finished_work(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "scripts.run", "--results", str(tmp_path), "--port", str(free_port())]
+    args += [a for c in CELLS for a in ("--cell", c)] + SHORT + ["--no-calibrate"]
+    proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/runs/*.json")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    run_dir = only_run(tmp_path)
+    interrupted = bundle.load_bundle(run_dir)
+    assert interrupted.manifest.status == "interrupted"
+    first = {p.name: p.read_bytes() for p in (run_dir / "runs").glob("*.json")}
+    assert 1 <= len(first) < 4
+    with socket.socket() as s:  # the server was stopped
+        assert s.connect_ex(("127.0.0.1", interrupted.manifest.config.port)) != 0
+
+    done = lab_run("--resume", run_dir.name, results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    resumed = bundle.load_bundle(run_dir)
+    assert resumed.manifest.status == "complete" and len(resumed.repeats) == 4
+    for name, content in first.items():
+        assert (run_dir / "runs" / name).read_bytes() == content  # finished work was skipped, not redone
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "nightly"], "unknown preset 'nightly'"),
+        (["--cell", "granian-uvloop-h11-w1-raw"], "unknown http 'h11' for granian"),
+        (["--cell", "hypercorn-rloop-h11-w1-raw"], "no way to run on rloop"),
+        (["--preset", "quick", "--scenario", "grpc"], "unknown scenario 'grpc'"),
+        (["--preset", "quick", "--load-cpus", "64"], "does not offer"),
+        (["--preset", "quick", "--server-cpus", "1", "--load-cpus", "1"], "overlap"),
+        (["--resume", "no-such-run"], "no run 'no-such-run'"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:
+    done = lab_run(*args, results=tmp_path, timeout=30)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "scripts.run", "--preset", "quick", "--results", str(tmp_path),
+             "--port", str(busy.getsockname()[1])],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2 and "is in use" in done.stderr
+
+
+def test_an_unwritable_results_directory_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = lab_run("--preset", "quick", results=blocker / "results", timeout=30)
+    assert done.returncode == 2 and "not writable" in done.stderr
+
+
+# --- the bundle contract ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_repeat(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    results = tmp_path_factory.mktemp("bundle")
+    done = lab_run("--cell", CELLS[1], *SHORT, "--repeats", "1", "--no-calibrate", results=results)
+    assert done.returncode == 0, done.stderr
+    return json.loads(next((only_run(results) / "runs").glob("*.json")).read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("rps"), "rps: Field required"),
+        (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
+        (lambda d: d.update(rps="fast"), "rps: Input should be a valid number"),
+        (lambda d: d.update(ok=1.5), "ok: Input should be a valid integer"),
+        (lambda d: d["latency"].pop("hdr"), "latency.hdr: Field required"),
+        (lambda d: d.update(schema_version=2), "schema_version 2; this lab reads schema_version 1"),
+        (lambda d: d.update(kind="manifest"), "kind 'manifest', expected 'repeat'"),
+    ],
+)
+def test_the_loader_names_a_bad_field(tmp_path: Path, sample_repeat: dict, change, message: str) -> None:
+    bad = json.loads(json.dumps(sample_repeat))
+    change(bad)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(bundle.BundleError) as excinfo:
+        bundle.read_model(path, "repeat")
+    assert message in str(excinfo.value) and str(path) in str(excinfo.value)
+
+
+def test_an_atomic_write_leaves_no_half_file(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    bundle.write_json(target, {"v": 1})
+    with pytest.raises(TypeError):
+        bundle.write_json(target, {"v": object()})  # fails while serialising
+    with pytest.raises(bundle.BundleError):
+        bundle.write_record(tmp_path / "y.json", {"schema_version": 1, "kind": "repeat"})  # invalid: never written
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_run_ids_are_unique_and_never_reuse_a_directory(tmp_path: Path) -> None:
+    from scripts.runner import new_run_dir
+
+    first, second = new_run_dir(tmp_path), new_run_dir(tmp_path)
+    assert first != second and first.exists() and second.exists()
+
+
+def test_the_matrix_can_come_from_lab_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "m.toml").write_text(
+        MATRIX_FILE.read_text().replace(
+            'cell = "granian-uvloop-hyper-w1-raw"', 'cell = "uvicorn-uvloop-httptools-w1-raw"'
+        )
+    )
+    monkeypatch.setenv("LAB_MATRIX", str(tmp_path / "m.toml"))
+    assert load().calibration[0].server == "uvicorn"
