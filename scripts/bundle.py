@@ -2,7 +2,7 @@
 
     results/<run-id>/manifest.json              the run: config, machine fingerprint, versions, status, failures
     results/<run-id>/calibration.json           the load generator's ceiling on this machine (when measured)
-    results/<run-id>/runs/<cell>__<scenario>__r<N>.json     one measured repeat
+    results/<run-id>/runs/<cell>__<scenario>[@<rate>]__r<N>.json     one measured repeat
     results/<run-id>/failures/<cell>[__<scenario>].json     a cell (or scenario) that failed, with its log tail
     results/<run-id>/summary.csv                one row per cell x scenario
 
@@ -148,7 +148,7 @@ class RunConfig(Model):
     warmup: float
     users: int
     processes: int
-    rate: float
+    rates: list[float]
     client: str
     server_cpus: list[int]
     load_cpus: list[int]
@@ -271,8 +271,9 @@ def validate(path: Path, text: str, kind: str) -> Any:
         raise BundleError(f"{path}: {problems}") from None
 
 
-def repeat_path(root: Path, key: str, scenario: str, repeat: int) -> Path:
-    return root / "runs" / f"{key}__{scenario}__r{repeat}.json"
+def repeat_path(root: Path, key: str, scenario: str, repeat: int, rate: float = 0.0) -> Path:
+    point = f"{scenario}@{rate:g}" if rate else scenario
+    return root / "runs" / f"{key}__{point}__r{repeat}.json"
 
 
 def failure_path(root: Path, key: str, scenario: str | None) -> Path:
@@ -312,7 +313,7 @@ def load_bundle(root: Path) -> Bundle:
 # --- the summary: one row per cell x scenario --------------------------------------------------------------------
 
 SUMMARY_FIELDS = [
-    "key", "server", "loop", "http", "workers", "app", "scenario", "status", "repeats",
+    "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
     "rps_median", "rps_min", "rps_max", "rps_spread_pct",
     "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us",
     "errors", "client_bound", "rate_shortfall",
@@ -322,11 +323,11 @@ SUMMARY_FIELDS = [
 
 def summarize(bundle: Bundle) -> list[dict[str, Any]]:
     """Median RPS with min/max across repeats; latency from the repeats' histograms merged."""
-    groups: dict[tuple[str, str], list[Repeat]] = {}
+    groups: dict[tuple[str, str, float], list[Repeat]] = {}
     for r in bundle.repeats:
-        groups.setdefault((r.key, r.scenario), []).append(r)
+        groups.setdefault((r.key, r.scenario, r.offered_rps or 0.0), []).append(r)
     rows = []
-    for (key, scenario), reps in groups.items():
+    for (key, scenario, offered), reps in groups.items():
         histogram = HdrHistogram(recorder.LOWEST_US, recorder.HIGHEST_US, recorder.SIGNIFICANT_DIGITS)
         for r in reps:
             histogram.add(HdrHistogram.decode(r.latency.hdr.encode()))
@@ -339,6 +340,7 @@ def summarize(bundle: Bundle) -> list[dict[str, Any]]:
                 "key": key,
                 **cell.model_dump(),
                 "scenario": scenario,
+                "offered_rps": offered or None,
                 "status": "ok",
                 "repeats": len(reps),
                 "rps_median": round(median, 1),
@@ -361,7 +363,7 @@ def summarize(bundle: Bundle) -> list[dict[str, Any]]:
         )
     for f in bundle.failures:
         rows.append({"key": f.key, **f.cell.model_dump(), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
-    return sorted(rows, key=lambda row: (row["scenario"], row["key"]))
+    return sorted(rows, key=lambda row: (row["scenario"], row["key"], row.get("offered_rps") or 0))
 
 
 def write_summary_csv(bundle: Bundle) -> Path:

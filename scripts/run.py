@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="unrecorded seconds before the repeats (preset's default)")
     parser.add_argument("--users", type=int, help="concurrent connections (preset's default)")
     parser.add_argument("--processes", type=int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument("--rate", type=float, default=0.0, help="open model: offered requests/s (default closed)")
+    parser.add_argument(
+        "--rate", type=float, action="append", default=[], help="open model: offered requests/s; repeatable for a sweep"
+    )
     parser.add_argument("--client", default="lean", choices=tuple(USER_CLASSES))
     parser.add_argument("--server-cpus", default="0", help="CPU set for the server (default 0)")
     parser.add_argument("--load-cpus", default="1", help="CPU set for the load generator (default 1)")
@@ -69,7 +71,7 @@ def plan_from(args: argparse.Namespace) -> runner.Plan:
         warmup=settings.warmup if args.warmup is None else args.warmup,
         users=args.users or settings.users,
         processes=args.processes,
-        rate=args.rate,
+        rates=tuple(args.rate) or (0.0,),
         client=args.client,
         server_cpus=parse_cpus(args.server_cpus) or (),
         load_cpus=parse_cpus(args.load_cpus) or (),

@@ -41,7 +41,7 @@ class Plan:
     warmup: float
     users: int
     processes: int = 1
-    rate: float = 0.0
+    rates: tuple[float, ...] = (0.0,)  # 0 = closed model; each other value an offered requests/s (open model)
     client: str = "lean"
     server_cpus: tuple[int, ...] = (0,)
     load_cpus: tuple[int, ...] = (1,)
@@ -57,6 +57,8 @@ class Plan:
             self.matrix.scenario(name)
         if self.repeats < 1 or self.duration <= 0 or self.warmup < 0 or self.users < 1:
             raise MatrixError("repeats and users must be >= 1, duration > 0, warmup >= 0")
+        if not self.rates or any(r < 0 for r in self.rates) or len(set(self.rates)) != len(self.rates):
+            raise MatrixError(f"rates {list(self.rates)} must be distinct and >= 0 (0 = closed model)")
         available = set(os.sched_getaffinity(0))
         for name, cpus in (("server", self.server_cpus), ("load", self.load_cpus)):
             if not cpus or not set(cpus) <= available:
@@ -71,8 +73,9 @@ class Plan:
         for name in self.scenarios:
             loadrun.Load(target="http://127.0.0.1:1", scenario=name, client=self.client)
 
-    def units(self) -> list[tuple[Cell, str]]:
-        return [(c, s) for c in self.cells for s in self.scenarios if self.matrix.supports(c, s)]
+    def units(self) -> list[tuple[Cell, str, float]]:
+        """(cell, scenario, offered rate) in run order; a cell's units run on one server start."""
+        return [(c, s, r) for c in self.cells for s in self.scenarios if self.matrix.supports(c, s) for r in self.rates]
 
     def config(self) -> dict[str, Any]:
         return {
@@ -84,7 +87,7 @@ class Plan:
             "warmup": self.warmup,
             "users": self.users,
             "processes": self.processes,
-            "rate": self.rate,
+            "rates": list(self.rates),
             "client": self.client,
             "server_cpus": list(self.server_cpus),
             "load_cpus": list(self.load_cpus),
@@ -103,7 +106,7 @@ class Plan:
             warmup=config.warmup,
             users=config.users,
             processes=config.processes,
-            rate=config.rate,
+            rates=tuple(config.rates),
             client=config.client,
             server_cpus=tuple(config.server_cpus),
             load_cpus=tuple(config.load_cpus),
@@ -112,6 +115,11 @@ class Plan:
             preset=config.preset,
             matrix=matrix,
         )
+
+
+def point_label(scenario: str, rate: float) -> str:
+    """A scenario, or a scenario at an offered rate: json, json@2000."""
+    return f"{scenario}@{rate:g}" if rate else scenario
 
 
 def check_port_free(port: int) -> None:
@@ -253,24 +261,24 @@ class Runner:
         self.progress.line(f"FAILED {cell.key} {scenario or ''} ({phase}): {error.splitlines()[0][:200]}")
 
     # one measured repeat ---------------------------------------------------------------------------------------
-    def load_spec(self, server: Server, scenario: str, duration: float) -> loadrun.Load:
+    def load_spec(self, server: Server, scenario: str, duration: float, rate: float) -> loadrun.Load:
         p = self.plan
         return loadrun.Load(
             target=server.url,
             scenario=scenario,
             users=p.users,
             duration=duration,
-            rate=p.rate,
+            rate=rate,
             processes=p.processes,
             cpus=p.load_cpus,
             client=p.client,
         )
 
-    def measure(self, server: Server, cell: Cell, scenario: str, repeat: int) -> dict[str, Any]:
+    def measure(self, server: Server, cell: Cell, scenario: str, rate: float, repeat: int) -> dict[str, Any]:
         sampler = TreeSampler(server.process.pid)
         sampler.start()
         try:
-            result = loadrun.run(self.load_spec(server, scenario, self.plan.duration), self.logs / "load")
+            result = loadrun.run(self.load_spec(server, scenario, self.plan.duration, rate), self.logs / "load")
         finally:
             sampler.stop()
         window = result["window"]
@@ -295,20 +303,21 @@ class Runner:
         return result
 
     # a cell ----------------------------------------------------------------------------------------------------
-    def run_cell(self, cell: Cell, scenarios: list[str]) -> None:
-        """Start the cell's server once, run each scenario on it, stop it; record whatever goes wrong."""
+    def run_cell(self, cell: Cell, points: list[tuple[str, float]]) -> None:
+        """Start the cell's server once, run each (scenario, rate) on it, stop it; record whatever goes wrong."""
         p, progress = self.plan, self.progress
         assert progress
         started = False
         try:
             with self.serve(cell, self.logs, port=p.port, cpus=p.server_cpus) as server:
                 started = True
-                for i, scenario in enumerate(scenarios):
-                    self.run_scenario(server, cell, scenario)
+                for i, (scenario, rate) in enumerate(points):
+                    self.run_point(server, cell, scenario, rate)
                     if server.process.poll() is not None:
                         code = server.process.returncode
-                        self.fail(cell, scenario, "load", f"server exited {code} during the load", tail(server.log))
-                        progress.done += p.repeats * (len(scenarios) - i - 1)
+                        label = point_label(scenario, rate)
+                        self.fail(cell, label, "load", f"server exited {code} during the load", tail(server.log))
+                        progress.done += p.repeats * (len(points) - i - 1)
                         return
                 code = server.stop()
                 if code != 0:
@@ -317,37 +326,38 @@ class Runner:
             message, _, log_tail = str(exc).partition("\n")
             self.fail(cell, None, "stop" if started else "start", message, log_tail)
             if not started:
-                progress.done += p.repeats * len(scenarios)
+                progress.done += p.repeats * len(points)
 
-    def run_scenario(self, server: Server, cell: Cell, scenario: str) -> None:
+    def run_point(self, server: Server, cell: Cell, scenario: str, rate: float) -> None:
         p, progress = self.plan, self.progress
         assert progress
-        todo = [r for r in range(1, p.repeats + 1) if not self.done(cell, scenario, r)]
+        label = point_label(scenario, rate)
+        todo = [r for r in range(1, p.repeats + 1) if not self.done(cell, scenario, rate, r)]
         progress.done += p.repeats - len(todo)
-        bundle.failure_path(self.root, cell.key, scenario).unlink(missing_ok=True)
+        bundle.failure_path(self.root, cell.key, label).unlink(missing_ok=True)
         try:
             if todo and p.warmup > 0:
-                progress.line(f"{cell.key} {scenario}: warm-up {p.warmup:g} s")
-                loadrun.run(self.load_spec(server, scenario, p.warmup), self.logs / "load")
+                progress.line(f"{cell.key} {label}: warm-up {p.warmup:g} s")
+                loadrun.run(self.load_spec(server, scenario, p.warmup, rate), self.logs / "load")
             for r in todo:
-                result = self.measure(server, cell, scenario, r)
-                path = bundle.repeat_path(self.root, cell.key, scenario, r)
-                bundle.write_record(path, result)
+                result = self.measure(server, cell, scenario, rate, r)
+                bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, r, rate), result)
                 progress.done += 1
                 progress.measured += 1
                 flags = " CLIENT-BOUND" if result["client_bound"] else ""
+                flags += " SHORT-OF-RATE" if result["rate_shortfall"] else ""
                 flags += f" errors={sum(result['errors'].values())}" if result["errors"] else ""
                 p99 = result["latency"]["percentiles_us"].get("p99", 0) / 1000
                 progress.line(
-                    f"{cell.key} {scenario} repeat {r}/{p.repeats}: {result['rps']:.0f} RPS, p99 {p99:.2f} ms{flags}"
+                    f"{cell.key} {label} repeat {r}/{p.repeats}: {result['rps']:.0f} RPS, p99 {p99:.2f} ms{flags}"
                 )
         except loadrun.LoadError as exc:
             message, _, log_tail = str(exc).partition("\n")
-            self.fail(cell, scenario, "load", message, log_tail)
-            progress.done += sum(not self.done(cell, scenario, r) for r in todo)
+            self.fail(cell, label, "load", message, log_tail)
+            progress.done += sum(not self.done(cell, scenario, rate, r) for r in todo)
 
-    def done(self, cell: Cell, scenario: str, repeat: int) -> bool:
-        path = bundle.repeat_path(self.root, cell.key, scenario, repeat)
+    def done(self, cell: Cell, scenario: str, rate: float, repeat: int) -> bool:
+        path = bundle.repeat_path(self.root, cell.key, scenario, repeat, rate)
         if not path.exists():
             return False
         try:
@@ -369,15 +379,15 @@ class Runner:
             try:
                 if p.calibrate and not (self.root / "calibration.json").exists():
                     self.run_calibration()
-                by_cell: dict[Cell, list[str]] = {}
-                for cell, scenario in units:
-                    by_cell.setdefault(cell, []).append(scenario)
-                for cell, scenarios in by_cell.items():
-                    if all(self.done(cell, s, r) for s in scenarios for r in range(1, p.repeats + 1)):
-                        self.progress.done += len(scenarios) * p.repeats
+                by_cell: dict[Cell, list[tuple[str, float]]] = {}
+                for cell, scenario, rate in units:
+                    by_cell.setdefault(cell, []).append((scenario, rate))
+                for cell, points in by_cell.items():
+                    if all(self.done(cell, s, q, r) for s, q in points for r in range(1, p.repeats + 1)):
+                        self.progress.done += len(points) * p.repeats
                         continue
                     bundle.failure_path(self.root, cell.key, None).unlink(missing_ok=True)
-                    self.run_cell(cell, scenarios)
+                    self.run_cell(cell, points)
             except RunInterruptedError as exc:
                 status = "interrupted"
                 self.progress.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
