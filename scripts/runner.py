@@ -393,10 +393,29 @@ class Runner:
                 self.progress.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
         self.manifest.update(status=status, ended=time.time())
         self.save_manifest()
-        bundle.write_summary_csv(bundle.load_bundle(self.root))
+        charts_ok = self.write_outputs()
         if status == "interrupted":
             return 130
-        return 1 if self.manifest["failures"] else 0
+        return 1 if self.manifest["failures"] or not charts_ok else 0
+
+    def write_outputs(self) -> bool:
+        """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""
+        from scripts import plot, report
+
+        assert self.progress
+        result = bundle.load_bundle(self.root)
+        bundle.write_summary_csv(result)
+        if not result.repeats:
+            self.progress.line("no measured results, so no charts")
+            return True
+        try:
+            data, charts = plot.render(result, matrix=self.plan.matrix)
+            pages = report.write(result, data, charts)
+        except Exception as exc:  # a chart bug must not lose the run: the bundle is already on disk
+            self.progress.line(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m scripts.plot {self.root}")
+            return False
+        self.progress.line(f"{len(charts)} chart files, {pages[0]} and {pages[1]}")
+        return True
 
     def run_calibration(self) -> None:
         assert self.progress

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Set up and run the lab's tests on a fresh machine: a virtual environment in .venv, the pinned packages, ruff, pytest.
+# Set up and run the lab's tests on a fresh machine: system tools the tests use (Debian's chromium for the report
+# test, when root with apt), a virtual environment in .venv with the pinned packages, ruff, pytest.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "test.sh: installing Debian's chromium (the report test renders report.html in it)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 venv=${LAB_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[fast,test]"
