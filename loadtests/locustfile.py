@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ RECORDER = recorder.Recorder()
 RESULTS: list[dict[str, Any]] = []  # the master's inbox of worker snapshots
 PLAN: scenarios.Plan | None = None
 ENV: Environment | None = None
+LAST: dict[str, Any] = {"seq": 0, "result": None}  # the latest run's result, served at /lab/result
 
 
 @events.init_command_line_parser.add_listener
@@ -57,8 +59,12 @@ def add_arguments(parser: Any) -> None:
 
 
 def make_plan(environment: Environment) -> scenarios.Plan:
+    """The run's plan. A web-UI master may start without a host (each /swarm brings one): check the rest then."""
     options = environment.parsed_options
-    target = scenarios.Target.parse(environment.host or "")
+    if environment.host or not environment.web_ui or options.headless or options.autostart:
+        target = scenarios.Target.parse(environment.host or "")
+    else:
+        target = scenarios.Target("127.0.0.1", 80)
     return scenarios.plan(options.lab_scenario, target, scenarios.parse_overrides(options.lab_params))
 
 
@@ -76,11 +82,12 @@ def check_options(environment: Environment, **kwargs: Any) -> None:
     except MatrixError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    options = environment.parsed_options
-    # Each user's pace in the open model, computed here so that workers receive it with the other options.
-    options.lab_user_interval = options.num_users / options.lab_rate if options.lab_rate > 0 else 0.0
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message("lab_result", lambda environment, msg, **kw: RESULTS.append(msg.data))
+    if environment.web_ui:
+        # A long-lived master (the compose lab) is driven through Locust's own /swarm; the result comes back here.
+        environment.web_ui.app.add_url_rule("/lab/result", "lab_result", lambda: LAST)
+        environment.web_ui.app.add_url_rule("/lab/quit", "lab_quit", lambda: quit_soon(environment), methods=["POST"])
 
 
 @events.test_start.add_listener
@@ -88,6 +95,10 @@ def resolve_plan(environment: Environment, **kwargs: Any) -> None:
     global PLAN
     PLAN = make_plan(environment)
     RESULTS.clear()
+    options = environment.parsed_options
+    if not isinstance(environment.runner, WorkerRunner):
+        # Each user's pace in the open model; workers receive it with the other options when they spawn.
+        options.lab_user_interval = options.num_users / options.lab_rate if options.lab_rate > 0 else 0.0
 
 
 @events.spawning_complete.add_listener
@@ -123,22 +134,37 @@ def finish(environment: Environment) -> None:
         snapshots = list(RESULTS)
     else:
         snapshots = [RECORDER.snapshot()]
+    result = make_result(environment, snapshots)
+    LAST.update(seq=LAST["seq"] + 1, result=result)
     if options.lab_out:
-        write_result(environment, snapshots, Path(options.lab_out))
-    environment.runner.quit()
+        tmp = Path(options.lab_out + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp, options.lab_out)
+    if options.headless or options.autostart:
+        environment.runner.quit()
 
 
-def write_result(environment: Environment, snapshots: list[dict[str, Any]], path: Path) -> None:
+def quit_soon(environment: Environment) -> dict[str, bool]:
+    """End the master (and so its workers) once this answer is sent: the lab run is over."""
+    environment.process_exit_code = 0
+    gevent.spawn_later(0.5, os.kill, os.getpid(), signal.SIGTERM)  # Locust's own SIGTERM path: clean shutdown
+    return {"quitting": True}
+
+
+def make_result(environment: Environment, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     options = environment.parsed_options
     histogram, errors = recorder.merge(snapshots)
     started = min(s["started"] for s in snapshots if s["started"])
     ended = max(s["ended"] or time.time() for s in snapshots)
     seconds = ended - started
     ok = histogram.get_total_count()
-    result = {
+    client = "+".join(cls.__name__ for cls in environment.user_classes)
+    verdict = recorder.client_verdict([s["cpu"] for s in snapshots])
+    verdict["load_generator"]["client"] = client
+    return {
         "scenario": PLAN.scenario,
         "params": PLAN.params,
-        "client": "+".join(cls.__name__ for cls in environment.user_classes),
+        "client": client,
         "model": "open" if options.lab_rate > 0 else "closed",
         "users": options.num_users,
         "processes": len(snapshots),
@@ -151,10 +177,8 @@ def write_result(environment: Environment, snapshots: list[dict[str, Any]], path
         "offered_rps": options.lab_rate or None,
         "rate_shortfall": ok / seconds < 0.95 * options.lab_rate if options.lab_rate > 0 and seconds > 0 else None,
         "latency": recorder.latency_summary(histogram),
+        **verdict,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 class Paced:

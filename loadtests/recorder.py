@@ -7,18 +7,21 @@ milliseconds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000  # a minute; anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
 REPORTED = (50.0, 90.0, 99.0, 99.9, 99.99)
+CLIENT_BOUND_AT = 0.90  # share of the load generator's CPU capacity above which a result is the client's
 # The percentile curve: 0, 50, 75, 90, ... 99.999, evenly spaced in "nines" (log of 1/(1-p)), then the max.
 CURVE = tuple(round(100 * (1 - 10 ** (-k / 4)), 6) for k in range(0, 21))
 
@@ -41,16 +44,19 @@ class Recorder:
     started: float | None = None
     ended: float | None = None
     recording: bool = False
+    cpu: dict[str, Any] = field(default_factory=dict)
 
     def open(self) -> None:
         self.histogram.reset()
         self.pending.clear()
         self.errors.clear()
+        self.cpu = {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "start": cpu_reading()}
         self.started, self.ended, self.recording = time.time(), None, True
 
     def close(self) -> None:
         if self.recording:
             self.ended, self.recording = time.time(), False
+            self.cpu["end"] = cpu_reading()
 
     def success(self, seconds: float) -> None:
         if self.recording:
@@ -72,7 +78,66 @@ class Recorder:
             "errors": dict(self.errors),
             "started": self.started,
             "ended": self.ended,
+            "cpu": self.cpu_used(),
         }
+
+    def cpu_used(self) -> dict[str, Any]:
+        """This process's CPU seconds in the window, and how busy each of its CPUs was (with anything)."""
+        start, end = self.cpu.get("start"), self.cpu.get("end") or cpu_reading()
+        if not start:
+            return {"pid": os.getpid(), "cpus": [], "seconds": 0.0, "window": 0.0, "busy": []}
+        cpus = self.cpu["cpus"]
+        return {
+            "pid": self.cpu["pid"],
+            "cpus": cpus,
+            "seconds": end["process"] - start["process"],
+            "window": end["time"] - start["time"],
+            "busy": [[c, end["busy"][c] - start["busy"][c]] for c in cpus],  # lists: msgpack wants str map keys
+        }
+
+
+def cpu_reading() -> dict[str, Any]:
+    times = psutil.Process().cpu_times()
+    per_cpu = psutil.cpu_times(percpu=True)
+    return {
+        "time": time.time(),
+        "process": times.user + times.system,
+        "busy": [t.user + t.nice + t.system + t.irq + t.softirq + t.steal for t in per_cpu],
+    }
+
+
+def client_verdict(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the load generator, not the server, was the limit, from each worker process's own CPU figures.
+
+    Two ways to be the limit: the worker processes use (nearly) all the cores they can use (a process uses one
+    core at most, so the capacity is min(CPUs, processes)), or their CPUs were saturated by anything, including
+    a neighbour starving the client.
+    """
+    cpus = sorted({c for w in workers for c in w["cpus"]})
+    utilization = [w["seconds"] / w["window"] if w["window"] > 0 else 0.0 for w in workers]
+    busy: dict[int, float] = {}
+    for w in workers:
+        for cpu, seconds in w["busy"]:
+            busy[cpu] = seconds / w["window"] if w["window"] > 0 else 0.0
+    capacity = max(1, min(len(cpus), len(workers)))
+    capacity_util = sum(utilization) / capacity
+    cpu_busy = sum(busy.values()) / len(busy) if busy else 0.0
+    bound = capacity_util >= CLIENT_BOUND_AT or cpu_busy >= CLIENT_BOUND_AT
+    return {
+        "load_generator": {
+            "cpus": cpus,
+            "processes": len(workers),
+            "cpu_seconds": round(sum(w["seconds"] for w in workers), 3),
+            "capacity_utilization": round(capacity_util, 4),
+            "cpu_busy": round(cpu_busy, 4),
+            "worker_utilization": [round(u, 4) for u in utilization],
+        },
+        "client_bound": bound,
+        "client_bound_reason": (
+            f"Locust workers used {capacity_util:.0%} of the {capacity} core(s) they can use; "
+            f"load-generator CPUs {cpus} were {cpu_busy:.0%} busy; threshold {CLIENT_BOUND_AT:.0%}"
+        ),
+    }
 
 
 def merge(snapshots: Iterable[dict[str, Any]]) -> tuple[HdrHistogram, Counter[str]]:

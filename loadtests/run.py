@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadtests import scenarios
-from loadtests.sampler import TreeSampler
 from servers.matrix import ROOT, MatrixError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-CLIENT_BOUND_AT = 0.90  # share of the load generator's CPU capacity above which a result is the client's
 USER_CLASSES = {"lean": "LeanUser", "stock": "StockUser"}
 STARTUP_ALLOWANCE = 60.0  # seconds for Locust to start, spawn and stop, on top of the measured duration
 MAX_DURATION = 3600.0
@@ -100,41 +98,6 @@ class Load:
         return [*argv, USER_CLASSES[self.client]]
 
 
-def client_verdict(load: Load, sampler: TreeSampler, window: dict[str, float]) -> dict[str, Any]:
-    """How busy the load generator was, and whether that makes the result the client's rather than the server's.
-
-    Two ways to be the limit: the Locust worker processes use (nearly) all the cores they can use, or the
-    load generator's CPUs are saturated by anything (a neighbour starving the client counts too).
-    """
-    cpus = load.cpus or machine_cpus()
-    start, end, seconds = window["start"], window["end"], window["seconds"]
-    per_process = sampler.cpu_seconds(start, end)
-    root = sampler.root.pid
-    workers = {pid: s for pid, s in per_process.items() if pid != root} if load.processes > 1 else per_process
-    # A Locust process runs on one core at most, so the client's capacity is min(cores, worker processes).
-    capacity = min(len(cpus), max(len(workers), 1))
-    capacity_util = sum(workers.values()) / (seconds * capacity) if seconds > 0 else 0.0
-    cpu_busy = sampler.cpu_busy(start, end, cpus) or 0.0
-    bound = capacity_util >= CLIENT_BOUND_AT or cpu_busy >= CLIENT_BOUND_AT
-    reason = (
-        f"Locust workers used {capacity_util:.0%} of the {capacity} core(s) they can use; "
-        f"load-generator CPUs {list(cpus)} were {cpu_busy:.0%} busy; threshold {CLIENT_BOUND_AT:.0%}"
-    )
-    return {
-        "load_generator": {
-            "cpus": list(cpus),
-            "processes": load.processes,
-            "client": load.client,
-            "cpu_seconds": round(sum(per_process.values()), 3),
-            "capacity_utilization": round(capacity_util, 4),
-            "cpu_busy": round(cpu_busy, 4),
-            "worker_utilization": [round(s / seconds, 4) for s in workers.values()] if seconds > 0 else [],
-        },
-        "client_bound": bound,
-        "client_bound_reason": reason,
-    }
-
-
 def run(load: Load, workdir: Path | None = None) -> dict[str, Any]:
     """Run the load to completion (it stops by itself; a hang is killed at load.timeout) and return the result."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lab-load-"))
@@ -152,8 +115,6 @@ def run(load: Load, workdir: Path | None = None) -> dict[str, Any]:
             start_new_session=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
     try:
         code = proc.wait(timeout=load.timeout)
     except subprocess.TimeoutExpired:
@@ -166,12 +127,9 @@ def run(load: Load, workdir: Path | None = None) -> dict[str, Any]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
-    finally:
-        sampler.stop()
     if not out.exists():
         raise LoadError(f"locust exited {code} without a result. Log:\n{log.read_text()[-3000:]}")
     result = json.loads(out.read_text())
-    result.update(client_verdict(load, sampler, result["window"]))
     result["locust_exit_code"] = code
     result["load"] = {k: v for k, v in asdict(load).items() if k != "cpus"}
     return result

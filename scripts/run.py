@@ -7,12 +7,17 @@ started), 130 when interrupted (resume with --resume RUN_ID).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
+from loadtests import run as loadrun
+from loadtests.remote import RemoteLocust
 from loadtests.run import USER_CLASSES, parse_cpus
 from scripts import runner
+from servers.agent import call, remote_serve
 from servers.matrix import MatrixError, load
+from servers.process import ServerError, serve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,24 +43,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS, help="where bundles go")
     parser.add_argument("--no-calibrate", action="store_true", help="skip measuring the load generator's ceiling")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue that run in --results, skipping finished work")
+    remote = parser.add_argument_group("containers (docker-compose.yml): servers and Locust in their own containers")
+    remote.add_argument("--server-agent", metavar="URL", help="run cells under this agent (python -m servers.agent)")
+    remote.add_argument("--locust-master", metavar="URL", help="drive this long-lived Locust master (its web UI)")
+    remote.add_argument("--locust-workers", type=int, default=1, help="workers the master must have before a run")
+    remote.add_argument("--shutdown-services", action="store_true", help="at the end, stop the agent and master")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    serve_fn = remote_serve(args.server_agent) if args.server_agent else serve
+    load_fn = RemoteLocust(args.locust_master, args.locust_workers) if args.locust_master else loadrun.run
     try:
         if args.resume:
             run_dir = args.results / args.resume
             if not (run_dir / "manifest.json").exists():
                 raise MatrixError(f"no run {args.resume!r} in {args.results}")
-            root, code = runner.resume(run_dir)
+            root, code = runner.resume(run_dir, serve_fn, load_fn)
         else:
-            root, code = runner.start(plan_from(args), args.results)
+            root, code = runner.start(plan_from(args), args.results, serve_fn, load_fn)
     except MatrixError as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"asgi-bench-lab: results in {root}", file=sys.stderr)
+        code, root = 2, None
+    finally:
+        if args.shutdown_services:
+            shutdown(args)
+    if root:
+        print(f"asgi-bench-lab: results in {root}", file=sys.stderr)
     return code
+
+
+def shutdown(args: argparse.Namespace) -> None:
+    """End the compose services this run used, so that `docker compose up` ends by itself."""
+    if args.locust_master:
+        RemoteLocust(args.locust_master).quit()
+    if args.server_agent:
+        with contextlib.suppress(ServerError):
+            call(args.server_agent, "POST", "/shutdown")
 
 
 def plan_from(args: argparse.Namespace) -> runner.Plan:
@@ -79,6 +104,7 @@ def plan_from(args: argparse.Namespace) -> runner.Plan:
         calibrate=not args.no_calibrate,
         preset=None if args.cell else preset.name,
         matrix=matrix,
+        local_cpus=not (args.server_agent or args.locust_master),
     )
 
 

@@ -22,10 +22,9 @@ from typing import Any
 
 from loadtests import run as loadrun
 from loadtests.calibrate import calibrate
-from loadtests.sampler import TreeSampler
 from scripts import bundle, fingerprint
 from servers.matrix import ROOT, Cell, Matrix, MatrixError, load
-from servers.process import Server, ServerError, serve, tail
+from servers.process import Server, ServerError, serve
 
 DEFAULT_RESULTS = ROOT / "results"
 
@@ -49,6 +48,7 @@ class Plan:
     calibrate: bool = True
     preset: str | None = None
     matrix: Matrix = field(default_factory=load, compare=False, repr=False)
+    local_cpus: bool = True  # False when the server and Locust run in containers with their own CPU sets
 
     def __post_init__(self) -> None:
         if not self.cells:
@@ -59,7 +59,7 @@ class Plan:
             raise MatrixError("repeats and users must be >= 1, duration > 0, warmup >= 0")
         if not self.rates or any(r < 0 for r in self.rates) or len(set(self.rates)) != len(self.rates):
             raise MatrixError(f"rates {list(self.rates)} must be distinct and >= 0 (0 = closed model)")
-        available = set(os.sched_getaffinity(0))
+        available = set(os.sched_getaffinity(0)) if self.local_cpus else set(self.server_cpus) | set(self.load_cpus)
         for name, cpus in (("server", self.server_cpus), ("load", self.load_cpus)):
             if not cpus or not set(cpus) <= available:
                 raise MatrixError(f"{name} CPU set {list(cpus)} is not within this machine's CPUs {sorted(available)}")
@@ -96,7 +96,7 @@ class Plan:
         }
 
     @classmethod
-    def from_config(cls, config: bundle.RunConfig, matrix: Matrix | None = None) -> Plan:
+    def from_config(cls, config: bundle.RunConfig, matrix: Matrix | None = None, local_cpus: bool = True) -> Plan:
         matrix = matrix or load()
         return cls(
             cells=tuple(matrix.cell_from_key(k) for k in config.cells),
@@ -114,6 +114,7 @@ class Plan:
             calibrate=config.calibrate,
             preset=config.preset,
             matrix=matrix,
+            local_cpus=local_cpus,
         )
 
 
@@ -199,6 +200,7 @@ def interruptible() -> Iterator[None]:
 
 
 ServeFn = Callable[..., contextlib.AbstractContextManager[Server]]
+LoadFn = Callable[[loadrun.Load, Path], dict[str, Any]]
 
 
 @dataclass
@@ -207,6 +209,7 @@ class Runner:
     root: Path
     run_id: str
     serve: ServeFn = serve
+    load: LoadFn = loadrun.run
     progress: Progress | None = None
 
     def __post_init__(self) -> None:
@@ -275,14 +278,13 @@ class Runner:
         )
 
     def measure(self, server: Server, cell: Cell, scenario: str, rate: float, repeat: int) -> dict[str, Any]:
-        sampler = TreeSampler(server.process.pid)
-        sampler.start()
+        server.sample_open()
         try:
-            result = loadrun.run(self.load_spec(server, scenario, self.plan.duration, rate), self.logs / "load")
-        finally:
-            sampler.stop()
-        window = result["window"]
-        cpu = sampler.cpu_seconds(window["start"], window["end"])
+            result = self.load(self.load_spec(server, scenario, self.plan.duration, rate), self.logs / "load")
+        except BaseException:
+            server.sample_close(0.0, 0.0)  # stops the sampling; the figures are not wanted
+            raise
+        figures = server.sample_close(result["window"]["start"], result["window"]["end"])
         result.update(
             schema_version=bundle.SCHEMA_VERSION,
             kind="repeat",
@@ -293,10 +295,7 @@ class Runner:
             server={
                 "cpus": list(self.plan.server_cpus),
                 "startup_seconds": server.report["startup_seconds"],
-                "cpu_seconds": round(sum(cpu.values()), 3),
-                "cpu_cores": round(sum(cpu.values()) / window["seconds"], 4) if window["seconds"] else 0.0,
-                "rss_peak_bytes": sampler.rss_peak(window["start"], window["end"]),
-                "processes": len(cpu),
+                **figures,
             },
         )
         result.pop("load", None)
@@ -313,15 +312,15 @@ class Runner:
                 started = True
                 for i, (scenario, rate) in enumerate(points):
                     self.run_point(server, cell, scenario, rate)
-                    if server.process.poll() is not None:
-                        code = server.process.returncode
+                    if not server.alive():
+                        code = server.exit_code
                         label = point_label(scenario, rate)
-                        self.fail(cell, label, "load", f"server exited {code} during the load", tail(server.log))
+                        self.fail(cell, label, "load", f"server exited {code} during the load", server.log_tail())
                         progress.done += p.repeats * (len(points) - i - 1)
                         return
                 code = server.stop()
                 if code != 0:
-                    self.fail(cell, None, "stop", f"server exited {code} after SIGTERM", tail(server.log))
+                    self.fail(cell, None, "stop", f"server exited {code} after SIGTERM", server.log_tail())
         except ServerError as exc:
             message, _, log_tail = str(exc).partition("\n")
             self.fail(cell, None, "stop" if started else "start", message, log_tail)
@@ -338,7 +337,7 @@ class Runner:
         try:
             if todo and p.warmup > 0:
                 progress.line(f"{cell.key} {label}: warm-up {p.warmup:g} s")
-                loadrun.run(self.load_spec(server, scenario, p.warmup, rate), self.logs / "load")
+                self.load(self.load_spec(server, scenario, p.warmup, rate), self.logs / "load")
             for r in todo:
                 result = self.measure(server, cell, scenario, rate, r)
                 bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, r, rate), result)
@@ -439,19 +438,21 @@ class Runner:
         )
 
 
-def start(plan: Plan, results: Path = DEFAULT_RESULTS, serve_fn: ServeFn = serve) -> tuple[Path, int]:
+def start(
+    plan: Plan, results: Path = DEFAULT_RESULTS, serve_fn: ServeFn = serve, load_fn: LoadFn = loadrun.run
+) -> tuple[Path, int]:
     """A new run: check the port and the results directory, then run. Returns (bundle directory, exit code)."""
     check_port_free(plan.port)
     check_writable(results)
     root = new_run_dir(results)
-    runner = Runner(plan, root, root.name, serve_fn)
+    runner = Runner(plan, root, root.name, serve_fn, load_fn)
     return root, runner.run()
 
 
-def resume(run_dir: Path, serve_fn: ServeFn = serve) -> tuple[Path, int]:
+def resume(run_dir: Path, serve_fn: ServeFn = serve, load_fn: LoadFn = loadrun.run) -> tuple[Path, int]:
     """Continue an interrupted (or failed) run with its own settings, skipping every repeat already on disk."""
     manifest = bundle.read_model(run_dir / "manifest.json", "manifest")
-    plan = Plan.from_config(manifest.config)
+    plan = Plan.from_config(manifest.config, local_cpus=serve_fn is serve)
     check_port_free(plan.port)
-    runner = Runner(plan, run_dir, manifest.run_id, serve_fn)
+    runner = Runner(plan, run_dir, manifest.run_id, serve_fn, load_fn)
     return run_dir, runner.run(resumed=manifest.model_dump(mode="json"))

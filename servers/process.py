@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.matrix import ROOT, Cell
+from servers.sampler import TreeSampler
 
 
 class ServerError(RuntimeError):
@@ -37,16 +38,46 @@ def tail(path: Path, chars: int = 3000) -> str:
 
 @dataclass
 class Server:
+    """A running cell on this machine. The agent's RemoteServer offers the same methods for a server elsewhere."""
+
     cell: Cell
     port: int
     log: Path
     process: subprocess.Popen[bytes]
     report: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
+    sampler: TreeSampler | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        if self.process.poll() is None:
+            return True
+        self.exit_code = self.process.returncode
+        return False
+
+    def log_tail(self) -> str:
+        return tail(self.log)
+
+    def sample_open(self) -> None:
+        """Start sampling the server's process tree (CPU seconds, RSS) for a load window."""
+        self.sampler = TreeSampler(self.process.pid)
+        self.sampler.start()
+
+    def sample_close(self, start: float, end: float) -> dict[str, Any]:
+        """The server's figures in [start, end]: CPU seconds, cores kept busy, peak RSS, process count."""
+        assert self.sampler is not None, "sample_open() first"
+        self.sampler.stop()
+        cpu = self.sampler.cpu_seconds(start, end)
+        seconds = end - start
+        return {
+            "cpu_seconds": round(sum(cpu.values()), 3),
+            "cpu_cores": round(sum(cpu.values()) / seconds, 4) if seconds > 0 else 0.0,
+            "rss_peak_bytes": self.sampler.rss_peak(start, end),
+            "processes": len(cpu),
+        }
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, wait, and (only if it hangs) SIGKILL the whole process group. Returns the exit code."""

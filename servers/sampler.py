@@ -1,4 +1,4 @@
-"""Process-tree and per-CPU sampling with psutil, for the load generator's and the server's resource figures."""
+"""A server's resource figures during a load window: CPU seconds and peak RSS of its whole process tree."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psutil
 
 
 class TreeSampler(threading.Thread):
-    """Every `interval` seconds: CPU seconds and RSS of a process and its descendants, and each CPU's busy seconds.
+    """Every `interval` seconds: CPU seconds and RSS of a process and all its descendants (workers included).
 
     Figures for a window are taken between the first and last samples inside it, stretched to the window's length.
     """
@@ -23,7 +23,6 @@ class TreeSampler(threading.Thread):
         self.times: list[float] = []
         self.cpu: list[dict[int, float]] = []  # {pid: CPU seconds so far}
         self.rss: list[dict[int, int]] = []  # {pid: resident bytes}
-        self.busy: list[list[float]] = []  # busy seconds so far, per CPU
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -40,11 +39,9 @@ class TreeSampler(threading.Thread):
                     times = proc.cpu_times()
                     cpu[proc.pid] = times.user + times.system
                     rss[proc.pid] = proc.memory_info().rss
-            cpus = psutil.cpu_times(percpu=True)
             self.times.append(now)
             self.cpu.append(cpu)
             self.rss.append(rss)
-            self.busy.append([t.user + t.nice + t.system + t.irq + t.softirq + t.steal for t in cpus])
             self.done.wait(self.interval)
 
     def stop(self) -> None:
@@ -66,15 +63,6 @@ class TreeSampler(threading.Thread):
         i, j, scale = span
         first, last = self.cpu[i], self.cpu[j]
         return {pid: (last[pid] - first.get(pid, 0.0)) * scale for pid in last}
-
-    def cpu_busy(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
-        """Share of the window these CPUs were busy with anything, not only the sampled processes."""
-        span = self._span(start, end)
-        if span is None:
-            return None
-        i, j, _ = span
-        elapsed = self.times[j] - self.times[i]
-        return sum(self.busy[j][c] - self.busy[i][c] for c in cpus) / (elapsed * len(cpus))
 
     def rss_peak(self, start: float, end: float) -> int | None:
         """Largest total resident memory of the tree seen in the window, in bytes."""

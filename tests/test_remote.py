@@ -1,0 +1,64 @@
+"""The containerised layout without containers: the runner drives a server agent and a long-lived Locust master
+with a worker, as docker-compose.yml wires them, all on this machine's loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from scripts import bundle
+from servers.matrix import ROOT
+from servers.process import free_port
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} did not come up"
+            time.sleep(0.2)
+
+
+def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -> None:
+    agent_port, web_port, bind_port = free_port(), free_port(), free_port()
+    locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
+    quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bind_port)]
+    master += ["--web-host", "127.0.0.1", "--web-port", str(web_port), "LeanUser"]
+    worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(bind_port), "LeanUser"]
+    services = [
+        subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], **quiet),
+        subprocess.Popen([*locust, *master], **quiet),
+        subprocess.Popen([*locust, *worker], **quiet),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{agent_port}/health")
+        wait_http(f"http://127.0.0.1:{web_port}/")
+        run = subprocess.run(
+            [sys.executable, "-m", "scripts.run", "--results", str(tmp_path), "--port", str(free_port()),
+             "--cell", "granian-uvloop-hyper-w1-raw", "--cell", "uvicorn-uvloop-httptools-w1-starlette",
+             "--scenario", "plaintext", "--scenario", "json", "--repeats", "1", "--duration", "1", "--warmup", "0",
+             "--users", "8", "--no-calibrate", "--server-agent", f"http://127.0.0.1:{agent_port}",
+             "--locust-master", f"http://127.0.0.1:{web_port}", "--shutdown-services"],
+            cwd=ROOT, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        for service in services:  # --shutdown-services ended the agent, the master and so the worker
+            assert service.wait(timeout=30) is not None
+    finally:
+        for service in services:
+            if service.poll() is None:
+                service.kill()
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    result = bundle.load_bundle(run_dir)
+    assert len(result.repeats) == 4 and not result.failures
+    for r in result.repeats:
+        assert r.rps > 0 and r.errors == {} and r.processes == 1
+        assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0  # sampled by the agent
+    assert (run_dir / "report.html").exists()
