@@ -223,6 +223,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     text = json.dumps(data, indent=1) + "\n"  # serialise first: a failure here leaves nothing behind
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of the team
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -46,13 +46,12 @@ def in_container() -> bool:
 
 
 def machine_id() -> str:
-    """A short, stable id for this host that reveals nothing (a hash of /etc/machine-id or the hostname)."""
-    source = os.environ.get("LAB_HOST_ID", "")
-    if not source:
-        try:
-            source = Path("/etc/machine-id").read_text().strip()
-        except OSError:
-            source = socket.gethostname()
+    """A short id for this host that reveals nothing: a hash of its hostname, CPU model and memory size.
+
+    The same on the host and in the lab's containers (they share the host's network, so its hostname), and
+    LAB_HOST_ID overrides it.
+    """
+    source = os.environ.get("LAB_HOST_ID") or f"{socket.gethostname()}|{_cpu_model()}|{psutil.virtual_memory().total}"
     return hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
@@ -72,8 +71,14 @@ def machine() -> dict[str, Any]:
         "container": in_container(),
         # Docker does not tell a container about itself; compose passes these in (docker-compose.yml).
         "docker_version": os.environ.get("LAB_DOCKER_VERSION") or None,
-        "image_id": os.environ.get("LAB_IMAGE_ID") or None,
+        "image_id": os.environ.get("LAB_IMAGE_ID") or _image_content(),
     }
+
+
+def _image_content() -> str | None:
+    """The lab image's content hash (its packages and code), written when the image was built (Dockerfile)."""
+    path = ROOT / ".image-content"
+    return f"content:{path.read_text().strip()}" if path.exists() else None
 
 
 def versions() -> dict[str, str]:
@@ -82,8 +87,26 @@ def versions() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def _commit_from_files() -> str | None:
+    """HEAD's commit read straight from .git, for containers that have the repository but no git."""
+    git = ROOT / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return None
+
+
 def lab_commit() -> str | None:
-    """The lab's git commit (with -dirty when the work tree has changes), or LAB_GIT_COMMIT in a container."""
+    """The lab's git commit (with -dirty when the work tree has changes, where git can tell)."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
@@ -96,4 +119,4 @@ def lab_commit() -> str | None:
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("LAB_GIT_COMMIT") or None
+        return os.environ.get("LAB_GIT_COMMIT") or _commit_from_files()

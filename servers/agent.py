@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(agent, ref))
     ref.append(httpd)
     print(f"asgi-bench-lab agent: listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # docker stop: stop the running server, then exit 0
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
