@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from loadtests import scenarios
 from servers.matrix import ROOT, MatrixError
+from servers.process import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = {"lean": "LeanUser", "stock": "StockUser"}
@@ -94,7 +95,10 @@ class Load:
         argv += ["--lab-params", ",".join(f"{k}={v}" for k, v in self.params.items()), "--lab-rate", str(self.rate)]
         argv += ["--autostart", "--web-host", "127.0.0.1"] if self.web_ui else ["--headless", "--only-summary"]
         if self.processes > 1:
-            argv += ["--processes", str(self.processes)]
+            # The forked workers reach their master on loopback, on a free port (not 5557: a lab may run there).
+            port = str(free_port())
+            argv += ["--processes", str(self.processes), "--master-bind-host", "127.0.0.1"]
+            argv += ["--master-bind-port", port, "--master-port", port]
         return [*argv, USER_CLASSES[self.client]]
 
 

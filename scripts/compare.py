@@ -92,6 +92,40 @@ def ordering_agrees(result: dict[str, Any], scenario: str) -> tuple[list[str], l
     )
 
 
+def conclusions(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Coarser claims a reader takes away, each checked in A and in B: which server is fastest for each app, and
+    whether raw > Starlette > FastAPI holds on each server/loop stack."""
+    rows = [r for r in result["rows"] if not r["offered_rps"]]
+    claims = []
+    for scenario in sorted({r["scenario"] for r in rows}):
+        for app in ("raw", "starlette", "fastapi"):
+            mine = [r for r in rows if r["scenario"] == scenario and r["key"].endswith(f"-{app}")]
+            if not mine:
+                continue
+            best = {}
+            for side in ("a", "b"):
+                per_server: dict[str, float] = {}
+                for r in mine:
+                    server = r["key"].split("-")[0]
+                    per_server[server] = max(per_server.get(server, 0.0), r[f"rps_{side}"])
+                best[side] = sorted(per_server, key=lambda s: -per_server[s])
+            claims.append({"claim": f"{scenario}, {app} app: server order by best RPS", "a": best["a"], "b": best["b"]})
+        stacks = sorted({r["key"].rsplit("-", 1)[0] for r in rows if r["scenario"] == scenario})
+        for stack in stacks:
+            by_app = {
+                r["key"].rsplit("-", 1)[1]: r
+                for r in rows
+                if r["scenario"] == scenario and r["key"].startswith(stack + "-")
+            }
+            if len(by_app) < 2:
+                continue
+            order = {side: sorted(by_app, key=lambda a: -by_app[a][f"rps_{side}"]) for side in ("a", "b")}
+            claims.append({"claim": f"{scenario}, {stack}: app order", "a": order["a"], "b": order["b"]})
+    for c in claims:
+        c["held"] = c["a"] == c["b"]
+    return claims
+
+
 def write(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -112,7 +146,12 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
             f"| {r['p99_us_b']} | {r['p99_ratio']} |"
         )
     scenarios = sorted({r["scenario"] for r in result["rows"]})
-    md += ["", "## Ranking by RPS", ""]
+    claims = conclusions(result)
+    md += ["", f"## Conclusions that held ({sum(c['held'] for c in claims)} of {len(claims)})", ""]
+    md += ["| claim | A | B | held |", "|---|---|---|---|"]
+    for c in claims:
+        md.append(f"| {c['claim']} | {' > '.join(c['a'])} | {' > '.join(c['b'])} | {'yes' if c['held'] else 'no'} |")
+    md += ["", "## Ranking of every cell by RPS", ""]
     for scenario in scenarios:
         in_a, in_b = ordering_agrees(result, scenario)
         md.append(f"- {scenario}: {'same order in A and B' if in_a == in_b else 'order differs'}")

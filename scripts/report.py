@@ -41,6 +41,12 @@ def warnings(bundle: Bundle, rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"{r['key']} {r['scenario']} at {r['offered_rps']:g} offered RPS: achieved rate fell short.")
     for s in bundle.manifest.skipped:
         out.append(f"Skipped {s.key} {s.scenario}: {s.reason}")
+    shared = sorted(set(bundle.manifest.config.server_cpus) & set(bundle.manifest.config.load_cpus))
+    if shared:
+        out.append(
+            f"The server and the load generator shared CPUs {shared}: the client competed with the server, so every "
+            "figure here includes that contention, and client-bound verdicts count the server's CPU use too."
+        )
     if bundle.calibration is None:
         out.append("No calibration in this run: the charts have no load-generator ceiling line.")
     return out

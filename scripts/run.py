@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="server port on 127.0.0.1 (default 8000)")
     parser.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS, help="where bundles go")
     parser.add_argument("--no-calibrate", action="store_true", help="skip measuring the load generator's ceiling")
+    parser.add_argument(
+        "--allow-shared-cpus",
+        action="store_true",
+        default=os.environ.get("LAB_ALLOW_SHARED_CPUS") == "1",
+        help="let server and load generator share CPUs (recorded, and warned about in the report)",
+    )
     parser.add_argument("--resume", metavar="RUN_ID", help="continue that run in --results, skipping finished work")
     remote = parser.add_argument_group("containers (docker-compose.yml): servers and Locust in their own containers")
     remote.add_argument("--server-agent", metavar="URL", help="run cells under this agent (python -m servers.agent)")
@@ -105,6 +112,7 @@ def plan_from(args: argparse.Namespace) -> runner.Plan:
         preset=None if args.cell else preset.name,
         matrix=matrix,
         local_cpus=not (args.server_agent or args.locust_master),
+        allow_shared_cpus=args.allow_shared_cpus,
     )
 
 

@@ -49,6 +49,7 @@ class Plan:
     preset: str | None = None
     matrix: Matrix = field(default_factory=load, compare=False, repr=False)
     local_cpus: bool = True  # False when the server and Locust run in containers with their own CPU sets
+    allow_shared_cpus: bool = False  # server and load generator on the same CPUs: an unpinned, "as people run it" run
 
     def __post_init__(self) -> None:
         if not self.cells:
@@ -63,10 +64,10 @@ class Plan:
         for name, cpus in (("server", self.server_cpus), ("load", self.load_cpus)):
             if not cpus or not set(cpus) <= available:
                 raise MatrixError(f"{name} CPU set {list(cpus)} is not within this machine's CPUs {sorted(available)}")
-        if set(self.server_cpus) & set(self.load_cpus) and len(available) > 1:
+        if set(self.server_cpus) & set(self.load_cpus) and len(available) > 1 and not self.allow_shared_cpus:
             raise MatrixError(
                 f"server CPUs {list(self.server_cpus)} and load CPUs {list(self.load_cpus)} overlap; "
-                "give them disjoint sets so the client does not compete with the server"
+                "give them disjoint sets so the client does not compete with the server (or --allow-shared-cpus)"
             )
         # The load is validated on a stand-in target: scenario parameters, client, rate.
         loadrun.Load(target="http://127.0.0.1:1", scenario=self.scenarios[0], users=self.users, client=self.client)
@@ -115,6 +116,7 @@ class Plan:
             preset=config.preset,
             matrix=matrix,
             local_cpus=local_cpus,
+            allow_shared_cpus=bool(set(config.server_cpus) & set(config.load_cpus)),
         )
 
 

@@ -134,6 +134,13 @@ def test_compare_gives_the_known_ratios(tmp_path: Path) -> None:
     assert f"only in A: {STAR} plaintext" in result["warnings"] and f"only in B: {FAST} plaintext" in result["warnings"]
     assert "version differs: granian 2.8.7 (A) vs 2.9.0 (B)" in result["warnings"]
     assert "Other CPU, 4 CPUs" in result["b"] and "Synthetic CPU, 2 CPUs" in result["a"]
+    claims = {c["claim"]: c for c in compare.conclusions(result)}
+    assert claims["plaintext, raw app: server order by best RPS"] == {
+        "claim": "plaintext, raw app: server order by best RPS",
+        "a": ["granian"],
+        "b": ["granian"],
+        "held": True,
+    }
     files = compare.write(result, tmp_path / "out")
     assert {p.name for p in files} >= {"compare.md", "compare.csv", "compare-plaintext.png", "compare-plaintext.svg"}
     assert (
