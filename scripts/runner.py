@@ -69,10 +69,12 @@ class Plan:
                 f"server CPUs {list(self.server_cpus)} and load CPUs {list(self.load_cpus)} overlap; "
                 "give them disjoint sets so the client does not compete with the server (or --allow-shared-cpus)"
             )
-        # The load is validated on a stand-in target: scenario parameters, client, rate.
-        loadrun.Load(target="http://127.0.0.1:1", scenario=self.scenarios[0], users=self.users, client=self.client)
+        # Each load is validated on a stand-in target: scenario parameters, client, users, rates.
         for name in self.scenarios:
-            loadrun.Load(target="http://127.0.0.1:1", scenario=name, client=self.client)
+            for rate in self.rates:
+                loadrun.Load(
+                    target="http://127.0.0.1:1", scenario=name, users=self.users, client=self.client, rate=rate
+                )
 
     def units(self) -> list[tuple[Cell, str, float]]:
         """(cell, scenario, offered rate) in run order; a cell's units run on one server start."""
