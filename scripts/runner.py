@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from typing import Any
 from loadtests import run as loadrun
 from loadtests.calibrate import calibrate
 from scripts import bundle, fingerprint
+from servers.launcher import check_port_free
 from servers.matrix import ROOT, Cell, Matrix, MatrixError, load
 from servers.process import Server, ServerError, serve
 
@@ -125,16 +125,6 @@ class Plan:
 def point_label(scenario: str, rate: float) -> str:
     """A scenario, or a scenario at an offered rate: json, json@2000."""
     return f"{scenario}@{rate:g}" if rate else scenario
-
-
-def check_port_free(port: int) -> None:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise MatrixError(
-                f"port {port} on 127.0.0.1 is in use ({exc.strerror}); choose another with --port"
-            ) from None
 
 
 def check_writable(directory: Path) -> None:
@@ -446,7 +436,7 @@ def start(
     plan: Plan, results: Path = DEFAULT_RESULTS, serve_fn: ServeFn = serve, load_fn: LoadFn = loadrun.run
 ) -> tuple[Path, int]:
     """A new run: check the port and the results directory, then run. Returns (bundle directory, exit code)."""
-    check_port_free(plan.port)
+    check_port_free("127.0.0.1", plan.port)
     check_writable(results)
     root = new_run_dir(results)
     runner = Runner(plan, root, root.name, serve_fn, load_fn)
@@ -457,6 +447,6 @@ def resume(run_dir: Path, serve_fn: ServeFn = serve, load_fn: LoadFn = loadrun.r
     """Continue an interrupted (or failed) run with its own settings, skipping every repeat already on disk."""
     manifest = bundle.read_model(run_dir / "manifest.json", "manifest")
     plan = Plan.from_config(manifest.config, local_cpus=serve_fn is serve)
-    check_port_free(plan.port)
+    check_port_free("127.0.0.1", plan.port)
     runner = Runner(plan, run_dir, manifest.run_id, serve_fn, load_fn)
     return run_dir, runner.run(resumed=manifest.model_dump(mode="json"))

@@ -65,7 +65,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise MatrixError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+            raise MatrixError(
+                f"cannot bind {host}:{port} ({exc.strerror}): the port is in use or not allowed; "
+                "choose another with --port"
+            ) from None
 
 
 def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
