@@ -4,7 +4,7 @@
 ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE}
 
-# wrk is the reference load generator the lab calibrates its own client against (loadtests/calibrate.py).
+# wrk is the referee the lab checks its own client against (loadtests/referee.py).
 ARG INSTALL_WRK=1
 RUN if [ "$INSTALL_WRK" = 1 ]; then \
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk \
@@ -21,15 +21,16 @@ RUN python3 -m venv /opt/venv && pip install -q -r requirements.lock
 
 COPY pyproject.toml README.md ./
 COPY apps/ apps/
+COPY core/ core/
 COPY servers/ servers/
 COPY loadtests/ loadtests/
-COPY scripts/ scripts/
+COPY lab/ lab/
 RUN pip install -q --no-deps -e . \
-    && (pip freeze; find apps servers loadtests scripts -type f -name '*.py' -o -name '*.toml' | sort | xargs cat) \
+    && (pip freeze; find apps core servers loadtests lab -type f -name '*.py' -o -name '*.toml' | sort | xargs cat) \
        | sha256sum | cut -c1-16 > /lab/.image-content \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin lab \
     && mkdir -p /lab/results && chown lab /lab/results
 
 USER lab
 # Every service runs in exec form: the process is PID 1's child under `init: true`, and SIGTERM reaches it.
-CMD ["python", "-m", "scripts.run", "--help"]
+CMD ["python", "-m", "lab", "--help"]

@@ -10,7 +10,6 @@ N worker processes; each keeps its own histogram and the master merges them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -25,7 +24,9 @@ from locust import FastHttpUser, User, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests import lean, recorder, scenarios
+from core.host import UsageError, atomic_write
+from loadtests import lean, recorder, referee, scenarios
+from loadtests.load import Load, LoadError, LoadResult, Window
 from servers.matrix import MatrixError
 
 log = logging.getLogger("asgi-bench-lab")
@@ -33,29 +34,27 @@ RECORDER = recorder.Recorder()
 RESULTS: list[dict[str, Any]] = []  # the master's inbox of worker snapshots
 PLAN: scenarios.Plan | None = None
 ENV: Environment | None = None
-LAST: dict[str, Any] = {"seq": 0, "result": None}  # the latest run's result, served at /lab/result
+LAST: dict[str, Any] = {"seq": 0, "result": None}  # the latest run's result (LoadResult as JSON) at /lab/result
 
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("ASGI Bench Lab")
-    group.add_argument("--lab-scenario", env_var="LAB_SCENARIO", default="plaintext", help="scenario name")
-    group.add_argument("--lab-params", env_var="LAB_PARAMS", default="", help="overrides: key=value,key=value")
+    group.add_argument("--lab-scenario", default="plaintext", help="scenario name")
+    group.add_argument("--lab-params", default="", help="overrides: key=value,key=value")
     group.add_argument(
         "--lab-rate",
-        env_var="LAB_RATE",
         type=float,
         default=0.0,
         help="open model: requests/s offered by all users together; 0 = closed model (no wait)",
     )
     group.add_argument(
         "--lab-duration",
-        env_var="LAB_DURATION",
         type=float,
         default=0.0,
         help="seconds to measure after all users are spawned, then stop and quit",
     )
-    group.add_argument("--lab-out", env_var="LAB_OUT", default="", help="write the merged result as JSON here")
+    group.add_argument("--lab-out", default="", help="write the merged result as JSON here")
 
 
 def make_plan(environment: Environment) -> scenarios.Plan:
@@ -79,15 +78,18 @@ def check_options(environment: Environment, **kwargs: Any) -> None:
         plan = make_plan(environment)
         if plan.websocket and StockUser in environment.user_classes:
             raise MatrixError("StockUser (FastHttpUser) has no websocket client; use LeanUser for the ws scenario")
-    except MatrixError as exc:
+    except (MatrixError, UsageError) as exc:
         log.error("%s", exc)
         sys.exit(2)
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message("lab_result", lambda environment, msg, **kw: RESULTS.append(msg.data))
     if environment.web_ui:
         # A long-lived master (the compose lab) is driven through Locust's own /swarm; the result comes back here.
-        environment.web_ui.app.add_url_rule("/lab/result", "lab_result", lambda: LAST)
-        environment.web_ui.app.add_url_rule("/lab/quit", "lab_quit", lambda: quit_soon(environment), methods=["POST"])
+        app = environment.web_ui.app
+        app.add_url_rule("/lab/result", "lab_result", lambda: LAST)
+        app.add_url_rule("/lab/info", "lab_info", lambda: {"cpus": sorted(os.sched_getaffinity(0))})
+        app.add_url_rule("/lab/referee", "lab_referee", run_referee, methods=["POST"])
+        app.add_url_rule("/lab/quit", "lab_quit", lambda: quit_soon(environment), methods=["POST"])
 
 
 @events.test_start.add_listener
@@ -135,13 +137,24 @@ def finish(environment: Environment) -> None:
     else:
         snapshots = [RECORDER.snapshot()]
     result = make_result(environment, snapshots)
-    LAST.update(seq=LAST["seq"] + 1, result=result)
+    LAST.update(seq=LAST["seq"] + 1, result=result.model_dump(mode="json"))
     if options.lab_out:
-        tmp = Path(options.lab_out + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, options.lab_out)
+        atomic_write(Path(options.lab_out), result.model_dump_json(indent=1) + "\n")
     if options.headless or options.autostart:
         environment.runner.quit()
+
+
+def run_referee() -> dict[str, Any]:
+    """POST /lab/referee {load fields}: wrk on this master's CPUs (the load CPUs) against the load's target."""
+    from flask import request
+
+    body = request.get_json(force=True)
+    try:
+        load = Load(**{k: body[k] for k in ("target", "scenario", "params", "users", "duration")})
+        result = referee.wrk(load, tuple(sorted(os.sched_getaffinity(0))))
+    except (MatrixError, UsageError, LoadError) as exc:
+        return {"error": str(exc)}
+    return {"result": result.model_dump(mode="json") if result else None}
 
 
 def quit_soon(environment: Environment) -> dict[str, bool]:
@@ -151,7 +164,7 @@ def quit_soon(environment: Environment) -> dict[str, bool]:
     return {"quitting": True}
 
 
-def make_result(environment: Environment, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+def make_result(environment: Environment, snapshots: list[dict[str, Any]]) -> LoadResult:
     options = environment.parsed_options
     histogram, errors = recorder.merge(snapshots)
     started = min(s["started"] for s in snapshots if s["started"])
@@ -159,26 +172,27 @@ def make_result(environment: Environment, snapshots: list[dict[str, Any]]) -> di
     seconds = ended - started
     ok = histogram.get_total_count()
     client = "+".join(cls.__name__ for cls in environment.user_classes)
-    verdict = recorder.client_verdict([s["cpu"] for s in snapshots])
-    verdict["load_generator"]["client"] = client
-    return {
-        "scenario": PLAN.scenario,
-        "params": PLAN.params,
-        "client": client,
-        "model": "open" if options.lab_rate > 0 else "closed",
-        "users": options.num_users,
-        "processes": len(snapshots),
-        "per_process_ok": [recorder.count(s) for s in snapshots],
-        "window": {"start": started, "end": ended, "seconds": round(seconds, 4)},
-        "requests": ok + sum(errors.values()),
-        "ok": ok,
-        "errors": dict(errors),
-        "rps": round(ok / seconds, 2) if seconds > 0 else 0.0,
-        "offered_rps": options.lab_rate or None,
-        "rate_shortfall": ok / seconds < 0.95 * options.lab_rate if options.lab_rate > 0 and seconds > 0 else None,
-        "latency": recorder.latency_summary(histogram),
-        **verdict,
-    }
+    figures, bound, reason = recorder.client_verdict([s["cpu"] for s in snapshots], client)
+    return LoadResult(
+        scenario=PLAN.scenario,
+        params=PLAN.params,
+        client=client,
+        model="open" if options.lab_rate > 0 else "closed",
+        users=options.num_users,
+        offered_rps=float(options.lab_rate) or None,
+        rate_shortfall=ok / seconds < 0.95 * options.lab_rate if options.lab_rate > 0 and seconds > 0 else None,
+        window=Window(start=started, end=ended, seconds=round(seconds, 4)),
+        requests=ok + sum(errors.values()),
+        ok=ok,
+        errors=dict(errors),
+        rps=round(ok / seconds, 2) if seconds > 0 else 0.0,
+        latency=recorder.latency_summary(histogram),
+        processes=len(snapshots),
+        per_process_ok=[recorder.count(s) for s in snapshots],
+        load_generator=figures,
+        client_bound=bound,
+        client_bound_reason=reason,
+    )
 
 
 class Paced:

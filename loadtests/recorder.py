@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from loadtests.load import Latency, LoadGenerator
+
 LOWEST_US = 1
 HIGHEST_US = 60_000_000  # a minute; anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
@@ -106,12 +108,12 @@ def cpu_reading() -> dict[str, Any]:
     }
 
 
-def client_verdict(workers: list[dict[str, Any]]) -> dict[str, Any]:
+def client_verdict(workers: list[dict[str, Any]], client: str) -> tuple[LoadGenerator, bool, str]:
     """Whether the load generator, not the server, was the limit, from each worker process's own CPU figures.
 
     Two ways to be the limit: the worker processes use (nearly) all the cores they can use (a process uses one
     core at most, so the capacity is min(CPUs, processes)), or their CPUs were saturated by anything, including
-    a neighbour starving the client.
+    a neighbour starving the client. Returns the figures, the verdict and the sentence that explains it.
     """
     cpus = sorted({c for w in workers for c in w["cpus"]})
     utilization = [w["seconds"] / w["window"] if w["window"] > 0 else 0.0 for w in workers]
@@ -122,22 +124,20 @@ def client_verdict(workers: list[dict[str, Any]]) -> dict[str, Any]:
     capacity = max(1, min(len(cpus), len(workers)))
     capacity_util = sum(utilization) / capacity
     cpu_busy = sum(busy.values()) / len(busy) if busy else 0.0
-    bound = capacity_util >= CLIENT_BOUND_AT or cpu_busy >= CLIENT_BOUND_AT
-    return {
-        "load_generator": {
-            "cpus": cpus,
-            "processes": len(workers),
-            "cpu_seconds": round(sum(w["seconds"] for w in workers), 3),
-            "capacity_utilization": round(capacity_util, 4),
-            "cpu_busy": round(cpu_busy, 4),
-            "worker_utilization": [round(u, 4) for u in utilization],
-        },
-        "client_bound": bound,
-        "client_bound_reason": (
-            f"Locust workers used {capacity_util:.0%} of the {capacity} core(s) they can use; "
-            f"load-generator CPUs {cpus} were {cpu_busy:.0%} busy; threshold {CLIENT_BOUND_AT:.0%}"
-        ),
-    }
+    figures = LoadGenerator(
+        cpus=cpus,
+        processes=len(workers),
+        client=client,
+        cpu_seconds=round(sum(w["seconds"] for w in workers), 3),
+        capacity_utilization=round(capacity_util, 4),
+        cpu_busy=round(cpu_busy, 4),
+        worker_utilization=[round(u, 4) for u in utilization],
+    )
+    reason = (
+        f"Locust workers used {capacity_util:.0%} of the {capacity} core(s) they can use; "
+        f"load-generator CPUs {cpus} were {cpu_busy:.0%} busy; threshold {CLIENT_BOUND_AT:.0%}"
+    )
+    return figures, capacity_util >= CLIENT_BOUND_AT or cpu_busy >= CLIENT_BOUND_AT, reason
 
 
 def merge(snapshots: Iterable[dict[str, Any]]) -> tuple[HdrHistogram, Counter[str]]:
@@ -153,16 +153,17 @@ def count(snapshot: dict[str, Any]) -> int:
     return HdrHistogram.decode(snapshot["hdr"]).get_total_count()
 
 
-def latency_summary(histogram: HdrHistogram) -> dict[str, Any]:
+def latency_summary(histogram: HdrHistogram) -> Latency:
     """Percentiles in microseconds, the full curve, and the encoded histogram itself."""
+    hdr = histogram.encode().decode()
     if histogram.get_total_count() == 0:
-        return {"count": 0, "percentiles_us": {}, "curve_us": [], "hdr": histogram.encode().decode()}
-    return {
-        "count": histogram.get_total_count(),
-        "mean_us": round(histogram.get_mean_value(), 1),
-        "min_us": histogram.get_min_value(),
-        "max_us": histogram.get_max_value(),
-        "percentiles_us": {f"p{p:g}": histogram.get_value_at_percentile(p) for p in REPORTED},
-        "curve_us": [[p, histogram.get_value_at_percentile(p)] for p in CURVE] + [[100.0, histogram.get_max_value()]],
-        "hdr": histogram.encode().decode(),
-    }
+        return Latency(count=0, percentiles_us={}, curve_us=[], hdr=hdr)
+    return Latency(
+        count=histogram.get_total_count(),
+        mean_us=round(histogram.get_mean_value(), 1),
+        min_us=histogram.get_min_value(),
+        max_us=histogram.get_max_value(),
+        percentiles_us={f"p{p:g}": histogram.get_value_at_percentile(p) for p in REPORTED},
+        curve_us=[(p, histogram.get_value_at_percentile(p)) for p in CURVE] + [(100.0, histogram.get_max_value())],
+        hdr=hdr,
+    )

@@ -1,8 +1,8 @@
-"""Drive a long-lived Locust master (the compose lab's, with its web UI and worker containers) run by run.
+"""Loads from the compose lab's long-lived Locust master and its worker containers, run by run.
 
 Each run goes through Locust's own POST /swarm with the lab's options as form fields; the master stops it after
 --lab-duration, merges its workers' histograms and serves the result at /lab/result. The web UI on the master's
-address shows every run live.
+address shows every run live. The referee (wrk) runs in the master's container, on the load CPUs.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from loadtests.run import Load, LoadError
+from loadtests.load import Load, LoadError, LoadResult, RefereeResult
+
+CONNECT_TIMEOUT = 60.0
 
 
 def _get(url: str, timeout: float = 10) -> Any:
@@ -24,47 +25,59 @@ def _get(url: str, timeout: float = 10) -> Any:
         return json.loads(response.read())
 
 
-class RemoteLocust:
-    def __init__(self, master_url: str, workers: int = 1, connect_timeout: float = 60) -> None:
-        self.url = master_url.rstrip("/")
+def _post(url: str, body: dict[str, Any], timeout: float = 10, form: bool = False) -> Any:
+    """POST a JSON body, or (form=True) form fields as Locust's /swarm takes them."""
+    if form:
+        data, kind = urllib.parse.urlencode(body).encode(), "application/x-www-form-urlencoded"
+    else:
+        data, kind = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data=data, headers={"content-type": kind})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class MasterLocust:
+    """The LoadBackend of the compose lab: the master at `url` with `workers` workers on its (the load) CPUs."""
+
+    def __init__(self, url: str, workers: int = 1, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
         self.workers = workers
         self.connect_timeout = connect_timeout
+        try:
+            self.cpus: tuple[int, ...] = tuple(_get(f"{self.url}/lab/info")["cpus"])
+        except OSError as exc:
+            raise LoadError(f"Locust master {self.url} did not answer: {exc}") from None
 
     def wait_for_workers(self) -> None:
         deadline = time.monotonic() + self.connect_timeout
         count = 0
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(OSError):
                 count = _get(f"{self.url}/worker-count")["worker_count"]
                 if count >= self.workers:
                     return
-            except OSError:
-                pass
             time.sleep(0.5)
         raise LoadError(
             f"Locust master {self.url} has {count} of {self.workers} workers after {self.connect_timeout:g} s"
         )
 
-    def __call__(self, load: Load, workdir: Path | None = None) -> dict[str, Any]:
-        """Run one load through the master; same result as loadtests.run.run gives locally."""
+    def run(self, load: Load) -> LoadResult:
         if load.client != "lean":
             raise LoadError("the compose lab's Locust runs the lab client (LeanUser) only")
         self.wait_for_workers()
+        form = {
+            "user_count": load.users,
+            "spawn_rate": max(load.users * 10, 100),
+            "host": load.target,
+            "lab_scenario": load.scenario,
+            "lab_params": ",".join(f"{k}={v}" for k, v in load.params.items()),
+            "lab_rate": load.rate,
+            "lab_duration": load.duration,
+            "lab_out": "",
+        }
         try:
             before = _get(f"{self.url}/lab/result")["seq"]
-            form = {
-                "user_count": load.users,
-                "spawn_rate": max(load.users * 10, 100),
-                "host": load.target,
-                "lab_scenario": load.scenario,
-                "lab_params": ",".join(f"{k}={v}" for k, v in load.params.items()),
-                "lab_rate": load.rate,
-                "lab_duration": load.duration,
-                "lab_out": "",
-            }
-            request = urllib.request.Request(f"{self.url}/swarm", data=urllib.parse.urlencode(form).encode())
-            with urllib.request.urlopen(request, timeout=10) as response:
-                reply = json.loads(response.read())
+            reply = _post(f"{self.url}/swarm", form, form=True)
         except OSError as exc:
             raise LoadError(f"Locust master {self.url} did not answer: {exc}") from None
         if not reply.get("success"):
@@ -72,15 +85,22 @@ class RemoteLocust:
         deadline = time.monotonic() + load.timeout
         while time.monotonic() < deadline:
             time.sleep(0.25)
-            with_result = _get(f"{self.url}/lab/result")
-            if with_result["seq"] > before:
-                result = with_result["result"]
-                result["locust_exit_code"] = 0
-                result["load"] = {k: v for k, v in asdict(load).items() if k != "cpus"}
-                return result
+            latest = _get(f"{self.url}/lab/result")
+            if latest["seq"] > before:
+                return LoadResult.model_validate_json(json.dumps(latest["result"]))
         raise LoadError(f"no result from Locust master {self.url} within {load.timeout:g} s")
 
-    def quit(self) -> None:
+    def referee(self, load: Load) -> RefereeResult | None:
+        fields = {k: v for k, v in asdict(load).items() if k in ("target", "scenario", "params", "users", "duration")}
+        try:
+            reply = _post(f"{self.url}/lab/referee", fields, timeout=load.duration + 60)
+        except OSError as exc:
+            raise LoadError(f"Locust master {self.url} did not run the referee: {exc}") from None
+        if "error" in reply:
+            raise LoadError(f"referee failed in the master's container: {reply['error']}")
+        return RefereeResult.model_validate_json(json.dumps(reply["result"])) if reply["result"] else None
+
+    def close(self) -> None:
         """Make the master quit (its workers then quit too): the end of a compose run."""
         with contextlib.suppress(OSError):
             urllib.request.urlopen(urllib.request.Request(f"{self.url}/lab/quit", data=b""), timeout=10).close()

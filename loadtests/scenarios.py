@@ -1,22 +1,51 @@
-"""What each scenario sends and what it must get back, built once per load-generator process.
+"""What each scenario sends and what must come back, built once per load-generator process.
 
-The scenario table (path, method, default parameters) lives in servers/matrix.toml; the expected bytes come from
-apps/common.py, the same constants the apps answer with. Requests are encoded once here, so the hot loop only
-writes bytes and compares bytes.
+The scenario table (method, path, parameters, the kind of answer) lives in servers/matrix.toml; the expected bytes
+and headers come from apps/common.py, the same constants the apps answer with. Requests are encoded once here, so
+the hot loop only writes bytes and compares bytes.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from apps import common
-from servers.matrix import Matrix, MatrixError, Scenario, load
+from core.host import UsageError
+from servers.matrix import Matrix, MatrixError, load
 
 WS_MASK = b"\x5a\x13\xc4\x7e"  # clients must mask frames; the key needs no secrecy on loopback
+
+# The apps' bounds for each parameter a scenario may carry (apps/common.py), checked before any load starts.
+PARAM_BOUNDS: dict[str, tuple[int, int]] = {
+    "ms": (0, common.IO_MAX_MS),
+    "chunks": (0, common.STREAM_MAX_CHUNKS),
+    "size": (1, common.STREAM_MAX_SIZE),
+    "body_bytes": (0, common.MAX_BODY),
+    "message_bytes": (0, common.MAX_BODY),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A kind of answer the apps give: its content type, how its body is framed, and its bytes."""
+
+    content_type: str
+    framing: Literal["length", "chunked"]
+    body: Callable[[dict[str, int], bytes], bytes]  # (parameters, the bytes sent) -> the body that must come back
+
+
+ANSWERS: dict[str, Answer] = {
+    "hello": Answer(common.TEXT_TYPE, "length", lambda params, sent: common.PLAINTEXT.encode()),
+    "hello-json": Answer(common.JSON_TYPE, "length", lambda params, sent: common.dumps({"message": common.MESSAGE})),
+    "echo": Answer(common.OCTET_TYPE, "length", lambda params, sent: sent),
+    "stream": Answer(
+        common.TEXT_TYPE, "chunked", lambda params, sent: common.STREAM_BYTE * (params["chunks"] * params["size"])
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -28,31 +57,37 @@ class Target:
     def parse(cls, url: str) -> Target:
         """The server to load, which must be on this machine: the lab never aims traffic anywhere else."""
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-            raise MatrixError(f"target {url!r} must look like http://127.0.0.1:8000")
+        try:
+            port = parts.port
+        except ValueError:
+            raise UsageError(f"target {url!r} has no valid port; it must look like http://127.0.0.1:8000") from None
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            raise UsageError(f"target {url!r} must look like http://127.0.0.1:8000")
         host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
         if not loopback:
-            raise MatrixError(
+            raise UsageError(
                 f"target {url!r} is not a loopback address; the lab only loads servers on 127.0.0.0/8 or ::1"
             )
-        return cls(host, parts.port or 80)
+        return cls(host, port or 80)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """One scenario, resolved: the bytes to send and the bytes that must come back."""
+    """One scenario, resolved: the bytes to send and what must come back."""
 
     scenario: str
     method: str
     path: str  # with the query string
-    params: dict[str, Any]
+    params: dict[str, int]
     request: bytes  # the whole HTTP request, or for ws the frame to send
     body: bytes  # the expected response body, or for ws the expected echo
     status: int = 200
+    content_type: str = ""
+    framing: Literal["length", "chunked", "ws"] = "length"
 
     @property
     def websocket(self) -> bool:
@@ -65,18 +100,21 @@ class Plan:
         ).encode()
 
 
-def parse_params(scenario: Scenario, overrides: dict[str, str]) -> dict[str, int]:
-    """The scenario's query and body parameters, with overrides applied and checked."""
-    params = {**scenario.query, **scenario.params}
+def parse_params(name: str, defaults: dict[str, int], overrides: dict[str, str]) -> dict[str, int]:
+    """The scenario's parameters with overrides applied, each a whole number within the apps' bounds."""
+    params = dict(defaults)
     unknown = overrides.keys() - params.keys()
     if unknown:
         valid = ", ".join(params) or "none"
-        raise MatrixError(f"scenario {scenario.name!r} has no parameter {sorted(unknown)}; valid: {valid}")
+        raise UsageError(f"scenario {name!r} has no parameter {sorted(unknown)}; valid: {valid}")
     for key, value in overrides.items():
-        try:
-            params[key] = int(value)
-        except ValueError:
-            raise MatrixError(f"scenario parameter {key}={value!r} must be an integer") from None
+        if not value.isascii() or not value.isdigit():
+            raise UsageError(f"scenario parameter {key}={value!r} must be a whole number")
+        params[key] = int(value)
+    for key, value in params.items():
+        low, high = PARAM_BOUNDS.get(key, (0, common.MAX_BODY))
+        if not low <= value <= high:
+            raise UsageError(f"scenario parameter {key}={value} is outside the apps' range {low}-{high}")
     return params
 
 
@@ -93,38 +131,47 @@ def ws_frame(payload: bytes) -> bytes:
     return header + WS_MASK + masked
 
 
+def payload(size: int) -> bytes:
+    """A request body or frame of `size` bytes; a fixed pattern, so wrk can send the very same bytes."""
+    return (b"0123456789abcdef" * (size // 16 + 1))[:size]
+
+
 def plan(name: str, target: Target, overrides: dict[str, str] | None = None, matrix: Matrix | None = None) -> Plan:
     matrix = matrix or load()
     scenario = matrix.scenario(name)
-    params = parse_params(scenario, overrides or {})
-    host = f"Host: {target.host}:{target.port}\r\n"
+    params = parse_params(name, {**scenario.query, **scenario.params}, overrides or {})
     query = {k: params[k] for k in scenario.query}
     path = scenario.path + ("?" + urlencode(query) if query else "")
-
     if scenario.method == "WS":
-        payload = os.urandom(params["message_bytes"])
-        return Plan(name, "WS", path, params, ws_frame(payload), payload, 101)
-    if name == "echo":
-        payload = os.urandom(params["body_bytes"])
-        if len(payload) > common.MAX_BODY:
-            raise MatrixError(f"echo body_bytes {len(payload)} is over the apps' limit of {common.MAX_BODY}")
-        head = f"POST {path} HTTP/1.1\r\n{host}Content-Length: {len(payload)}\r\n"
-        head += "Content-Type: application/octet-stream\r\n\r\n"
-        return Plan(name, "POST", path, params, head.encode() + payload, payload)
-    request = f"{scenario.method} {path} HTTP/1.1\r\n{host}\r\n".encode()
-    expected = {
-        "plaintext": common.PLAINTEXT.encode(),
-        "json": common.dumps({"message": common.MESSAGE}),
-        "io": common.PLAINTEXT.encode(),
-        "stream": common.STREAM_BYTE * (params.get("chunks", 0) * params.get("size", 0)),
-    }
-    if name not in expected:
-        raise MatrixError(f"scenario {name!r} has no expected answer in loadtests/scenarios.py")
-    return Plan(name, scenario.method, path, params, request, expected[name])
+        sent = payload(params["message_bytes"])
+        return Plan(name, "WS", path, params, ws_frame(sent), sent, 101, framing="ws")
+
+    if scenario.answer not in ANSWERS:
+        known = ", ".join(ANSWERS)
+        raise MatrixError(
+            f"scenario {name!r} answers {scenario.answer!r}, which the load generator does not know: {known}"
+        )
+    answer = ANSWERS[scenario.answer]
+    sent = payload(params["body_bytes"]) if "body_bytes" in params else b""
+    head = f"{scenario.method} {path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+    if scenario.method == "POST":
+        head += f"Content-Length: {len(sent)}\r\nContent-Type: {common.OCTET_TYPE}\r\n"
+    request = head.encode() + b"\r\n" + sent
+    return Plan(
+        name,
+        scenario.method,
+        path,
+        params,
+        request,
+        answer.body(params, sent),
+        200,
+        answer.content_type,
+        answer.framing,
+    )
 
 
 def parse_overrides(pairs: list[str] | str | None) -> dict[str, str]:
-    """`key=value` pairs, from a repeated CLI option or a comma-separated environment variable."""
+    """`key=value` pairs, from a repeated CLI option or a comma-separated option value."""
     if not pairs:
         return {}
     if isinstance(pairs, str):
@@ -132,7 +179,7 @@ def parse_overrides(pairs: list[str] | str | None) -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MatrixError(f"scenario parameter {pair!r} must be key=value")
+        if not sep or not key.strip():
+            raise UsageError(f"scenario parameter {pair!r} must be key=value")
         out[key.strip()] = value.strip()
     return out

@@ -1,14 +1,14 @@
-"""The target side of the containerised lab: a small HTTP agent that starts, samples and stops one cell at a time.
+"""The target container's agent: a small HTTP service that starts, samples and stops one cell at a time.
 
-    python -m servers.agent --port 7900          # in the target container (binds 127.0.0.1)
+    python -m servers.agent --port 7900          # binds 127.0.0.1; cells run on this process's CPUs
 
-The runner, in another container, drives it with remote_serve(), which yields a RemoteServer with the methods of
-a local servers.process.Server; no Docker socket is needed. Every server runs inside the agent's own CPU set.
+The runner, in another container, drives it through servers/remote.py (AgentTargets); no Docker socket is needed.
 
-    POST /start {"cell", "port", "ready_timeout"}    start a cell and wait until it answers correctly
+    GET  /health                                     alive, its CPUs, the running cell
+    POST /start {"cell", "port"}                     start a cell and wait until it answers correctly
     GET  /status                                     is it alive, its exit code
     POST /sample/open, /sample/close {"start","end"} the server's CPU and RSS during a load window
-    POST /stop                                       SIGTERM it and return its exit code and log tail
+    POST /stop                                       SIGTERM it; its exit code and log tail
     POST /shutdown                                   stop everything and exit (the end of a compose run)
 """
 
@@ -21,34 +21,35 @@ import signal
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from servers.matrix import Cell, MatrixError, load
-from servers.process import Server, ServerError, serve
+from core.host import machine_cpus
+from servers.local import LocalServer, LocalTargets
+from servers.matrix import MatrixError, load
+from servers.target import ServerError
 
 DEFAULT_PORT = 7900
 
 
 class Agent:
+    """One cell at a time, through the local backend, on this process's CPUs."""
+
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+        self.targets = LocalTargets(workdir, machine_cpus())
         self.lock = threading.Lock()
         self.stack: contextlib.ExitStack | None = None
-        self.server: Server | None = None
+        self.server: LocalServer | None = None
 
     def start(self, body: dict[str, Any]) -> dict[str, Any]:
         cell = load().cell_from_key(body["cell"])
         if self.server is not None:
             raise ServerError(f"{self.server.cell.key} is still running; stop it first")
         stack = contextlib.ExitStack()
-        self.server = stack.enter_context(serve(cell, self.workdir, body["port"], None, body.get("ready_timeout", 30)))
+        self.server = stack.enter_context(self.targets.serve(cell, int(body["port"])))  # type: ignore[arg-type]
         self.stack = stack
-        return {"report": self.server.report, "pid": self.server.process.pid}
+        return {"report": self.server.report.model_dump(), "pid": self.server.process.pid}
 
     def status(self) -> dict[str, Any]:
         if self.server is None:
@@ -71,21 +72,21 @@ class Agent:
     def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
             try:
-                if (method, path) == ("GET", "/health"):
-                    return 200, {"ok": True, "running": self.server.cell.key if self.server else None}
-                if (method, path) == ("GET", "/status"):
-                    return 200, self.status()
-                if (method, path) == ("POST", "/start"):
-                    return 200, self.start(body)
-                if (method, path) == ("POST", "/stop"):
-                    return 200, self.stop()
-                if (method, path) == ("POST", "/sample/open") and self.server:
-                    self.server.sample_open()
-                    return 200, {}
-                if (method, path) == ("POST", "/sample/close") and self.server:
-                    return 200, self.server.sample_close(body["start"], body["end"])
-                if (method, path) == ("POST", "/shutdown"):
-                    return 200, self.stop()
+                match (method, path):
+                    case ("GET", "/health"):
+                        running = self.server.cell.key if self.server else None
+                        return 200, {"ok": True, "cpus": list(self.targets.cpus), "running": running}
+                    case ("GET", "/status"):
+                        return 200, self.status()
+                    case ("POST", "/start"):
+                        return 200, self.start(body)
+                    case ("POST", "/stop") | ("POST", "/shutdown"):
+                        return 200, self.stop()
+                    case ("POST", "/sample/open") if self.server:
+                        self.server.sample_open()
+                        return 200, {}
+                    case ("POST", "/sample/close") if self.server:
+                        return 200, self.server.sample_close(body["start"], body["end"]).model_dump()
                 return 404, {"error": f"no {method} {path} (or no server running)"}
             except MatrixError as exc:
                 return 400, {"error": str(exc)}
@@ -147,78 +148,6 @@ def main(argv: list[str] | None = None) -> int:
             agent.stop()
         httpd.server_close()
     return 0
-
-
-# --- the runner's side -------------------------------------------------------------------------------------------
-
-
-def call(agent_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> Any:
-    data = json.dumps(body or {}).encode() if method == "POST" else None
-    request = urllib.request.Request(agent_url + path, data=data, method=method)
-    request.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        reply = json.loads(exc.read() or b"{}")
-        if exc.code == 400:
-            raise MatrixError(reply.get("error", str(exc))) from None
-        raise ServerError(f"{reply.get('error', exc)}\n{reply.get('log_tail', '')}") from None
-    except OSError as exc:
-        raise ServerError(f"the server agent at {agent_url} did not answer: {exc}") from None
-
-
-class RemoteServer:
-    """A cell running under the agent, with the methods the runner uses on a local Server."""
-
-    def __init__(self, agent_url: str, cell: Cell, port: int, started: dict[str, Any]) -> None:
-        self.agent_url, self.cell, self.port = agent_url, cell, port
-        self.report = started["report"]
-        self.exit_code: int | None = None
-        self._tail = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        status = call(self.agent_url, "GET", "/status")
-        self.exit_code = status["exit_code"]
-        return bool(status["alive"])
-
-    def log_tail(self) -> str:
-        return self._tail
-
-    def sample_open(self) -> None:
-        call(self.agent_url, "POST", "/sample/open")
-
-    def sample_close(self, start: float, end: float) -> dict[str, Any]:
-        return call(self.agent_url, "POST", "/sample/close", {"start": start, "end": end})
-
-    def stop(self) -> int:
-        stopped = call(self.agent_url, "POST", "/stop")
-        self.exit_code, self._tail = stopped["exit_code"], stopped["log_tail"]
-        return self.exit_code
-
-
-def remote_serve(agent_url: str) -> Any:
-    """A serve()-compatible function that runs cells under the agent at agent_url."""
-
-    @contextlib.contextmanager
-    def serve_remote(
-        cell: Cell, workdir: Path, port: int | None = None, cpus: Sequence[int] | None = None, ready_timeout: float = 30
-    ) -> Iterator[RemoteServer]:
-        started = call(agent_url, "POST", "/start", {"cell": cell.key, "port": port, "ready_timeout": ready_timeout},
-                       timeout=ready_timeout + 30)  # fmt: skip
-        server = RemoteServer(agent_url, cell, port or 0, started)
-        try:
-            yield server
-        finally:
-            if server.exit_code is None:
-                with contextlib.suppress(ServerError):
-                    server.stop()
-
-    return serve_remote
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ import json
 import os
 import platform
 import signal
-import socket
 import sys
 import time
-from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from servers.matrix import ROOT, Cell, Matrix, MatrixError, load
+from core.host import ROOT, UsageError, atomic_write, check_port_free
+from servers.matrix import Cell, Matrix, MatrixError, load
+from servers.target import StartupReport
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -60,17 +60,6 @@ def versions(matrix: Matrix, cell: Cell) -> dict[str, str]:
     return found
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise MatrixError(
-                f"cannot bind {host}:{port} ({exc.strerror}): the port is in use or not allowed; "
-                "choose another with --port"
-            ) from None
-
-
 def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -96,28 +85,26 @@ def wait_ready(host: str, port: int, timeout: float) -> float:
 
 def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, record: dict[str, Any]) -> int:
     """Runs in a forked grandchild while the launcher becomes the server. Returns the watcher's exit code."""
-    host, port, report = ns.host, ns.port, ns.report
+    host, port = ns.host, ns.port
     try:
-        record["startup_seconds"] = round(wait_ready(host, port, ns.ready_timeout), 4)
+        startup = round(wait_ready(host, port, ns.ready_timeout), 4)
         status, body = get(host, port, "/debug/loop")
-        record["loop_seen"] = json.loads(body)["loop"] if status == 200 else None
+        loop_seen = json.loads(body)["loop"] if status == 200 else None
     except (TimeoutError, OSError, ValueError) as exc:
         print(f"{PREFIX} {cell.key} not ready: {exc}; stopping the server", file=sys.stderr, flush=True)
         os.kill(server_pid, signal.SIGTERM)
         return 1
     expected = matrix.loops[cell.loop].reports
-    record["ready"] = record["loop_seen"] == expected
-    if report:
-        tmp = report.with_suffix(report.suffix + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        tmp.replace(report)
-    if not record["ready"]:
-        print(f"{PREFIX} {cell.key} runs loop {record['loop_seen']!r}, not {expected!r}; stopping", file=sys.stderr)
+    report = StartupReport(**record, startup_seconds=startup, loop_seen=loop_seen, ready=loop_seen == expected)
+    if ns.report:
+        atomic_write(ns.report, report.model_dump_json(indent=2) + "\n")
+    if not report.ready:
+        print(f"{PREFIX} {cell.key} runs loop {loop_seen!r}, not {expected!r}; stopping", file=sys.stderr)
         os.kill(server_pid, signal.SIGTERM)
         return 1
     print(
-        f"{PREFIX} {cell.key} ready on http://{host}:{port} in {record['startup_seconds']:.2f} s "
-        f"({', '.join(f'{k} {v}' for k, v in record['versions'].items())})",
+        f"{PREFIX} {cell.key} ready on http://{host}:{port} in {startup:.2f} s "
+        f"({', '.join(f'{k} {v}' for k, v in report.versions.items())})",
         file=sys.stderr,
         flush=True,
     )
@@ -157,7 +144,6 @@ def main(args: list[str] | None = None) -> int:
             raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
         command = argv(matrix, cell, ns.host, ns.port)
         record: dict[str, Any] = {
-            "cell": asdict(cell),
             "key": cell.key,
             "host": ns.host,
             "port": ns.port,
@@ -171,7 +157,7 @@ def main(args: list[str] | None = None) -> int:
         if ns.report:
             ns.report.parent.mkdir(parents=True, exist_ok=True)
             ns.report.unlink(missing_ok=True)
-    except MatrixError as exc:
+    except (MatrixError, UsageError) as exc:
         print(f"{PREFIX} error: {exc}", file=sys.stderr)
         return 2
 

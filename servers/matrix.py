@@ -7,7 +7,6 @@ them. Bad input fails here, with the valid choices named, before any process sta
 from __future__ import annotations
 
 import itertools
-import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,8 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from core.settings import settings
+
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
-ROOT = MATRIX_FILE.parent.parent
 SCHEMA = 1
 AXES = ("server", "loop", "http", "workers", "app")
 
@@ -67,6 +67,7 @@ class Scenario:
     name: str
     method: str
     path: str
+    answer: str  # the kind of answer that must come back (loadtests/scenarios.py ANSWERS)
     query: Mapping[str, int] = field(default_factory=dict)
     params: Mapping[str, int] = field(default_factory=dict)
 
@@ -229,8 +230,10 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
     scenarios = {}
     for name, t in data["scenarios"].items():
-        _fields("scenario", name, t, {"method", "path"}, {"query", "params"})
-        scenarios[name] = Scenario(name, t["method"], t["path"], dict(t.get("query", {})), dict(t.get("params", {})))
+        _fields("scenario", name, t, {"method", "path", "answer"}, {"query", "params"})
+        scenarios[name] = Scenario(
+            name, t["method"], t["path"], t["answer"], dict(t.get("query", {})), dict(t.get("params", {}))
+        )
     matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
     for rule in matrix.rules:
         for axis, value in rule.match.items():
@@ -264,7 +267,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
 
 def load(path: Path | None = None) -> Matrix:
     """The matrix from `path`, else from $LAB_MATRIX (a user's own matrix file), else servers/matrix.toml."""
-    return _load(Path(path or os.environ.get("LAB_MATRIX") or MATRIX_FILE).resolve())
+    return _load(Path(path or settings().matrix_file or MATRIX_FILE).resolve())
 
 
 @cache

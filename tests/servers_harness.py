@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
+from core.host import free_port
+from servers.local import LocalServer, LocalTargets
 from servers.matrix import Cell, load
-from servers.process import Server, free_port, serve
 
 __all__ = ["conformance", "free_port", "running"]
 
@@ -19,9 +20,10 @@ IGNORED_HEADERS = {"date", "server", "connection", "keep-alive", "transfer-encod
 
 
 @contextlib.contextmanager
-def running(cell: Cell, tmp: Path, ready_timeout: float = 30.0) -> Iterator[Server]:
+def running(cell: Cell, tmp: Path, ready_timeout: float = 30.0) -> Iterator[LocalServer]:
     """The cell's server, ready; on exit: SIGTERM, and the exit code and lifespan shutdown are checked."""
-    with serve(cell, tmp, ready_timeout=ready_timeout) as server:
+    with LocalTargets(tmp, ready_timeout=ready_timeout).serve(cell, free_port()) as server:
+        assert isinstance(server, LocalServer)
         yield server
         code = server.stop()
         output = server.log.read_text()
@@ -33,7 +35,7 @@ def app_headers(response: httpx.Response) -> list[tuple[str, str]]:
     return [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in IGNORED_HEADERS]
 
 
-def conformance(server: Server) -> list[tuple[str, int, list[tuple[str, str]], bytes]]:
+def conformance(server: LocalServer) -> list[tuple[str, int, list[tuple[str, str]], bytes]]:
     """Every endpoint over a real socket; asserts the expected answers and returns them for cross-app comparison."""
     answers = []
     with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -70,7 +72,7 @@ def conformance(server: Server) -> list[tuple[str, int, list[tuple[str, str]], b
         check("wrong-method", wrong, 405, b"Method Not Allowed", TEXT)
         assert wrong.headers["allow"] == "GET, HEAD"
         loop = client.get("/debug/loop").json()
-        assert loop["loop"] == server.report["loop_seen"]
+        assert loop["loop"] == server.report.loop_seen
 
     if not load().supports(server.cell, "ws"):
         return answers

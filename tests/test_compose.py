@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bundle
-from servers.matrix import ROOT
+from core.host import ROOT
+from lab import bundle
 
 PROJECT = "asgi-bench-lab-test"
 
@@ -85,7 +85,7 @@ def test_docker_compose_up_runs_the_quick_preset(compose_env: dict[str, str]) ->
     assert result.manifest.status == "complete" and result.manifest.config.preset == "quick"
     assert result.manifest.machine.container and result.manifest.machine.image_id
     assert len(result.repeats) == 4 and not result.failures and result.calibration is not None
-    assert all(r.rps > 0 and r.errors == {} for r in result.repeats)
+    assert all(r.load.rps > 0 and r.load.errors == {} for r in result.repeats)
     for name in ("throughput-plaintext.png", "latency-plaintext.svg", "resources.png"):
         assert (run_dir / "charts" / name).stat().st_size > 5000, name
     assert (run_dir / "report.html").exists() and (run_dir / "summary.csv").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -15,10 +14,12 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from core.host import ROOT, UsageError, free_port, machine_cpus
 from loadtests import recorder, scenarios
-from loadtests.run import LOCUSTFILE, Load, run
-from servers.matrix import ROOT, MatrixError, load
-from servers.process import free_port, serve
+from loadtests.load import Load, LoadResult
+from loadtests.local import LOCUSTFILE, LocalLocust
+from servers.local import LocalTargets
+from servers.matrix import MatrixError, load
 
 MATRIX = load()
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
@@ -29,7 +30,8 @@ SERVER_CPUS, CLIENT_CPUS = (0,), (1,)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The calibration cell (the fastest), pinned to CPU 0."""
     cell, _ = MATRIX.calibration
-    with serve(cell, tmp_path_factory.mktemp("server"), cpus=SERVER_CPUS if TWO_CPUS else None) as s:
+    targets = LocalTargets(tmp_path_factory.mktemp("server"), SERVER_CPUS if TWO_CPUS else machine_cpus())
+    with targets.serve(cell, free_port()) as s:
         yield s.url
 
 
@@ -53,9 +55,9 @@ def uvicorn(app: str) -> Iterator[str]:
         proc.wait(10)
 
 
-def quick(target: str, **kwargs) -> dict:
+def quick(target: str, processes: int = 1, cpus: tuple[int, ...] | None = None, **kwargs) -> LoadResult:
     spec = {"users": 4, "duration": 1.5, **kwargs}
-    return run(Load(target=target, **spec))
+    return LocalLocust(cpus or machine_cpus(), processes).run(Load(target=target, **spec))
 
 
 # --- every response is checked ----------------------------------------------------------------------------------
@@ -64,15 +66,15 @@ def quick(target: str, **kwargs) -> dict:
 def test_a_wrong_body_is_an_error_not_throughput() -> None:
     with uvicorn("tests.broken_app:app") as url:
         result = quick(url, scenario="plaintext")
-    assert result["ok"] == 0 and result["rps"] == 0
-    assert result["errors"]["wrong body (13 bytes, expected 13)"] == result["requests"] > 0
-    assert result["latency"]["count"] == 0
+    assert result.ok == 0 and result.rps == 0
+    assert result.errors["wrong body (13 bytes, expected 13)"] == result.requests > 0
+    assert result.latency.count == 0
 
 
 def test_a_wrong_status_is_an_error() -> None:
     with uvicorn("tests.broken_app:app") as url:
         result = quick(url, scenario="json")
-    assert set(result["errors"]) == {"status 500"} and result["ok"] == 0
+    assert set(result.errors) == {"status 500"} and result.ok == 0
 
 
 @pytest.mark.parametrize("client", ["lean", "stock"])
@@ -81,16 +83,16 @@ def test_every_scenario_runs_clean_against_a_real_server(server: str, client: st
         if client == "stock" and scenario.method == "WS":
             continue
         result = quick(server, scenario=name, client=client, duration=1.0)
-        assert result["errors"] == {}, (name, result["errors"])
-        assert result["ok"] > 10, name
-        p = result["latency"]["percentiles_us"]
-        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= result["latency"]["max_us"], name
+        assert result.errors == {}, (name, result.errors)
+        assert result.ok > 10, name
+        p = result.latency.percentiles_us
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= result.latency.max_us, name
 
 
 def test_scenario_parameters_reach_the_server(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "30"}, users=2)
-    assert result["latency"]["percentiles_us"]["p50"] >= 30_000
-    assert result["params"] == {"ms": 30}
+    assert result.latency.percentiles_us["p50"] >= 30_000
+    assert result.params == {"ms": 30}
 
 
 # --- precise latency ------------------------------------------------------------------------------------------------
@@ -105,12 +107,12 @@ def test_merged_histograms_give_the_known_percentiles() -> None:
         parts[us % 3].success(us / 1_000_000)
     histogram, errors = recorder.merge(r.snapshot() for r in parts)
     summary = recorder.latency_summary(histogram)
-    assert summary["count"] == 10_000 and errors == {}
+    assert summary.count == 10_000 and errors == {}
     for name, expected in {"p50": 5000, "p90": 9000, "p99": 9900, "p99.9": 9990}.items():
-        assert summary["percentiles_us"][name] == pytest.approx(expected, rel=0.001), name
-    assert summary["max_us"] == pytest.approx(10_000, rel=0.001)
-    assert HdrHistogram.decode(summary["hdr"].encode()).get_total_count() == 10_000
-    curve = summary["curve_us"]
+        assert summary.percentiles_us[name] == pytest.approx(expected, rel=0.001), name
+    assert summary.max_us == pytest.approx(10_000, rel=0.001)
+    assert HdrHistogram.decode(summary.hdr.encode()).get_total_count() == 10_000
+    curve = summary.curve_us
     assert [p for p, _ in curve] == sorted(p for p, _ in curve) and curve[-1][0] == 100.0
 
 
@@ -120,7 +122,7 @@ def test_sub_millisecond_latency_keeps_microseconds() -> None:
     for _ in range(100):
         r.success(0.000_137)
     summary = recorder.latency_summary(r.flush())
-    assert summary["percentiles_us"]["p50"] == 137
+    assert summary.percentiles_us["p50"] == 137
 
 
 def test_nothing_is_recorded_outside_the_window() -> None:
@@ -153,17 +155,17 @@ def test_a_starved_client_is_marked_client_bound(server: str) -> None:
     finally:
         hog.kill()
         hog.wait()
-    assert result["client_bound"] is True
-    assert result["load_generator"]["cpu_busy"] >= 0.9
-    assert "busy" in result["client_bound_reason"]
+    assert result.client_bound is True
+    assert result.load_generator.cpu_busy >= 0.9
+    assert "busy" in result.client_bound_reason
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate server and client")
 def test_a_server_bound_run_is_not_client_bound(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "50"}, users=4, duration=2, cpus=CLIENT_CPUS)
-    assert result["client_bound"] is False
-    assert result["load_generator"]["capacity_utilization"] < 0.5
-    assert result["rps"] == pytest.approx(4 / 0.05, rel=0.25)
+    assert result.client_bound is False
+    assert result.load_generator.capacity_utilization < 0.5
+    assert result.rps == pytest.approx(4 / 0.05, rel=0.25)
 
 
 # --- distributed ------------------------------------------------------------------------------------------------------
@@ -171,11 +173,11 @@ def test_a_server_bound_run_is_not_client_bound(server: str) -> None:
 
 def test_master_with_two_worker_processes_merges_their_histograms(server: str) -> None:
     result = quick(server, users=8, processes=2, duration=2)
-    per_process = result["per_process_ok"]
-    assert result["processes"] == 2 and len(per_process) == 2 and min(per_process) > 0
-    assert sum(per_process) == result["ok"] == result["latency"]["count"]
-    assert HdrHistogram.decode(result["latency"]["hdr"].encode()).get_total_count() == result["ok"]
-    assert len(result["load_generator"]["worker_utilization"]) == 2
+    per_process = result.per_process_ok
+    assert result.processes == 2 and len(per_process) == 2 and min(per_process) > 0
+    assert sum(per_process) == result.ok == result.latency.count
+    assert HdrHistogram.decode(result.latency.hdr.encode()).get_total_count() == result.ok
+    assert len(result.load_generator.worker_utilization) == 2
 
 
 def test_workers_started_separately_join_the_master(server: str, tmp_path: Path) -> None:
@@ -198,8 +200,8 @@ def test_workers_started_separately_join_the_master(server: str, tmp_path: Path)
         for p in (master, *workers):
             if p.poll() is None:
                 p.kill()
-    result = json.loads(out.read_text())
-    assert result["processes"] == 2 and min(result["per_process_ok"]) > 0 and result["errors"] == {}
+    result = LoadResult.model_validate_json(out.read_text())
+    assert result.processes == 2 and min(result.per_process_ok) > 0 and result.errors == {}
 
 
 # --- load models and bounds -----------------------------------------------------------------------------------------
@@ -207,14 +209,14 @@ def test_workers_started_separately_join_the_master(server: str, tmp_path: Path)
 
 def test_open_model_reaches_a_modest_offered_rate(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "1"}, users=8, rate=200, duration=2)
-    assert result["model"] == "open" and result["offered_rps"] == 200
-    assert result["rps"] == pytest.approx(200, rel=0.1)
-    assert result["rate_shortfall"] is False
+    assert result.model == "open" and result.offered_rps == 200
+    assert result.rps == pytest.approx(200, rel=0.1)
+    assert result.rate_shortfall is False
 
 
 def test_open_model_says_when_it_falls_short(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "20"}, users=2, rate=1000, duration=1.5)
-    assert result["rate_shortfall"] is True and result["rps"] < 200
+    assert result.rate_shortfall is True and result.rps < 200
 
 
 def test_a_silent_server_does_not_hang_the_run() -> None:
@@ -224,7 +226,7 @@ def test_a_silent_server_does_not_hang_the_run() -> None:
         started = time.monotonic()
         result = quick(f"http://127.0.0.1:{silent.getsockname()[1]}", duration=1.0)
     assert time.monotonic() - started < 1.0 + 20
-    assert result["ok"] == 0 and result["rps"] == 0
+    assert result.ok == 0 and result.rps == 0
 
 
 @pytest.mark.parametrize(
@@ -235,27 +237,27 @@ def test_a_silent_server_does_not_hang_the_run() -> None:
         ({"target": "https://127.0.0.1"}, "must look like"),
         ({"scenario": "nope"}, "unknown scenario 'nope'"),
         ({"scenario": "io", "params": {"seconds": "1"}}, "has no parameter ['seconds']; valid: ms"),
-        ({"scenario": "io", "params": {"ms": "soon"}}, "must be an integer"),
-        ({"scenario": "echo", "params": {"body_bytes": str(2**21)}}, "over the apps' limit"),
+        ({"scenario": "io", "params": {"ms": "soon"}}, "must be a whole number"),
+        ({"scenario": "echo", "params": {"body_bytes": str(2**21)}}, "outside the apps' range 0-1048576"),
         ({"scenario": "ws", "client": "stock"}, "no websocket support"),
         ({"client": "wrk"}, "unknown client 'wrk'"),
-        ({"duration": 0}, "duration must be"),
-        ({"users": 0}, "at least 1"),
+        ({"duration": 0}, "duration 0 must be in (0, 3600]"),
+        ({"users": 0}, "must be in 1-"),
     ],
 )
 def test_bad_input_is_refused_before_anything_starts(kwargs: dict, message: str) -> None:
-    with pytest.raises(MatrixError) as excinfo:
+    with pytest.raises((MatrixError, UsageError)) as excinfo:
         Load(**{"target": "http://127.0.0.1:8000", **kwargs})
     assert message in str(excinfo.value)
 
 
 def test_cpu_sets_are_checked_against_the_machine() -> None:
-    from loadtests.run import parse_cpus
+    from core.host import parse_cpus
 
     assert parse_cpus("0") == (0,)
-    with pytest.raises(MatrixError, match="does not offer"):
+    with pytest.raises(UsageError, match="does not offer"):
         parse_cpus("999")
-    with pytest.raises(MatrixError, match="is not like"):
+    with pytest.raises(UsageError, match="is not like"):
         parse_cpus("one")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import compare, plot, report
-from scripts.bundle import load_bundle
+from lab import charts, compare, report
+from lab.bundle import load_bundle
 from tests.synthetic import make_bundle
 
 RAW, STAR, FAST = "granian-uvloop-hyper-w1-raw", "granian-uvloop-hyper-w1-starlette", "granian-uvloop-hyper-w1-fastapi"
@@ -41,7 +41,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_chart_data_is_exactly_the_bundles_numbers(synthetic: Path) -> None:
-    data = plot.chart_data(load_bundle(synthetic))
+    data = charts.chart_data(load_bundle(synthetic))
     assert data["scenarios"] == ["plaintext"] and data["ceiling_rps"] == 30_000
     bars = {b["key"]: b for bars in data["throughput"]["plaintext"].values() for b in bars}
     assert (bars[RAW]["median"], bars[RAW]["min"], bars[RAW]["max"]) == (21_000, 20_000, 22_000)
@@ -65,12 +65,12 @@ def test_chart_data_is_exactly_the_bundles_numbers(synthetic: Path) -> None:
 
 
 def test_colours_are_stable_per_stack() -> None:
-    first, second = plot.palette(plot.load()), plot.palette(plot.load())
+    first, second = charts.palette(charts.load()), charts.palette(charts.load())
     assert first == second and len(set(first.values())) == len(first)
 
 
 def test_charts_are_written_as_png_and_svg(synthetic: Path) -> None:
-    _, files = plot.render(load_bundle(synthetic))
+    _, files = charts.render(load_bundle(synthetic))
     names = sorted(p.name for p in files)
     for expected in ("throughput-plaintext", "overhead-plaintext", "latency-plaintext", "latency-bars-plaintext",
                      "latency-vs-load-io", "resources"):  # fmt: skip
@@ -107,7 +107,7 @@ def render_dom(page: Path) -> str:
 
 def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> None:
     result = load_bundle(synthetic)
-    data, files = plot.render(result)
+    data, files = charts.render(result)
     page, summary = report.write(result, data, files)
     assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing fetched: works offline
     dom = render_dom(page)

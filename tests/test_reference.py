@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import plot
-from scripts.bundle import load_bundle
-from servers.matrix import ROOT
+from core.host import ROOT
+from lab import charts
+from lab.bundle import load_bundle
 
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "reference").glob("*/*/manifest.json"))
 
@@ -24,7 +24,7 @@ def test_reference_bundle_validates_and_charts(root: Path, tmp_path: Path) -> No
     bundle = load_bundle(root)
     assert bundle.manifest.status == "complete" and bundle.repeats
     assert root.parent.name == bundle.manifest.machine.machine_id
-    data, files = plot.render(bundle, out=tmp_path)  # today's chart code still reads it
+    data, files = charts.render(bundle, out=tmp_path)  # today's chart code still reads it
     assert data["scenarios"] and files
     for committed in ("report.html", "summary.csv", "summary.md", "charts/resources.png"):
         assert (root / committed).exists(), committed

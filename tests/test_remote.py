@@ -3,15 +3,15 @@ with a worker, as docker-compose.yml wires them, all on this machine's loopback.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from scripts import bundle
-from servers.matrix import ROOT
-from servers.process import free_port
+from core.host import ROOT, free_port
+from lab import bundle
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -32,16 +32,20 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
     master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bind_port)]
     master += ["--web-host", "127.0.0.1", "--web-port", str(web_port), "LeanUser"]
     worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(bind_port), "LeanUser"]
+
+    def pinned(cpu: int) -> dict:  # as compose's cpuset does: the agent on CPU 0, Locust on CPU 1
+        return {**quiet, "preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
+
     services = [
-        subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], **quiet),
-        subprocess.Popen([*locust, *master], **quiet),
-        subprocess.Popen([*locust, *worker], **quiet),
+        subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], **pinned(0)),
+        subprocess.Popen([*locust, *master], **pinned(1)),
+        subprocess.Popen([*locust, *worker], **pinned(1)),
     ]
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health")
         wait_http(f"http://127.0.0.1:{web_port}/")
         run = subprocess.run(
-            [sys.executable, "-m", "scripts.run", "--results", str(tmp_path), "--port", str(free_port()),
+            [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port()),
              "--cell", "granian-uvloop-hyper-w1-raw", "--cell", "uvicorn-uvloop-httptools-w1-starlette",
              "--scenario", "plaintext", "--scenario", "json", "--repeats", "1", "--duration", "1", "--warmup", "0",
              "--users", "8", "--no-calibrate", "--server-agent", f"http://127.0.0.1:{agent_port}",
@@ -59,6 +63,6 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
     result = bundle.load_bundle(run_dir)
     assert len(result.repeats) == 4 and not result.failures
     for r in result.repeats:
-        assert r.rps > 0 and r.errors == {} and r.processes == 1
+        assert r.load.rps > 0 and r.load.errors == {} and r.load.processes == 1
         assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0  # sampled by the agent
     assert (run_dir / "report.html").exists()

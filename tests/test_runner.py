@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bundle
-from servers.matrix import MATRIX_FILE, ROOT, load
-from servers.process import free_port
+from core.host import ROOT, atomic_write, free_port
+from lab import bundle
+from servers.matrix import MATRIX_FILE, load
 
 CELLS = ["uvicorn-uvloop-httptools-w1-raw", "granian-uvloop-hyper-w1-raw"]
 SHORT = ["--scenario", "plaintext", "--repeats", "2", "--duration", "1", "--warmup", "0.5", "--users", "16"]
@@ -23,7 +23,7 @@ SHORT = ["--scenario", "plaintext", "--repeats", "2", "--duration", "1", "--warm
 
 def lab_run(*args: str, results: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.run", "--results", str(results), "--port", str(free_port()), *args],
+        [sys.executable, "-m", "lab", "run", "--results", str(results), "--port", str(free_port()), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,10 +45,10 @@ def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
     assert result.manifest.status == "complete" and result.failures == []
     assert sorted({r.key for r in result.repeats}) == sorted(CELLS) and len(result.repeats) == 4
     for r in result.repeats:
-        p = r.latency.percentiles_us
-        assert r.rps > 0 and r.errors == {} and r.ok == r.latency.count > 0
-        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= r.latency.max_us
-        assert r.load_generator.cpus == [1] and r.server.cpus == [0]
+        p = r.load.latency.percentiles_us
+        assert r.load.rps > 0 and r.load.errors == {} and r.load.ok == r.load.latency.count > 0
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= r.load.latency.max_us
+        assert r.load.load_generator.cpus == [1] and r.server.cpus == [0]
         assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0 and r.server.startup_seconds > 0
     assert result.manifest.machine.logical_cpus >= 1 and result.manifest.versions["locust"]
     rows = (result.root / "summary.csv").read_text().splitlines()
@@ -74,7 +74,7 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path: Path) -> No
 
 
 def test_an_interrupted_run_resumes_and_skips_finished_work(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "scripts.run", "--results", str(tmp_path), "--port", str(free_port())]
+    args = [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port())]
     args += [a for c in CELLS for a in ("--cell", c)] + SHORT + ["--no-calibrate"]
     proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -123,7 +123,7 @@ def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         done = subprocess.run(
-            [sys.executable, "-m", "scripts.run", "--preset", "quick", "--results", str(tmp_path),
+            [sys.executable, "-m", "lab", "run", "--preset", "quick", "--results", str(tmp_path),
              "--port", str(busy.getsockname()[1])],
             cwd=ROOT, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
@@ -151,12 +151,12 @@ def sample_repeat(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.pop("rps"), "rps: Field required"),
+        (lambda d: d["load"].pop("rps"), "load.rps: Field required"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
-        (lambda d: d.update(rps="fast"), "rps: Input should be a valid number"),
-        (lambda d: d.update(ok=1.5), "ok: Input should be a valid integer"),
-        (lambda d: d["latency"].pop("hdr"), "latency.hdr: Field required"),
-        (lambda d: d.update(schema_version=2), "schema_version 2; this lab reads schema_version 1"),
+        (lambda d: d["load"].update(rps="fast"), "load.rps: Input should be a valid number"),
+        (lambda d: d["load"].update(ok=1.5), "load.ok: Input should be a valid integer"),
+        (lambda d: d["load"]["latency"].pop("hdr"), "load.latency.hdr: Field required"),
+        (lambda d: d.update(schema_version=9), "schema_version 9; this lab reads schema_version 2"),
         (lambda d: d.update(kind="manifest"), "kind 'manifest', expected 'repeat'"),
     ],
 )
@@ -170,19 +170,22 @@ def test_the_loader_names_a_bad_field(tmp_path: Path, sample_repeat: dict, chang
     assert message in str(excinfo.value) and str(path) in str(excinfo.value)
 
 
-def test_an_atomic_write_leaves_no_half_file(tmp_path: Path) -> None:
+def test_an_atomic_write_leaves_no_half_file(tmp_path: Path, sample_repeat: dict) -> None:
     target = tmp_path / "x.json"
-    bundle.write_json(target, {"v": 1})
+    atomic_write(target, '{"v": 1}')
     with pytest.raises(TypeError):
-        bundle.write_json(target, {"v": object()})  # fails while serialising
-    with pytest.raises(bundle.BundleError):
-        bundle.write_record(tmp_path / "y.json", {"schema_version": 1, "kind": "repeat"})  # invalid: never written
+        atomic_write(target, object())  # type: ignore[arg-type]  # fails before anything is written
+    broken = bundle.Repeat.model_validate_json(json.dumps(sample_repeat)).model_copy(
+        update={"repeat": "one"}
+    )  # a bug's record
+    with pytest.raises(bundle.BundleError), pytest.warns(UserWarning, match="serialized value may not be"):
+        bundle.write_record(tmp_path / "y.json", broken)  # invalid: never written
     assert json.loads(target.read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 
 
 def test_run_ids_are_unique_and_never_reuse_a_directory(tmp_path: Path) -> None:
-    from scripts.runner import new_run_dir
+    from lab.runner import new_run_dir
 
     first, second = new_run_dir(tmp_path), new_run_dir(tmp_path)
     assert first != second and first.exists() and second.exists()

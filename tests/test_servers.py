@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.matrix import ROOT, Cell, MatrixError, load
+from core.host import ROOT
+from servers.matrix import Cell, MatrixError, load
 from tests.servers_harness import conformance, free_port, running
 
 MATRIX = load()
@@ -21,9 +22,9 @@ MATRIX = load()
 def test_quick_cell_conforms_over_a_socket(cell: Cell, tmp_path: Path) -> None:
     with running(cell, tmp_path) as server:
         conformance(server)
-        assert server.report["loop_seen"] == MATRIX.loops[cell.loop].reports
-        assert server.report["startup_seconds"] > 0
-        assert server.report["versions"][cell.server] == version(cell.server)
+        assert server.report.loop_seen == MATRIX.loops[cell.loop].reports
+        assert server.report.startup_seconds > 0
+        assert server.report.versions[cell.server] == version(cell.server)
 
 
 def test_three_apps_answer_identically_over_a_socket(tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_port_in_use_is_refused() -> None:
         busy.listen()
         result = launch("--server", "uvicorn", "--loop", "asyncio", "--port", str(busy.getsockname()[1]))
     assert result.returncode == 2
-    assert "cannot bind" in result.stderr
+    assert "cannot be bound" in result.stderr and "it is in use; choose another with --port" in result.stderr
 
 
 def test_dry_run_prints_argv_and_versions() -> None:

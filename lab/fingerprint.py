@@ -9,11 +9,12 @@ import socket
 import subprocess
 from importlib.metadata import distributions
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from servers.matrix import ROOT
+from core.host import ROOT
+from core.settings import settings
+from lab.bundle import Machine
 
 
 def _cpu_model() -> str:
@@ -37,7 +38,7 @@ def _os_name() -> str:
 
 
 def in_container() -> bool:
-    if Path("/.dockerenv").exists() or os.environ.get("LAB_IN_CONTAINER") == "1":
+    if Path("/.dockerenv").exists() or settings().in_container:
         return True
     try:
         return any(word in Path("/proc/1/cgroup").read_text() for word in ("docker", "containerd", "kubepods"))
@@ -51,28 +52,29 @@ def machine_id() -> str:
     The same on the host and in the lab's containers (they share the host's network, so its hostname), and
     LAB_HOST_ID overrides it.
     """
-    source = os.environ.get("LAB_HOST_ID") or f"{socket.gethostname()}|{_cpu_model()}|{psutil.virtual_memory().total}"
+    source = settings().host_id or f"{socket.gethostname()}|{_cpu_model()}|{psutil.virtual_memory().total}"
     return hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
-def machine() -> dict[str, Any]:
+def machine() -> Machine:
     freq = psutil.cpu_freq()
-    return {
-        "machine_id": machine_id(),
-        "cpu_model": _cpu_model(),
-        "logical_cpus": psutil.cpu_count(logical=True) or 0,
-        "physical_cores": psutil.cpu_count(logical=False),
-        "cpu_affinity": sorted(os.sched_getaffinity(0)),
-        "cpu_max_mhz": round(freq.max, 1) if freq and freq.max else None,
-        "memory_bytes": psutil.virtual_memory().total,
-        "kernel": platform.release(),
-        "os": _os_name(),
-        "python": platform.python_version(),
-        "container": in_container(),
+    env = settings()
+    return Machine(
+        machine_id=machine_id(),
+        cpu_model=_cpu_model(),
+        logical_cpus=psutil.cpu_count(logical=True) or 0,
+        physical_cores=psutil.cpu_count(logical=False),
+        cpu_affinity=sorted(os.sched_getaffinity(0)),
+        cpu_max_mhz=round(freq.max, 1) if freq and freq.max else None,
+        memory_bytes=psutil.virtual_memory().total,
+        kernel=platform.release(),
+        os=_os_name(),
+        python=platform.python_version(),
+        container=in_container(),
         # Docker does not tell a container about itself; compose passes these in (docker-compose.yml).
-        "docker_version": os.environ.get("LAB_DOCKER_VERSION") or None,
-        "image_id": os.environ.get("LAB_IMAGE_ID") or _image_content(),
-    }
+        docker_version=env.docker_version,
+        image_id=env.image_id or _image_content(),
+    )
 
 
 def _image_content() -> str | None:
@@ -119,4 +121,4 @@ def lab_commit() -> str | None:
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("LAB_GIT_COMMIT") or _commit_from_files()
+        return settings().git_commit or _commit_from_files()

@@ -1,18 +1,17 @@
 """Charts from a result bundle (never from a re-run): throughput, framework overhead, latency, load, resources.
 
-    python -m scripts.plot results/<run-id>        # charts/*.png|svg, report.html, summary.md
+    python -m lab plot results/<run-id>        # charts/*.png|svg, report.html, summary.md
 
 chart_data() computes every plotted number from the bundle; render() only draws it, so tests check the numbers.
-Colours belong to a server/loop/http stack in matrix order, the same in every chart and every run.
+Colours belong to a server/loop/http stack in matrix order, the same in every chart and every run; line styles and
+shades belong to an app in matrix order.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from hdrh.histogram import HdrHistogram
 from matplotlib.patches import Patch
 
-from loadtests import recorder
-from scripts.bundle import Bundle, BundleError, Repeat, load_bundle
+from lab.bundle import Bundle, BundleError, load_bundle
+from lab.results import Point, points
 from servers.matrix import Matrix, load
 
-APP_STYLES = {"raw": "-", "starlette": "--", "fastapi": ":"}
+LINE_STYLES = ("-", "--", ":", "-.")
 NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 CLIENT_BOUND_HATCH = "///"
-
-
-def stack(r: Repeat) -> str:
-    return f"{r.cell.server} {r.cell.loop}/{r.cell.http}" + (f" ×{r.cell.workers}" if r.cell.workers > 1 else "")
-
-
 SERVER_COLOURMAPS = ("Blues", "Greens", "Oranges", "Purples", "Reds", "Greys")
+
+
+def app_style(matrix: Matrix, app: str) -> str:
+    """The line style of an app: the matrix's first app solid, then dashed, dotted..."""
+    apps = list(matrix.apps)
+    return LINE_STYLES[apps.index(app) % len(LINE_STYLES)] if app in apps else "-"
+
+
+def app_alpha(matrix: Matrix, app: str) -> float:
+    """The bar shade of an app: the matrix's first app full, later ones lighter."""
+    apps = list(matrix.apps)
+    return 1.0 - 0.55 * apps.index(app) / max(len(apps) - 1, 1) if app in apps else 1.0
 
 
 def palette(matrix: Matrix) -> dict[str, str]:
@@ -55,13 +59,6 @@ def colour(colours: dict[str, str], name: str) -> str:
     return colours.get(name.split(" ×")[0], "#777777")
 
 
-def merged(repeats: Iterable[Repeat]) -> HdrHistogram:
-    histogram = recorder.new_histogram()
-    for r in repeats:
-        histogram.add(HdrHistogram.decode(r.latency.hdr.encode()))
-    return histogram
-
-
 def nines(percentile: float) -> float:
     return -math.log10(1 - percentile / 100) if percentile < 100 else 6.0
 
@@ -69,102 +66,115 @@ def nines(percentile: float) -> float:
 # --- the numbers ---------------------------------------------------------------------------------------------------
 
 
+def throughput_bars(closed: list[Point], apps: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per app (matrix order), one bar per cell: median RPS, min to max of repeats, client-bound."""
+    by_app: dict[str, list[dict[str, Any]]] = {}
+    for p in closed:
+        by_app.setdefault(p.cell.app, []).append(
+            {
+                "key": p.key,
+                "stack": p.stack,
+                "app": p.cell.app,
+                "median": p.median,
+                "min": round(min(p.rps), 1),
+                "max": round(max(p.rps), 1),
+                "repeats": len(p.repeats),
+                "client_bound": p.client_bound,
+            }
+        )
+    return {app: by_app[app] for app in apps if app in by_app}
+
+
+def overhead_rows(closed: list[Point], apps: list[str]) -> list[dict[str, Any]]:
+    """Per stack: each app's median RPS, and as % of the baseline app (the matrix's first) on the same stack."""
+    baseline = apps[0]
+    by_stack: dict[str, dict[str, float]] = {}
+    for p in closed:
+        by_stack.setdefault(p.stack, {})[p.cell.app] = p.median
+    return [
+        {
+            "stack": name,
+            **{app: values.get(app) for app in apps},
+            **{
+                f"{app}_pct_of_{baseline}": round(100 * values[app] / values[baseline], 1)
+                for app in apps
+                if app in values
+            },
+        }
+        for name, values in by_stack.items()
+        if values.get(baseline, 0) > 0
+    ]
+
+
+def latency_rows(closed: list[Point]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Percentile curves and p50/p99 bars from each cell's merged histogram."""
+    curves, bars = [], []
+    for p in closed:
+        latency = p.latency
+        curves.append({"key": p.key, "stack": p.stack, "app": p.cell.app, "curve": latency.curve_us})
+        percentiles = latency.percentiles_us
+        bars.append(
+            {
+                "key": p.key,
+                "stack": p.stack,
+                "app": p.cell.app,
+                "p50_us": percentiles.get("p50"),
+                "p99_us": percentiles.get("p99"),
+            }
+        )
+    return curves, bars
+
+
+def load_lines(open_points: list[Point]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Open-model points: per scenario and cell, p99 against the achieved rate."""
+    lines: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in open_points:
+        line = lines.setdefault(p.scenario, {}).setdefault(p.key, {"stack": p.stack, "points": []})
+        line["points"].append(
+            {
+                "offered": p.offered,
+                "achieved": p.median,
+                "p99_us": p.latency.percentiles_us.get("p99"),
+                "shortfall": p.rate_shortfall,
+                "client_bound": p.client_bound,
+            }
+        )
+    return lines
+
+
+def resource_rows(all_points: list[Point]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Per cell: the peak repeat's server cores and RSS; per server: the median startup time."""
+    resources: dict[str, dict[str, Any]] = {}
+    startup: dict[str, dict[str, float]] = {}
+    for p in all_points:
+        entry = resources.setdefault(p.key, {"key": p.key, "stack": p.stack, "cpu_cores": 0.0, "rss_mb": 0.0})
+        for r in p.repeats:
+            entry["cpu_cores"] = round(max(entry["cpu_cores"], r.server.cpu_cores), 3)
+            entry["rss_mb"] = round(max(entry["rss_mb"], (r.server.rss_peak_bytes or 0) / 2**20), 1)
+        startup.setdefault(p.cell.server, {}).setdefault(p.key, p.repeats[0].server.startup_seconds)
+    return list(resources.values()), {s: round(statistics.median(v.values()), 3) for s, v in startup.items()}
+
+
 def chart_data(bundle: Bundle, matrix: Matrix | None = None) -> dict[str, Any]:
     matrix = matrix or load()
     apps = list(matrix.apps)
-    order = {c.key: i for i, c in enumerate(matrix.all_cells())}  # matrix order, not alphabetical
-    groups: dict[tuple[str, str, float], list[Repeat]] = {}
-    for r in bundle.repeats:
-        groups.setdefault((r.key, r.scenario, r.offered_rps or 0.0), []).append(r)
-    closed = {(k, s): reps for (k, s, q), reps in groups.items() if not q}
-    scenarios = sorted({s for _, s in closed}, key=list(matrix.scenarios).index)
-
-    throughput: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    overhead: dict[str, list[dict[str, Any]]] = {}
-    curves: dict[str, list[dict[str, Any]]] = {}
-    latency_bars: dict[str, list[dict[str, Any]]] = {}
-    for scenario in scenarios:
-        by_app: dict[str, list[dict[str, Any]]] = {}
-        by_stack: dict[str, dict[str, float]] = {}
-        for (key, s), reps in sorted(closed.items(), key=lambda kv: order.get(kv[0][0], 0)):
-            if s != scenario:
-                continue
-            rps = [r.rps for r in reps]
-            first = reps[0]
-            bar = {
-                "key": key,
-                "stack": stack(first),
-                "app": first.cell.app,
-                "median": round(statistics.median(rps), 1),
-                "min": round(min(rps), 1),
-                "max": round(max(rps), 1),
-                "repeats": len(reps),
-                "client_bound": any(r.client_bound for r in reps),
-            }
-            by_app.setdefault(first.cell.app, []).append(bar)
-            by_stack.setdefault(bar["stack"], {})[first.cell.app] = bar["median"]
-            histogram = merged(reps)
-            summary = recorder.latency_summary(histogram)
-            curves.setdefault(scenario, []).append(
-                {"key": key, "stack": bar["stack"], "app": bar["app"], "curve": summary["curve_us"]}
-            )
-            latency_bars.setdefault(scenario, []).append(
-                {
-                    "key": key,
-                    "stack": bar["stack"],
-                    "app": bar["app"],
-                    "p50_us": summary["percentiles_us"].get("p50"),
-                    "p99_us": summary["percentiles_us"].get("p99"),
-                }
-            )
-        throughput[scenario] = {app: by_app[app] for app in apps if app in by_app}
-        overhead[scenario] = [
-            {
-                "stack": name,
-                **{app: values.get(app) for app in apps},
-                **{f"{app}_pct_of_raw": round(100 * values[app] / values["raw"], 1) for app in apps if app in values},
-            }
-            for name, values in by_stack.items()
-            if "raw" in values and values["raw"] > 0
-        ]
-
-    load_curves: dict[str, dict[str, dict[str, Any]]] = {}
-    for (key, scenario, offered), reps in sorted(groups.items()):
-        if not offered:
-            continue
-        summary = recorder.latency_summary(merged(reps))
-        line = load_curves.setdefault(scenario, {}).setdefault(key, {"stack": stack(reps[0]), "points": []})
-        line["points"].append(
-            {
-                "offered": offered,
-                "achieved": round(statistics.median(r.rps for r in reps), 1),
-                "p99_us": summary["percentiles_us"].get("p99"),
-                "shortfall": any(bool(r.rate_shortfall) for r in reps),
-                "client_bound": any(r.client_bound for r in reps),
-            }
-        )
-
-    resources: dict[str, dict[str, Any]] = {}
-    startup: dict[str, list[float]] = {}
-    for r in bundle.repeats:
-        entry = resources.setdefault(r.key, {"key": r.key, "stack": stack(r), "cpu_cores": 0.0, "rss_mb": 0.0})
-        entry["cpu_cores"] = round(max(entry["cpu_cores"], r.server.cpu_cores), 3)
-        entry["rss_mb"] = round(max(entry["rss_mb"], (r.server.rss_peak_bytes or 0) / 2**20), 1)
-    for key in {r.key for r in bundle.repeats}:
-        first = next(r for r in bundle.repeats if r.key == key)
-        startup.setdefault(first.cell.server, []).append(first.server.startup_seconds)
-
+    found = points(bundle, matrix)
+    closed = [p for p in found if not p.offered]
+    scenarios = [s for s in matrix.scenarios if any(p.scenario == s for p in closed)]
+    latency = {s: latency_rows([p for p in closed if p.scenario == s]) for s in scenarios}
+    resources, startup = resource_rows(found)
     return {
         "scenarios": scenarios,
+        "baseline": apps[0],
         "ceiling_rps": bundle.calibration.ceiling_rps if bundle.calibration else None,
         "ceiling_scenario": bundle.calibration.scenario if bundle.calibration else None,
-        "throughput": throughput,
-        "overhead": overhead,
-        "latency_curves": curves,
-        "latency_bars": latency_bars,
-        "load_curves": load_curves,
-        "resources": sorted(resources.values(), key=lambda e: order.get(e["key"], 0)),
-        "startup_s": {server: round(statistics.median(v), 3) for server, v in startup.items()},
+        "throughput": {s: throughput_bars([p for p in closed if p.scenario == s], apps) for s in scenarios},
+        "overhead": {s: overhead_rows([p for p in closed if p.scenario == s], apps) for s in scenarios},
+        "latency_curves": {s: latency[s][0] for s in scenarios},
+        "latency_bars": {s: latency[s][1] for s in scenarios},
+        "load_curves": load_lines([p for p in found if p.offered]),
+        "resources": resources,
+        "startup_s": startup,
         "caption": caption(bundle),
     }
 
@@ -229,40 +239,40 @@ def draw_throughput(data: dict[str, Any], scenario: str, colours: dict[str, str]
     return _finish(fig, data, out, f"throughput-{scenario}")
 
 
-def draw_overhead(data: dict[str, Any], scenario: str, colours: dict[str, str], out: Path) -> list[Path]:
-    rows = data["overhead"][scenario]
-    apps = [a for a in APP_STYLES if any(r.get(a) for r in rows)]
+def draw_overhead(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
+    rows, baseline, colours = data["overhead"][scenario], data["baseline"], palette(matrix)
+    apps = [a for a in matrix.apps if any(r.get(a) for r in rows)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     width = 0.8 / len(apps)
     for i, app in enumerate(apps):
         xs = [n + (i - (len(apps) - 1) / 2) * width for n in range(len(rows))]
-        alpha = {"raw": 1.0, "starlette": 0.7, "fastapi": 0.45}.get(app, 1.0)
+        alpha = app_alpha(matrix, app)
         left.bar(xs, [r.get(app) or 0 for r in rows], width * 0.92, label=app, alpha=alpha,
                  color=[colour(colours, r["stack"]) for r in rows], edgecolor="black", linewidth=0.4)  # fmt: skip
-        right.bar(xs, [r.get(f"{app}_pct_of_raw") or 0 for r in rows], width * 0.92, label=app, alpha=alpha,
+        right.bar(xs, [r.get(f"{app}_pct_of_{baseline}") or 0 for r in rows], width * 0.92, label=app, alpha=alpha,
                   color=[colour(colours, r["stack"]) for r in rows], edgecolor="black", linewidth=0.4)  # fmt: skip
         for x, r in zip(xs, rows, strict=True):
-            if r.get(f"{app}_pct_of_raw") is not None:
-                right.text(
-                    x, r[f"{app}_pct_of_raw"], f"{r[f'{app}_pct_of_raw']:.0f}%", ha="center", va="bottom", fontsize=6.5
-                )
+            pct = r.get(f"{app}_pct_of_{baseline}")
+            if pct is not None:
+                right.text(x, pct, f"{pct:.0f}%", ha="center", va="bottom", fontsize=6.5)
     for ax in (left, right):
         ax.set_xticks(range(len(rows)), [r["stack"] for r in rows], rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, title="app (bar shade)", title_fontsize=7)
     left.set_ylabel("requests/s (median)")
     left.set_title(f"Framework overhead — {scenario}: RPS")
-    right.set_ylabel("% of the raw ASGI app's RPS on the same stack")
-    right.set_title("as % of raw")
+    right.set_ylabel(f"% of the {baseline} app's RPS on the same stack")
+    right.set_title(f"as % of {baseline}")
     right.axhline(100, color="#333333", linewidth=0.8)
     return _finish(fig, data, out, f"overhead-{scenario}")
 
 
-def draw_latency(data: dict[str, Any], scenario: str, colours: dict[str, str], out: Path) -> list[Path]:
+def draw_latency(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
+    colours = palette(matrix)
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for line in data["latency_curves"][scenario]:
         points = [(nines(p), us / 1000) for p, us in line["curve"] if p < 100]
-        ax.plot(*zip(*points, strict=True), APP_STYLES.get(line["app"], "-"), color=colour(colours, line["stack"]),
+        ax.plot(*zip(*points, strict=True), app_style(matrix, line["app"]), color=colour(colours, line["stack"]),
                 label=f"{line['stack']} · {line['app']}", linewidth=1.3)  # fmt: skip
     ax.set_xticks([nines(p) for p in NINES_TICKS], [f"{p:g}%" for p in NINES_TICKS])
     ax.set_yscale("log")
@@ -342,8 +352,8 @@ def render(bundle: Bundle, out: Path | None = None, matrix: Matrix | None = None
     for scenario in data["scenarios"]:
         files += draw_throughput(data, scenario, colours, out)
         if data["overhead"][scenario]:
-            files += draw_overhead(data, scenario, colours, out)
-        files += draw_latency(data, scenario, colours, out)
+            files += draw_overhead(data, scenario, matrix, out)
+        files += draw_latency(data, scenario, matrix, out)
         files += draw_latency_bars(data, scenario, colours, out)
     for scenario in data["load_curves"]:
         files += draw_load(data, scenario, colours, out)
@@ -352,23 +362,17 @@ def render(bundle: Bundle, out: Path | None = None, matrix: Matrix | None = None
     return data, files
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path, help="a results/<run-id> directory")
-    args = parser.parse_args(argv)
-    from scripts import report
+def main(path: Path) -> int:
+    """python -m lab plot BUNDLE: redraw the charts, report.html and summary.md from the bundle on disk."""
+    from lab import report
 
     try:
-        bundle = load_bundle(args.bundle)
+        bundle = load_bundle(path)
     except BundleError as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
         return 2
     data, files = render(bundle)
     pages = report.write(bundle, data, files)
-    for path in [*files, *pages]:
-        print(path)
+    for p in [*files, *pages]:
+        print(p)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,10 +9,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.bundle import Bundle, summarize
+from core.host import atomic_write
+from lab.bundle import Bundle
+from lab.results import summarize
+from servers.matrix import Matrix, load
 
-KEY_PACKAGES = ("uvicorn", "hypercorn", "granian", "starlette", "fastapi", "pydantic", "uvloop", "rloop", "httptools",
-                "h11", "trio", "locust", "gevent", "hdrhistogram", "matplotlib")  # fmt: skip
+TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib")
+
+
+def key_packages(matrix: Matrix | None = None) -> list[str]:
+    """The packages a result depends on: every one the matrix names (servers, HTTP parsers, loops, apps), then the
+    lab's own measuring and drawing tools."""
+    matrix = matrix or load()
+    names = [
+        p for s in matrix.servers.values() for p in (*s.packages, *(q for h in s.http_packages.values() for q in h))
+    ]
+    names += [p for loop in matrix.loops.values() for p in loop.packages]
+    names += [p for app in matrix.apps.values() for p in app.packages]
+    return list(dict.fromkeys([*names, *TOOL_PACKAGES]))
+
+
 TABLE_COLUMNS = [
     ("scenario", "scenario"), ("key", "cell"), ("offered_rps", "offered RPS"), ("rps_median", "RPS (median)"),
     ("rps_min", "min"), ("rps_max", "max"), ("rps_spread_pct", "spread %"), ("p50_us", "p50 µs"),
@@ -122,22 +138,24 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
     parts.append("</tbody></table>")
     if bundle.calibration:
         c = bundle.calibration
-        wrk = f"{c.wrk['rps']:,.0f}" if c.wrk else "not installed"
+        wrk = f"{c.referee.rps:,.0f} RPS" if c.referee else "not installed"
         parts.append(
             f"<h2>Load generator calibration</h2><p>On {html.escape(c.cell)} ({c.scenario}), one run: lab client "
-            f"{c.lean.rps:,.0f} RPS ({c.lean.rps_per_core:,.0f} per core), stock FastHttpUser {c.stock.rps:,.0f} RPS "
-            f"({c.stock.rps_per_core:,.0f} per core), wrk {wrk}. Ratios: {html.escape(json.dumps(c.ratios))}.</p>"
+            f"{c.lab_client.rps:,.0f} RPS ({c.lab_client.rps_per_core:,.0f} per core), wrk (the referee) {wrk}; "
+            f"lab client ÷ wrk {c.lab_vs_referee}.</p>"
         )
     machine = m.machine.model_dump()
     parts.append("<h2>Machine and versions</h2><dl>")
     parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in machine.items()]
     parts.append(f"<dt>lab commit</dt><dd>{html.escape(str(m.lab_commit))}</dd>")
-    parts += [f"<dt>{p}</dt><dd>{html.escape(m.versions[p])}</dd>" for p in KEY_PACKAGES if p in m.versions]
+    parts += [f"<dt>{p}</dt><dd>{html.escape(m.versions[p])}</dd>" for p in key_packages() if p in m.versions]
     parts.append("</dl><details><summary>Run configuration and every installed package</summary><pre>")
-    parts.append(html.escape(json.dumps({"config": m.config.model_dump(), "versions": m.versions}, indent=1)))
+    parts.append(
+        html.escape(json.dumps({"config": m.config.model_dump(mode="json"), "versions": m.versions}, indent=1))
+    )
     parts.append(f"</pre></details><script>{SORT_SCRIPT}</script></body></html>")
     report = bundle.root / "report.html"
-    report.write_text("".join(parts))
+    atomic_write(report, "".join(parts))
 
     md = [f"# ASGI Bench Lab — run {m.run_id}", "", f"{when}, status {m.status}. {data['caption']}", ""]
     md += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["None."]) + [""]
@@ -154,5 +172,5 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
             f"| {'yes' if r['client_bound'] else ''} |"
         )
     summary = bundle.root / "summary.md"
-    summary.write_text("\n".join(md) + "\n")
+    atomic_write(summary, "\n".join(md) + "\n")
     return [report, summary]

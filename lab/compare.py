@@ -1,4 +1,4 @@
-"""Compare two result bundles, e.g. the same preset on two machines: python -m scripts.compare A B
+"""Compare two result bundles, e.g. the same preset on two machines: python -m lab compare A B
 
 For every cell x scenario in both: absolute RPS, RPS per server core, the ratio B/A of each, and the p99 latency
 ratio; with both machines' fingerprints in the header, and warnings for cells in only one bundle and for package
@@ -7,8 +7,8 @@ versions that differ. Writes compare.md, compare.csv and a chart per scenario.
 
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from scripts.bundle import Bundle, BundleError, load_bundle, summarize
-from scripts.report import KEY_PACKAGES
+from core.host import atomic_write
+from lab.bundle import Bundle, BundleError, load_bundle
+from lab.report import key_packages
+from lab.results import summarize
+from servers.matrix import load
 
 FIELDS = ["scenario", "key", "offered_rps", "rps_a", "rps_b", "rps_ratio", "rps_per_core_a", "rps_per_core_b",
           "per_core_ratio", "p99_us_a", "p99_us_b", "p99_ratio", "client_bound_a", "client_bound_b"]  # fmt: skip
@@ -72,7 +75,7 @@ def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
         for key, scenario, offered in sorted(only, key=str):
             warnings.append(f"only in {label}: {key} {scenario}" + (f" @{offered:g}" if offered else ""))
     va, vb = a.manifest.versions, b.manifest.versions
-    for package in (*KEY_PACKAGES, "python"):
+    for package in (*key_packages(), "python"):
         left = a.manifest.machine.python if package == "python" else va.get(package)
         right = b.manifest.machine.python if package == "python" else vb.get(package)
         if left != right:
@@ -98,7 +101,7 @@ def conclusions(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [r for r in result["rows"] if not r["offered_rps"]]
     claims = []
     for scenario in sorted({r["scenario"] for r in rows}):
-        for app in ("raw", "starlette", "fastapi"):
+        for app in load().apps:
             mine = [r for r in rows if r["scenario"] == scenario and r["key"].endswith(f"-{app}")]
             if not mine:
                 continue
@@ -129,10 +132,11 @@ def conclusions(result: dict[str, Any]) -> list[dict[str, Any]]:
 def write(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    with open(out / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(result["rows"])
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(result["rows"])
+    atomic_write(out / "compare.csv", table.getvalue())
     files.append(out / "compare.csv")
     md = ["# Comparison", "", f"- A: {result['a']}", f"- B: {result['b']}", "", "## Warnings", ""]
     md += [f"- {w}" for w in result["warnings"]] or ["None."]
@@ -157,7 +161,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
         md.append(f"- {scenario}: {'same order in A and B' if in_a == in_b else 'order differs'}")
         md.append(f"  - A: {' > '.join(in_a)}")
         md.append(f"  - B: {' > '.join(in_b)}")
-    (out / "compare.md").write_text("\n".join(md) + "\n")
+    atomic_write(out / "compare.md", "\n".join(md) + "\n")
     files.append(out / "compare.md")
     for scenario in scenarios:
         rows = [r for r in result["rows"] if r["scenario"] == scenario and not r["offered_rps"]]
@@ -187,25 +191,17 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="bundle A (the baseline)")
-    parser.add_argument("b", type=Path, help="bundle B")
-    parser.add_argument("--out", type=Path, help="default: <parent of A>/compare-<A>-vs-<B>")
-    args = parser.parse_args(argv)
+def main(path_a: Path, path_b: Path, out: Path | None = None) -> int:
+    """python -m lab compare A B [--out DIR]"""
     try:
-        a, b = load_bundle(args.a), load_bundle(args.b)
+        a, b = load_bundle(path_a), load_bundle(path_b)
     except BundleError as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
         return 2
     result = compare(a, b)
-    out = args.out or args.a.parent / f"compare-{a.run_id}-vs-{b.run_id}"
+    out = out or path_a.parent / f"compare-{a.run_id}-vs-{b.run_id}"
     for path in write(result, out):
         print(path)
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The machine as both sides see it: the lab's root, CPU sets, loopback ports, atomic files, and bad-input errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+class UsageError(ValueError):
+    """Bad input that is not about the matrix (CPU sets, ports, paths, URLs, bounds); the text names the fix."""
+
+
+def machine_cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on (its affinity, which a container's cpuset narrows)."""
+    return tuple(sorted(os.sched_getaffinity(0)))
+
+
+def parse_cpus(text: str, name: str = "CPU set", available: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """'1', '0,2' or '2-3' into CPU numbers, each one a CPU of `available` (default: this process's CPUs)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = (s.strip() for s in part.partition("-"))
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise UsageError(f"{name} {text!r} is not like 1 or 0,2 or 2-3")
+        if dash and int(high) < int(low):
+            raise UsageError(f"{name} {text!r} has a reversed range {low}-{high}; write {high}-{low}")
+        cpus.update(range(int(low), int(high or low) + 1))
+    available = machine_cpus() if available is None else available
+    missing = cpus - set(available)
+    if missing:
+        raise UsageError(
+            f"{name} {text!r} names CPUs {sorted(missing)} this machine does not offer; it has {list(available)}"
+        )
+    return tuple(sorted(cpus))
+
+
+def format_cpus(cpus: tuple[int, ...] | list[int]) -> str:
+    """The cpuset string for CPU numbers: (0, 1, 2, 5) -> '0-2,5'."""
+    runs: list[list[int]] = []
+    for cpu in sorted(set(cpus)):
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_port(port: int, what: str = "port") -> None:
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{what} {port} is not a TCP port; choose one in 1-65535")
+
+
+def check_port_free(host: str, port: int, what: str = "port", fix: str = "choose another with --port") -> None:
+    check_port(port, what)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"{what} {host}:{port} cannot be bound ({exc.strerror}): it is in use; {fix}") from None
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that a reader sees the old content or the new, never half of it (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of the team
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

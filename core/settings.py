@@ -1,0 +1,62 @@
+"""Every `LAB_*` environment variable the lab's Python code reads, read here and only here, into one frozen object.
+
+docker-compose.yml and .env.example set some of them; the README lists them all (a test keeps the three in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> what it does. The README's settings table and .env.example list each of these.
+VARIABLES: dict[str, str] = {
+    "LAB_MATRIX": "a matrix file of your own instead of servers/matrix.toml",
+    "LAB_ALLOW_SHARED_CPUS": "1 lets the server and the load generator share CPUs (recorded and warned about)",
+    "LAB_HOST_ID": "the machine id in run ids and results/reference/<id>/ (default: a hash of host name, CPU, memory)",
+    "LAB_IMAGE_ID": "the container image id recorded in each manifest (default: the image's content hash)",
+    "LAB_GIT_COMMIT": "the lab's commit for the manifest where neither git nor .git is at hand",
+    "LAB_DOCKER_VERSION": "the Docker engine version recorded in each manifest",
+    "LAB_IN_CONTAINER": "set by the Dockerfile: the manifest records that the run was in a container",
+}
+
+# Read by docker compose from the shell or .env, not by the lab's Python code; listed with the others.
+COMPOSE_VARIABLES: dict[str, str] = {
+    "LAB_UID": "results are written as this user id (default 1000)",
+    "LAB_GID": "results are written as this group id (default 1000)",
+    "LAB_RESULTS": "the host folder mounted as the results folder (default ./results)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    matrix_file: Path | None = None
+    allow_shared_cpus: bool = False
+    host_id: str | None = None
+    image_id: str | None = None
+    git_commit: str | None = None
+    docker_version: str | None = None
+    in_container: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        return cls(
+            matrix_file=Path(m) if (m := text("LAB_MATRIX")) else None,
+            allow_shared_cpus=text("LAB_ALLOW_SHARED_CPUS") in ("1", "true", "yes"),
+            host_id=text("LAB_HOST_ID"),
+            image_id=text("LAB_IMAGE_ID"),
+            git_commit=text("LAB_GIT_COMMIT"),
+            docker_version=text("LAB_DOCKER_VERSION"),
+            in_container=text("LAB_IN_CONTAINER") == "1",
+        )
+
+
+def settings() -> Settings:
+    """The settings as the environment has them now (cheap; read afresh so a test's environment counts)."""
+    return Settings.from_env()

@@ -1,0 +1,37 @@
+"""The one place that chooses how a run reaches its servers and its Locust: on this machine, or through the
+compose lab's services (the target agent and the Locust master). Runner and calibration see only the Protocols."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.host import UsageError
+from lab.config import RunConfig
+from loadtests.load import LoadBackend
+from loadtests.local import LocalLocust
+from loadtests.remote import MasterLocust
+from servers.local import LocalTargets
+from servers.remote import AgentTargets
+from servers.target import TargetBackend
+
+
+def open_backends(config: RunConfig, logs: Path) -> tuple[TargetBackend, LoadBackend]:
+    """The run's target and load backends; each must run on exactly the CPU sets the config names."""
+    targets: TargetBackend = (
+        AgentTargets(config.target_agent) if config.target_agent else LocalTargets(logs, tuple(config.server_cpus))
+    )
+    loads: LoadBackend = (
+        MasterLocust(config.locust_master, config.load_workers)
+        if config.locust_master
+        else LocalLocust(tuple(config.load_cpus), config.load_workers, logs / "load")
+    )
+    for side, backend, wanted, setting in (
+        ("server", targets, config.server_cpus, "SERVER_CPUS / --server-cpus"),
+        ("load", loads, config.load_cpus, "LOAD_CPUS / --load-cpus"),
+    ):
+        if sorted(backend.cpus) != sorted(wanted):
+            raise UsageError(
+                f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
+                f"set {setting} to the same CPU set for both"
+            )
+    return targets, loads

@@ -1,0 +1,138 @@
+"""Cells on this machine: each server a child process started through the launcher, pinned, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.host import ROOT, machine_cpus
+from servers.matrix import Cell
+from servers.sampler import TreeSampler
+from servers.target import RunningServer, ServerError, ServerSample, StartupReport
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
+
+
+@dataclass
+class LocalServer:
+    """A running cell on this machine (a RunningServer)."""
+
+    cell: Cell
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+    report: StartupReport
+    exit_code: int | None = None
+    sampler: TreeSampler | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        if self.process.poll() is None:
+            return True
+        self.exit_code = self.process.returncode
+        return False
+
+    def log_tail(self) -> str:
+        return tail(self.log)
+
+    def sample_open(self) -> None:
+        self.sampler = TreeSampler(self.process.pid)
+        self.sampler.start()
+
+    def sample_close(self, start: float, end: float) -> ServerSample:
+        assert self.sampler is not None, "sample_open() first"
+        self.sampler.stop()
+        cpu = self.sampler.cpu_seconds(start, end)
+        seconds = end - start
+        return ServerSample(
+            cpu_seconds=round(sum(cpu.values()), 3),
+            cpu_cores=round(sum(cpu.values()) / seconds, 4) if seconds > 0 else 0.0,
+            rss_peak_bytes=self.sampler.rss_peak(start, end),
+            processes=len(cpu),
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, wait, and (only if it hangs) SIGKILL the whole process group."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                raise ServerError(f"{self.cell.key} did not stop within {timeout:g} s of SIGTERM") from None
+        self.exit_code = self.process.returncode
+        return self.exit_code
+
+
+@dataclass
+class LocalTargets:
+    """The TargetBackend for this machine: `python -m servers --cell KEY` pinned to `cpus`, logs in `workdir`."""
+
+    workdir: Path
+    cpus: tuple[int, ...] = field(default_factory=machine_cpus)
+    ready_timeout: float = READY_TIMEOUT
+
+    @contextlib.contextmanager
+    def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
+        """Start the cell and yield it once it answers correctly; stop it (SIGTERM) when the block ends."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        report, log = self.workdir / f"{cell.key}.server.json", self.workdir / f"{cell.key}.server.log"
+        report.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)]
+        argv += ["--ready-timeout", str(self.ready_timeout)]
+        cpus = self.cpus
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            )
+        server: LocalServer | None = None
+        try:
+            deadline = time.monotonic() + self.ready_timeout + 5
+            while not report.exists():
+                if process.poll() is not None:
+                    raise ServerError(f"{cell.key} exited {process.returncode} before it was ready:\n{tail(log)}")
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{cell.key} not ready within {self.ready_timeout:g} s:\n{tail(log)}")
+                time.sleep(0.05)
+            started = StartupReport.model_validate_json(report.read_text())
+            if not started.ready:
+                raise ServerError(
+                    f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}:\n{tail(log)}"
+                )
+            server = LocalServer(cell, port, log, process, started)
+            yield server
+        finally:
+            if process.poll() is None:
+                if server is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                else:
+                    with contextlib.suppress(ServerError):
+                        server.stop()
+
+    def close(self) -> None:
+        """Nothing outlives a serve() block here."""

@@ -1,0 +1,89 @@
+"""The target side's interface: a backend that runs one cell at a time, and the running server it hands out.
+
+Two implementations sit side by side: servers/local.py starts cells on this machine; servers/remote.py asks the
+agent (servers/agent.py, in the target container) to. The runner and calibration see only these Protocols.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from servers.matrix import Cell
+
+
+class ServerError(RuntimeError):
+    """The server did not become ready, died, hung or did not stop cleanly; the text after the first line is its
+    log's tail."""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartupReport(Record):
+    """What the launcher saw while the cell started (servers/launcher.py writes it)."""
+
+    key: str
+    host: str
+    port: int
+    argv: list[str]
+    versions: dict[str, str]
+    startup_seconds: float
+    loop_seen: str | None
+    ready: bool
+
+
+class ServerSample(Record):
+    """The server during one load window: its process tree's CPU and memory."""
+
+    cpu_seconds: float
+    cpu_cores: float  # CPU seconds per second of the window: how many cores the server kept busy
+    rss_peak_bytes: int | None
+    processes: int
+
+
+class RunningServer(Protocol):
+    """One cell's server, ready and answering on 127.0.0.1:port."""
+
+    cell: Cell
+    port: int
+    report: StartupReport
+    exit_code: int | None
+
+    @property
+    def url(self) -> str: ...
+
+    def alive(self) -> bool:
+        """Its process is still running (exit_code is set once it is not)."""
+        ...
+
+    def sample_open(self) -> None:
+        """Start sampling the server's resources for a load window."""
+        ...
+
+    def sample_close(self, start: float, end: float) -> ServerSample:
+        """Stop sampling; the figures for the window [start, end] (wall-clock seconds)."""
+        ...
+
+    def stop(self) -> int:
+        """SIGTERM, wait, and return the exit code; ServerError when it does not stop."""
+        ...
+
+    def log_tail(self) -> str: ...
+
+
+class TargetBackend(Protocol):
+    """Starts cells on its server CPUs, one at a time."""
+
+    cpus: tuple[int, ...]
+
+    def serve(self, cell: Cell, port: int) -> AbstractContextManager[RunningServer]:
+        """Start the cell on 127.0.0.1:port; the server is ready inside the block and stopped after it."""
+        ...
+
+    def close(self) -> None:
+        """The run is over: end what this backend started (for the agent: the agent itself)."""
+        ...

@@ -1,0 +1,31 @@
+"""Every LAB_* variable is read in one module (core/settings.py) and listed in the README and .env.example."""
+
+from __future__ import annotations
+
+import re
+
+from core.host import ROOT
+from core.settings import COMPOSE_VARIABLES, VARIABLES, Settings
+
+CODE = [p for d in ("apps", "core", "servers", "loadtests", "lab", "scripts") for p in (ROOT / d).rglob("*.py")]
+
+
+def test_only_the_settings_module_reads_lab_variables() -> None:
+    reading = re.compile(r"""(environ(\.get)?\s*[\[(]|getenv\()\s*["']LAB_""")
+    offenders = [str(p.relative_to(ROOT)) for p in CODE if reading.search(p.read_text())]
+    assert offenders == [], offenders
+
+
+def test_every_variable_is_documented() -> None:
+    readme, example = (ROOT / "README.md").read_text(), (ROOT / ".env.example").read_text()
+    for name in {**VARIABLES, **COMPOSE_VARIABLES}:
+        assert f"`{name}`" in readme, f"README.md does not list {name}"
+        assert re.search(rf"^#? ?{name}=", example, re.M), f".env.example does not list {name}"
+    used = set(re.findall(r"\bLAB_[A-Z_]+\b", (ROOT / "docker-compose.yml").read_text()))
+    assert used <= {*VARIABLES, *COMPOSE_VARIABLES}, used - {*VARIABLES, *COMPOSE_VARIABLES}
+
+
+def test_settings_come_from_the_environment_given() -> None:
+    s = Settings.from_env({"LAB_ALLOW_SHARED_CPUS": "1", "LAB_HOST_ID": " lab-7 ", "LAB_IN_CONTAINER": "1"})
+    assert s.allow_shared_cpus and s.host_id == "lab-7" and s.in_container and s.matrix_file is None
+    assert Settings.from_env({}) == Settings()
