@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -48,6 +51,23 @@ def format_cpus(cpus: tuple[int, ...] | list[int]) -> str:
         else:
             runs.append([cpu, cpu])
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """One CPU's counters from /proc/stat, in seconds since boot."""
+
+    busy: float  # busy with anything: all but idle and iowait (steal included: the CPU was not ours)
+    steal: float  # the hypervisor gave the CPU to another machine
+    irq: float  # hard and soft interrupts: on loopback, much of the network stack runs here
+
+
+def cpu_times() -> list[CpuTimes]:
+    """Every CPU's counters, in CPU order (the whole machine's, also inside a container)."""
+    return [
+        CpuTimes(t.user + t.nice + t.system + t.irq + t.softirq + t.steal, t.steal, t.irq + t.softirq)
+        for t in psutil.cpu_times(percpu=True)
+    ]
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -7,8 +7,7 @@
     results/<run-id>/summary.csv                one row per cell x scenario
 
 Every file is validated by the models below (unknown, missing or mistyped fields are rejected) and written
-atomically, so a reader never sees half a file. The loader reads schema_version 2; files of version 1 (the first
-reference results) are upgraded as they are read.
+atomically, so a reader never sees half a file. The loader reads schema_version 2 only.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.host import atomic_write
 from lab.config import RunConfig
+from lab.verdict import Verdict
 from loadtests.load import LoadResult, RefereeResult
 from servers.target import ServerSample
 
 SCHEMA_VERSION = 2
-READS = (1, 2)  # versions the loader reads; 1 is upgraded on the way in
 
 
 class BundleError(ValueError):
@@ -53,7 +52,29 @@ class ServerFigures(ServerSample):
     startup_seconds: float
 
 
+class Cost(Model):
+    """CPU per correct answer, in microseconds, on each side."""
+
+    server_us: float | None  # the server's process tree (user + system)
+    server_cpus_us: float | None  # the server's CPUs busy with anything, softirq included
+    client_us: float | None  # the Locust workers
+
+
+class Conditions(Model):
+    """What else the machine did during the window (lab/measure.py has the rules)."""
+
+    steal: float  # the largest share of the window the hypervisor took from any server or load CPU
+    other_server: float | None  # share of the server CPUs busy with neither the server nor interrupts
+    other_load: float | None  # share of the load CPUs busy with neither Locust nor interrupts
+    unsteady: bool  # some whole second of the window had far fewer correct answers than the median second
+    disturbed: bool  # steal or other work over its bound: the repeat is measured again (once)
+    note: str
+
+
 class Repeat(Model):
+    """One measured repeat of a point (cell x scenario x offered rate). A failed repeat keeps what it has and says
+    why; it counts in no median and no chart, and a resumed run measures it again."""
+
     schema_version: int
     kind: Literal["repeat"]
     run_id: str
@@ -62,8 +83,20 @@ class Repeat(Model):
     scenario: str
     offered_rps: float | None
     repeat: int
-    load: LoadResult
-    server: ServerFigures
+    status: Literal["ok", "failed"]
+    failure: str | None
+    load: LoadResult | None
+    server: ServerFigures | None
+    referee: RefereeResult | None  # wrk on this cell and scenario in this run (closed model)
+    verdict: Verdict | None
+    cost: Cost | None
+    conditions: Conditions | None
+    attempt: int  # 2 when the first attempt was disturbed and measured again
+    earlier: list[str]  # why the earlier attempts were not kept
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 class Failure(Model):
@@ -101,11 +134,38 @@ class Skipped(Model):
     reason: str
 
 
+class Part(Model):
+    """One session of a run: the first start, and each resume."""
+
+    started: float
+    ended: float | None
+    status: Literal["running", "complete", "interrupted", "stopped"]
+    machine_id: str
+    container: bool
+    note: str | None  # why it ended, when not complete (the signal, or the service that was lost)
+
+
+class SweepRates(Model):
+    """One scenario's offered rates in the sweep: the common ones (every cell) and the fast-only ones."""
+
+    common: list[float]
+    fast: list[float]
+    chosen_from: str  # how: "the run's throughput figures", or "--rate"
+
+
+class Speed(Model):
+    """A short fixed CPU workload timed on the server and the load CPUs: how fast this machine is, to compare runs."""
+
+    workload: str
+    server_ops: float  # per second, on the first server CPU
+    load_ops: float  # per second, on the first load CPU
+
+
 class Manifest(Model):
     schema_version: int
     kind: Literal["manifest"]
     run_id: str
-    status: Literal["running", "complete", "interrupted"]
+    status: Literal["running", "complete", "interrupted", "stopped"]
     started: float
     ended: float | None
     config: RunConfig
@@ -114,32 +174,44 @@ class Manifest(Model):
     lab_commit: str | None
     skipped: list[Skipped]
     failures: list[str]
+    parts: list[Part]
+    rounds: list[list[str]]  # each round's cell order, as run (throughput rounds, then extra rounds)
+    sweep: dict[str, SweepRates]
+    extra_rule: str  # the rule that gave some cells extra repeats, with the run's budget
+    speed: Speed | None
 
 
-class ClientFigures(Model):
-    rps: float
-    rps_per_core: float
-    errors: dict[str, int]
-    p50_us: int | None
-    p99_us: int | None
-    client_bound: bool
+class CalibrationPoint(Model):
+    """The load generator on the calibration cell for one scenario: its repeats, the referee, its CPU per answer."""
+
+    scenario: str
+    rps: list[float]  # the lab client's RPS in each repeat
+    lab_rps: float  # their median
+    referee: RefereeResult | None
+    lab_vs_referee: float | None
+    client_us: float | None  # the Locust workers' CPU per answer (median of the repeats)
+    server_cpus_us: float | None  # the server CPUs' busy time per answer (median)
+    limit: str  # what limited the repeats (lab/verdict.py), the worst of them
+    ceiling_rps: float  # the lab client's ceiling: measured when it was the limit, else projected from its CPU
+    ceiling: Literal["measured", "projected"]
 
 
 class Calibration(Model):
     schema_version: int
     kind: Literal["calibration"]
     cell: str
-    scenario: str
     server_cpus: list[int]
     load_cpus: list[int]
+    load_workers: int
     users: int
     duration: float
+    warmup: float
     started: float
     versions: dict[str, str]
-    lab_client: ClientFigures
-    referee: RefereeResult | None
-    lab_vs_referee: float | None
-    ceiling_rps: float
+    points: list[CalibrationPoint]
+
+    def point(self, scenario: str) -> CalibrationPoint | None:
+        return next((p for p in self.points if p.scenario == scenario), None)
 
 
 KINDS: dict[str, type[Model]] = {
@@ -177,14 +249,12 @@ def validate(path: Path, text: str, kind: str) -> Any:
     if not isinstance(data, dict):
         raise BundleError(f"{path}: expected a JSON object")
     version = data.get("schema_version")
-    if version not in READS:
+    if version != SCHEMA_VERSION:
         raise BundleError(f"{path}: schema_version {version!r}; this lab reads schema_version {SCHEMA_VERSION}")
     if data.get("kind") != kind:
         raise BundleError(f"{path}: kind {data.get('kind')!r}, expected {kind!r}")
     if kind not in KINDS:
         raise BundleError(f"{path}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if version == 1:
-        text = json.dumps(upgrade_v1(data))
     try:
         return KINDS[kind].model_validate_json(text)
     except ValidationError as exc:
@@ -192,34 +262,6 @@ def validate(path: Path, text: str, kind: str) -> Any:
             f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)
         )
         raise BundleError(f"{path}: {problems}") from None
-
-
-V1_LOAD_FIELDS = set(LoadResult.model_fields)
-
-
-def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """A schema-1 file as schema 2: a repeat's load figures move under `load`; the run config names the
-    load workers and how the run was wired; calibration keeps the lab client and wrk (the referee)."""
-    data = {**data, "schema_version": 2}
-    if data["kind"] == "repeat":
-        load = {k: data.pop(k) for k in list(data) if k in V1_LOAD_FIELDS}
-        data.pop("locust_exit_code", None)
-        data.update(scenario=load["scenario"], offered_rps=load.get("offered_rps"), load=load)
-    elif data["kind"] == "manifest":
-        config = dict(data["config"])
-        config["load_workers"] = config.pop("processes")
-        config["allow_shared_cpus"] = bool(set(config["server_cpus"]) & set(config["load_cpus"]))
-        config.update(target_agent=None, locust_master=None)
-        data["config"] = config
-    elif data["kind"] == "calibration":
-        lean, wrk = data.pop("lean"), data.pop("wrk")
-        lean.pop("load_generator", None)
-        for key in ("stock", "ratios", "targets"):
-            data.pop(key, None)
-        data["lab_client"] = lean
-        data["referee"] = wrk
-        data["lab_vs_referee"] = round(lean["rps"] / wrk["rps"], 3) if wrk else None
-    return data
 
 
 def repeat_path(root: Path, key: str, scenario: str, repeat: int, rate: float = 0.0) -> Path:

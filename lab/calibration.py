@@ -1,50 +1,105 @@
-"""The load generator's ceiling, measured on the path every result takes: the matrix's calibration cell started
-through the target backend, loaded through the load backend, with wrk (the referee) on the same load CPUs."""
+"""The load generator's ceiling, measured on the path every result takes.
+
+The matrix's calibration cell (its fastest) is started through the run's target backend and loaded through the
+run's load backend, with the run's workers, CPUs, connections, warm-up and window; for each scenario of the run:
+the referee (wrk), then CALIBRATION_REPEATS repeats, each with both sides' CPU per answer. The ceiling is the lab
+client's RPS when the client was the limit; otherwise (the server was) it is projected from the client's CPU per
+answer: 1e6 / client_us x the cores the workers can use, and labelled a projection.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 
 from lab import bundle
-from lab.bundle import Calibration, ClientFigures
-from loadtests.load import Load, LoadBackend, LoadResult
+from lab.bundle import Calibration, CalibrationPoint, Repeat
+from lab.config import RunConfig
+from lab.measure import Measure
+from lab.verdict import worst
+from loadtests.load import LoadBackend, RefereeResult
 from servers.matrix import load as load_matrix
 from servers.target import TargetBackend
 
-
-def client_figures(result: LoadResult) -> ClientFigures:
-    cores = result.load_generator.cpu_seconds / result.window.seconds if result.window.seconds > 0 else 0.0
-    return ClientFigures(
-        rps=result.rps,
-        rps_per_core=round(result.rps / cores, 1) if cores > 0 else 0.0,
-        errors=result.errors,
-        p50_us=result.latency.percentiles_us.get("p50"),
-        p99_us=result.latency.percentiles_us.get("p99"),
-        client_bound=result.client_bound,
-    )
+CALIBRATION_REPEATS = 3
 
 
-def calibrate(targets: TargetBackend, loads: LoadBackend, users: int, duration: float, port: int) -> Calibration:
-    cell, scenario = load_matrix().calibration
+def median_of(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.median(found), 2) if found else None
+
+
+def calibrate(
+    config: RunConfig,
+    targets: TargetBackend,
+    loads: LoadBackend,
+    measure: Measure,
+    line: Callable[[str], None] = print,
+) -> Calibration | None:
+    matrix = load_matrix()
+    cell, _ = matrix.calibration
+    scenarios = [s for s in config.scenarios if matrix.supports(cell, s)]
+    if not scenarios:
+        return None
     started = time.time()
-    with targets.serve(cell, port) as server:
-        spec = Load(target=server.url, scenario=scenario, users=users, duration=duration)
-        lab_client = loads.run(spec)
-        referee = loads.referee(spec)
+    points = []
+    with targets.serve(cell, config.port) as server:
         versions = server.report.versions
+        for scenario in scenarios:
+            referee = measure.referee(server, scenario) if config.referee_seconds else (None, "no referee run")
+            repeats: list[Repeat] = [
+                measure.repeat(server, cell, scenario, 0.0, n, referee, config.warmup, config.duration)
+                for n in range(1, CALIBRATION_REPEATS + 1)
+            ]
+            point = summarize(scenario, [r for r in repeats if r.ok], referee[0], config, loads)
+            if point is not None:
+                points.append(point)
+                line(
+                    f"calibration {scenario}: lab client {point.lab_rps:,.0f} RPS"
+                    + (f" = {point.lab_vs_referee:.2f}× wrk" if point.lab_vs_referee else "")
+                    + f", {point.client_us} µs of client CPU per answer, limit {point.limit}; "
+                    f"ceiling {point.ceiling_rps:,.0f} RPS ({point.ceiling})"
+                )
     return Calibration(
         schema_version=bundle.SCHEMA_VERSION,
         kind="calibration",
         cell=cell.key,
-        scenario=scenario,
         server_cpus=list(targets.cpus),
         load_cpus=list(loads.cpus),
-        users=users,
-        duration=duration,
+        load_workers=loads.workers,
+        users=config.users,
+        duration=config.duration,
+        warmup=config.warmup,
         started=started,
         versions=versions,
-        lab_client=client_figures(lab_client),
+        points=points,
+    )
+
+
+def summarize(
+    scenario: str, ok: list[Repeat], referee: RefereeResult | None, config: RunConfig, loads: LoadBackend
+) -> CalibrationPoint | None:
+    if not ok:
+        return None
+    rps = [r.load.rps for r in ok if r.load]
+    lab = statistics.median(rps)
+    client_us = median_of([r.cost.client_us if r.cost else None for r in ok])
+    limit = worst([r.verdict.limit for r in ok if r.verdict])
+    cores = min(loads.workers, len(loads.cpus))
+    if limit == "client" or not client_us:
+        ceiling, how = lab, "measured"
+    else:
+        ceiling, how = 1e6 / client_us * cores, "projected"
+    return CalibrationPoint(
+        scenario=scenario,
+        rps=rps,
+        lab_rps=round(lab, 1),
         referee=referee,
-        lab_vs_referee=round(lab_client.rps / referee.rps, 3) if referee and referee.rps else None,
-        ceiling_rps=lab_client.rps,
+        lab_vs_referee=round(lab / referee.rps, 3) if referee and referee.rps else None,
+        client_us=client_us,
+        server_cpus_us=median_of([r.cost.server_cpus_us if r.cost else None for r in ok]),
+        limit=limit,
+        ceiling_rps=round(ceiling, 1),
+        ceiling=how,
     )

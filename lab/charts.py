@@ -1,10 +1,11 @@
-"""Charts from a result bundle (never from a re-run): throughput, framework overhead, latency, load, resources.
+"""Charts from a result bundle (never from a re-run): throughput, overhead, latency and cost at equal load, resources.
 
     python -m lab plot results/<run-id>        # charts/*.png|svg, report.html, summary.md
 
 chart_data() computes every plotted number from the bundle; render() only draws it, so tests check the numbers.
 Colours belong to a server/loop/http stack in matrix order, the same in every chart and every run; line styles and
-shades belong to an app in matrix order.
+shades belong to an app in matrix order. What limited a bar is drawn on it: server-limited bars are plain,
+client-limited ones hatched with wrk's figure (the referee) marked beside them, unclear ones dotted.
 """
 
 from __future__ import annotations
@@ -20,16 +21,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from lab import stats
 from lab.bundle import Bundle, BundleError, load_bundle
-from lab.results import Point, points
+from lab.results import Point, closed, noise, points
 from servers.matrix import Matrix, load
 
 LINE_STYLES = ("-", "--", ":", "-.")
 NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
-CLIENT_BOUND_HATCH = "///"
+HATCHES = {"client": "///", "unclear": "...", "server": None, "offered": None}
+LIMIT_LABELS = {
+    "client": "client-limited (Locust was the limit; ◆ = wrk on the same server)",
+    "unclear": "unclear (both sides near saturation, or the referee out of CPU)",
+}
 SERVER_COLOURMAPS = ("Blues", "Greens", "Oranges", "Purples", "Reds", "Greys")
+PERCENTILES = ("p50", "p99", "p99.9")
 
 
 def app_style(matrix: Matrix, app: str) -> str:
@@ -66,30 +74,28 @@ def nines(percentile: float) -> float:
 # --- the numbers ---------------------------------------------------------------------------------------------------
 
 
-def throughput_bars(closed: list[Point], apps: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per app (matrix order), one bar per cell: median RPS, min to max of repeats, client-bound."""
+def throughput_bars(mine: list[Point], apps: list[str], scenario_noise: stats.Noise) -> dict[str, list[dict]]:
+    """Per app (matrix order), one bar per cell: median RPS with its 95% interval, min and max, what limited it."""
     by_app: dict[str, list[dict[str, Any]]] = {}
-    for p in closed:
+    for p in mine:
+        low, high = stats.interval(p.rps, scenario_noise)
+        referee, limit = p.referee, p.verdict(scenario_noise)[0]
         by_app.setdefault(p.cell.app, []).append(
             {
-                "key": p.key,
-                "stack": p.stack,
-                "app": p.cell.app,
-                "median": p.median,
-                "min": round(min(p.rps), 1),
-                "max": round(max(p.rps), 1),
-                "repeats": len(p.repeats),
-                "client_bound": p.client_bound,
+                "key": p.key, "stack": p.stack, "app": p.cell.app, "median": p.median,
+                "ci_low": round(low, 1), "ci_high": round(high, 1), "min": round(min(p.rps), 1),
+                "max": round(max(p.rps), 1), "repeats": len(p.repeats), "failed": len(p.failed), "limit": limit,
+                "referee_rps": referee.rps if referee else None,
             }
-        )
+        )  # fmt: skip
     return {app: by_app[app] for app in apps if app in by_app}
 
 
-def overhead_rows(closed: list[Point], apps: list[str]) -> list[dict[str, Any]]:
+def overhead_rows(mine: list[Point], apps: list[str]) -> list[dict[str, Any]]:
     """Per stack: each app's median RPS, and as % of the baseline app (the matrix's first) on the same stack."""
     baseline = apps[0]
     by_stack: dict[str, dict[str, float]] = {}
-    for p in closed:
+    for p in mine:
         by_stack.setdefault(p.stack, {})[p.cell.app] = p.median
     return [
         {
@@ -106,73 +112,117 @@ def overhead_rows(closed: list[Point], apps: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def latency_rows(closed: list[Point]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Percentile curves and p50/p99 bars from each cell's merged histogram."""
-    curves, bars = [], []
-    for p in closed:
-        latency = p.latency
-        curves.append({"key": p.key, "stack": p.stack, "app": p.cell.app, "curve": latency.curve_us})
-        percentiles = latency.percentiles_us
-        bars.append(
-            {
-                "key": p.key,
-                "stack": p.stack,
-                "app": p.cell.app,
-                "p50_us": percentiles.get("p50"),
-                "p99_us": percentiles.get("p99"),
-            }
-        )
-    return curves, bars
+def saturation_curves(mine: list[Point]) -> list[dict[str, Any]]:
+    """Closed-model percentile curves: latency at saturation, which restates throughput (connections / RPS)."""
+    return [{"key": p.key, "stack": p.stack, "app": p.cell.app, "curve": p.latency.curve_us} for p in mine]
 
 
-def load_lines(open_points: list[Point]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Open-model points: per scenario and cell, p99 against the achieved rate."""
-    lines: dict[str, dict[str, dict[str, Any]]] = {}
-    for p in open_points:
-        line = lines.setdefault(p.scenario, {}).setdefault(p.key, {"stack": p.stack, "points": []})
+def sweep_lines(found: list[Point], scenario: str) -> dict[str, dict[str, Any]]:
+    """Per cell: at each offered rate, the latency percentiles from the slot, the server's CPU per answer, and
+    whether the rate was served (the first rate it was not is the knee)."""
+    lines: dict[str, dict[str, Any]] = {}
+    for p in found:
+        if p.scenario != scenario or not p.offered or not p.repeats:
+            continue
+        line = lines.setdefault(p.key, {"stack": p.stack, "app": p.cell.app, "points": []})
+        percentiles = p.latency.percentiles_us
         line["points"].append(
             {
-                "offered": p.offered,
-                "achieved": p.median,
-                "p99_us": p.latency.percentiles_us.get("p99"),
-                "shortfall": p.rate_shortfall,
-                "client_bound": p.client_bound,
+                "offered": p.offered, "achieved": p.median, "shortfall": p.rate_shortfall,
+                **{name: percentiles.get(name) for name in PERCENTILES},
+                "server_cpus_us": p.server_cpus_us, "server_us": p.server_us, "client_us": p.client_us,
+                "late_p99_us": p.lateness.percentiles_us.get("p99") if p.lateness else None,
             }
-        )
+        )  # fmt: skip
+    for line in lines.values():
+        line["points"].sort(key=lambda q: q["offered"])
+        line["knee"] = next((q["offered"] for q in line["points"] if q["shortfall"]), None)
     return lines
 
 
+def common_rate(found: list[Point], scenario: str, rates: list[float]) -> float | None:
+    """The highest common rate every swept cell served: the rate at which to compare latency curves."""
+    swept = {p.key for p in found if p.scenario == scenario and p.offered}
+    for rate in sorted(rates, reverse=True):
+        served = {p.key for p in found if p.scenario == scenario and p.offered == rate and p.repeats}
+        served -= {p.key for p in found if p.scenario == scenario and p.offered == rate and p.rate_shortfall}
+        if swept and served == swept:
+            return rate
+    return None
+
+
+def at_rate(found: list[Point], scenario: str, rate: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": p.key,
+            "stack": p.stack,
+            "app": p.cell.app,
+            "curve": p.latency.curve_us,
+            "p99_us": p.latency.percentiles_us.get("p99"),
+            "server_cpus_us": p.server_cpus_us,
+        }
+        for p in found
+        if p.scenario == scenario and p.offered == rate and p.repeats
+    ]
+
+
 def resource_rows(all_points: list[Point]) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Per cell: the peak repeat's server cores and RSS; per server: the median startup time."""
+    """Per cell: the peak repeat's server cores and RSS, and the median server CPU µs per answer in the throughput
+    repeats (all scenarios); per server: the median startup time."""
     resources: dict[str, dict[str, Any]] = {}
     startup: dict[str, dict[str, float]] = {}
     for p in all_points:
-        entry = resources.setdefault(p.key, {"key": p.key, "stack": p.stack, "cpu_cores": 0.0, "rss_mb": 0.0})
+        entry = resources.setdefault(p.key, {"key": p.key, "stack": p.stack, "cpu_cores": 0.0, "rss_mb": 0.0, "us": []})
         for r in p.repeats:
+            assert r.server is not None
             entry["cpu_cores"] = round(max(entry["cpu_cores"], r.server.cpu_cores), 3)
             entry["rss_mb"] = round(max(entry["rss_mb"], (r.server.rss_peak_bytes or 0) / 2**20), 1)
-        startup.setdefault(p.cell.server, {}).setdefault(p.key, p.repeats[0].server.startup_seconds)
-    return list(resources.values()), {s: round(statistics.median(v.values()), 3) for s, v in startup.items()}
+            startup.setdefault(p.cell.server, {}).setdefault(p.key, r.server.startup_seconds)
+        if not p.offered and p.server_cpus_us:
+            entry["us"].append(p.server_cpus_us)
+    rows = [
+        {
+            **{k: v for k, v in e.items() if k != "us"},
+            "server_cpus_us": round(statistics.median(e["us"]), 1) if e["us"] else None,
+        }
+        for e in resources.values()
+    ]
+    return rows, {s: round(statistics.median(v.values()), 3) for s, v in startup.items()}
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
 
 
 def chart_data(bundle: Bundle, matrix: Matrix | None = None) -> dict[str, Any]:
     matrix = matrix or load()
     apps = list(matrix.apps)
     found = points(bundle, matrix)
-    closed = [p for p in found if not p.offered]
-    scenarios = [s for s in matrix.scenarios if any(p.scenario == s for p in closed)]
-    latency = {s: latency_rows([p for p in closed if p.scenario == s]) for s in scenarios}
+    noises = noise(found)
+    scenarios = [s for s in matrix.scenarios if closed(found, s)]
+    swept = [s for s in matrix.scenarios if any(p.scenario == s and p.offered and p.repeats for p in found)]
+    sweep = bundle.manifest.sweep
+    compare_at = {s: common_rate(found, s, sweep[s].common if s in sweep else []) for s in swept}
+    calibration = bundle.calibration
+    ceilings = {}
+    for s in scenarios:
+        point = calibration.point(s) if calibration else None
+        if point:
+            ceilings[s] = {"rps": point.ceiling_rps, "how": point.ceiling}
     resources, startup = resource_rows(found)
     return {
         "scenarios": scenarios,
+        "swept": swept,
         "baseline": apps[0],
-        "ceiling_rps": bundle.calibration.ceiling_rps if bundle.calibration else None,
-        "ceiling_scenario": bundle.calibration.scenario if bundle.calibration else None,
-        "throughput": {s: throughput_bars([p for p in closed if p.scenario == s], apps) for s in scenarios},
-        "overhead": {s: overhead_rows([p for p in closed if p.scenario == s], apps) for s in scenarios},
-        "latency_curves": {s: latency[s][0] for s in scenarios},
-        "latency_bars": {s: latency[s][1] for s in scenarios},
-        "load_curves": load_lines([p for p in found if p.offered]),
+        "ceilings": ceilings,
+        "noise_pct": {s: round(n.percent, 2) for s, n in noises.items() if math.isfinite(n.sd)},
+        "throughput": {s: throughput_bars(closed(found, s), apps, noises[s]) for s in scenarios},
+        "overhead": {s: overhead_rows(closed(found, s), apps) for s in scenarios},
+        "saturation": {s: saturation_curves(closed(found, s)) for s in scenarios},
+        "sweep": {s: sweep_lines(found, s) for s in swept},
+        "sweep_rates": {s: sweep[s].model_dump() for s in swept if s in sweep},
+        "compare_at": compare_at,
+        "at_rate": {s: at_rate(found, s, r) for s, r in compare_at.items() if r},
         "resources": resources,
         "startup_s": startup,
         "caption": caption(bundle),
@@ -187,8 +237,8 @@ def caption(bundle: Bundle) -> str:
     return (
         f"{machine.cpu_model}, {machine.logical_cpus} CPUs, {machine.memory_bytes / 2**30:.0f} GiB, {machine.os}, "
         f"kernel {machine.kernel}, Python {machine.python} ({where}) | server CPUs {config.server_cpus}, "
-        f"load CPUs {config.load_cpus}, {config.users} connections, {config.repeats}×{config.duration:g} s | "
-        f"run {m.run_id}, {when}"
+        f"load CPUs {config.load_cpus} ({config.load_workers} Locust workers), {config.users} connections, "
+        f"{config.repeats}+ rounds × {config.duration:g} s | run {m.run_id}, {when}"
     )
 
 
@@ -205,37 +255,46 @@ def _finish(fig: plt.Figure, data: dict[str, Any], out: Path, name: str) -> list
     return paths
 
 
-def draw_throughput(data: dict[str, Any], scenario: str, colours: dict[str, str], out: Path) -> list[Path]:
-    groups = data["throughput"][scenario]
+def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
+    groups, colours = data["throughput"][scenario], palette(matrix)
     width = 0.8 / max(len(bars) for bars in groups.values())
     fig, ax = plt.subplots(figsize=(11, 5.5))
     seen: dict[str, str] = {}
-    any_bound = False
+    limits: set[str] = set()
+    top = 0.0
     for g, bars in enumerate(groups.values()):
         for i, bar in enumerate(bars):
             x = g + (i - (len(bars) - 1) / 2) * width
             c = colour(colours, bar["stack"])
+            hatch = HATCHES.get(bar["limit"])
             ax.bar(
-                x, bar["median"], width * 0.92, color=c, edgecolor="black" if bar["client_bound"] else c,
-                hatch=CLIENT_BOUND_HATCH if bar["client_bound"] else None, linewidth=0.6,
-                yerr=[[bar["median"] - bar["min"]], [bar["max"] - bar["median"]]], capsize=2, ecolor="#333333",
+                x, bar["median"], width * 0.92, color=c, edgecolor="black" if hatch else c, hatch=hatch, linewidth=0.6,
+                yerr=[[bar["median"] - bar["ci_low"]], [bar["ci_high"] - bar["median"]]], capsize=2, ecolor="#333333",
             )  # fmt: skip
-            ax.annotate(f"{bar['median'] / 1000:.1f}k", (x, bar["max"]), xytext=(0, 2), textcoords="offset points",
+            if bar["limit"] == "client" and bar["referee_rps"]:
+                ax.plot(x, bar["referee_rps"], marker="D", color="black", markersize=4, zorder=5)
+                top = max(top, bar["referee_rps"])
+            ax.annotate(f"{bar['median'] / 1000:.1f}k", (x, bar["ci_high"]), xytext=(0, 2), textcoords="offset points",
                         ha="center", va="bottom", fontsize=7)  # fmt: skip
             seen.setdefault(bar["stack"], c)
-            any_bound |= bar["client_bound"]
-    ax.set_xticks(range(len(groups)), [f"{app}" for app in groups])
-    ax.set_ylabel("requests/s (correct answers; median, bars = min–max of repeats)")
-    ax.set_title(f"Throughput — {scenario}")
-    handles = [Patch(color=c, label=name) for name, c in seen.items()]
-    if any_bound:
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch=CLIENT_BOUND_HATCH, label="client-bound"))
-    if data["ceiling_rps"]:
-        label = f"load generator ceiling ({data['ceiling_scenario']} calibration): {data['ceiling_rps'] / 1000:.1f}k"
-        handles.append(ax.axhline(data["ceiling_rps"], color="#d62728", linestyle="--", linewidth=1, label=label))
+            limits.add(bar["limit"])
+            top = max(top, bar["ci_high"], bar["max"])
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel("requests/s (correct answers; median, bars = 95% interval)")
+    noise_pct = data["noise_pct"].get(scenario)
+    ax.set_title(f"Throughput — {scenario}" + (f" (repeat noise {noise_pct:.1f}%)" if noise_pct is not None else ""))
+    handles: list[Any] = [Patch(color=c, label=name) for name, c in seen.items()]
+    for limit in ("client", "unclear"):
+        if limit in limits:
+            handles.append(Patch(facecolor="white", edgecolor="black", hatch=HATCHES[limit], label=LIMIT_LABELS[limit]))
+    ceiling = data["ceilings"].get(scenario)
+    if ceiling:
+        label = f"Locust's ceiling ({ceiling['how']}): {ceiling['rps'] / 1000:.1f}k"
+        handles.append(ax.axhline(ceiling["rps"], color="#d62728", linestyle="--", linewidth=1, label=label))
+        top = max(top, ceiling["rps"])
     ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right", framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_ylim(0, max(data["ceiling_rps"] or 0, *(b["max"] for bars in groups.values() for b in bars)) * 1.18)
+    ax.set_ylim(0, top * 1.25)
     return _finish(fig, data, out, f"throughput-{scenario}")
 
 
@@ -267,69 +326,93 @@ def draw_overhead(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path
     return _finish(fig, data, out, f"overhead-{scenario}")
 
 
-def draw_latency(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
-    colours = palette(matrix)
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    for line in data["latency_curves"][scenario]:
-        points = [(nines(p), us / 1000) for p, us in line["curve"] if p < 100]
-        ax.plot(*zip(*points, strict=True), app_style(matrix, line["app"]), color=colour(colours, line["stack"]),
-                label=f"{line['stack']} · {line['app']}", linewidth=1.3)  # fmt: skip
+def percentile_axes(ax: plt.Axes) -> None:
     ax.set_xticks([nines(p) for p in NINES_TICKS], [f"{p:g}%" for p in NINES_TICKS])
     ax.set_yscale("log")
     ax.set_xlabel("percentile (log scale in nines)")
     ax.set_ylabel("latency, ms (log)")
-    ax.set_title(f"Latency percentiles — {scenario} (HDR histograms, µs resolution, repeats merged)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6.5, ncol=2, loc="upper left")
-    return _finish(fig, data, out, f"latency-{scenario}")
 
 
-def draw_latency_bars(data: dict[str, Any], scenario: str, colours: dict[str, str], out: Path) -> list[Path]:
-    rows = data["latency_bars"][scenario]
-    fig, ax = plt.subplots(figsize=(11, 5))
-    xs = range(len(rows))
-    cs = [colour(colours, r["stack"]) for r in rows]
-    ax.bar([x - 0.2 for x in xs], [r["p50_us"] / 1000 for r in rows], 0.38, color=cs, label="p50")
-    ax.bar(
-        [x + 0.2 for x in xs], [r["p99_us"] / 1000 for r in rows], 0.38, color=cs, alpha=0.5, hatch="..", label="p99"
-    )
-    ax.set_xticks(list(xs), [f"{r['stack']} · {r['app']}" for r in rows], rotation=35, ha="right", fontsize=7)
-    ax.set_ylabel("latency, ms")
-    ax.set_title(f"Latency p50 (solid) and p99 (dotted) — {scenario}")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _finish(fig, data, out, f"latency-bars-{scenario}")
-
-
-def draw_load(data: dict[str, Any], scenario: str, colours: dict[str, str], out: Path) -> list[Path]:
+def draw_curves(
+    data: dict[str, Any], lines: list[dict[str, Any]], matrix: Matrix, out: Path, name: str, title: str
+) -> list[Path]:
+    colours = palette(matrix)
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    for key, line in data["load_curves"][scenario].items():
-        points = sorted(line["points"], key=lambda p: p["offered"])
-        c = colour(colours, line["stack"])
-        ax.plot([p["achieved"] for p in points], [p["p99_us"] / 1000 for p in points], "o-", color=c, label=key)
-        for p in points:
-            if p["shortfall"]:
-                ax.annotate("short of offered", (p["achieved"], p["p99_us"] / 1000), fontsize=6, color="#d62728")
-    ax.set_yscale("log")
-    ax.set_xlabel("achieved requests/s (open model)")
-    ax.set_ylabel("p99 latency, ms (log; from each request's scheduled time)")
-    ax.set_title(f"Latency vs load — {scenario}")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    return _finish(fig, data, out, f"latency-vs-load-{scenario}")
+    for line in lines:
+        curve = [(nines(p), us / 1000) for p, us in line["curve"] if p < 100]
+        if curve:
+            ax.plot(*zip(*curve, strict=True), app_style(matrix, line["app"]), color=colour(colours, line["stack"]),
+                    label=f"{line['stack']} · {line['app']}", linewidth=1.3)  # fmt: skip
+    percentile_axes(ax)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6.5, ncol=2, loc="upper left")
+    return _finish(fig, data, out, name)
 
 
-def draw_resources(data: dict[str, Any], colours: dict[str, str], out: Path) -> list[Path]:
-    rows = data["resources"]
-    fig, (cpu, rss, start) = plt.subplots(1, 3, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 3, 1.4]})
+def draw_sweep(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
+    """Latency from the slot against the offered rate: p50, p99 and p99.9, one line per cell; knee marked."""
+    colours, lines = palette(matrix), data["sweep"][scenario]
+    fig, axes = plt.subplots(1, len(PERCENTILES), figsize=(15, 5.5), sharex=True, sharey=True)
+    for ax, name in zip(axes, PERCENTILES, strict=True):
+        for line in lines.values():
+            pts = [q for q in line["points"] if q[name]]
+            c = colour(colours, line["stack"])
+            ax.plot([q["offered"] for q in pts], [q[name] / 1000 for q in pts], app_style(matrix, line["app"]),
+                    color=c, linewidth=1.1, label=f"{line['stack']} · {line['app']}")  # fmt: skip
+            short = [q for q in pts if q["shortfall"]]
+            ax.plot([q["offered"] for q in short], [q[name] / 1000 for q in short], "x", color=c, markersize=6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{name} latency", fontsize=9)
+        ax.set_xlabel("offered requests/s (open model, Poisson)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("latency, ms, from each request's scheduled time (log)")
+    handles = axes[0].get_legend_handles_labels()[0]
+    handles.append(Line2D([], [], marker="x", linestyle="", color="black", label="rate not served (past the knee)"))
+    fig.legend(handles=handles, fontsize=6.5, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"Latency at equal offered load — {scenario}", y=1.06, fontsize=11)
+    return _finish(fig, data, out, f"latency-vs-rate-{scenario}")
+
+
+def draw_cost(data: dict[str, Any], scenario: str, matrix: Matrix, out: Path) -> list[Path]:
+    """What each answer costs the server at every rate it served: its CPUs' busy time (interrupts included, the
+    network stack's share on loopback) and its own processes' CPU."""
+    colours, lines = palette(matrix), data["sweep"][scenario]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharex=True)
+    for ax, field, label in (
+        (axes[0], "server_cpus_us", "server CPUs busy, µs per answer (interrupts included)"),
+        (axes[1], "server_us", "server processes' own CPU, µs per answer"),
+    ):
+        for line in lines.values():
+            pts = [q for q in line["points"] if q[field] and not q["shortfall"]]
+            ax.plot([q["offered"] for q in pts], [q[field] for q in pts], app_style(matrix, line["app"]), marker="o",
+                    markersize=3, color=colour(colours, line["stack"]), linewidth=1.1,
+                    label=f"{line['stack']} · {line['app']}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("offered requests/s (open model; rates each cell served)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=6.5, ncol=2)
+    fig.suptitle(f"Cost per request at equal load — {scenario} (lower is cheaper)")
+    return _finish(fig, data, out, f"cost-vs-rate-{scenario}")
+
+
+def draw_resources(data: dict[str, Any], matrix: Matrix, out: Path) -> list[Path]:
+    rows, colours = data["resources"], palette(matrix)
+    fig, (us, cpu, rss, start) = plt.subplots(1, 4, figsize=(16, 5), gridspec_kw={"width_ratios": [3, 3, 3, 1.4]})
     cs = [colour(colours, r["stack"]) for r in rows]
     labels = [r["key"] for r in rows]
+    us.barh(labels, [r["server_cpus_us"] or 0 for r in rows], color=cs)
+    us.set_xlabel("server CPU µs per answer (throughput repeats, median)")
     cpu.barh(labels, [r["cpu_cores"] for r in rows], color=cs)
-    cpu.set_xlabel("server CPU, cores busy (peak repeat)")
+    cpu.set_xlabel("server process CPU, cores busy (peak repeat)")
     rss.barh(labels, [r["rss_mb"] for r in rows], color=cs)
     rss.set_xlabel("server RSS, MiB (peak, all processes)")
-    rss.set_yticks(range(len(labels)), [""] * len(labels))
     for ax in (cpu, rss):
+        ax.set_yticks(range(len(labels)), [""] * len(labels))
+    for ax in (us, cpu, rss):
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="y", labelsize=6.5)
@@ -337,7 +420,7 @@ def draw_resources(data: dict[str, Any], colours: dict[str, str], out: Path) -> 
     start.bar(servers, [data["startup_s"][s] for s in servers], color="#7f7f7f")
     start.set_ylabel("startup to first correct answer, s (median)")
     start.tick_params(axis="x", rotation=30)
-    fig.suptitle("Server resources during load, and startup time")
+    fig.suptitle("Server cost and resources during load, and startup time")
     return _finish(fig, data, out, "resources")
 
 
@@ -347,18 +430,24 @@ def render(bundle: Bundle, out: Path | None = None, matrix: Matrix | None = None
     data = chart_data(bundle, matrix)
     out = out or bundle.root / "charts"
     out.mkdir(parents=True, exist_ok=True)
-    colours = palette(matrix)
     files: list[Path] = []
+    for scenario in data["swept"]:
+        rate = data["compare_at"].get(scenario)
+        if rate:
+            title = (f"Latency percentiles at {rate:,.0f} requests/s offered — {scenario}: every cell at the same "
+                     "load, from each request's scheduled time")  # fmt: skip
+            files += draw_curves(data, data["at_rate"][scenario], matrix, out, f"latency-at-rate-{scenario}", title)
+        files += draw_sweep(data, scenario, matrix, out)
+        files += draw_cost(data, scenario, matrix, out)
     for scenario in data["scenarios"]:
-        files += draw_throughput(data, scenario, colours, out)
+        files += draw_throughput(data, scenario, matrix, out)
         if data["overhead"][scenario]:
             files += draw_overhead(data, scenario, matrix, out)
-        files += draw_latency(data, scenario, matrix, out)
-        files += draw_latency_bars(data, scenario, colours, out)
-    for scenario in data["load_curves"]:
-        files += draw_load(data, scenario, colours, out)
+        title = (f"At saturation — {scenario}: latency = connections ÷ throughput (closed model); compare latency "
+                 "at equal load instead")  # fmt: skip
+        files += draw_curves(data, data["saturation"][scenario], matrix, out, f"latency-saturation-{scenario}", title)
     if data["resources"]:
-        files += draw_resources(data, colours, out)
+        files += draw_resources(data, matrix, out)
     return data, files
 
 

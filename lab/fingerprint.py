@@ -122,3 +122,31 @@ def lab_commit() -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return settings().git_commit or _commit_from_files()
+
+
+# A fixed pure-Python workload (the servers under test are Python): dict, str and int work in a loop.
+SPEED_WORKLOAD = (
+    "import time\n"
+    "best = 0.0\n"
+    "for _ in range(3):\n"
+    "    t = time.perf_counter()\n"
+    "    d = {}\n"
+    "    for i in range(200_000):\n"
+    "        d[str(i)] = i * 7 % 13\n"
+    "    best = max(best, 200_000 / (time.perf_counter() - t))\n"
+    "print(best)\n"
+)
+
+
+def speed(cpu: int) -> float:
+    """Operations per second of SPEED_WORKLOAD pinned to one CPU: a short, fixed index of this machine's speed."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SPEED_WORKLOAD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    return round(float(done.stdout.strip()), 1)

@@ -1,22 +1,33 @@
-"""A bundle's repeats grouped into points (cell x scenario x offered rate) with their merged latency: the one place
-that groups and merges, for summary.csv, the charts, the report and compare."""
+"""A bundle's repeats grouped into points (cell x scenario x offered rate), with their merged latency, intervals,
+verdicts and cost: the one place that groups and merges, for summary.csv, the charts, the report and compare.
+
+Only `ok` repeats count in a point's figures; failed ones are counted beside them.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from core.host import atomic_write
+from lab import stats
 from lab.bundle import Bundle, CellInfo, Repeat
+from lab.verdict import point_verdict, worst
 from loadtests import recorder
-from loadtests.load import Latency
+from loadtests.load import Latency, RefereeResult
 from servers.matrix import Matrix, load
+
+
+def median_of(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.median(found), 2) if found else None
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,8 @@ class Point:
     cell: CellInfo
     scenario: str
     offered: float
-    repeats: tuple[Repeat, ...]
+    repeats: tuple[Repeat, ...]  # the ok ones, in repeat order
+    failed: tuple[Repeat, ...] = field(default=())
 
     @property
     def stack(self) -> str:
@@ -37,30 +49,65 @@ class Point:
 
     @property
     def rps(self) -> list[float]:
-        return [r.load.rps for r in self.repeats]
+        return [r.load.rps for r in self.repeats if r.load]
 
     @property
     def median(self) -> float:
-        return round(statistics.median(self.rps), 1)
+        return round(statistics.median(self.rps), 1) if self.rps else 0.0
 
     @property
-    def client_bound(self) -> bool:
-        return any(r.load.client_bound for r in self.repeats)
+    def cpu_limit(self) -> str:
+        """The worst of the repeats' verdicts (lab/verdict.py: judged on CPU)."""
+        return worst([r.verdict.limit for r in self.repeats if r.verdict])
+
+    def verdict(self, noise: stats.Noise | None) -> tuple[str, str]:
+        """(limit, reason) for the point: its repeats' verdicts checked against the referee, beyond the noise."""
+        if self.offered or not self.repeats:
+            return self.cpu_limit, self.cpu_limit
+        sd = math.exp(noise.sd) - 1 if noise and math.isfinite(noise.sd) else 0.0
+        return point_verdict([r.verdict.limit for r in self.repeats if r.verdict], self.median, self.referee, sd)
+
+    @property
+    def referee(self) -> RefereeResult | None:
+        return next((r.referee for r in self.repeats if r.referee), None)
 
     @property
     def rate_shortfall(self) -> bool:
-        return any(bool(r.load.rate_shortfall) for r in self.repeats)
+        return any(bool(r.load.rate_shortfall) for r in self.repeats if r.load)
+
+    @property
+    def server_cpus_us(self) -> float | None:
+        return median_of([r.cost.server_cpus_us for r in self.repeats if r.cost])
+
+    @property
+    def server_us(self) -> float | None:
+        return median_of([r.cost.server_us for r in self.repeats if r.cost])
+
+    @property
+    def client_us(self) -> float | None:
+        return median_of([r.cost.client_us for r in self.repeats if r.cost])
 
     @cached_property
     def histogram(self) -> HdrHistogram:
         merged = recorder.new_histogram()
         for r in self.repeats:
-            merged.add(HdrHistogram.decode(r.load.latency.hdr.encode()))
+            if r.load:
+                merged.add(HdrHistogram.decode(r.load.latency.hdr.encode()))
         return merged
 
     @cached_property
     def latency(self) -> Latency:
         return recorder.latency_summary(self.histogram)
+
+    @cached_property
+    def lateness(self) -> Latency | None:
+        late = [r.load.send_lateness for r in self.repeats if r.load and r.load.send_lateness]
+        if not late:
+            return None
+        merged = recorder.new_histogram()
+        for summary in late:
+            merged.add(HdrHistogram.decode(summary.hdr.encode()))
+        return recorder.latency_summary(merged)
 
 
 def points(bundle: Bundle, matrix: Matrix | None = None) -> list[Point]:
@@ -72,7 +119,14 @@ def points(bundle: Bundle, matrix: Matrix | None = None) -> list[Point]:
     for r in bundle.repeats:
         groups.setdefault((r.key, r.scenario, r.offered_rps or 0.0), []).append(r)
     found = [
-        Point(key, reps[0].cell, scenario, offered, tuple(sorted(reps, key=lambda r: r.repeat)))
+        Point(
+            key,
+            reps[0].cell,
+            scenario,
+            offered,
+            tuple(sorted((r for r in reps if r.ok and r.load), key=lambda r: r.repeat)),
+            tuple(r for r in reps if not r.ok),
+        )
         for (key, scenario, offered), reps in groups.items()
     ]
     return sorted(
@@ -80,49 +134,101 @@ def points(bundle: Bundle, matrix: Matrix | None = None) -> list[Point]:
     )
 
 
+def closed(found: list[Point], scenario: str | None = None) -> list[Point]:
+    return [p for p in found if not p.offered and p.repeats and (scenario is None or p.scenario == scenario)]
+
+
+def noise(found: list[Point]) -> dict[str, stats.Noise]:
+    """Per scenario: the run's pooled repeat noise (lab/stats.py)."""
+    scenarios = {p.scenario for p in found if not p.offered}
+    return {s: stats.pooled_noise(p.rps for p in closed(found, s)) for s in scenarios}
+
+
+def comparisons(found: list[Point], noises: dict[str, stats.Noise] | None = None) -> list[stats.Comparison]:
+    """Every comparison the lab states, per scenario, with its 95% interval."""
+    noises = noises or noise(found)
+    out = []
+    for scenario, scenario_noise in noises.items():
+        mine = closed(found, scenario)
+        cells = {p.key: p.cell.model_dump() for p in mine}
+        out += stats.comparisons(scenario, cells, {p.key: p.rps for p in mine}, scenario_noise)
+    return out
+
+
+def projected_capacity(found: list[Point], key: str, scenario: str, server_cpus: int) -> float | None:
+    """1e6 / the server CPUs' µs per answer at the highest swept rate the cell served: a projection, not a
+    measurement, of what the server would do were the client never the limit."""
+    served = [p for p in found if p.key == key and p.scenario == scenario and p.offered and p.repeats]
+    served = [p for p in served if not p.rate_shortfall and p.server_cpus_us]
+    if not served:
+        return None
+    top = max(served, key=lambda p: p.offered)
+    return round(1e6 * server_cpus / top.server_cpus_us, 0) if top.server_cpus_us else None
+
+
 # --- summary.csv: one row per point, and one per failure -------------------------------------------------------------
 
 SUMMARY_FIELDS = [
     "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
-    "rps_median", "rps_min", "rps_max", "rps_spread_pct",
-    "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us",
-    "errors", "client_bound", "rate_shortfall",
-    "server_cpu_cores", "server_rss_mb", "startup_s", "load_cpu_busy",
+    "repeats_failed", "rps_median", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit", "referee_rps",
+    "lab_vs_referee", "limit_reason", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "send_late_p99_us", "errors",
+    "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req", "client_us_per_req", "projected_rps",
+    "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu", "unsteady", "disturbed",
 ]  # fmt: skip
 
 
-def summary_row(point: Point) -> dict[str, Any]:
+def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise], server_cpus: int) -> dict[str, Any]:
+    base = {
+        "key": point.key, **point.cell.model_dump(), "scenario": point.scenario, "offered_rps": point.offered or None,
+        "repeats": len(point.repeats), "repeats_failed": len(point.failed),
+    }  # fmt: skip
+    if not point.repeats:
+        return {**base, "status": "failed: every repeat"}
     rps, latency, reps = point.rps, point.latency.percentiles_us, point.repeats
-    median = statistics.median(rps)
+    low, high = stats.interval(rps, noises[point.scenario]) if not point.offered else (None, None)
+    referee = point.referee
+    loads = [r.load for r in reps if r.load]
+    servers = [r.server for r in reps if r.server]
     return {
-        "key": point.key,
-        **point.cell.model_dump(),
-        "scenario": point.scenario,
-        "offered_rps": point.offered or None,
+        **base,
         "status": "ok",
-        "repeats": len(reps),
-        "rps_median": round(median, 1),
+        "rps_median": point.median,
+        "rps_ci_low": round(low, 1) if low is not None else None,
+        "rps_ci_high": round(high, 1) if high is not None else None,
         "rps_min": round(min(rps), 1),
         "rps_max": round(max(rps), 1),
-        "rps_spread_pct": round(100 * (max(rps) - min(rps)) / median, 1) if median else None,
+        "limit": point.verdict(noises.get(point.scenario))[0],
+        "referee_rps": referee.rps if referee else None,
+        "lab_vs_referee": round(point.median / referee.rps, 3) if referee and referee.rps else None,
+        "limit_reason": point.verdict(noises.get(point.scenario))[1],
         "p50_us": latency.get("p50"),
         "p90_us": latency.get("p90"),
         "p99_us": latency.get("p99"),
         "p99_9_us": latency.get("p99.9"),
         "max_us": point.latency.max_us,
-        "errors": sum(sum(r.load.errors.values()) for r in reps),
-        "client_bound": point.client_bound,
-        "rate_shortfall": point.rate_shortfall,
-        "server_cpu_cores": round(statistics.median(r.server.cpu_cores for r in reps), 3),
-        "server_rss_mb": round(max(r.server.rss_peak_bytes or 0 for r in reps) / 2**20, 1),
-        "startup_s": reps[0].server.startup_seconds,
-        "load_cpu_busy": round(statistics.median(r.load.load_generator.cpu_busy for r in reps), 3),
+        "send_late_p99_us": point.lateness.percentiles_us.get("p99") if point.lateness else None,
+        "errors": sum(sum(x.errors.values()) for x in loads),
+        "rate_shortfall": point.rate_shortfall if point.offered else None,
+        "server_us_per_req": point.server_us,
+        "server_cpus_us_per_req": point.server_cpus_us,
+        "client_us_per_req": point.client_us,
+        "projected_rps": None if point.offered else projected_capacity(found, point.key, point.scenario, server_cpus),
+        "server_cpu_cores": round(statistics.median(s.cpu_cores for s in servers), 3),
+        "server_rss_mb": round(max(s.rss_peak_bytes or 0 for s in servers) / 2**20, 1),
+        "startup_s": servers[0].startup_seconds,
+        "busiest_load_cpu": round(statistics.median(x.load_generator.busiest_cpu for x in loads), 3),
+        "unsteady": sum(1 for r in reps if r.conditions and r.conditions.unsteady),
+        "disturbed": sum(1 for r in reps if r.attempt > 1),
     }
 
 
 def summarize(bundle: Bundle, matrix: Matrix | None = None) -> list[dict[str, Any]]:
-    """Median RPS with min/max across repeats; latency from the repeats' histograms merged; then the failures."""
-    rows = [summary_row(p) for p in points(bundle, matrix)]
+    """One row per point (median RPS with its 95% interval and min/max, merged latency, verdict, cost), then one
+    per failure."""
+    found = points(bundle, matrix)
+    noises = noise(found)
+    server_cpus = len(bundle.manifest.config.server_cpus)
+    rows = [summary_row(p, found, noises, server_cpus) for p in found]
     for f in bundle.failures:
         rows.append({"key": f.key, **f.cell.model_dump(), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
     return rows

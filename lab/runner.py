@@ -1,16 +1,22 @@
-"""Run cells x scenarios x repeats honestly and keep every result.
+"""Run a configuration's phases (lab/config.py) through the two backends, and keep every result.
 
-For each cell: start its server through the target backend, and for each scenario the cell supports: an unrecorded
-warm-up, then N measured repeats through the load backend, each saved as soon as it ends. A cell that fails to
-start, crashes or hangs is recorded with its log tail and the matrix goes on. Interrupted, the current server is
-stopped, what is on disk stays valid, and `--resume RUN_ID` skips what is done.
+Every repeat is written as soon as it ends. A cell whose server fails to start, dies or hangs is recorded with its
+log tail and left out of the rest of the run (a resumed run tries it again); the matrix goes on. A lost service
+(the target agent, the Locust master or a worker) stops the run: the manifest says what was lost and when, and
+`--resume RUN_ID` continues it once the service is back. Interrupted (Ctrl-C, SIGTERM), the current server is
+stopped, what is on disk stays valid, and `--resume` skips what is done.
+
+How warm-up is kept honest: every round starts each cell's server afresh, and every repeat has the same warm-up on
+its own connections before its window opens, so no cell is measured warmer than another.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,15 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from core.host import ROOT, UsageError
-from lab import bundle, fingerprint
-from lab.bundle import CellInfo, Failure, Manifest, Repeat, ServerFigures, Skipped
-from lab.calibration import calibrate
+from lab import bundle, fingerprint, stats, sweep
+from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
-from loadtests.load import Load, LoadBackend, LoadError
+from lab.measure import Measure, health
+from loadtests.load import LoadBackend, LoadError, LoadSideLostError, RefereeResult
 from servers.matrix import Cell
-from servers.target import RunningServer, ServerError, TargetBackend
+from servers.target import RunningServer, ServerError, TargetBackend, TargetSideLostError
 
 DEFAULT_RESULTS = ROOT / "results"
+HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTERM before SIGKILL
+RERUNS = 1  # a disturbed repeat (lab/measure.py) is measured again this many times at most...
+RERUNS_PER_RUN = 20  # ...and a run re-measures at most this many
+SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
 
 
 def point_label(scenario: str, rate: float) -> str:
@@ -64,6 +74,13 @@ def new_run_dir(results: Path) -> Path:
     raise UsageError(f"cannot create a new run directory under {results}")
 
 
+def round_order(run_id: str, number: int, cells: list[str]) -> list[str]:
+    """A round's cell order: a shuffle seeded by the run and the round, so a resumed run keeps it."""
+    order = list(cells)
+    random.Random(f"{run_id}/{number}").shuffle(order)
+    return order
+
+
 # --- progress ----------------------------------------------------------------------------------------------------
 
 
@@ -72,12 +89,12 @@ class Progress:
     total: int
     write: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
     done: int = 0
-    measured: int = 0  # units measured in this session (for the ETA)
+    measured: int = 0  # repeats measured in this session (for the ETA)
     started: float = field(default_factory=time.monotonic)
 
     def line(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
-        eta = f"ETA {fmt(elapsed / self.measured * (self.total - self.done))}" if self.measured else "ETA ?"
+        eta = f"ETA {fmt(elapsed / self.measured * max(self.total - self.done, 0))}" if self.measured else "ETA ?"
         self.write(f"[{self.done}/{self.total}] {text} | elapsed {fmt(elapsed)}, {eta}")
 
 
@@ -91,6 +108,10 @@ def fmt(seconds: float) -> str:
 
 class RunInterruptedError(Exception):
     """SIGTERM or Ctrl-C."""
+
+
+class CellDiedError(Exception):
+    """The cell's server died or stopped answering during its load."""
 
 
 @contextlib.contextmanager
@@ -115,22 +136,38 @@ class Runner:
     loads: LoadBackend
     progress: Progress | None = None
     manifest: Manifest | None = None
+    dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
+    referees: dict[tuple[str, str], tuple[RefereeResult | None, str]] = field(default_factory=dict)
+    reruns: int = 0
+
+    def __post_init__(self) -> None:
+        self.measure = Measure(self.config, self.run_id, self.loads, tuple(self.targets.cpus))
 
     # manifest --------------------------------------------------------------------------------------------------
     def start_manifest(self, resumed: Manifest | None) -> None:
+        machine = fingerprint.machine()
+        part = Part(
+            started=time.time(), ended=None, status="running", machine_id=machine.machine_id,
+            container=machine.container, note=None,
+        )  # fmt: skip
         self.manifest = Manifest(
             schema_version=bundle.SCHEMA_VERSION,
             kind="manifest",
             run_id=self.run_id,
             status="running",
-            started=resumed.started if resumed else time.time(),
+            started=resumed.started if resumed else part.started,
             ended=None,
             config=self.config,
-            machine=fingerprint.machine(),
+            machine=machine,
             versions=fingerprint.versions(),
             lab_commit=fingerprint.lab_commit(),
             skipped=[Skipped(key=c.key, scenario=s, reason=r) for c, s, r in self.config.skipped()],
             failures=[],
+            parts=[*(resumed.parts if resumed else []), part],
+            rounds=list(resumed.rounds) if resumed else [],
+            sweep=dict(resumed.sweep) if resumed else {},
+            extra_rule=extra_rule(self.config),
+            speed=resumed.speed if resumed else None,
         )
         self.save_manifest()
 
@@ -139,6 +176,12 @@ class Runner:
         failures = sorted(p.stem for p in (self.root / "failures").glob("*.json"))
         self.manifest = self.manifest.model_copy(update={"failures": failures, **changes})
         bundle.write_record(self.root / "manifest.json", self.manifest)
+
+    def end_part(self, status: str, note: str | None) -> None:
+        assert self.manifest is not None
+        parts = list(self.manifest.parts)
+        parts[-1] = parts[-1].model_copy(update={"ended": time.time(), "status": status, "note": note})
+        self.save_manifest(status=status, ended=time.time(), parts=parts)
 
     # failures --------------------------------------------------------------------------------------------------
     def fail(self, cell: Cell, scenario: str | None, phase: str, error: str, log_tail: str) -> None:
@@ -155,166 +198,327 @@ class Runner:
             at=time.time(),
         )
         bundle.write_record(bundle.failure_path(self.root, cell.key, scenario), record)
+        self.dead.add(cell.key)
         self.save_manifest()
+        self.line(f"FAILED {cell.key} {scenario or ''} ({phase}): {error.splitlines()[0][:200]}")
+
+    def line(self, text: str) -> None:
         assert self.progress
-        self.progress.line(f"FAILED {cell.key} {scenario or ''} ({phase}): {error.splitlines()[0][:200]}")
+        self.progress.line(text)
 
-    # one measured repeat ---------------------------------------------------------------------------------------
-    def load_spec(self, server: RunningServer, scenario: str, duration: float, rate: float) -> Load:
-        c = self.config
-        return Load(target=server.url, scenario=scenario, users=c.users, duration=duration, rate=rate, client=c.client)
-
-    def measure(self, server: RunningServer, cell: Cell, scenario: str, rate: float, repeat: int) -> Repeat:
-        server.sample_open()
+    # what is on disk -------------------------------------------------------------------------------------------
+    def existing(self, cell: Cell, scenario: str, rate: float, number: int) -> Repeat | None:
+        path = bundle.repeat_path(self.root, cell.key, scenario, number, rate)
+        if not path.exists():
+            return None
         try:
-            result = self.loads.run(self.load_spec(server, scenario, self.config.duration, rate))
-        except BaseException:
-            server.sample_close(0.0, 0.0)  # stops the sampling; the figures are not wanted
-            raise
-        sample = server.sample_close(result.window.start, result.window.end)
-        return Repeat(
-            schema_version=bundle.SCHEMA_VERSION,
-            kind="repeat",
-            run_id=self.run_id,
-            key=cell.key,
-            cell=CellInfo(**vars(cell)),
-            scenario=scenario,
-            offered_rps=rate or None,
-            repeat=repeat,
-            load=result,
-            server=ServerFigures(
-                cpus=list(self.targets.cpus), startup_seconds=server.report.startup_seconds, **sample.model_dump()
-            ),
-        )
+            return bundle.read_model(path, "repeat")
+        except bundle.BundleError:
+            return None
 
-    # a cell ----------------------------------------------------------------------------------------------------
-    def run_cell(self, cell: Cell, points: list[tuple[str, float]]) -> None:
-        """Start the cell's server once, run each (scenario, rate) on it, stop it; record whatever goes wrong."""
-        c, progress = self.config, self.progress
-        assert progress
+    def done(self, cell: Cell, scenario: str, rate: float, number: int) -> bool:
+        found = self.existing(cell, scenario, rate, number)
+        return found is not None and found.ok
+
+    def ok_rps(self, cell: Cell, scenario: str) -> list[float]:
+        found = []
+        for path in (self.root / "runs").glob(f"{cell.key}__{scenario}__r*.json"):
+            with contextlib.suppress(bundle.BundleError):
+                record = bundle.read_model(path, "repeat")
+                if record.ok and record.load is not None:
+                    found.append(record.load.rps)
+        return found
+
+    def known_referee(self, cell: Cell, scenario: str) -> tuple[RefereeResult | None, str] | None:
+        """The referee measured for this point earlier in the run (also before a resume), if any."""
+        if (cell.key, scenario) in self.referees:
+            return self.referees[(cell.key, scenario)]
+        for path in sorted((self.root / "runs").glob(f"{cell.key}__{scenario}__r*.json")):
+            with contextlib.suppress(bundle.BundleError):
+                record = bundle.read_model(path, "repeat")
+                if record.referee is not None:
+                    return record.referee, ""
+        return None
+
+    # one cell, one visit ---------------------------------------------------------------------------------------
+    def visit(self, cell: Cell, work: list[tuple[str, float, int, float]]) -> None:
+        """Start the cell's server, measure each (scenario, rate, repeat number, warm-up) on it, stop it."""
+        died: tuple[str, str] | None = None
         started = False
         try:
-            with self.targets.serve(cell, c.port) as server:
+            with self.targets.serve(cell, self.config.port) as server:
                 started = True
-                for i, (scenario, rate) in enumerate(points):
-                    self.run_point(server, cell, scenario, rate)
-                    if not server.alive():
-                        code = server.exit_code
-                        label = point_label(scenario, rate)
-                        self.fail(cell, label, "load", f"server exited {code} during the load", server.log_tail())
-                        progress.done += c.repeats * (len(points) - i - 1)
-                        return
+                try:
+                    for scenario, rate, number, warmup in work:
+                        self.one(server, cell, scenario, rate, number, warmup)
+                except CellDiedError as exc:
+                    died = (str(exc), point_label(scenario, rate))
+                    tail = server.log_tail()
+                    with contextlib.suppress(ServerError):
+                        server.stop(HUNG_STOP)
+                    self.fail(cell, died[1], "load", died[0], tail)
+                    return
                 code = server.stop()
                 if code != 0:
                     self.fail(cell, None, "stop", f"server exited {code} after SIGTERM", server.log_tail())
+        except TargetSideLostError:
+            raise
         except ServerError as exc:
             message, _, log_tail = str(exc).partition("\n")
             self.fail(cell, None, "stop" if started else "start", message, log_tail)
-            if not started:
-                progress.done += c.repeats * len(points)
 
-    def run_point(self, server: RunningServer, cell: Cell, scenario: str, rate: float) -> None:
+    def one(self, server: RunningServer, cell: Cell, scenario: str, rate: float, number: int, warmup: float) -> None:
+        """One repeat (with the referee first, the first time a closed point is measured); CellDiedError when the
+        server died or hung."""
         c, progress = self.config, self.progress
         assert progress
+        if not rate:
+            referee = self.known_referee(cell, scenario)
+            if referee is None:
+                referee = self.measure.referee(server, scenario) if c.referee_seconds else (None, "no referee run")
+                self.referees[(cell.key, scenario)] = referee
+                if referee[0]:
+                    self.line(f"{cell.key} {scenario}: wrk {referee[0].rps:,.0f} RPS ({referee[0].seconds:.0f} s)")
+        else:
+            referee = (None, "")
+        duration = c.sweep_seconds if rate else c.duration
+        earlier: list[str] = []
+        while True:
+            record = self.measure.repeat(server, cell, scenario, rate, number, referee, warmup, duration, earlier)
+            cond = record.conditions
+            if not (cond and cond.disturbed and len(earlier) < RERUNS and self.reruns < RERUNS_PER_RUN):
+                break
+            self.reruns += 1
+            earlier.append(f"attempt {len(earlier) + 1}: {cond.note}")
+            self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
+        bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, number, rate), record)
+        progress.done += 1
+        progress.measured += 1
         label = point_label(scenario, rate)
-        todo = [r for r in range(1, c.repeats + 1) if not self.done(cell, scenario, rate, r)]
-        progress.done += c.repeats - len(todo)
-        bundle.failure_path(self.root, cell.key, label).unlink(missing_ok=True)
-        try:
-            if todo and c.warmup > 0:
-                progress.line(f"{cell.key} {label}: warm-up {c.warmup:g} s")
-                self.loads.run(self.load_spec(server, scenario, c.warmup, rate))
-            for r in todo:
-                record = self.measure(server, cell, scenario, rate, r)
-                bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, r, rate), record)
-                progress.done += 1
-                progress.measured += 1
-                result = record.load
-                flags = " CLIENT-BOUND" if result.client_bound else ""
-                flags += " SHORT-OF-RATE" if result.rate_shortfall else ""
-                flags += f" errors={sum(result.errors.values())}" if result.errors else ""
-                p99 = result.latency.percentiles_us.get("p99", 0) / 1000
-                progress.line(
-                    f"{cell.key} {label} repeat {r}/{c.repeats}: {result.rps:.0f} RPS, p99 {p99:.2f} ms{flags}"
-                )
-        except LoadError as exc:
-            message, _, log_tail = str(exc).partition("\n")
-            self.fail(cell, label, "load", message, log_tail)
-            progress.done += sum(not self.done(cell, scenario, rate, r) for r in todo)
+        if not record.ok or record.load is None:
+            self.line(f"{cell.key} {label} #{number}: FAILED: {record.failure}")
+            problem = health(server)
+            if problem:
+                raise CellDiedError(f"{record.failure}" if record.failure else problem)
+            return
+        result, verdict = record.load, record.verdict
+        flags = f" limit={verdict.limit}" if verdict and verdict.limit not in ("server", "offered") else ""
+        flags += " SHORT-OF-RATE" if result.rate_shortfall else ""
+        flags += f" errors={sum(result.errors.values())}" if result.errors else ""
+        p99 = result.latency.percentiles_us.get("p99", 0) / 1000
+        self.line(f"{cell.key} {label} #{number}: {result.rps:,.0f} RPS, p99 {p99:.2f} ms{flags}")
 
-    def done(self, cell: Cell, scenario: str, rate: float, repeat: int) -> bool:
-        path = bundle.repeat_path(self.root, cell.key, scenario, repeat, rate)
-        if not path.exists():
-            return False
-        try:
-            bundle.read_model(path, "repeat")
-        except bundle.BundleError:
-            return False
-        return True
+    # the phases ------------------------------------------------------------------------------------------------
+    def throughput_round(self, number: int) -> None:
+        c = self.config
+        assert self.manifest is not None
+        rounds = list(self.manifest.rounds)
+        if len(rounds) < number:
+            rounds.append(round_order(self.run_id, number, c.cells))
+            self.save_manifest(rounds=rounds)
+        self.run_round(number, rounds[number - 1])
+
+    def run_round(self, number: int, order: list[str]) -> None:
+        c, progress = self.config, self.progress
+        assert progress
+        for key in order:
+            cell = c.matrix.cell_from_key(key)
+            todo = [s for s in c.scenarios_of(cell) if not self.done(cell, s, 0.0, number)]
+            progress.done += len(c.scenarios_of(cell)) - len(todo)
+            if not todo:
+                continue
+            if key in self.dead:
+                progress.done += len(todo)
+                continue
+            self.clear_failures(cell)
+            self.visit(cell, [(s, 0.0, number, c.warmup) for s in todo])
+
+    def clear_failures(self, cell: Cell) -> None:
+        """A cell tried again (a resumed run) starts without its earlier failure records."""
+        for path in (self.root / "failures").glob(f"{cell.key}*.json"):
+            path.unlink(missing_ok=True)
+
+    def extra_rounds(self, deadline: float) -> None:
+        """More repeats for the cells whose comparisons are still undecided, while time remains."""
+        c, progress = self.config, self.progress
+        assert self.manifest is not None and progress
+        number = max(c.repeats, len(self.manifest.rounds))
+        while number < c.max_repeats:
+            undecided = self.undecided() - self.dead
+            per_round = self.seconds_per_visit() * len(undecided)
+            if not undecided or time.time() + per_round > deadline:
+                return
+            number += 1
+            order = round_order(self.run_id, number, sorted(undecided))
+            self.save_manifest(rounds=[*self.manifest.rounds, order])
+            progress.total += sum(len(c.scenarios_of(c.matrix.cell_from_key(k))) for k in order)
+            self.line(f"extra round {number}: {len(order)} cells whose comparisons are still undecided")
+            self.run_round(number, order)
+
+    def undecided(self) -> set[str]:
+        c = self.config
+        cells = {k: vars(c.matrix.cell_from_key(k)) for k in c.cells}
+        found: set[str] = set()
+        for scenario in c.scenarios:
+            rps = {k: self.ok_rps(c.matrix.cell_from_key(k), scenario) for k in c.cells}
+            noise = stats.pooled_noise(rps.values())
+            found |= stats.undecided(stats.comparisons(scenario, cells, rps, noise))
+        return found
+
+    def seconds_per_visit(self) -> float:
+        """How long one cell's visit takes, measured in this run so far (a guess before anything ran)."""
+        c, progress = self.config, self.progress
+        assert progress
+        per_repeat = (time.monotonic() - progress.started) / progress.measured if progress.measured else 0.0
+        return max(per_repeat, c.warmup + c.duration + 1.0) * len(c.scenarios) + 1.0
+
+    def choose_rates(self) -> dict[str, SweepRates]:
+        c = self.config
+        chosen: dict[str, SweepRates] = {}
+        for scenario in c.scenarios:
+            if c.rates:
+                chosen[scenario] = SweepRates(common=sorted(c.rates), fast=[], chosen_from="--rate")
+                continue
+            capacities = self.capacities(scenario)
+            common, fast = sweep.rates(capacities)
+            if common:
+                chosen[scenario] = SweepRates(common=common, fast=fast, chosen_from="the run's throughput figures")
+        return chosen
+
+    def capacities(self, scenario: str) -> dict[str, float]:
+        """Each live cell's capacity in the scenario: its median RPS, or its referee's when that is higher."""
+        c = self.config
+        found = {}
+        for key in c.cells:
+            cell = c.matrix.cell_from_key(key)
+            rps = self.ok_rps(cell, scenario)
+            if rps and key not in self.dead:
+                referee = self.known_referee(cell, scenario)
+                found[key] = max(statistics.median(rps), referee[0].rps if referee and referee[0] else 0.0)
+        return found
+
+    def sweep_phase(self) -> None:
+        c, progress = self.config, self.progress
+        assert self.manifest is not None and progress
+        rates = self.manifest.sweep or self.choose_rates()
+        self.save_manifest(sweep=rates)
+        for scenario, chosen in rates.items():
+            self.line(
+                f"sweep {scenario}: common rates {', '.join(f'{r:g}' for r in chosen.common)}"
+                + (f"; fast-only {', '.join(f'{r:g}' for r in chosen.fast)}" if chosen.fast else "")
+                + f" ({chosen.chosen_from})"
+            )
+        capacities = {s: self.capacities(s) for s in rates}
+        order = round_order(self.run_id, 0, c.cells)
+        for key in order:
+            cell = c.matrix.cell_from_key(key)
+            work = []
+            for scenario in c.scenarios_of(cell):
+                chosen = rates.get(scenario)
+                if chosen is None:
+                    continue
+                mine = chosen.common + [r for r in chosen.fast if sweep.serves(capacities[scenario].get(key, 0), r)]
+                for i, rate in enumerate(mine):
+                    work.append((scenario, rate, 1, SWEEP_WARMUP if i == 0 else 0.0))
+            todo = [w for w in work if not self.done(cell, w[0], w[1], 1)]
+            progress.total += len(todo)
+            if todo and key not in self.dead:
+                self.visit(cell, todo)
+            elif key in self.dead:
+                progress.done += len(todo)
 
     def run(self, resumed: Manifest | None = None) -> int:
         c = self.config
-        units = c.units()
-        self.progress = self.progress or Progress(total=len(units) * c.repeats)
+        self.progress = self.progress or Progress(total=sum(len(c.scenarios_of(x)) for x in c.cell_list) * c.repeats)
         self.start_manifest(resumed)
-        self.progress.line(
-            f"run {self.run_id}: {len(c.cells)} cells, {len(units)} cell x scenario, {c.repeats} repeats"
+        assert self.manifest is not None
+        self.line(
+            f"run {self.run_id}: {len(c.cells)} cells x {len(c.scenarios)} scenarios, {c.repeats} rounds; "
+            f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s)"
         )
-        status = "complete"
+        status, note = "complete", None
         with interruptible():
             try:
+                if self.manifest.speed is None:
+                    self.save_manifest(speed=measure_speed(c))
                 if c.calibrate and not (self.root / "calibration.json").exists():
                     self.run_calibration()
-                by_cell: dict[Cell, list[tuple[str, float]]] = {}
-                for cell, scenario, rate in units:
-                    by_cell.setdefault(cell, []).append((scenario, rate))
-                for cell, points in by_cell.items():
-                    if all(self.done(cell, s, q, r) for s, q in points for r in range(1, c.repeats + 1)):
-                        self.progress.done += len(points) * c.repeats
-                        continue
-                    bundle.failure_path(self.root, cell.key, None).unlink(missing_ok=True)
-                    self.run_cell(cell, points)
+                for number in range(1, c.repeats + 1):
+                    self.throughput_round(number)
+                if c.budget_seconds:
+                    self.extra_rounds(self.manifest.started + c.budget_seconds - self.sweep_estimate())
+                if c.sweep_seconds:
+                    self.sweep_phase()
             except RunInterruptedError as exc:
-                status = "interrupted"
-                self.progress.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
-        self.save_manifest(status=status, ended=time.time())
+                status, note = "interrupted", f"by {exc}"
+                self.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
+            except (TargetSideLostError, LoadSideLostError) as exc:
+                status, note = "stopped", f"lost: {str(exc).splitlines()[0]}"
+                self.line(f"STOPPED: {note}; resume with --resume {self.run_id} once it is back")
+        self.end_part(status, note)
         charts_ok = self.write_outputs()
         if status == "interrupted":
             return 130
         assert self.manifest is not None
-        return 1 if self.manifest.failures or not charts_ok else 0
+        return 1 if status != "complete" or self.manifest.failures or not charts_ok else 0
+
+    def sweep_estimate(self) -> float:
+        """Seconds the sweep will take (kept free of extra repeats)."""
+        c = self.config
+        if not c.sweep_seconds:
+            return 0.0
+        rates = len(sweep.LADDER) + len(sweep.FAST) if not c.rates else len(c.rates)
+        return len(c.cells) * len(c.scenarios) * rates * (c.sweep_seconds + 1.0)
 
     def write_outputs(self) -> bool:
         """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""
         from lab import charts, report, results
 
-        assert self.progress
         result = bundle.load_bundle(self.root)
         results.write_summary_csv(result)
-        if not result.repeats:
-            self.progress.line("no measured results, so no charts")
+        if not any(r.ok for r in result.repeats):
+            self.line("no measured results, so no charts")
             return True
         try:
             data, files = charts.render(result)
             pages = report.write(result, data, files)
         except Exception as exc:  # a chart bug must not lose the run: the bundle is already on disk
-            self.progress.line(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m lab plot {self.root}")
+            self.line(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m lab plot {self.root}")
             return False
-        self.progress.line(f"{len(files)} chart files, {pages[0]} and {pages[1]}")
+        self.line(f"{len(files)} chart files, {pages[0]} and {pages[1]}")
         return True
 
     def run_calibration(self) -> None:
-        assert self.progress
-        self.progress.line("calibrating the load generator")
-        c = self.config
+        from lab.calibration import calibrate
+
+        self.line("calibrating the load generator on the path every result takes")
         try:
-            record = calibrate(self.targets, self.loads, c.users, c.duration, c.port)
+            record = calibrate(self.config, self.targets, self.loads, self.measure, self.line)
+        except (LoadSideLostError, TargetSideLostError):
+            raise
         except (LoadError, ServerError) as exc:
-            self.progress.line(f"calibration failed (charts will have no ceiling line): {str(exc).splitlines()[0]}")
+            self.line(f"calibration failed (charts will have no ceiling line): {str(exc).splitlines()[0]}")
             return
-        bundle.write_record(self.root / "calibration.json", record)
-        referee = f"{record.referee.rps:.0f}" if record.referee else "not installed"
-        self.progress.line(f"calibration: lab client {record.lab_client.rps:.0f} RPS, wrk {referee}")
+        if record is not None:
+            bundle.write_record(self.root / "calibration.json", record)
+
+
+def extra_rule(config: RunConfig) -> str:
+    if not config.budget_seconds:
+        return "none: no time budget (--budget-minutes 0), so every cell has exactly its rounds"
+    return (
+        f"after the {config.repeats} rounds, while the run is within its {config.budget_seconds / 60:g}-minute budget "
+        f"(the sweep's time kept free), another round over every cell that is in a comparison not yet significant "
+        f"at 95% (lab/stats.py), up to {config.max_repeats} repeats"
+    )
+
+
+def measure_speed(config: RunConfig) -> Speed:
+    return Speed(
+        workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (lab/fingerprint.py)",
+        server_ops=fingerprint.speed(config.server_cpus[0]),
+        load_ops=fingerprint.speed(config.load_cpus[0]),
+    )
 
 
 def start_in(root: Path, config: RunConfig, targets: TargetBackend, loads: LoadBackend) -> tuple[Path, int]:
@@ -323,5 +527,5 @@ def start_in(root: Path, config: RunConfig, targets: TargetBackend, loads: LoadB
 
 
 def resume(run_dir: Path, manifest: Manifest, targets: TargetBackend, loads: LoadBackend) -> tuple[Path, int]:
-    """Continue an interrupted (or failed) run with its own settings, skipping every repeat already on disk."""
+    """Continue an interrupted (or stopped) run with its own settings, skipping every repeat already on disk."""
     return run_dir, Runner(manifest.config, run_dir, manifest.run_id, targets, loads).run(resumed=manifest)

@@ -9,7 +9,7 @@ from pathlib import Path
 from core.host import UsageError, atomic_write, machine_cpus, parse_cpus
 from loadtests import scenarios
 from loadtests.load import USER_CLASSES, Load, LoadError
-from loadtests.local import LocalLocust
+from loadtests.local import run_once
 from servers.matrix import MatrixError, load
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.processes < 1:
             raise UsageError(f"--processes {args.processes} must be at least 1")
         cpus = parse_cpus(args.cpus, "--cpus") if args.cpus else machine_cpus()
-        result = LocalLocust(cpus, args.processes).run(spec)
+        result = run_once(spec, cpus, args.processes)
     except (MatrixError, UsageError) as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
         return 2

@@ -17,13 +17,13 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from core.host import cpu_times
 from loadtests.load import Latency, LoadGenerator
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000  # a minute; anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
 REPORTED = (50.0, 90.0, 99.0, 99.9, 99.99)
-CLIENT_BOUND_AT = 0.90  # share of the load generator's CPU capacity above which a result is the client's
 # The percentile curve: 0, 50, 75, 90, ... 99.999, evenly spaced in "nines" (log of 1/(1-p)), then the max.
 CURVE = tuple(round(100 * (1 - 10 ** (-k / 4)), 6) for k in range(0, 21))
 
@@ -38,31 +38,44 @@ class Recorder:
 
     The hot path only counts each whole-microsecond latency in a dict (one hash update, a small fraction of
     HdrHistogram.record_value's cost in pure Python); the counts go into the HDR histogram in bulk, losslessly.
+    Beside the latency: errors by reason, correct answers per second of the window, and in the open model each
+    request's send lateness (how long after its slot it went out), the slots still owed at the end and the
+    connections opened beyond the users'.
     """
 
     histogram: HdrHistogram = field(default_factory=new_histogram)
     pending: Counter[int] = field(default_factory=Counter)
+    late: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    per_second: Counter[int] = field(default_factory=Counter)
+    peak_connections: int = 0
+    scheduled: int = 0  # open model: slots due inside the window
+    owed: int = 0
     started: float | None = None
     ended: float | None = None
+    opened: float = 0.0  # perf_counter() at open(), for the per-second buckets
     recording: bool = False
     cpu: dict[str, Any] = field(default_factory=dict)
 
     def open(self) -> None:
         self.histogram.reset()
-        self.pending.clear()
-        self.errors.clear()
+        for counter in (self.pending, self.late, self.errors, self.per_second):
+            counter.clear()
+        self.peak_connections = self.scheduled = self.owed = 0
         self.cpu = {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "start": cpu_reading()}
+        self.opened = time.perf_counter()
         self.started, self.ended, self.recording = time.time(), None, True
 
-    def close(self) -> None:
+    def close(self, owed: int = 0) -> None:
         if self.recording:
             self.ended, self.recording = time.time(), False
+            self.owed = owed
             self.cpu["end"] = cpu_reading()
 
     def success(self, seconds: float) -> None:
         if self.recording:
             self.pending[round(seconds * 1_000_000)] += 1
+            self.per_second[int(time.perf_counter() - self.opened)] += 1
 
     def failure(self, reason: str) -> None:
         if self.recording:
@@ -75,19 +88,29 @@ class Recorder:
         return self.histogram
 
     def snapshot(self) -> dict[str, Any]:
+        late = new_histogram()
+        for value, count in self.late.items():
+            late.record_value(min(HIGHEST_US, max(LOWEST_US, value)), count)
+        seconds = int((self.ended or time.time()) - (self.started or time.time()))  # whole seconds only
         return {
             "hdr": self.flush().encode(),
+            "late_hdr": late.encode() if self.late else None,
             "errors": dict(self.errors),
             "started": self.started,
             "ended": self.ended,
+            "per_second": [self.per_second.get(i, 0) for i in range(max(seconds, 0))],
+            "owed": self.owed,
+            "scheduled": self.scheduled,
+            "peak_connections": self.peak_connections,
             "cpu": self.cpu_used(),
         }
 
     def cpu_used(self) -> dict[str, Any]:
-        """This process's CPU seconds in the window, and how busy each of its CPUs was (with anything)."""
+        """This process's CPU seconds in the window, and how busy each of its CPUs was (with anything), and how
+        much of that was stolen by the hypervisor."""
         start, end = self.cpu.get("start"), self.cpu.get("end") or cpu_reading()
         if not start:
-            return {"pid": os.getpid(), "cpus": [], "seconds": 0.0, "window": 0.0, "busy": []}
+            return {"pid": os.getpid(), "cpus": [], "seconds": 0.0, "window": 0.0, "busy": [], "steal": [], "irq": []}
         cpus = self.cpu["cpus"]
         return {
             "pid": self.cpu["pid"],
@@ -95,57 +118,55 @@ class Recorder:
             "seconds": end["process"] - start["process"],
             "window": end["time"] - start["time"],
             "busy": [[c, end["busy"][c] - start["busy"][c]] for c in cpus],  # lists: msgpack wants str map keys
+            "steal": [[c, end["steal"][c] - start["steal"][c]] for c in cpus],
+            "irq": [[c, end["irq"][c] - start["irq"][c]] for c in cpus],
         }
 
 
 def cpu_reading() -> dict[str, Any]:
     times = psutil.Process().cpu_times()
-    per_cpu = psutil.cpu_times(percpu=True)
+    per_cpu = cpu_times()
     return {
         "time": time.time(),
         "process": times.user + times.system,
-        "busy": [t.user + t.nice + t.system + t.irq + t.softirq + t.steal for t in per_cpu],
+        "busy": [t.busy for t in per_cpu],
+        "steal": [t.steal for t in per_cpu],
+        "irq": [t.irq for t in per_cpu],
     }
 
 
-def client_verdict(workers: list[dict[str, Any]], client: str) -> tuple[LoadGenerator, bool, str]:
-    """Whether the load generator, not the server, was the limit, from each worker process's own CPU figures.
-
-    Two ways to be the limit: the worker processes use (nearly) all the cores they can use (a process uses one
-    core at most, so the capacity is min(CPUs, processes)), or their CPUs were saturated by anything, including
-    a neighbour starving the client. Returns the figures, the verdict and the sentence that explains it.
-    """
+def load_generator(workers: list[dict[str, Any]], master: dict[str, Any] | None, client: str) -> LoadGenerator:
+    """The load side's own figures from each worker process's CPU reading (and the master's, when there is one):
+    each worker's share of a core, each load CPU's busy share (with anything on it, the master included)."""
     cpus = sorted({c for w in workers for c in w["cpus"]})
-    utilization = [w["seconds"] / w["window"] if w["window"] > 0 else 0.0 for w in workers]
-    busy: dict[int, float] = {}
+    shares: dict[str, dict[int, float]] = {"busy": {}, "steal": {}, "irq": {}}
     for w in workers:
-        for cpu, seconds in w["busy"]:
-            busy[cpu] = seconds / w["window"] if w["window"] > 0 else 0.0
-    capacity = max(1, min(len(cpus), len(workers)))
-    capacity_util = sum(utilization) / capacity
-    cpu_busy = sum(busy.values()) / len(busy) if busy else 0.0
-    figures = LoadGenerator(
+        if w["window"] > 0:
+            for kind, per_cpu in shares.items():
+                for cpu, seconds in w.get(kind, []):
+                    per_cpu[cpu] = max(per_cpu.get(cpu, 0.0), seconds / w["window"])
+    return LoadGenerator(
         cpus=cpus,
         processes=len(workers),
         client=client,
         cpu_seconds=round(sum(w["seconds"] for w in workers), 3),
-        capacity_utilization=round(capacity_util, 4),
-        cpu_busy=round(cpu_busy, 4),
-        worker_utilization=[round(u, 4) for u in utilization],
+        worker_utilization=[round(w["seconds"] / w["window"], 4) if w["window"] > 0 else 0.0 for w in workers],
+        cpu_busy={str(c): round(b, 4) for c, b in sorted(shares["busy"].items())},
+        cpu_steal={str(c): round(b, 4) for c, b in sorted(shares["steal"].items())},
+        cpu_irq={str(c): round(b, 4) for c, b in sorted(shares["irq"].items())},
+        master_utilization=round(master["seconds"] / master["window"], 4) if master and master["window"] > 0 else None,
     )
-    reason = (
-        f"Locust workers used {capacity_util:.0%} of the {capacity} core(s) they can use; "
-        f"load-generator CPUs {cpus} were {cpu_busy:.0%} busy; threshold {CLIENT_BOUND_AT:.0%}"
-    )
-    return figures, capacity_util >= CLIENT_BOUND_AT or cpu_busy >= CLIENT_BOUND_AT, reason
 
 
-def merge(snapshots: Iterable[dict[str, Any]]) -> tuple[HdrHistogram, Counter[str]]:
-    histogram, errors = new_histogram(), Counter()
+def merge(snapshots: Iterable[dict[str, Any]]) -> tuple[HdrHistogram, HdrHistogram, Counter[str]]:
+    """The processes' latency and send-lateness histograms merged, and their errors added up."""
+    histogram, late, errors = new_histogram(), new_histogram(), Counter()
     for snap in snapshots:
         histogram.add(HdrHistogram.decode(snap["hdr"]))
+        if snap.get("late_hdr"):
+            late.add(HdrHistogram.decode(snap["late_hdr"]))
         errors.update(snap["errors"])
-    return histogram, errors
+    return histogram, late, errors
 
 
 def count(snapshot: dict[str, Any]) -> int:

@@ -15,9 +15,10 @@ import urllib.request
 from dataclasses import asdict
 from typing import Any
 
-from loadtests.load import Load, LoadError, LoadResult, RefereeResult
+from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
 
-CONNECT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 60.0  # at the start, for the workers to join
+REJOIN_TIMEOUT = 10.0  # later, for a worker that is missing: then the load side counts as lost
 
 
 def _get(url: str, timeout: float = 10) -> Any:
@@ -46,24 +47,29 @@ class MasterLocust:
         try:
             self.cpus: tuple[int, ...] = tuple(_get(f"{self.url}/lab/info")["cpus"])
         except OSError as exc:
-            raise LoadError(f"Locust master {self.url} did not answer: {exc}") from None
+            raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
+        self.joined = False
 
     def wait_for_workers(self) -> None:
-        deadline = time.monotonic() + self.connect_timeout
+        """All workers must be there: up to CONNECT_TIMEOUT at first, then REJOIN_TIMEOUT (a lost worker)."""
+        timeout = REJOIN_TIMEOUT if self.joined else self.connect_timeout
+        deadline = time.monotonic() + timeout
         count = 0
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
+            try:
                 count = _get(f"{self.url}/worker-count")["worker_count"]
-                if count >= self.workers:
-                    return
-            time.sleep(0.5)
-        raise LoadError(
-            f"Locust master {self.url} has {count} of {self.workers} workers after {self.connect_timeout:g} s"
+            except OSError as exc:
+                raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
+            if count >= self.workers:
+                self.joined = True
+                return
+            time.sleep(0.25)
+        raise LoadSideLostError(
+            f"the Locust master at {self.url} has {count} of {self.workers} workers after {timeout:g} s "
+            "(a locust-worker was lost)"
         )
 
     def run(self, load: Load) -> LoadResult:
-        if load.client != "lean":
-            raise LoadError("the compose lab's Locust runs the lab client (LeanUser) only")
         self.wait_for_workers()
         form = {
             "user_count": load.users,
@@ -72,21 +78,30 @@ class MasterLocust:
             "lab_scenario": load.scenario,
             "lab_params": ",".join(f"{k}={v}" for k, v in load.params.items()),
             "lab_rate": load.rate,
+            "lab_arrivals": load.arrivals,
+            "lab_max_connections": load.max_connections,
+            "lab_warmup": load.warmup,
             "lab_duration": load.duration,
             "lab_out": "",
+            "user_classes": USER_CLASSES[load.client],
         }
         try:
             before = _get(f"{self.url}/lab/result")["seq"]
             reply = _post(f"{self.url}/swarm", form, form=True)
         except OSError as exc:
-            raise LoadError(f"Locust master {self.url} did not answer: {exc}") from None
+            raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
         if not reply.get("success"):
             raise LoadError(f"Locust master refused the run: {reply.get('message')}")
         deadline = time.monotonic() + load.timeout
         while time.monotonic() < deadline:
             time.sleep(0.25)
-            latest = _get(f"{self.url}/lab/result")
+            try:
+                latest = _get(f"{self.url}/lab/result")
+            except OSError as exc:
+                raise LoadSideLostError(f"the Locust master at {self.url} stopped answering: {exc}") from None
             if latest["seq"] > before:
+                if latest.get("error"):
+                    raise LoadError(f"the Locust master gave no result: {latest['error']}")
                 return LoadResult.model_validate_json(json.dumps(latest["result"]))
         raise LoadError(f"no result from Locust master {self.url} within {load.timeout:g} s")
 
@@ -95,7 +110,7 @@ class MasterLocust:
         try:
             reply = _post(f"{self.url}/lab/referee", fields, timeout=load.duration + 60)
         except OSError as exc:
-            raise LoadError(f"Locust master {self.url} did not run the referee: {exc}") from None
+            raise LoadSideLostError(f"the Locust master at {self.url} did not run the referee: {exc}") from None
         if "error" in reply:
             raise LoadError(f"referee failed in the master's container: {reply['error']}")
         return RefereeResult.model_validate_json(json.dumps(reply["result"])) if reply["result"] else None

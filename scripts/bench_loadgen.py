@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core.host import LOOPBACK, free_port, machine_cpus
+from core.host import free_port, machine_cpus
 from lab.calibration import client_figures
 from loadtests.load import Load
 from loadtests.local import LocalLocust
@@ -34,8 +34,8 @@ def main() -> int:
     server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
     cell, scenario = load().calibration
     workdir = Path(tempfile.mkdtemp(prefix="lab-bench-"))
-    loads = LocalLocust(load_cpus, len(load_cpus), workdir / "load")
-    with LocalTargets(workdir, server_cpus).serve(cell, free_port(LOOPBACK)) as server:
+    targets = LocalTargets(workdir, server_cpus)
+    with LocalLocust(load_cpus, len(load_cpus), workdir / "load") as loads, targets.serve(cell, free_port()) as server:
         lean = Load(target=server.url, scenario=scenario, users=args.users, duration=args.duration)
         stock = Load(target=server.url, scenario=scenario, users=args.users, duration=args.duration, client="stock")
         results = {

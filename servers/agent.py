@@ -7,6 +7,7 @@ The runner, in another container, drives it through servers/remote.py (AgentTarg
     GET  /health                                     alive, its CPUs, the running cell
     POST /start {"cell", "port"}                     start a cell and wait until it answers correctly
     GET  /status                                     is it alive, its exit code
+    GET  /log                                        the running server's log tail
     POST /sample/open, /sample/close {"start","end"} the server's CPU and RSS during a load window
     POST /stop                                       SIGTERM it; its exit code and log tail
     POST /shutdown                                   stop everything and exit (the end of a compose run)
@@ -57,13 +58,13 @@ class Agent:
         alive = self.server.alive()
         return {"running": self.server.cell.key, "alive": alive, "exit_code": self.server.exit_code}
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, timeout: float = 20.0) -> dict[str, Any]:
         if self.server is None:
             return {"exit_code": None, "log_tail": ""}
         server, stack = self.server, self.stack
         self.server = self.stack = None
         try:
-            code = server.stop()
+            code = server.stop(timeout)
         finally:
             assert stack is not None
             stack.close()
@@ -81,7 +82,9 @@ class Agent:
                     case ("POST", "/start"):
                         return 200, self.start(body)
                     case ("POST", "/stop") | ("POST", "/shutdown"):
-                        return 200, self.stop()
+                        return 200, self.stop(float(body.get("timeout", 20.0)))
+                    case ("GET", "/log"):
+                        return 200, {"log_tail": self.server.log_tail() if self.server else ""}
                     case ("POST", "/sample/open") if self.server:
                         self.server.sample_open()
                         return 200, {}

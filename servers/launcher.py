@@ -70,6 +70,19 @@ def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
         conn.close()
 
 
+def probe(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """None while the server answers GET /plaintext correctly within `timeout`, else what went wrong."""
+    try:
+        status, body = get(host, port, "/plaintext", timeout)
+    except TimeoutError:
+        return f"no answer to GET /plaintext within {timeout:g} s (hung?)"
+    except OSError as exc:
+        return f"GET /plaintext failed: {exc.strerror or type(exc).__name__}"
+    if (status, body) != (200, b"Hello, World!"):
+        return f"GET /plaintext answered {status} {body[:40]!r}"
+    return None
+
+
 def wait_ready(host: str, port: int, timeout: float) -> float:
     """Seconds until GET /plaintext is answered correctly; TimeoutError after `timeout`."""
     started = time.monotonic()

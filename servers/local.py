@@ -37,6 +37,7 @@ class LocalServer:
     log: Path
     process: subprocess.Popen[bytes]
     report: StartupReport
+    cpus: tuple[int, ...] = ()
     exit_code: int | None = None
     sampler: TreeSampler | None = field(default=None, repr=False)
 
@@ -54,19 +55,28 @@ class LocalServer:
         return tail(self.log)
 
     def sample_open(self) -> None:
-        self.sampler = TreeSampler(self.process.pid)
+        self.sampler = TreeSampler(self.process.pid, self.cpus)
         self.sampler.start()
 
     def sample_close(self, start: float, end: float) -> ServerSample:
         assert self.sampler is not None, "sample_open() first"
         self.sampler.stop()
         cpu = self.sampler.cpu_seconds(start, end)
+        per_cpu = self.sampler.cpus_busy(start, end)
         seconds = end - start
+
+        def share(value: float) -> float:
+            return round(value / seconds, 4) if seconds > 0 else 0.0
+
         return ServerSample(
             cpu_seconds=round(sum(cpu.values()), 3),
-            cpu_cores=round(sum(cpu.values()) / seconds, 4) if seconds > 0 else 0.0,
+            cpu_cores=share(sum(cpu.values())),
             rss_peak_bytes=self.sampler.rss_peak(start, end),
             processes=len(cpu),
+            cpus_busy_seconds=round(sum(t.busy for t in per_cpu.values()), 3),
+            cpus_busy={str(c): share(t.busy) for c, t in sorted(per_cpu.items())},
+            cpus_steal={str(c): share(t.steal) for c, t in sorted(per_cpu.items())},
+            cpus_irq={str(c): share(t.irq) for c, t in sorted(per_cpu.items())},
         )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
@@ -123,7 +133,7 @@ class LocalTargets:
                 raise ServerError(
                     f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}:\n{tail(log)}"
                 )
-            server = LocalServer(cell, port, log, process, started)
+            server = LocalServer(cell, port, log, process, started, self.cpus)
             yield server
         finally:
             if process.poll() is None:

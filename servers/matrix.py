@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,10 +88,16 @@ class Cell:
 
 @dataclass(frozen=True)
 class RunSettings:
+    """How a preset is run; the runner's command line overrides each (lab/config.py says what each means)."""
+
     repeats: int = 3
     duration: float = 5.0
     warmup: float = 2.0
     users: int = 64
+    referee: float = 2.0
+    sweep: float = 0.0
+    budget: float = 0.0
+    max_repeats: int = 6
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,7 @@ def parse(data: Mapping[str, Any]) -> Matrix:
     presets = {}
     for name, t in data["presets"].items():
         _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude", "run"})
-        _fields("preset run", name, t.get("run", {}), set(), {"repeats", "duration", "warmup", "users"})
+        _fields("preset run", name, t.get("run", {}), set(), {f.name for f in fields(RunSettings)})
         for axis in AXES:
             for value in t.get(axis, ()):
                 matrix._check_choice(axis, value, where=f" in preset {name!r}")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from servers.matrix import Cell, MatrixError
-from servers.target import RunningServer, ServerError, ServerSample, StartupReport
+from servers.target import RunningServer, ServerError, ServerSample, StartupReport, TargetSideLostError
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
 
@@ -28,7 +28,7 @@ def call(agent_url: str, method: str, path: str, body: dict[str, Any] | None = N
             raise MatrixError(reply.get("error", str(exc))) from None
         raise ServerError(f"{reply.get('error', exc)}\n{reply.get('log_tail', '')}") from None
     except OSError as exc:
-        raise ServerError(f"the server agent at {agent_url} did not answer: {exc}") from None
+        raise TargetSideLostError(f"the server agent at {agent_url} (the target side) did not answer: {exc}") from None
 
 
 class RemoteServer:
@@ -49,6 +49,8 @@ class RemoteServer:
         return bool(status["alive"])
 
     def log_tail(self) -> str:
+        if self.exit_code is None:
+            return str(call(self.agent_url, "GET", "/log").get("log_tail", ""))
         return self._tail
 
     def sample_open(self) -> None:
@@ -57,8 +59,8 @@ class RemoteServer:
     def sample_close(self, start: float, end: float) -> ServerSample:
         return ServerSample.model_validate(call(self.agent_url, "POST", "/sample/close", {"start": start, "end": end}))
 
-    def stop(self) -> int:
-        stopped = call(self.agent_url, "POST", "/stop")
+    def stop(self, timeout: float = 20.0) -> int:
+        stopped = call(self.agent_url, "POST", "/stop", {"timeout": timeout}, timeout=timeout + 30)
         self.exit_code, self._tail = stopped["exit_code"], stopped["log_tail"]
         return self.exit_code if self.exit_code is not None else 0
 

@@ -1,4 +1,6 @@
-"""A server's resource figures during a load window: CPU seconds and peak RSS of its whole process tree."""
+"""A server's resource figures during a load window: CPU seconds and peak RSS of its whole process tree, and how busy
+its CPUs were with anything (softirq included: on loopback much of the network stack runs there, outside the
+process tree's own accounting)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import time
 
 import psutil
 
+from core.host import CpuTimes, cpu_times
+
 
 class TreeSampler(threading.Thread):
     """Every `interval` seconds: CPU seconds and RSS of a process and all its descendants (workers included).
@@ -16,13 +20,15 @@ class TreeSampler(threading.Thread):
     Figures for a window are taken between the first and last samples inside it, stretched to the window's length.
     """
 
-    def __init__(self, root_pid: int, interval: float = 0.2) -> None:
+    def __init__(self, root_pid: int, cpus: tuple[int, ...] = (), interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(root_pid)
+        self.cpus = cpus
         self.interval = interval
         self.times: list[float] = []
         self.cpu: list[dict[int, float]] = []  # {pid: CPU seconds so far}
         self.rss: list[dict[int, int]] = []  # {pid: resident bytes}
+        self.busy: list[dict[int, CpuTimes]] = []  # {cpu: its counters so far}
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -39,9 +45,12 @@ class TreeSampler(threading.Thread):
                     times = proc.cpu_times()
                     cpu[proc.pid] = times.user + times.system
                     rss[proc.pid] = proc.memory_info().rss
+            per_cpu = cpu_times()
+            busy = {c: per_cpu[c] for c in self.cpus if c < len(per_cpu)}
             self.times.append(now)
             self.cpu.append(cpu)
             self.rss.append(rss)
+            self.busy.append(busy)
             self.done.wait(self.interval)
 
     def stop(self) -> None:
@@ -63,6 +72,23 @@ class TreeSampler(threading.Thread):
         i, j, scale = span
         first, last = self.cpu[i], self.cpu[j]
         return {pid: (last[pid] - first.get(pid, 0.0)) * scale for pid in last}
+
+    def cpus_busy(self, start: float, end: float) -> dict[int, CpuTimes]:
+        """Each server CPU's busy, stolen and interrupt seconds in the window."""
+        span = self._span(start, end)
+        if span is None:
+            return {}
+        i, j, scale = span
+        first, last = self.busy[i], self.busy[j]
+        return {
+            c: CpuTimes(
+                (last[c].busy - first[c].busy) * scale,
+                (last[c].steal - first[c].steal) * scale,
+                (last[c].irq - first[c].irq) * scale,
+            )
+            for c in last
+            if c in first
+        }
 
     def rss_peak(self, start: float, end: float) -> int | None:
         """Largest total resident memory of the tree seen in the window, in bytes."""

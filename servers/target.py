@@ -19,6 +19,10 @@ class ServerError(RuntimeError):
     log's tail."""
 
 
+class TargetSideLostError(ServerError):
+    """The target side itself is gone (the agent does not answer): no later cell can run."""
+
+
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,12 +41,16 @@ class StartupReport(Record):
 
 
 class ServerSample(Record):
-    """The server during one load window: its process tree's CPU and memory."""
+    """The server during one load window: its process tree's CPU and memory, and its CPUs' busy time."""
 
-    cpu_seconds: float
+    cpu_seconds: float  # the process tree's own CPU (user + system)
     cpu_cores: float  # CPU seconds per second of the window: how many cores the server kept busy
     rss_peak_bytes: int | None
     processes: int
+    cpus_busy_seconds: float  # the server CPUs busy with anything, softirq included (/proc/stat)
+    cpus_busy: dict[str, float]  # each server CPU: share of the window busy
+    cpus_steal: dict[str, float]  # each server CPU: share of the window stolen by the hypervisor
+    cpus_irq: dict[str, float]  # each server CPU: share of the window in interrupts (the network stack)
 
 
 class RunningServer(Protocol):
@@ -68,8 +76,9 @@ class RunningServer(Protocol):
         """Stop sampling; the figures for the window [start, end] (wall-clock seconds)."""
         ...
 
-    def stop(self) -> int:
-        """SIGTERM, wait, and return the exit code; ServerError when it does not stop."""
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, wait up to `timeout` seconds (then SIGKILL), and return the exit code; ServerError when it did
+        not stop by itself."""
         ...
 
     def log_tail(self) -> str: ...

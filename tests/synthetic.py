@@ -8,14 +8,15 @@ from typing import Any
 
 from lab import bundle
 from lab.config import RunConfig
+from lab.verdict import Verdict
 from loadtests import recorder
-from loadtests.load import LoadGenerator, LoadResult, Window
+from loadtests.load import Latency, LoadGenerator, LoadResult, RefereeResult, Window
 from servers.matrix import load
 
 T0 = 1_795_000_000.0
 
 
-def histogram_of(values_us: list[int]) -> Any:
+def histogram_of(values_us: list[int]) -> Latency:
     r = recorder.Recorder()
     r.open()
     for us in values_us:
@@ -32,6 +33,24 @@ def machine(**overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def config(keys: list[str], scenarios: list[str], **overrides: Any) -> RunConfig:
+    fields: dict[str, Any] = {
+        "preset": None, "cells": keys, "scenarios": scenarios, "repeats": 3, "duration": 5.0, "warmup": 1.0,
+        "users": 64, "client": "lean", "referee_seconds": 2.0, "rates": [], "sweep_seconds": 2.0,
+        "arrivals": "poisson", "max_connections": 256, "budget_seconds": 0.0, "max_repeats": 6, "server_cpus": [0],
+        "load_cpus": [1], "load_workers": 1, "port": 8000, "calibrate": True, "allow_shared_cpus": False,
+        "target_agent": None, "locust_master": None,
+    }  # fmt: skip
+    return RunConfig(**{**fields, **overrides})
+
+
+def referee(rps: float) -> RefereeResult:
+    return RefereeResult(
+        rps=rps, non_2xx=0, socket_errors=0, threads=1, seconds=2.0, cpu_utilization=0.5, cpu_busy={"1": 0.5},
+        argv=["wrk"],
+    )  # fmt: skip
+
+
 def make_bundle(
     root: Path,
     points: dict[tuple[str, str, float], list[float]],
@@ -42,53 +61,85 @@ def make_bundle(
     server_cores: float = 1.0,
     versions: dict[str, str] | None = None,
     machine_overrides: dict[str, Any] | None = None,
+    referees: dict[tuple[str, str], float] | None = None,
+    shortfall: set[tuple[str, str, float]] = frozenset(),
+    failed: set[tuple[str, str, float, int]] = frozenset(),
+    speed: tuple[float, float] | None = (2_000_000.0, 2_000_000.0),
 ) -> Path:
-    """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs."""
+    """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs.
+    client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS;
+    shortfall: open points that did not serve their rate; failed: (key, scenario, rate, repeat) that failed."""
     matrix = load()
     root = root / run_id
-    keys = sorted({k for k, _, _ in points})
+    keys = sorted({k for k, _, _ in points}, key=lambda k: [c.key for c in matrix.all_cells()].index(k))
     scenarios = sorted({s for _, s, _ in points})
-    rates = sorted({q for _, _, q in points})
-    config = RunConfig(
-        preset=None, cells=keys, scenarios=scenarios, repeats=2, duration=5.0, warmup=1.0, users=64, rates=rates,
-        client="lean", server_cpus=[0], load_cpus=[1], load_workers=1, port=8000, calibrate=ceiling is not None,
-        allow_shared_cpus=False, target_agent=None, locust_master=None,
-    )  # fmt: skip
+    sweep = {}
+    for scenario in scenarios:
+        rates = sorted({q for _, s, q in points if s == scenario and q})
+        if rates:
+            sweep[scenario] = bundle.SweepRates(common=rates, fast=[], chosen_from="synthetic")
     manifest = bundle.Manifest(
         schema_version=bundle.SCHEMA_VERSION, kind="manifest", run_id=run_id, status="complete", started=T0,
-        ended=T0 + 600, config=config, machine=bundle.Machine(**machine(**(machine_overrides or {}))),
+        ended=T0 + 600, config=config(keys, scenarios, calibrate=ceiling is not None),
+        machine=bundle.Machine(**machine(**(machine_overrides or {}))),
         versions=versions or {"uvicorn": "0.54.0", "granian": "2.8.7", "locust": "2.47.0"},
         lab_commit="0" * 40, skipped=[], failures=[],
+        parts=[bundle.Part(started=T0, ended=T0 + 600, status="complete", machine_id="abc12345", container=True,
+                           note=None)],
+        rounds=[keys, list(reversed(keys)), keys], sweep=sweep, extra_rule="none",
+        speed=bundle.Speed(workload="synthetic", server_ops=speed[0], load_ops=speed[1]) if speed else None,
     )  # fmt: skip
     bundle.write_record(root / "manifest.json", manifest)
-    generator = LoadGenerator(cpus=[1], processes=1, client="lean", cpu_seconds=2.5, capacity_utilization=0.5,
-                              cpu_busy=0.5, worker_utilization=[0.5])  # fmt: skip
+    generator = LoadGenerator(
+        cpus=[1], processes=1, client="LeanUser", cpu_seconds=2.5, worker_utilization=[0.5], cpu_busy={"1": 0.5},
+        cpu_steal={"1": 0.0}, cpu_irq={"1": 0.05}, master_utilization=None,
+    )  # fmt: skip
     for (key, scenario, rate), series in points.items():
         cell = matrix.cell_from_key(key)
         latency = histogram_of((latency_us or {}).get((key, scenario, rate), list(range(1, 1001))))
+        found_referee = (referees or {}).get((key, scenario))
         for n, rps in enumerate(series, start=1):
+            short = (key, scenario, rate) in shortfall
             result = LoadResult(
                 scenario=scenario, params={}, client="LeanUser", model="open" if rate else "closed", users=64,
-                offered_rps=float(rate) or None, rate_shortfall=(rps < 0.95 * rate) if rate else None,
+                offered_rps=float(rate) or None, arrivals="poisson" if rate else None,
+                rate_shortfall=short if rate else None,
                 window=Window(start=T0 + n * 10, end=T0 + n * 10 + 5, seconds=5.0), requests=int(rps * 5),
-                ok=int(rps * 5), errors={}, rps=float(rps), latency=latency, processes=1, per_process_ok=[int(rps * 5)],
-                load_generator=generator, client_bound=(key, scenario) in client_bound, client_bound_reason="synthetic",
+                ok=int(rps * 5), errors={}, rps=float(rps), per_second=[int(rps)] * 5, latency=latency,
+                send_lateness=histogram_of([50] * 99 + [400]) if rate else None, scheduled=int(rate * 5),
+                owed=0, peak_connections=64, processes=1, per_process_ok=[int(rps * 5)], load_generator=generator,
             )  # fmt: skip
+            limit = "client" if (key, scenario) in client_bound else ("offered" if rate and not short else "server")
+            ok = (key, scenario, rate, n) not in failed
             record = bundle.Repeat(
                 schema_version=bundle.SCHEMA_VERSION, kind="repeat", run_id=run_id, key=key,
                 cell=bundle.CellInfo(**asdict(cell)), scenario=scenario, offered_rps=float(rate) or None, repeat=n,
-                load=result,
-                server=bundle.ServerFigures(cpus=[0], startup_seconds=0.25, cpu_seconds=5.0 * server_cores,
-                                            cpu_cores=server_cores, rss_peak_bytes=50 * 2**20, processes=1),
+                status="ok" if ok else "failed", failure=None if ok else "synthetic failure", load=result,
+                server=bundle.ServerFigures(
+                    cpus=[0], startup_seconds=0.25, cpu_seconds=5.0 * server_cores, cpu_cores=server_cores,
+                    rss_peak_bytes=50 * 2**20, processes=1, cpus_busy_seconds=5.0 * server_cores,
+                    cpus_busy={"0": server_cores}, cpus_steal={"0": 0.0}, cpus_irq={"0": 0.1},
+                ),
+                referee=None if rate or found_referee is None else referee(found_referee),
+                verdict=Verdict(limit=limit, reason="synthetic", lab_vs_referee=None, busiest_load_cpu=0.5,
+                                busiest_worker=0.5, server_cpus_busy=server_cores),
+                cost=bundle.Cost(server_us=round(1e6 * server_cores / rps, 2),
+                                 server_cpus_us=round(1e6 * server_cores / rps, 2), client_us=round(5e5 / rps, 2)),
+                conditions=bundle.Conditions(steal=0.0, other_server=0.0, other_load=0.0, unsteady=False,
+                                             disturbed=False, note="quiet"),
+                attempt=1, earlier=[],
             )  # fmt: skip
             bundle.write_record(bundle.repeat_path(root, key, scenario, n, rate), record)
     if ceiling is not None:
-        figures = bundle.ClientFigures(rps=ceiling, rps_per_core=ceiling, errors={}, p50_us=1000, p99_us=3000,
-                                       client_bound=True)  # fmt: skip
+        point = bundle.CalibrationPoint(
+            scenario="plaintext", rps=[ceiling] * 3, lab_rps=ceiling, referee=referee(ceiling * 1.02),
+            lab_vs_referee=round(1 / 1.02, 3), client_us=20.0, server_cpus_us=30.0, limit="client",
+            ceiling_rps=ceiling, ceiling="measured",
+        )  # fmt: skip
         calibration = bundle.Calibration(
             schema_version=bundle.SCHEMA_VERSION, kind="calibration", cell="granian-uvloop-hyper-w1-raw",
-            scenario="plaintext", server_cpus=[0], load_cpus=[1], users=64, duration=5.0, started=T0, versions={},
-            lab_client=figures, referee=None, lab_vs_referee=None, ceiling_rps=ceiling,
+            server_cpus=[0], load_cpus=[1], load_workers=1, users=64, duration=5.0, warmup=1.0, started=T0,
+            versions={}, points=[point],
         )  # fmt: skip
         bundle.write_record(root / "calibration.json", calibration)
     return root

@@ -15,13 +15,19 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from core.host import ROOT, UsageError, free_port, machine_cpus
+from lab.verdict import judge
 from loadtests import recorder, scenarios
 from loadtests.load import Load, LoadResult
-from loadtests.local import LOCUSTFILE, LocalLocust
+from loadtests.local import LOCUSTFILE, run_once
 from servers.local import LocalTargets
 from servers.matrix import MatrixError, load
+from servers.target import ServerSample
 
 MATRIX = load()
+QUIET_SERVER = ServerSample(
+    cpu_seconds=0.2, cpu_cores=0.1, rss_peak_bytes=None, processes=1, cpus_busy_seconds=0.2, cpus_busy={"0": 0.1},
+    cpus_steal={"0": 0.0}, cpus_irq={"0": 0.01},
+)  # fmt: skip
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
 SERVER_CPUS, CLIENT_CPUS = (0,), (1,)
 
@@ -57,7 +63,7 @@ def uvicorn(app: str) -> Iterator[str]:
 
 def quick(target: str, processes: int = 1, cpus: tuple[int, ...] | None = None, **kwargs) -> LoadResult:
     spec = {"users": 4, "duration": 1.5, **kwargs}
-    return LocalLocust(cpus or machine_cpus(), processes).run(Load(target=target, **spec))
+    return run_once(Load(target=target, **spec), cpus or machine_cpus(), processes)
 
 
 # --- every response is checked ----------------------------------------------------------------------------------
@@ -67,7 +73,7 @@ def test_a_wrong_body_is_an_error_not_throughput() -> None:
     with uvicorn("tests.broken_app:app") as url:
         result = quick(url, scenario="plaintext")
     assert result.ok == 0 and result.rps == 0
-    assert result.errors["wrong body (13 bytes, expected 13)"] == result.requests > 0
+    assert result.errors == {"wrong body (13 bytes, expected 13)": result.requests} and result.requests > 0
     assert result.latency.count == 0
 
 
@@ -75,6 +81,14 @@ def test_a_wrong_status_is_an_error() -> None:
     with uvicorn("tests.broken_app:app") as url:
         result = quick(url, scenario="json")
     assert set(result.errors) == {"status 500"} and result.ok == 0
+
+
+def test_the_right_body_with_the_wrong_headers_is_an_error() -> None:
+    with uvicorn("tests.broken_app:app") as url:
+        html = quick(url, scenario="io")
+        framed = quick(url, scenario="stream")
+    assert set(html.errors) == {"content-type text/html; charset=utf-8"} and html.ok == 0
+    assert set(framed.errors) == {"framing length, expected chunked"} and framed.ok == 0
 
 
 @pytest.mark.parametrize("client", ["lean", "stock"])
@@ -105,9 +119,9 @@ def test_merged_histograms_give_the_known_percentiles() -> None:
         r.open()
     for us in range(1, 10_001):
         parts[us % 3].success(us / 1_000_000)
-    histogram, errors = recorder.merge(r.snapshot() for r in parts)
+    histogram, late, errors = recorder.merge(r.snapshot() for r in parts)
     summary = recorder.latency_summary(histogram)
-    assert summary.count == 10_000 and errors == {}
+    assert summary.count == 10_000 and errors == {} and late.get_total_count() == 0
     for name, expected in {"p50": 5000, "p90": 9000, "p99": 9900, "p99.9": 9990}.items():
         assert summary.percentiles_us[name] == pytest.approx(expected, rel=0.001), name
     assert summary.max_us == pytest.approx(10_000, rel=0.001)
@@ -141,7 +155,7 @@ def test_nothing_is_recorded_outside_the_window() -> None:
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate server and client")
-def test_a_starved_client_is_marked_client_bound(server: str) -> None:
+def test_a_starved_client_is_judged_client_limited(server: str) -> None:
     hog = subprocess.Popen(
         [
             sys.executable,
@@ -155,16 +169,16 @@ def test_a_starved_client_is_marked_client_bound(server: str) -> None:
     finally:
         hog.kill()
         hog.wait()
-    assert result.client_bound is True
-    assert result.load_generator.cpu_busy >= 0.9
-    assert "busy" in result.client_bound_reason
+    assert result.load_generator.busiest_cpu >= 0.9  # the neighbour counts: the CPU was not the client's to use
+    verdict = judge(result, QUIET_SERVER, None)
+    assert verdict.limit == "client" and "load generator was out of CPU" in verdict.reason
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate server and client")
-def test_a_server_bound_run_is_not_client_bound(server: str) -> None:
+def test_a_server_limited_run_is_not_client_limited(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "50"}, users=4, duration=2, cpus=CLIENT_CPUS)
-    assert result.client_bound is False
-    assert result.load_generator.capacity_utilization < 0.5
+    assert result.load_generator.busiest_worker < 0.5
+    assert judge(result, QUIET_SERVER, None).limit == "server"  # the answer time (50 ms) set the pace
     assert result.rps == pytest.approx(4 / 0.05, rel=0.25)
 
 
@@ -215,8 +229,17 @@ def test_open_model_reaches_a_modest_offered_rate(server: str) -> None:
 
 
 def test_open_model_says_when_it_falls_short(server: str) -> None:
-    result = quick(server, scenario="io", params={"ms": "20"}, users=2, rate=1000, duration=1.5)
+    result = quick(server, scenario="io", params={"ms": "20"}, users=2, max_connections=2, rate=1000, duration=1.5)
     assert result.rate_shortfall is True and result.rps < 200
+    assert result.peak_connections == 2 and result.owed > 100  # past the bound, slots wait and are counted
+    assert result.send_lateness.percentiles_us["p50"] > 100_000  # ...and their lateness is recorded
+
+
+def test_open_model_opens_connections_beyond_the_users_when_all_are_busy(server: str) -> None:
+    result = quick(server, scenario="io", params={"ms": "20"}, users=2, rate=400, duration=1.5)
+    assert result.rate_shortfall is False and result.rps == pytest.approx(400, rel=0.15)
+    assert result.peak_connections >= 6  # 400/s x 20 ms = 8 in flight on average, with 2 users
+    assert result.latency.percentiles_us["p50"] == pytest.approx(20_000, rel=0.25)
 
 
 def test_a_silent_server_does_not_hang_the_run() -> None:

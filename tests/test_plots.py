@@ -22,16 +22,21 @@ POINTS = {
     (STAR, "plaintext", 0): [15_000, 15_000, 16_000],
     (FAST, "plaintext", 0): [5_000, 6_000, 5_500],
     (UV_RAW, "plaintext", 0): [5_000, 5_000, 5_000],
-    (UV_STAR, "plaintext", 0): [4_000, 4_000, 4_000],
-    (RAW, "io", 500): [499, 498],
-    (RAW, "io", 2000): [1900, 1880],
+    (UV_STAR, "plaintext", 0): [4_000, 4_000, 4_100],
+    (RAW, "plaintext", 500): [499],
+    (RAW, "plaintext", 2000): [1990],
+    (UV_RAW, "plaintext", 500): [498],
+    (UV_RAW, "plaintext", 2000): [1700],
 }
 
 
 @pytest.fixture
 def synthetic(tmp_path: Path) -> Path:
-    latency = {(RAW, "plaintext", 0): [100] * 900 + [5000] * 100}
-    return make_bundle(tmp_path, POINTS, latency, client_bound={(RAW, "plaintext")})
+    latency = {(RAW, "plaintext", 0): [100] * 900 + [5000] * 100, (UV_RAW, "plaintext", 2000): [30_000] * 10}
+    return make_bundle(
+        tmp_path, POINTS, latency, client_bound={(RAW, "plaintext")}, referees={(STAR, "plaintext"): 25_000},
+        shortfall={(UV_RAW, "plaintext", 2000)},
+    )  # fmt: skip
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -42,24 +47,30 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_chart_data_is_exactly_the_bundles_numbers(synthetic: Path) -> None:
     data = charts.chart_data(load_bundle(synthetic))
-    assert data["scenarios"] == ["plaintext"] and data["ceiling_rps"] == 30_000
+    assert data["scenarios"] == ["plaintext"] and data["ceilings"]["plaintext"] == {"rps": 30_000, "how": "measured"}
     bars = {b["key"]: b for bars in data["throughput"]["plaintext"].values() for b in bars}
     assert (bars[RAW]["median"], bars[RAW]["min"], bars[RAW]["max"]) == (21_000, 20_000, 22_000)
-    assert bars[RAW]["client_bound"] and not bars[STAR]["client_bound"]
+    assert bars[RAW]["ci_low"] < 21_000 < bars[RAW]["ci_high"]
+    assert bars[RAW]["limit"] == "client"  # its repeats were judged client-limited on CPU
+    assert bars[STAR]["limit"] == "client" and bars[STAR]["referee_rps"] == 25_000  # 15k is 0.6x of wrk's 25k
+    assert bars[UV_RAW]["limit"] == "server" and bars[UV_RAW]["referee_rps"] is None
     assert list(data["throughput"]["plaintext"]) == ["raw", "starlette", "fastapi"]
     overhead = {row["stack"]: row for row in data["overhead"]["plaintext"]}
     assert overhead["granian uvloop/hyper"]["starlette_pct_of_raw"] == round(100 * 15_000 / 21_000, 1)
     assert overhead["granian uvloop/hyper"]["fastapi_pct_of_raw"] == round(100 * 5_500 / 21_000, 1)
     assert overhead["uvicorn asyncio/h11"]["starlette_pct_of_raw"] == 80.0
-    latency = {row["key"]: row for row in data["latency_bars"]["plaintext"]}
+    curves = {row["key"]: dict(row["curve"]) for row in data["saturation"]["plaintext"]}
     # 90% at 100 µs and 10% at 5 ms; the others 1..1000 µs once each (HDR: 3 significant digits)
-    assert latency[RAW]["p50_us"] == 100 and latency[RAW]["p99_us"] == pytest.approx(5000, rel=1e-3)
-    assert latency[STAR]["p50_us"] == 500 and latency[STAR]["p99_us"] == 990
-    load_points = data["load_curves"]["io"][RAW]["points"]
-    assert [(p["offered"], p["achieved"], p["shortfall"]) for p in load_points] == [
-        (500, 498.5, False),
-        (2000, 1890.0, True),
+    assert curves[RAW][90.0] == 100 and curves[RAW][99.0] == pytest.approx(5000, rel=1e-3)
+    sweep = data["sweep"]["plaintext"]
+    assert [(q["offered"], q["achieved"], q["shortfall"]) for q in sweep[UV_RAW]["points"]] == [
+        (500, 498, False),
+        (2000, 1700, True),
     ]
+    assert sweep[UV_RAW]["knee"] == 2000 and sweep[RAW]["knee"] is None
+    assert sweep[UV_RAW]["points"][1]["p99"] == pytest.approx(30_000, rel=1e-3)
+    assert data["compare_at"]["plaintext"] == 500  # the highest rate every swept cell served
+    assert {row["key"] for row in data["at_rate"]["plaintext"]} == {RAW, UV_RAW}
     assert data["startup_s"] == {"uvicorn": 0.25, "granian": 0.25}
     assert "Synthetic CPU" in data["caption"] and "20260101T000000Z-abc12345" in data["caption"]
 
@@ -72,14 +83,15 @@ def test_colours_are_stable_per_stack() -> None:
 def test_charts_are_written_as_png_and_svg(synthetic: Path) -> None:
     _, files = charts.render(load_bundle(synthetic))
     names = sorted(p.name for p in files)
-    for expected in ("throughput-plaintext", "overhead-plaintext", "latency-plaintext", "latency-bars-plaintext",
-                     "latency-vs-load-io", "resources"):  # fmt: skip
+    for expected in ("throughput-plaintext", "overhead-plaintext", "latency-saturation-plaintext",
+                     "latency-vs-rate-plaintext", "latency-at-rate-plaintext", "cost-vs-rate-plaintext",
+                     "resources"):  # fmt: skip
         assert f"{expected}.png" in names and f"{expected}.svg" in names
     for path in files:
         assert path.stat().st_size > 5_000, path
         if path.suffix == ".png":
             width, height = png_size(path)
-            assert 800 <= width <= 1800 and 400 <= height <= 800, (path, width, height)
+            assert 800 <= width <= 1800 and 400 <= height <= 900, (path, width, height)
         else:
             assert path.read_text().lstrip().startswith("<?xml")
 
@@ -113,37 +125,45 @@ def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> No
     dom = render_dom(page)
     pngs = len([f for f in files if f.suffix == ".png"])
     assert f'data-images-loaded="{pngs}"' in dom and f'data-images-total="{pngs}"' in dom
-    assert 'data-table-rows="7"' in dom
-    assert "client-bound" in dom and RAW in dom
-    assert "| plaintext | granian-uvloop-hyper-w1-raw | 21,000 (20,000–22,000)" in summary.read_text()
+    assert 'data-table-rows="9"' in dom
+    assert "client-limited" in dom and RAW in dom
+    text = summary.read_text()
+    assert text.index("## At equal load") < text.index("## Verdicts") < text.index("## Results")
+    assert "at 500 requests/s (plaintext, 2 cells served it): lowest p99 is" in text
+    assert "| plaintext | granian-uvloop-hyper-w1-raw | 21,000 (" in text and "| client |" in text
 
 
-def test_compare_gives_the_known_ratios(tmp_path: Path) -> None:
-    a = make_bundle(tmp_path / "a", {(RAW, "plaintext", 0): [10_000, 10_000], (STAR, "plaintext", 0): [8_000]},
-                    {(RAW, "plaintext", 0): [1000] * 100}, run_id="A", server_cores=1.0)  # fmt: skip
+def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Path) -> None:
+    uv = "uvicorn-uvloop-httptools-w1-raw"
+    a = make_bundle(
+        tmp_path / "a",
+        {(RAW, "plaintext", 0): [10_000, 10_100, 9_900], (STAR, "plaintext", 0): [8_000, 8_100, 7_900],
+         (uv, "plaintext", 0): [5_000, 5_050, 4_950], (FAST, "plaintext", 0): [3_000, 3_000, 3_000]},
+        {(RAW, "plaintext", 0): [1000] * 100}, run_id="A", speed=(1_000_000.0, 1_000_000.0),
+    )  # fmt: skip
     b = make_bundle(
-        tmp_path / "b", {(RAW, "plaintext", 0): [25_000, 25_000], (FAST, "plaintext", 0): [3_000]},
-        {(RAW, "plaintext", 0): [500] * 100}, run_id="B", server_cores=2.0,
+        tmp_path / "b",
+        {(RAW, "plaintext", 0): [25_000, 25_250, 24_750], (STAR, "plaintext", 0): [25_100, 24_900, 25_000],
+         (uv, "plaintext", 0): [30_000, 30_300, 29_700]},
+        {(RAW, "plaintext", 0): [500] * 100}, run_id="B", speed=(2_000_000.0, 2_000_000.0),
         versions={"uvicorn": "0.54.0", "granian": "2.9.0", "locust": "2.47.0"},
         machine_overrides={"cpu_model": "Other CPU", "logical_cpus": 4},
     )  # fmt: skip
     result = compare.compare(load_bundle(a), load_bundle(b))
-    (row,) = result["rows"]
-    assert row["key"] == RAW and row["rps_ratio"] == 2.5 and row["p99_ratio"] == 0.5
-    assert row["rps_per_core_a"] == 10_000 and row["rps_per_core_b"] == 12_500 and row["per_core_ratio"] == 1.25
-    assert f"only in A: {STAR} plaintext" in result["warnings"] and f"only in B: {FAST} plaintext" in result["warnings"]
+    rows = {r["key"]: r for r in result["rows"]}
+    assert rows[RAW]["rps_ratio"] == 2.5 and rows[RAW]["rps_ratio_normalized"] == 1.25 and rows[RAW]["p99_ratio"] == 0.5
+    assert result["speed_ratio"] == 2.0
+    status = {frozenset(c.cells): c.status for c in result["conclusions"]}
+    assert status[frozenset((RAW, STAR))] == "became indistinguishable"  # 25% apart in A, 0% in B
+    assert status[frozenset((RAW, uv))] == "flipped"  # granian 2x uvicorn in A, uvicorn faster in B
+    assert len(status) == 2  # star and uv differ in two things: not a comparison the lab states
+    tau, n = result["ranks"]["plaintext"]
+    assert n == 3 and tau == pytest.approx(-0.816, abs=1e-3)  # A: raw > star > uv; B: uv > raw = star (tau-b)
+    assert f"only in A: {FAST} plaintext" in result["warnings"]
     assert "version differs: granian 2.8.7 (A) vs 2.9.0 (B)" in result["warnings"]
     assert "Other CPU, 4 CPUs" in result["b"] and "Synthetic CPU, 2 CPUs" in result["a"]
-    claims = {c["claim"]: c for c in compare.conclusions(result)}
-    assert claims["plaintext, raw app: server order by best RPS"] == {
-        "claim": "plaintext, raw app: server order by best RPS",
-        "a": ["granian"],
-        "b": ["granian"],
-        "held": True,
-    }
     files = compare.write(result, tmp_path / "out")
     assert {p.name for p in files} >= {"compare.md", "compare.csv", "compare-plaintext.png", "compare-plaintext.svg"}
-    assert (
-        "| plaintext | granian-uvloop-hyper-w1-raw | 10,000 | 25,000 | 2.5 |"
-        in (tmp_path / "out/compare.md").read_text()
-    )
+    text = (tmp_path / "out/compare.md").read_text()
+    assert "| plaintext | granian-uvloop-hyper-w1-raw | 10,000 | 25,000 | 2.5 | 1.25 |" in text
+    assert "Of 2 comparisons:" in text and "1 flipped" in text and "1 became indistinguishable" in text

@@ -1,0 +1,132 @@
+"""How sure a number is: each cell's 95% interval, and a verdict for every comparison the lab states.
+
+The interval. A run has few repeats per cell (3 by default): three repeats cannot give a 95% interval on their own
+(their widest order-statistic interval, min to max, holds the median only 75% of the time, and a bootstrap of three
+values is no better). But the repeats of all cells are measured in rounds, each round over every cell in a new
+order, so the machine's drift and its noise land on every cell alike. The lab therefore estimates the noise once
+per run and scenario, pooled over every cell: the standard deviation of log RPS around each cell's own mean, with
+sum(n_i - 1) degrees of freedom. A cell's 95% interval is exp(mean log RPS +- t * s / sqrt(n)) (Student's t at the
+pooled degrees of freedom); the figure shown is still the median of the repeats.
+
+A comparison of two cells (A vs B, same scenario) is the ratio of their geometric means with the interval
+exp(diff +- t * s * sqrt(1/nA + 1/nB)). When the interval excludes 1 the lab says "A faster than B by X% (95% CI
+lo-hi%)"; otherwise "indistinguishable at this noise". The comparisons stated are those between cells that differ in
+one thing: the server (same app and loop), the app (same stack), the event loop (same server and app), or the
+server's workers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+ROLES = ("server", "app", "loop", "workers")
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The run's repeat noise for one scenario: pooled standard deviation of log RPS and its degrees of freedom."""
+
+    sd: float
+    df: int
+
+    @property
+    def t(self) -> float:
+        return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, self.df)) if self.df > 0 else math.inf
+
+    @property
+    def percent(self) -> float:
+        """The noise as a percentage of RPS (one standard deviation of one repeat)."""
+        return 100 * (math.exp(self.sd) - 1)
+
+
+def pooled_noise(samples: Iterable[Sequence[float]]) -> Noise:
+    """Pooled standard deviation of log values around each sample's own mean."""
+    squares, df = 0.0, 0
+    for values in samples:
+        logs = [math.log(v) for v in values if v > 0]
+        if len(logs) >= 2:
+            mean = statistics.fmean(logs)
+            squares += sum((x - mean) ** 2 for x in logs)
+            df += len(logs) - 1
+    return Noise(math.sqrt(squares / df) if df else math.inf, df)
+
+
+def interval(values: Sequence[float], noise: Noise) -> tuple[float, float]:
+    """The 95% interval of a cell's RPS, from its repeats and the run's pooled noise."""
+    logs = [math.log(v) for v in values if v > 0]
+    if not logs or not math.isfinite(noise.sd):
+        return (min(values, default=0.0), max(values, default=0.0))
+    mean, half = statistics.fmean(logs), noise.t * noise.sd / math.sqrt(len(logs))
+    return math.exp(mean - half), math.exp(mean + half)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A vs B in one scenario: the ratio of A's RPS to B's with its 95% interval, and what the lab says."""
+
+    scenario: str
+    role: str  # what differs: server, app, loop or workers
+    a: str
+    b: str
+    ratio: float
+    low: float
+    high: float
+    significant: bool
+
+    @property
+    def faster(self) -> str | None:
+        """The cell that is faster with 95% confidence, or None."""
+        if not self.significant:
+            return None
+        return self.a if self.ratio > 1 else self.b
+
+    def text(self) -> str:
+        pct = lambda r: f"{100 * (r - 1):+.0f}%"  # noqa: E731
+        ci = f"95% CI {pct(self.low)} to {pct(self.high)}"
+        if not self.significant:
+            return f"{self.a} vs {self.b}: indistinguishable at this noise ({ci})"
+        if self.ratio >= 1:
+            return f"{self.a} faster than {self.b} by {100 * (self.ratio - 1):.0f}% ({ci})"
+        return f"{self.a} slower than {self.b} by {100 * (1 - self.ratio):.0f}% ({ci})"
+
+
+def compare(
+    scenario: str, role: str, a: str, b: str, rps_a: Sequence[float], rps_b: Sequence[float], noise: Noise
+) -> Comparison:
+    la, lb = [math.log(v) for v in rps_a if v > 0], [math.log(v) for v in rps_b if v > 0]
+    diff = statistics.fmean(la) - statistics.fmean(lb)
+    half = noise.t * noise.sd * math.sqrt(1 / len(la) + 1 / len(lb))  # inf while the noise is unknown
+    low, high = math.exp(diff - half), math.exp(min(diff + half, 700.0))
+    return Comparison(scenario, role, a, b, math.exp(diff), low, high, low > 1 or high < 1)
+
+
+def role(a: dict[str, object], b: dict[str, object]) -> str | None:
+    """What two cells differ in, when it is one thing the lab compares (http goes with the server and the loop)."""
+    differ = [axis for axis in ROLES if a[axis] != b[axis]]
+    return differ[0] if len(differ) == 1 else None
+
+
+def comparisons(
+    scenario: str, cells: dict[str, dict[str, object]], rps: dict[str, Sequence[float]], noise: Noise
+) -> list[Comparison]:
+    """Every comparison the lab states between these cells (key -> axes; key -> RPS of its ok repeats), faster or
+    first-listed cell as A."""
+    found = []
+    for a, b in combinations(list(cells), 2):
+        kind = role(cells[a], cells[b])
+        if kind is None or not rps.get(a) or not rps.get(b):
+            continue
+        found.append(compare(scenario, kind, a, b, rps[a], rps[b], noise))
+    return found
+
+
+def undecided(found: Iterable[Comparison]) -> set[str]:
+    """Cells in a comparison that is not yet significant: they get more repeats while the budget allows."""
+    return {key for c in found if not c.significant for key in (c.a, c.b)}

@@ -1,0 +1,108 @@
+"""What limited a measurement: the server, the client (Locust), or unclear; decided from the figures of both sides
+and from the referee (wrk on the same cell, in the same run), never from one side alone.
+
+A repeat is judged on CPU (judge), in order:
+  unclear  the busiest load CPU (or Locust worker) and the server's CPUs were both at least SATURATED busy;
+  client   the busiest load CPU or the busiest Locust worker was at least SATURATED busy;
+  unclear  the referee itself was out of CPU and the server's CPUs were not saturated;
+  server   otherwise: the server's CPUs were saturated, or neither side's were (the server's answer time sets the
+           pace of a closed loop).
+Busiest CPU and busiest worker, never means: one saturated worker or CPU is enough to limit a run.
+
+A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): Locust's median
+below CLEARLY_SHORT of wrk's figure is `client` (the server can do more than Locust got); below REFEREE_SHARE it is
+`client` when the gap is beyond twice the run's repeat noise, else `unclear`; otherwise the worst of its repeats'
+verdicts stands. Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide,
+and the reason says so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one
+that fell short is judged by the same CPU rules.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from loadtests.load import LoadResult, RefereeResult
+from servers.target import ServerSample
+
+SATURATED = 0.90  # a CPU, or a worker's core, at least this busy is out of CPU
+REFEREE_SHARE = 0.90  # Locust at or above this share of wrk's RPS measured what the server can do
+CLEARLY_SHORT = 0.85  # Locust below this share of wrk's RPS is client-limited whatever the noise
+
+Limit = Literal["server", "client", "unclear", "offered"]
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    limit: Limit
+    reason: str  # the rule that decided, with the figures
+    lab_vs_referee: float | None
+    busiest_load_cpu: float
+    busiest_worker: float
+    server_cpus_busy: float  # the server CPUs' mean busy share in the window
+
+
+def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | None, no_referee_why: str = "") -> Verdict:
+    lg = result.load_generator
+    load_cpu, worker = lg.busiest_cpu, lg.busiest_worker
+    busy = server.cpus_busy.values()
+    server_busy = sum(busy) / len(busy) if busy else server.cpu_cores
+    ratio = round(result.rps / referee.rps, 3) if referee and referee.rps > 0 else None
+    figures = f"server CPUs {server_busy:.0%} busy; busiest load CPU {load_cpu:.0%}, busiest Locust worker {worker:.0%}"
+    if referee is not None and ratio is not None:
+        figures += f"; Locust {result.rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+        figures += f" (wrk itself {referee.cpu_utilization:.0%} of its cores)"
+    if referee is None:
+        figures += f"; no referee{': ' + no_referee_why if no_referee_why else ''}, so decided on CPU alone"
+    client_out = load_cpu >= SATURATED or worker >= SATURATED
+    server_out = server_busy >= SATURATED
+
+    def verdict(limit: Limit, rule: str) -> Verdict:
+        return Verdict(
+            limit=limit,
+            reason=f"{limit}: {rule} ({figures})",
+            lab_vs_referee=ratio,
+            busiest_load_cpu=load_cpu,
+            busiest_worker=worker,
+            server_cpus_busy=round(server_busy, 4),
+        )
+
+    if result.model == "open" and not result.rate_shortfall:
+        return verdict("offered", f"the offered {result.offered_rps:,.0f} RPS was served")
+    if client_out and server_out:
+        return verdict("unclear", "both the load generator and the server were out of CPU")
+    if client_out:
+        return verdict("client", "the load generator was out of CPU")
+    if referee is not None and referee.saturated and not server_out:
+        return verdict("unclear", "wrk was out of CPU and the server was not, so its figure is wrk's own ceiling")
+    if server_out:
+        return verdict("server", "the server's CPUs were saturated")
+    return verdict("server", "neither side was out of CPU: the server's answer time set the pace")
+
+
+def point_verdict(limits: list[str], lab_rps: float, referee: RefereeResult | None, noise: float) -> tuple[str, str]:
+    """A closed-model point's limit over its repeats' verdicts, checked against the referee; `noise` is the run's
+    repeat noise for the scenario (one standard deviation, as a fraction)."""
+    cpu = worst(limits)
+    if referee is None or referee.rps <= 0:
+        return cpu, f"{cpu}: decided on CPU alone (no referee)"
+    ratio = lab_rps / referee.rps
+    margin = max(1 - REFEREE_SHARE, 2 * noise)
+    said = f"Locust's median {lab_rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+    if ratio < CLEARLY_SHORT:
+        return "client", f"client: {said}, below {CLEARLY_SHORT:.2f}×: the server can do more than Locust got"
+    if ratio < REFEREE_SHARE:
+        if ratio < 1 - margin:
+            return "client", f"client: {said}, short of wrk by more than twice the repeat noise ({margin:.0%})"
+        return "unclear", f"unclear: {said}; the gap is within twice the repeat noise ({margin:.0%})"
+    return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
+
+
+def worst(limits: list[str]) -> Limit:
+    """A point's verdict over its repeats: client if any repeat was, else unclear if any was, else the rest."""
+    for limit in ("client", "unclear", "server"):
+        if limit in limits:
+            return limit  # type: ignore[return-value]
+    return "offered"

@@ -1,0 +1,478 @@
+"""The lab's client: one loop per Locust worker process drives every connection of that process, as wrk does.
+
+Each Locust user is one keep-alive connection. The loop waits on one epoll for all of them, reads into a buffer
+preallocated per connection, checks every answer whole (status, content type, framing, body), records its latency in
+microseconds and sends the next request: at once (closed model), or at the request's slot on the process's schedule
+(open model). In the open model a slot that finds every connection busy goes out on a new connection, up to a bound;
+past the bound it waits for the first free connection and its lateness is recorded, so the run stays open past
+saturation. Latency counts from the send (closed) or from the slot (open), never from a late send.
+
+The sockets and epoll are the operating system's own, not gevent's: the loop blocks in epoll for at most a few
+milliseconds and yields to gevent's hub between batches, so Locust's heartbeats, its statistics and web UI keep
+running. Locust's request statistics are updated in batches (a dict of milliseconds per flush), not per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket as stdlib_socket
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+from gevent import monkey
+
+from loadtests.recorder import Recorder
+from loadtests.scenarios import Plan, Target
+
+epoll = monkey.get_original("select", "epoll")
+select = monkey.get_original("select", "select")
+Socket = monkey.get_original("socket", "socket")
+EPOLLIN, EPOLLOUT = 0x001, 0x004
+BUFFER = 65536
+POLL_WAIT = 0.005  # the longest the loop blocks in epoll before gevent's hub gets a turn
+YIELD_EVERY = 0.002  # seconds of work between turns of gevent's hub
+UI_EVERY = 0.5  # seconds between updates of Locust's own statistics (its web UI)
+RETRY_AFTER = 0.01  # a connection that could not connect tries again after this long
+
+
+class ProtocolError(Exception):
+    """The server's bytes are not a response this client can delimit."""
+
+
+@dataclass
+class Schedule:
+    """When this process's requests are due: Poisson arrivals at `rate` per second, or evenly spaced (uniform)."""
+
+    rate: float
+    arrivals: str = "poisson"
+    phase: float = 0.0  # uniform only: this process's offset within one interval, so processes interleave
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+        self.interval = 1.0 / self.rate
+
+    def first(self, now: float) -> float:
+        if self.arrivals == "uniform":
+            return now + self.phase * self.interval
+        return now + self.random.expovariate(self.rate)
+
+    def after(self, slot: float) -> float:
+        if self.arrivals == "uniform":
+            return slot + self.interval
+        return slot + self.random.expovariate(self.rate)
+
+
+class Conn:
+    """One keep-alive connection and its receive buffer."""
+
+    __slots__ = ("buf", "closing", "due", "fd", "filled", "head", "out", "sent", "sock", "ws_ready")
+
+    def __init__(self, sock: stdlib_socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray(BUFFER)
+        self.filled = 0
+        self.head = b""  # the last validated response head: identical heads skip the header checks
+        self.out = b""  # bytes still to send (a large request that did not fit the socket buffer)
+        self.sent = 0.0  # when the request in flight went out
+        self.due = 0.0  # its slot (open model), or its send time (closed)
+        self.ws_ready = False
+        self.closing = False  # the server said Connection: close
+
+
+class Flock:
+    """All connections of one load-generator process, driven by one loop (a greenlet)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        target: Target,
+        recorder: Recorder,
+        report: Callable[[Counter[int], int, int, str | None], None],
+        schedule: Schedule | None = None,
+        max_connections: int = 1024,
+    ) -> None:
+        self.plan, self.target, self.recorder, self.report = plan, target, recorder, report
+        self.schedule = schedule
+        self.max_connections = max_connections
+        self.ep = epoll()
+        self.conns: dict[int, Conn] = {}
+        self.idle: deque[Conn] = deque()  # open model: connections with nothing in flight
+        self.backlog: deque[float] = deque()  # open model: slots that found no free connection
+        self.retry: list[float] = []  # when a connection that failed to connect tries again
+        self.users = 0
+        self.next_due = 0.0
+        self.active = False
+        self.loop: gevent.Greenlet | None = None
+        self.ui_ms: list[int] = []  # milliseconds of the answers since the last update of Locust's statistics
+        self.ui_errors: list[str] = []
+        # what a well-framed, correct answer looks like, in bytes, for the checks
+        self.status = plan.status
+        self.body = plan.body
+        self.content_type = plan.content_type.encode().lower()
+        self.wrong_same_length = f"wrong body ({len(plan.body)} bytes, expected {len(plan.body)})"
+
+    # --- users come and go ----------------------------------------------------------------------------------
+    def join(self) -> None:
+        """A Locust user started: one more connection (or, if it cannot connect, one that retries)."""
+        self.users += 1
+        if not self.active:
+            self.active = True
+            self.loop = gevent.spawn(self.run)
+        now = time.perf_counter()
+        conn = self.connect(now)
+        if conn is not None:
+            self.start(conn, now)
+
+    def leave(self) -> None:
+        """A Locust user stopped: one connection fewer; the last one out ends the loop."""
+        self.users -= 1
+        if self.conns and len(self.conns) > self.users:
+            self.close(next(reversed(self.conns.values())))
+        if self.users <= 0:
+            self.stop()
+
+    def stop(self) -> None:
+        self.active = False
+        for conn in list(self.conns.values()):
+            self.close(conn)
+        self.retry.clear()
+        self.flush_ui()
+
+    # --- connections ------------------------------------------------------------------------------------------
+    def connect(self, now: float) -> Conn | None:
+        sock = Socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
+        try:
+            sock.connect((self.target.host, self.target.port))
+        except OSError as exc:
+            sock.close()
+            self.error(f"connect: {type(exc).__name__}")
+            self.retry.append(now + RETRY_AFTER)
+            return None
+        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        conn = Conn(sock)
+        self.conns[conn.fd] = conn
+        if self.recorder.recording:
+            self.recorder.peak_connections = max(self.recorder.peak_connections, len(self.conns))
+        self.ep.register(conn.fd, EPOLLIN)
+        if self.plan.websocket:
+            self.write(conn, self.plan.handshake(self.target))
+        return conn
+
+    def close(self, conn: Conn) -> None:
+        if self.conns.pop(conn.fd, None) is not None:
+            with contextlib.suppress(OSError):
+                self.ep.unregister(conn.fd)
+            conn.sock.close()
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def reconnect(self, conn: Conn, now: float) -> None:
+        """After an error that leaves the connection unusable: a new connection takes its place."""
+        self.close(conn)
+        if not self.active or (self.schedule is None and len(self.conns) >= max(self.users, 1)):
+            return
+        fresh = self.connect(now)
+        if fresh is not None:
+            self.start(fresh, now)
+
+    def start(self, conn: Conn, now: float) -> None:
+        """A new connection's first request goes out at once (closed model) or waits for a slot (open); a
+        websocket's waits for the handshake's answer."""
+        if self.plan.websocket:
+            return
+        if self.schedule is None:
+            self.send_next(conn, time.perf_counter())
+        else:
+            self.free(conn, now)
+
+    def write(self, conn: Conn, data: bytes) -> None:
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.error(type(exc).__name__)
+            self.reconnect(conn, time.perf_counter())
+            return
+        if sent < len(data):
+            conn.out = data[sent:]
+            self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
+
+    def send_next(self, conn: Conn, now: float, due: float | None = None) -> None:
+        """Send the next request on conn: due is its slot in the open model (latency counts from there)."""
+        conn.sent = now
+        conn.due = now if due is None else due
+        if due is not None and self.recorder.recording:
+            self.recorder.late[int((now - due) * 1_000_000 + 0.5)] += 1
+        self.write(conn, self.plan.request)
+
+    # --- the open model: slots, free connections, the backlog -------------------------------------------------
+    def free(self, conn: Conn, now: float) -> None:
+        """conn finished its request: the oldest slot still waiting takes it, or it waits for the next slot."""
+        if self.backlog:
+            self.send_next(conn, now, self.backlog.popleft())
+        else:
+            self.idle.append(conn)
+
+    def release_due(self, now: float) -> None:
+        schedule = self.schedule
+        assert schedule is not None
+        while self.next_due <= now:
+            slot, self.next_due = self.next_due, schedule.after(self.next_due)
+            self.recorder.scheduled += self.recorder.recording
+            if self.idle:
+                self.send_next(self.idle.popleft(), time.perf_counter(), slot)
+            elif len(self.conns) < self.max_connections and not self.plan.websocket:
+                conn = self.connect(now)
+                if conn is not None:
+                    self.send_next(conn, time.perf_counter(), slot)
+                else:
+                    self.backlog.append(slot)
+            else:
+                self.backlog.append(slot)
+
+    def owed(self) -> int:
+        """Slots due but not answered: waiting for a connection, or in flight."""
+        in_flight = len(self.conns) - len(self.idle) if self.schedule else 0
+        return len(self.backlog) + in_flight
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        ep, conns, recorder = self.ep, self.conns, self.recorder
+        perf = time.perf_counter
+        last_yield = last_ui = perf()
+        if self.schedule is not None:
+            self.next_due = self.schedule.first(perf())
+        while self.active:
+            timeout = POLL_WAIT
+            if self.schedule is not None:
+                wait = self.next_due - perf()
+                if wait < 0.002:  # epoll waits in whole milliseconds (rounded up): the last stretch with select,
+                    if wait > 0:  # which has microseconds
+                        select([ep.fileno()], [], [], wait)
+                    timeout = 0
+                else:
+                    timeout = min(timeout, wait - 0.001)
+            events = ep.poll(timeout)
+            now = perf()
+            done = 0
+            for fd, mask in events:
+                conn = conns.get(fd)
+                if conn is None:
+                    continue
+                if mask & EPOLLOUT and conn.out:
+                    pending, conn.out = conn.out, b""
+                    self.ep.modify(fd, EPOLLIN)
+                    self.write(conn, pending)
+                if mask & ~EPOLLOUT:
+                    done += self.readable(conn, now)
+            if done and recorder.recording:
+                recorder.per_second[int(now - recorder.opened)] += done
+            if self.schedule is not None:
+                self.release_due(perf())
+            if self.retry and self.retry[0] <= now:
+                self.retry_connections(now)
+            if now - last_yield >= YIELD_EVERY or not events:
+                if now - last_ui >= UI_EVERY:
+                    self.flush_ui()
+                    last_ui = now
+                gevent.sleep(0)
+                last_yield = perf()
+
+    def retry_connections(self, now: float) -> None:
+        self.retry.sort()
+        while self.retry and self.retry[0] <= now and self.active:
+            self.retry.pop(0)
+            if len(self.conns) < max(self.users, 1):
+                conn = self.connect(now)
+                if conn is not None:
+                    self.start(conn, now)
+
+    def readable(self, conn: Conn, now: float) -> int:
+        """Read what arrived and handle every whole answer in it; returns how many correct answers."""
+        try:
+            if conn.filled == 0:
+                n = conn.sock.recv_into(conn.buf)
+            else:
+                if conn.filled == len(conn.buf):
+                    conn.buf.extend(bytes(len(conn.buf)))  # a large answer: double the buffer
+                n = conn.sock.recv_into(memoryview(conn.buf)[conn.filled :])
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.error(type(exc).__name__)
+            self.reconnect(conn, now)
+            return 0
+        if n == 0:
+            self.error("server closed the connection")
+            self.reconnect(conn, now)
+            return 0
+        conn.filled += n
+        ok = 0
+        while conn.filled:
+            try:
+                used, error = self.answer_ws(conn) if self.plan.websocket else self.answer(conn)
+            except (ProtocolError, ValueError) as exc:
+                self.error(f"protocol: {exc}")
+                self.reconnect(conn, now)
+                return ok
+            if used == 0:
+                break  # not a whole answer yet
+            if conn.filled == used:
+                conn.filled = 0
+            else:
+                conn.buf[: conn.filled - used] = conn.buf[used : conn.filled]
+                conn.filled -= used
+            if error != "":  # "" is the websocket handshake's answer: nothing to count yet
+                latency = int((now - conn.due) * 1_000_000 + 0.5)
+                self.ui_ms.append(latency // 1000)
+                if error is None:
+                    ok += 1
+                    if self.recorder.recording:
+                        self.recorder.pending[latency] += 1
+                else:
+                    self.error(error)
+            if conn.closing:
+                self.reconnect(conn, now)
+                return ok
+            if self.schedule is None:
+                self.send_next(conn, time.perf_counter())
+            else:
+                self.free(conn, now)
+        return ok
+
+    # --- answers ----------------------------------------------------------------------------------------------
+    def answer(self, conn: Conn) -> tuple[int, str | None]:
+        """(bytes used, None if correct else the reason) for the HTTP answer at the buffer's start; (0, None)
+        while it is incomplete."""
+        buf, filled, body = conn.buf, conn.filled, self.body
+        head = conn.head
+        if head and buf.startswith(head):  # the same head as the last correct answer: only the body is new
+            end = len(head) + len(body)
+            if filled < end:
+                return 0, None
+            return end, None if buf.startswith(body, len(head)) else self.wrong_same_length
+        split = buf.find(b"\r\n\r\n", 0, filled)
+        if split < 0:
+            if filled > 16384:
+                raise ProtocolError("no end of headers in 16 KiB")
+            return 0, None
+        start = split + 4
+        head = bytes(buf[:start])
+        if head[:7] != b"HTTP/1." or len(head) < 16:
+            raise ProtocolError(f"not an HTTP/1.x status line: {head[:40]!r}")
+        status = int(head[9:12])
+        lower = head.lower()
+        length = header(lower, b"content-length")
+        if length is not None:
+            end = start + int(length)
+            if filled < end:
+                return 0, None
+            got, framing = bytes(buf[start:end]), "length"
+        elif header(lower, b"transfer-encoding") == b"chunked":
+            parsed = chunked(buf, start, filled)
+            if parsed is None:
+                return 0, None
+            got, end = parsed
+            framing = "chunked"
+        else:
+            raise ProtocolError("answer has neither content-length nor chunked encoding")
+        if header(lower, b"connection") == b"close":
+            conn.closing = True
+        if status != self.status:
+            return end, f"status {status}"
+        content_type = header(lower, b"content-type")
+        if content_type != self.content_type:
+            return end, f"content-type {(content_type or b'missing').decode(errors='replace')}"
+        if framing != self.plan.framing:
+            return end, f"framing {framing}, expected {self.plan.framing}"
+        if got != body:
+            return end, f"wrong body ({len(got)} bytes, expected {len(body)})"
+        if framing == "length" and header(lower, b"connection") != b"close":
+            conn.head = head
+        return end, None
+
+    def answer_ws(self, conn: Conn) -> tuple[int, str | None]:
+        """The handshake's answer (error "" when it is the 101), then one echoed frame per request."""
+        buf, filled = conn.buf, conn.filled
+        if not conn.ws_ready:
+            split = buf.find(b"\r\n\r\n", 0, filled)
+            if split < 0:
+                return 0, None
+            if buf[9:12] != b"101":
+                raise ProtocolError(f"websocket upgrade refused: {bytes(buf[:40])!r}")
+            conn.ws_ready = True
+            return split + 4, ""
+        if filled < 2:
+            return 0, None
+        first, second = buf[0], buf[1]
+        if first & 0x0F == 0x8:
+            raise ProtocolError("server sent a websocket close frame")
+        length, at = second & 0x7F, 2
+        if length == 126:
+            if filled < 4:
+                return 0, None
+            length, at = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if filled < 10:
+                return 0, None
+            length, at = int.from_bytes(buf[2:10], "big"), 10
+        end = at + length
+        if filled < end:
+            return 0, None
+        got = bytes(buf[at:end])
+        return end, None if got == self.body else f"wrong echo ({len(got)} bytes, expected {len(self.body)})"
+
+    # --- errors and Locust's statistics -----------------------------------------------------------------------
+    def error(self, reason: str) -> None:
+        if self.recorder.recording:
+            self.recorder.errors[reason] += 1
+        self.ui_errors.append(reason)
+
+    def flush_ui(self) -> None:
+        if self.ui_ms or self.ui_errors:
+            ms, errors = self.ui_ms, self.ui_errors
+            self.ui_ms, self.ui_errors = [], []
+            self.report(Counter(ms), len(ms), len(self.body) * len(ms), None)
+            for reason in errors:
+                self.report(Counter(), 0, 0, reason)
+
+
+def header(lower_head: bytes, name: bytes) -> bytes | None:
+    """The value of a header in a lower-cased response head, stripped; None when it is absent."""
+    at = lower_head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    return lower_head[start : lower_head.find(b"\r\n", start)].strip()
+
+
+def chunked(buf: bytearray, start: int, filled: int) -> tuple[bytes, int] | None:
+    """A chunked body from buf[start:filled]: (the body, where the answer ends), or None while incomplete."""
+    parts, at = [], start
+    while True:
+        line_end = buf.find(b"\r\n", at, filled)
+        if line_end < 0:
+            return None
+        size = int(bytes(buf[at:line_end]).split(b";", 1)[0], 16)
+        at = line_end + 2
+        if size == 0:
+            while True:  # trailers, then the blank line
+                line_end = buf.find(b"\r\n", at, filled)
+                if line_end < 0:
+                    return None
+                blank = line_end == at
+                at = line_end + 2
+                if blank:
+                    return b"".join(parts), at
+        if filled < at + size + 2:
+            return None
+        parts.append(bytes(buf[at : at + size]))
+        at += size + 2
