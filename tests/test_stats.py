@@ -1,0 +1,86 @@
+"""The statistics against synthetic repeats with known differences and known noise; the sweep's rates."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from lab import stats, sweep
+
+CELLS = {
+    "a": {"server": "granian", "app": "raw", "loop": "uvloop", "workers": 1},
+    "b": {"server": "uvicorn", "app": "raw", "loop": "uvloop", "workers": 1},
+}
+
+
+def repeats(rng: random.Random, mean: float, noise: float, n: int) -> list[float]:
+    return [mean * math.exp(rng.gauss(0, noise)) for _ in range(n)]
+
+
+def run(difference: float, noise: float, n: int, seed: int, others: int = 16) -> stats.Comparison:
+    """A run of two compared cells plus `others` unrelated cells that only add to the pooled noise estimate."""
+    rng = random.Random(seed)
+    rps = {"a": repeats(rng, 10_000 * (1 + difference), noise, n), "b": repeats(rng, 10_000, noise, n)}
+    for i in range(others):
+        rps[f"other{i}"] = repeats(rng, 5_000 + 1_000 * i, noise, n)
+    found = stats.comparisons("plaintext", CELLS, rps, stats.pooled_noise(rps.values()))
+    (comparison,) = found
+    return comparison
+
+
+def test_a_10_percent_difference_with_3_percent_noise_is_found() -> None:
+    results = [run(0.10, 0.03, 3, seed) for seed in range(50)]
+    found = sum(r.significant and r.faster == "a" for r in results)
+    assert found >= 45, found  # the test's power: nearly always
+    assert all(r.faster != "b" for r in results)  # never the wrong way
+    text = results[0].text()
+    assert text.startswith("a faster than b by") and "95% CI" in text
+
+
+def test_a_1_percent_difference_with_10_percent_noise_is_indistinguishable() -> None:
+    results = [run(0.01, 0.10, 3, seed) for seed in range(50)]
+    called = sum(r.significant for r in results)
+    assert called <= 5, called  # at most the 5% a 95% interval allows, with some slack for 50 tries
+    quiet = next(r for r in results if not r.significant)
+    assert "indistinguishable at this noise" in quiet.text()
+
+
+def test_the_interval_covers_the_truth_about_95_percent_of_the_time() -> None:
+    rng = random.Random(7)
+    covered = 0
+    trials = 400
+    for _ in range(trials):
+        rps = {f"c{i}": repeats(rng, 8_000, 0.05, 3) for i in range(12)}
+        noise = stats.pooled_noise(rps.values())
+        low, high = stats.interval(rps["c0"], noise)
+        covered += low <= 8_000 <= high
+    assert 0.91 <= covered / trials <= 0.99
+
+
+def test_pooled_noise_is_the_repeats_spread_around_each_cells_own_mean() -> None:
+    noise = stats.pooled_noise([[100, 100 * math.e], [50, 50 * math.e]])  # log spread 1, two cells, df 2
+    assert noise.df == 2 and noise.sd == pytest.approx(math.sqrt(0.5))
+    assert stats.pooled_noise([[100]]).df == 0  # a single repeat says nothing about noise
+
+
+def test_only_cells_that_differ_in_one_thing_are_compared() -> None:
+    cells = {
+        "gr": {"server": "granian", "app": "raw", "loop": "uvloop", "workers": 1},
+        "uv": {"server": "uvicorn", "app": "raw", "loop": "uvloop", "workers": 1},
+        "gs": {"server": "granian", "app": "starlette", "loop": "uvloop", "workers": 1},
+        "ua": {"server": "uvicorn", "app": "raw", "loop": "asyncio", "workers": 1},
+    }
+    rps = {k: [1000.0, 1010.0, 990.0] for k in cells}
+    found = {(c.a, c.b): c.role for c in stats.comparisons("json", cells, rps, stats.pooled_noise(rps.values()))}
+    assert found == {("gr", "uv"): "server", ("gr", "gs"): "app", ("uv", "ua"): "loop"}
+    assert stats.undecided(stats.comparisons("json", cells, rps, stats.pooled_noise(rps.values()))) == set(cells)
+
+
+def test_the_sweep_rates_span_the_slowest_cell_and_add_rates_only_fast_cells_reach() -> None:
+    common, fast = sweep.rates({"slow": 2_000, "mid": 9_000, "fast": 40_000})
+    assert common == [200, 600, 1_200, 1_800, 2_400]  # 10% .. 120% of the slowest: its knee is inside
+    assert fast == [14_000, 28_000]  # 35% and 70% of the fastest
+    assert sweep.serves(40_000, 28_000) and not sweep.serves(9_000, 14_000)
+    assert sweep.round2(1234) == 1200 and sweep.round2(0.456) == 0.46

@@ -1,0 +1,101 @@
+"""What limited a measurement, decided from recorded figures: every state, every rule, with its reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.verdict import judge as judge_repeat
+from lab.verdict import point_verdict, worst
+from loadtests.load import LoadGenerator, LoadResult, RefereeResult, Window
+from servers.target import ServerSample
+from tests.synthetic import histogram_of
+
+
+def result(rps: float = 20_000, workers: tuple[float, ...] = (0.5,), cpus: dict[str, float] | None = None,
+           offered: float | None = None, shortfall: bool | None = None) -> LoadResult:  # fmt: skip
+    generator = LoadGenerator(
+        cpus=[1], processes=len(workers), client="LeanUser", cpu_seconds=sum(workers) * 5,
+        worker_utilization=list(workers), cpu_busy=cpus or {"1": max(workers)}, cpu_steal={"1": 0.0},
+        cpu_irq={"1": 0.05}, master_utilization=None,
+    )  # fmt: skip
+    return LoadResult(
+        scenario="plaintext", params={}, client="LeanUser", model="open" if offered else "closed", users=64,
+        offered_rps=offered, arrivals="poisson" if offered else None, rate_shortfall=shortfall,
+        window=Window(start=0.0, end=5.0, seconds=5.0), requests=int(rps * 5), ok=int(rps * 5), errors={}, rps=rps,
+        per_second=[int(rps)] * 5, latency=histogram_of([100] * 10), send_lateness=None, scheduled=0, owed=0,
+        peak_connections=64, processes=len(workers), per_process_ok=[int(rps * 5 / len(workers))] * len(workers),
+        load_generator=generator,
+    )  # fmt: skip
+
+
+def server(busy: float) -> ServerSample:
+    return ServerSample(
+        cpu_seconds=busy * 5, cpu_cores=busy, rss_peak_bytes=None, processes=1, cpus_busy_seconds=busy * 5,
+        cpus_busy={"0": busy}, cpus_steal={"0": 0.0}, cpus_irq={"0": 0.05},
+    )  # fmt: skip
+
+
+def referee(rps: float, cpu: float = 0.5) -> RefereeResult:
+    return RefereeResult(rps=rps, non_2xx=0, socket_errors=0, threads=1, seconds=2.0, cpu_utilization=cpu,
+                         cpu_busy={"1": cpu}, argv=["wrk"])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("load", "server_busy", "wrk", "limit", "said"),
+    [
+        (result(workers=(0.5,)), 0.99, referee(20_500), "server", "the server's CPUs were saturated"),
+        (result(workers=(0.95,)), 0.6, referee(20_500), "client", "the load generator was out of CPU"),
+        (result(workers=(0.95,)), 0.97, referee(20_500), "unclear", "both the load generator and the server"),
+        (result(workers=(0.4,)), 0.3, None, "server", "neither side was out of CPU"),
+        (result(workers=(0.5,)), 0.5, referee(20_500, cpu=0.97), "unclear", "wrk was out of CPU"),
+    ],
+)
+def test_each_state_of_a_repeat(load: LoadResult, server_busy: float, wrk, limit: str, said: str) -> None:
+    verdict = judge_repeat(load, server(server_busy), wrk)
+    assert verdict.limit == limit and said in verdict.reason
+
+
+def test_the_busiest_worker_decides_not_the_mean() -> None:
+    """Two workers, one saturated: their mean (0.6) hides it; the rule sees it."""
+    verdict = judge_repeat(result(workers=(0.95, 0.25), cpus={"1": 0.7, "2": 0.3}), server(0.5), None)
+    assert verdict.limit == "client" and verdict.busiest_worker == 0.95
+
+
+def test_the_busiest_cpu_decides_not_the_mean() -> None:
+    """A neighbour saturates one load CPU of two: the workers are fine, but their CPU was not theirs."""
+    verdict = judge_repeat(result(workers=(0.5, 0.5), cpus={"1": 0.96, "2": 0.5}), server(0.5), None)
+    assert verdict.limit == "client" and verdict.busiest_load_cpu == 0.96
+
+
+def test_an_open_model_repeat_that_served_its_rate_was_limited_by_the_offer() -> None:
+    assert judge_repeat(result(offered=5000, shortfall=False), server(0.2), None).limit == "offered"
+    assert judge_repeat(result(offered=5000, shortfall=True), server(0.99), None).limit == "server"
+
+
+@pytest.mark.parametrize(
+    ("lab", "wrk", "noise", "limit"),
+    [
+        (20_000, 20_500, 0.03, "server"),  # 0.98 of wrk: the repeats' verdict stands
+        (20_000, 20_000 / 0.84, 0.30, "client"),  # below 0.85x: client whatever the noise
+        (20_000, 20_000 / 0.87, 0.03, "client"),  # 0.87x with 3% noise: beyond twice the noise
+        (20_000, 20_000 / 0.87, 0.08, "unclear"),  # 0.87x with 8% noise: within it
+        (20_000, 19_000, 0.03, "server"),  # above the referee is fine
+    ],
+)
+def test_a_point_is_checked_against_the_referee(lab: float, wrk: float, noise: float, limit: str) -> None:
+    found, reason = point_verdict(["server", "server", "server"], lab, referee(wrk), noise)
+    assert found == limit, reason
+    assert f"{lab:,.0f} RPS" in reason
+
+
+def test_without_a_referee_a_point_is_decided_on_cpu_and_says_so() -> None:
+    assert point_verdict(["server", "client"], 20_000, None, 0.03) == (
+        "client",
+        "client: decided on CPU alone (no referee)",
+    )
+
+
+def test_the_worst_repeat_decides_a_point() -> None:
+    assert worst(["server", "unclear", "server"]) == "unclear"
+    assert worst(["unclear", "client"]) == "client"
+    assert worst(["offered", "offered"]) == "offered"
