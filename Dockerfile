@@ -31,6 +31,8 @@ RUN pip install -q --no-deps -e . \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin lab \
     && mkdir -p /lab/results && chown lab /lab/results
 
-USER lab
-# Every service runs in exec form: the process is PID 1's child under `init: true`, and SIGTERM reaches it.
+# Containers start as root only for the entrypoint (core/entrypoint.py): it drops to the owner of the mounted results
+# folder (or LAB_UID/LAB_GID; without a results folder, the `lab` user above) and execs the command. Every service
+# runs in exec form: the process is PID 1's child under `init: true`, and SIGTERM reaches it.
+ENTRYPOINT ["python", "-m", "core.entrypoint"]
 CMD ["python", "-m", "lab", "--help"]

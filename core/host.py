@@ -42,6 +42,34 @@ def parse_cpus(text: str, name: str = "CPU set", available: tuple[int, ...] | No
     return tuple(sorted(cpus))
 
 
+@dataclass(frozen=True)
+class CpuPlan:
+    """Where each side runs: the server's CPUs, the load generator's CPUs, and how many Locust workers."""
+
+    server: tuple[int, ...]
+    load: tuple[int, ...]
+    workers: int
+
+
+def plan_cpus(server: str | None, load: str | None, workers: str | int | None) -> CpuPlan:
+    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default; the load
+    generator on every other CPU (all of them on a one-CPU machine), one Locust worker per load CPU. The same
+    defaults for the runner, the compose preflight and every container (python -m core.pin)."""
+    server_cpus = parse_cpus(server, "SERVER_CPUS / --server-cpus") if server else machine_cpus()[:1]
+    if load:
+        load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus")
+    else:
+        load_cpus = tuple(c for c in machine_cpus() if c not in server_cpus) or machine_cpus()
+    if workers in (None, ""):
+        count = len(load_cpus)
+    else:
+        text = str(workers).strip()
+        if not text.isdigit() or int(text) < 1:
+            raise UsageError(f"LOCUST_WORKERS / --load-workers {workers!r}: give a whole number of 1 or more, e.g. 1")
+        count = int(text)
+    return CpuPlan(server_cpus, load_cpus, count)
+
+
 def format_cpus(cpus: tuple[int, ...] | list[int]) -> str:
     """The cpuset string for CPU numbers: (0, 1, 2, 5) -> '0-2,5'."""
     runs: list[list[int]] = []

@@ -19,14 +19,17 @@ VARIABLES: dict[str, str] = {
     "LAB_GIT_COMMIT": "the lab's commit for the manifest where neither git nor .git is at hand",
     "LAB_DOCKER_VERSION": "the Docker engine version recorded in each manifest",
     "LAB_IN_CONTAINER": "set by the Dockerfile: the manifest records that the run was in a container",
+    "LAB_UID": "run the containers as this user id instead of the results folder's owner",
+    "LAB_GID": "run the containers as this group id instead of the results folder's group",
 }
 
 # Read by docker compose from the shell or .env, not by the lab's Python code; listed with the others.
 COMPOSE_VARIABLES: dict[str, str] = {
-    "LAB_UID": "results are written as this user id (default 1000)",
-    "LAB_GID": "results are written as this group id (default 1000)",
     "LAB_RESULTS": "the host folder mounted as the results folder (default ./results)",
 }
+
+# The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
+CPU_VARIABLES = ("SERVER_CPUS", "LOAD_CPUS", "LOCUST_WORKERS")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Settings:
     git_commit: str | None = None
     docker_version: str | None = None
     in_container: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    server_cpus: str | None = None  # SERVER_CPUS
+    load_cpus: str | None = None  # LOAD_CPUS
+    locust_workers: str | None = None  # LOCUST_WORKERS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,6 +53,12 @@ class Settings:
 
         def text(name: str) -> str | None:
             return env.get(name, "").strip() or None
+
+        def number(name: str) -> int | None:
+            value = text(name)
+            if value is not None and not value.isdigit():
+                raise ValueError(f"{name}={value!r} must be a whole number (a user or group id), e.g. 1000")
+            return int(value) if value is not None else None
 
         return cls(
             matrix_file=Path(m) if (m := text("LAB_MATRIX")) else None,
@@ -54,6 +68,11 @@ class Settings:
             git_commit=text("LAB_GIT_COMMIT"),
             docker_version=text("LAB_DOCKER_VERSION"),
             in_container=text("LAB_IN_CONTAINER") == "1",
+            uid=number("LAB_UID"),
+            gid=number("LAB_GID"),
+            server_cpus=text("SERVER_CPUS"),
+            load_cpus=text("LOAD_CPUS"),
+            locust_workers=text("LOCUST_WORKERS"),
         )
 
 

@@ -5,9 +5,11 @@
     python -m lab compare results/<A> results/<B>        the same cells in two bundles, side by side
     python -m lab calibrate                              the load generator's ceiling on this machine
     python -m lab reference results/<run-id> NAME        copy a bundle into results/reference/ for committing
+    python -m lab preflight [run options]                check a run's settings and ports; start nothing
 
-`run` exits 0 when every cell ran, 1 when something failed (recorded in the bundle), 2 for bad input (nothing
-started, nothing written), 130 when interrupted (resume with --resume RUN_ID).
+`run` exits 0 when every cell ran, 1 when something failed or a service was lost (recorded in the bundle), 2 for
+bad input (nothing started, nothing written), 130 when interrupted (resume with --resume RUN_ID, or --resume last).
+Whatever happens, its last lines say how it ended: the headline and where the results are, or the error and its fix.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from core.host import LOOPBACK, UsageError, check_port_free, machine_cpus, parse_cpus
+from core.host import LOOPBACK, UsageError, check_port_free, format_cpus, machine_cpus, plan_cpus
 from core.settings import settings
 from lab import runner
-from lab.bundle import BundleError, read_model
+from lab.bundle import BundleError, Manifest, read_model
 from lab.config import RunConfig
 from loadtests.load import USER_CLASSES, LoadBackend, LoadError
 from servers.matrix import MatrixError, load
@@ -29,9 +32,11 @@ from servers.target import ServerError, TargetBackend
 PREFIX = "asgi-bench-lab:"
 
 
-def add_run(sub: argparse._SubParsersAction) -> None:
+def add_run(
+    sub: argparse._SubParsersAction, name: str = "run", purpose: str = "run a preset or cells and write a result bundle"
+) -> None:
     matrix = load()
-    run = sub.add_parser("run", help="run a preset or cells and write a result bundle")
+    run = sub.add_parser(name, help=purpose)
     run.add_argument("--preset", help=f"one of: {', '.join(matrix.presets)} (default: default, unless --cell)")
     run.add_argument("--cell", action="append", default=[], metavar="KEY", help="a cell key; repeatable")
     run.add_argument(
@@ -51,9 +56,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--max-connections", type=int, help="open model: connections at most (default 4 x --users)")
     run.add_argument("--budget-minutes", type=float, help="time for the whole run, extra repeats included (preset's)")
     run.add_argument("--max-repeats", type=int, help="extra repeats stop here (preset's default)")
-    run.add_argument("--load-workers", type=int, help="Locust worker processes (default: one per load CPU)")
+    run.add_argument("--load-workers", help="Locust worker processes (default: one per load CPU)")
     run.add_argument("--client", default="lean", choices=tuple(USER_CLASSES))
-    run.add_argument("--server-cpus", default="0", help="CPU set for the server (default 0)")
+    run.add_argument("--server-cpus", help="CPU set for the server (default 0)")
     run.add_argument("--load-cpus", help="CPU set for the load generator (default: every CPU but the server's)")
     run.add_argument("--port", type=int, default=8000, help="server port on 127.0.0.1 (default 8000)")
     run.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS, help="where bundles go")
@@ -64,16 +69,13 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="let server and load generator share CPUs (recorded, and warned about in the report); "
         "LAB_ALLOW_SHARED_CPUS=1 does the same",
     )
-    run.add_argument("--resume", metavar="RUN_ID", help="continue that run in --results, skipping finished work")
+    run.add_argument(
+        "--resume", metavar="RUN_ID", help="continue that run in --results (or `last`: the newest unfinished one)"
+    )
     remote = run.add_argument_group("containers (docker-compose.yml): servers and Locust in their own containers")
     remote.add_argument("--server-agent", metavar="URL", help="run cells under this agent (python -m servers.agent)")
     remote.add_argument("--locust-master", metavar="URL", help="drive this long-lived Locust master (its web UI)")
     remote.add_argument("--shutdown-services", action="store_true", help="at the end, stop the agent and master")
-
-
-def default_load_cpus(server_cpus: tuple[int, ...]) -> tuple[int, ...]:
-    """Every CPU of this machine but the server's; on a one-CPU machine, that one."""
-    return tuple(c for c in machine_cpus() if c not in server_cpus) or machine_cpus()
 
 
 def config_from(args: argparse.Namespace) -> RunConfig:
@@ -82,8 +84,10 @@ def config_from(args: argparse.Namespace) -> RunConfig:
     preset = matrix.preset(args.preset or ("default" if not args.cell else "quick"))
     cells = [matrix.cell_from_key(k).key for k in args.cell] if args.cell else [c.key for c in preset.cells]
     run = preset.run
-    server_cpus = parse_cpus(args.server_cpus, "--server-cpus")
-    load_cpus = parse_cpus(args.load_cpus, "--load-cpus") if args.load_cpus else default_load_cpus(server_cpus)
+    env = settings()
+    cpus = plan_cpus(
+        args.server_cpus or env.server_cpus, args.load_cpus or env.load_cpus, args.load_workers or env.locust_workers
+    )
 
     def given(value: object, default: object) -> object:
         return default if value is None else value
@@ -104,9 +108,9 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         max_connections=given(args.max_connections, 4 * given(args.users, run.users)),  # type: ignore[operator]
         budget_seconds=60 * float(given(args.budget_minutes, run.budget)),  # type: ignore[arg-type]
         max_repeats=given(args.max_repeats, max(run.max_repeats, given(args.repeats, run.repeats))),
-        server_cpus=list(server_cpus),
-        load_cpus=list(load_cpus),
-        load_workers=given(args.load_workers, len(load_cpus)),
+        server_cpus=list(cpus.server),
+        load_cpus=list(cpus.load),
+        load_workers=cpus.workers,
         port=args.port,
         calibrate=not args.no_calibrate,
         allow_shared_cpus=args.allow_shared_cpus or settings().allow_shared_cpus,
@@ -115,28 +119,66 @@ def config_from(args: argparse.Namespace) -> RunConfig:
     ).check()  # type: ignore[arg-type]
 
 
+def find_run(results: Path, wanted: str) -> Path:
+    """The run to resume: by id, or `last`, the newest one not complete."""
+    if wanted == "last":
+        unfinished = []
+        for manifest in sorted(results.glob("*/manifest.json")):
+            try:
+                if read_model(manifest, "manifest").status != "complete":
+                    unfinished.append(manifest.parent)
+            except BundleError:
+                continue
+        if not unfinished:
+            raise UsageError(f"--resume last: no unfinished run in {results}; give a run id (a folder there)")
+        return unfinished[-1]
+    run_dir = results / wanted
+    if "/" in wanted or not (run_dir / "manifest.json").exists():
+        raise UsageError(f"--resume {wanted!r}: no such run in {results}; give one of its folders' names, or last")
+    return run_dir
+
+
+def prepare(args: argparse.Namespace) -> tuple[RunConfig, Path | None, Manifest | None]:
+    """The run's configuration (new, or the resumed run's own), checked with everything around it."""
+    if args.resume:
+        run_dir = find_run(args.results, args.resume)
+        manifest = read_model(run_dir / "manifest.json", "manifest")
+        config = manifest.config.check()
+    else:
+        config, run_dir, manifest = config_from(args), None, None
+    check_open_files(config)
+    if not config.target_agent:
+        check_port_free(LOOPBACK, config.port, "server port")
+    runner.check_writable(args.results)
+    return config, run_dir, manifest
+
+
+def check_open_files(config: RunConfig) -> None:
+    """Every connection is a file on both sides: refuse what the process limit cannot hold."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    need = config.users // config.load_workers + 100
+    if soft != resource.RLIM_INFINITY and need > soft:
+        most = max((soft - 100) * config.load_workers, 1)
+        raise UsageError(
+            f"--users {config.users}: each of {config.load_workers} Locust worker(s) would open about {need} files, "
+            f"over this machine's limit of {soft} (ulimit -n); give --users {most} or fewer, or raise the limit"
+        )
+
+
 def run_main(args: argparse.Namespace) -> int:
     from lab.backends import open_backends
 
     targets: TargetBackend | None = None
     loads: LoadBackend | None = None
-    root = None
+    root: Path | None = None
+    final: list[str] = []
     try:
-        if args.resume:
-            run_dir = args.results / args.resume
-            if not (run_dir / "manifest.json").exists():
-                raise UsageError(f"no run {args.resume!r} in {args.results}; the run ids there are its folders")
-            manifest = read_model(run_dir / "manifest.json", "manifest")
-            config = manifest.config.check()
-        else:
-            config = config_from(args)
-            run_dir = manifest = None
-        if not config.target_agent:
-            check_port_free(LOOPBACK, config.port, "server port")
+        config, run_dir, manifest = prepare(args)
         # The runner samples and polls all run long: it keeps to the load CPUs, off the server's.
         os.sched_setaffinity(0, set(config.load_cpus) & set(machine_cpus()) or set(machine_cpus()))
         if run_dir is None:
-            runner.check_writable(args.results)
             run_dir = runner.new_run_dir(args.results)
             try:
                 targets, loads = open_backends(config, run_dir / "logs")
@@ -145,16 +187,16 @@ def run_main(args: argparse.Namespace) -> int:
                 raise
         else:
             targets, loads = open_backends(config, run_dir / "logs")
-        if manifest is not None:
-            root, code = runner.resume(run_dir, manifest, targets, loads)
-        else:
-            root, code = runner.start_in(run_dir, config, targets, loads)
-    except (MatrixError, UsageError, BundleError) as exc:
-        print(f"{PREFIX} error: {exc}", file=sys.stderr)
-        code = 2
+        with runner.holding(run_dir):
+            if manifest is not None:
+                root, code = runner.resume(run_dir, manifest, targets, loads)
+            else:
+                root, code = runner.start_in(run_dir, config, targets, loads)
+        final = outcome(root, code, args)
+    except (MatrixError, UsageError, BundleError, ValueError) as exc:
+        final, code = [f"{PREFIX} error: {exc}"], 2
     except (ServerError, LoadError) as exc:
-        print(f"{PREFIX} error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        code = 2
+        final, code = [f"{PREFIX} error: {str(exc).splitlines()[0]}"], 2
     finally:
         if args.shutdown_services:
             shutdown(args, targets, loads)
@@ -162,13 +204,38 @@ def run_main(args: argparse.Namespace) -> int:
             for backend in (loads, targets):
                 if backend is not None and not (args.server_agent or args.locust_master):
                     backend.close()  # what this machine started: the local Locust master and workers
-    if root:
-        print(f"{PREFIX} results in {root}", file=sys.stderr)
+    for line in final:  # the last lines, after every other service has stopped
+        print(line, file=sys.stderr, flush=True)
     return code
 
 
+def outcome(root: Path, code: int, args: argparse.Namespace) -> list[str]:
+    """What the run's last lines say: the headline and the results, or how to resume."""
+    from lab import findings
+    from lab.bundle import load_bundle
+
+    bundle = load_bundle(root)
+    lines = [f"{PREFIX} {line}" for line in findings.headline(bundle)]
+    resume = (
+        f"RESUME={bundle.run_id} docker compose up"
+        if args.server_agent
+        else f"python -m lab run --resume {bundle.run_id}"
+    )
+    status = bundle.manifest.status
+    if status == "interrupted":
+        lines.append(f"{PREFIX} interrupted; results so far in {root}; continue with: {resume}")
+    elif status == "stopped":
+        note = bundle.manifest.parts[-1].note
+        lines.append(f"{PREFIX} stopped ({note}); results so far in {root}; once it is back: {resume}")
+    else:
+        failed = f"; {len(bundle.failures)} failure(s), see report.html" if bundle.failures else ""
+        lines.append(f"{PREFIX} results in {root} (report.html, summary.md){failed}; exit {code}")
+    return lines
+
+
 def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: LoadBackend | None) -> None:
-    """End the compose services this run used, so that `docker compose up` ends by itself."""
+    """End the compose services this run used, and wait until they are gone, so that `docker compose up` ends by
+    itself with this run's lines last."""
     from loadtests.remote import MasterLocust
     from servers.remote import AgentTargets
 
@@ -185,6 +252,48 @@ def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: Loa
     for backend in (loads, targets):
         if backend is not None:
             backend.close()
+    for url in (args.locust_master, args.server_agent):
+        if url:
+            wait_gone(url)
+
+
+def wait_gone(url: str, timeout: float = 15.0) -> None:
+    """Until nothing listens at the service's address any more (then a moment for compose to say it exited)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((parts.hostname or LOOPBACK, parts.port or 80)) != 0:
+                time.sleep(1.0)
+                return
+        time.sleep(0.2)
+
+
+def preflight_main(args: argparse.Namespace) -> int:
+    """python -m lab preflight: everything `run` checks, and the compose lab's ports, before any container starts."""
+    try:
+        config, run_dir, _ = prepare(args)
+        for port, what in ((7900, "the target agent's port 7900"), (8089, "Locust's web UI port 8089"),
+                           (5557, "the Locust master's port 5557")):  # fmt: skip
+            check_port_free(LOOPBACK, port, what, "stop what holds it (`ss -ltnp 'sport = :PORT'` shows which)")
+        check_port_free(LOOPBACK, config.port, "the servers' port", "stop what holds it")
+    except (MatrixError, UsageError, BundleError, ValueError) as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    what = f"resume {run_dir.name}" if run_dir else f"preset {config.preset or 'cells'}"
+    print(
+        f"{PREFIX} preflight ok: {what}, {len(config.cells)} cells x {len(config.scenarios)} scenarios; server CPUs "
+        f"{format_cpus(config.server_cpus)}, load CPUs {format_cpus(config.load_cpus)} with {config.load_workers} "
+        "Locust worker(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
 
 
 def calibrate_main(args: argparse.Namespace) -> int:
@@ -198,8 +307,8 @@ def calibrate_main(args: argparse.Namespace) -> int:
     try:
         matrix = load()
         cell, scenario = matrix.calibration
-        server_cpus = parse_cpus(args.server_cpus, "--server-cpus") if args.server_cpus else machine_cpus()[:1]
-        load_cpus = parse_cpus(args.load_cpus, "--load-cpus") if args.load_cpus else default_load_cpus(server_cpus)
+        cpus = plan_cpus(args.server_cpus, args.load_cpus, None)
+        server_cpus, load_cpus = cpus.server, cpus.load
         config = RunConfig(
             preset=None, cells=[cell.key], scenarios=args.scenario or [scenario], repeats=1, duration=args.duration,
             warmup=args.warmup, users=args.users, client="lean", referee_seconds=args.referee_seconds, rates=[],
@@ -228,12 +337,20 @@ def calibrate_main(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one line for bad input, naming the option, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PREFIX} error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import tempfile
 
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_run(sub)
+    add_run(sub, "preflight", "check a run's settings, results folder and ports; start nothing")
     plot = sub.add_parser("plot", help="redraw a bundle's charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")
     compare = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")
@@ -258,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return run_main(args)
+    if args.command == "preflight":
+        return preflight_main(args)
     if args.command == "calibrate":
         return calibrate_main(args)
     from lab import compare as compare_module

@@ -74,6 +74,26 @@ def new_run_dir(results: Path) -> Path:
     raise UsageError(f"cannot create a new run directory under {results}")
 
 
+@contextlib.contextmanager
+def holding(run_dir: Path) -> Iterator[None]:
+    """One runner per run: an exclusive lock on <run>/.lock while it runs. The kernel drops the lock when its holder
+    dies (even by kill -9), so a run left `running` by a dead runner can be resumed."""
+    import fcntl
+
+    with open(run_dir / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise UsageError(
+                f"run {run_dir.name} is being run right now (pid {lock.read().strip() or '?'}); wait for it or stop it"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
 def round_order(run_id: str, number: int, cells: list[str]) -> list[str]:
     """A round's cell order: a shuffle seeded by the run and the round, so a resumed run keeps it."""
     order = list(cells)
@@ -456,7 +476,7 @@ class Runner:
                 status, note = "stopped", f"lost: {str(exc).splitlines()[0]}"
                 self.line(f"STOPPED: {note}; resume with --resume {self.run_id} once it is back")
         self.end_part(status, note)
-        charts_ok = self.write_outputs()
+        charts_ok = self.write_outputs(charts=status != "interrupted")  # interrupted: be quick, a resume redraws
         if status == "interrupted":
             return 130
         assert self.manifest is not None
@@ -470,17 +490,21 @@ class Runner:
         rates = len(sweep.LADDER) + len(sweep.FAST) if not c.rates else len(c.rates)
         return len(c.cells) * len(c.scenarios) * rates * (c.sweep_seconds + 1.0)
 
-    def write_outputs(self) -> bool:
+    def write_outputs(self, charts: bool = True) -> bool:
         """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""
-        from lab import charts, report, results
+        from lab import charts as drawing
+        from lab import report, results
 
         result = bundle.load_bundle(self.root)
         results.write_summary_csv(result)
+        if not charts:
+            self.line(f"summary.csv written; charts and report: python -m lab plot {self.root}")
+            return True
         if not any(r.ok for r in result.repeats):
             self.line("no measured results, so no charts")
             return True
         try:
-            data, files = charts.render(result)
+            data, files = drawing.render(result)
             pages = report.write(result, data, files)
         except Exception as exc:  # a chart bug must not lose the run: the bundle is already on disk
             self.line(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m lab plot {self.root}")

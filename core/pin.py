@@ -1,0 +1,41 @@
+"""Pin a compose service to its side's CPUs, then exec its command: python -m core.pin ROLE -- COMMAND...
+
+    python -m core.pin server -- python -m servers.agent ...
+    python -m core.pin load -- locust ... --processes {workers}
+
+The CPU sets come from SERVER_CPUS, LOAD_CPUS and LOCUST_WORKERS with the lab's defaults (core.host.plan_cpus: the
+server on CPU 0, the load generator on every other CPU, one Locust worker per load CPU), so every container and
+the runner agree without anyone listing CPUs twice. `{workers}` in the command becomes the worker count. The
+pinning is inherited by everything the command starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from core.host import UsageError, format_cpus, plan_cpus
+from core.settings import settings
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[0] not in ("server", "load") or argv[1] != "--":
+        print("asgi-bench-lab: usage: python -m core.pin server|load -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    role, command = argv[0], argv[2:]
+    try:
+        env = settings()
+        plan = plan_cpus(env.server_cpus, env.load_cpus, env.locust_workers)
+    except (UsageError, ValueError) as exc:
+        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
+        return 2
+    cpus = plan.server if role == "server" else plan.load
+    os.sched_setaffinity(0, cpus)
+    command = [part.replace("{workers}", str(plan.workers)) for part in command]
+    print(f"asgi-bench-lab: {role} side on CPUs {format_cpus(cpus)}", file=sys.stderr, flush=True)
+    os.execvp(command[0], command)
+    return 127  # unreachable
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
