@@ -112,6 +112,8 @@ def check_port(port: int, what: str = "port") -> None:
 def check_port_free(host: str, port: int, what: str = "port", fix: str = "choose another with --port") -> None:
     check_port(port, what)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers bind: connections of an earlier run waiting out TIME_WAIT do not hold the port; a listener does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

@@ -21,12 +21,11 @@ VARIABLES: dict[str, str] = {
     "LAB_IN_CONTAINER": "set by the Dockerfile: the manifest records that the run was in a container",
     "LAB_UID": "run the containers as this user id instead of the results folder's owner",
     "LAB_GID": "run the containers as this group id instead of the results folder's group",
+    "LAB_RESULTS": "the host folder mounted as the results folder (default ./results); named in the last lines",
 }
 
 # Read by docker compose from the shell or .env, not by the lab's Python code; listed with the others.
-COMPOSE_VARIABLES: dict[str, str] = {
-    "LAB_RESULTS": "the host folder mounted as the results folder (default ./results)",
-}
+COMPOSE_VARIABLES: dict[str, str] = {}
 
 # The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
 CPU_VARIABLES = ("SERVER_CPUS", "LOAD_CPUS", "LOCUST_WORKERS")
@@ -41,6 +40,7 @@ class Settings:
     git_commit: str | None = None
     docker_version: str | None = None
     in_container: bool = False
+    results_host: str | None = None
     uid: int | None = None
     gid: int | None = None
     server_cpus: str | None = None  # SERVER_CPUS
@@ -68,6 +68,7 @@ class Settings:
             git_commit=text("LAB_GIT_COMMIT"),
             docker_version=text("LAB_DOCKER_VERSION"),
             in_container=text("LAB_IN_CONTAINER") == "1",
+            results_host=text("LAB_RESULTS"),
             uid=number("LAB_UID"),
             gid=number("LAB_GID"),
             server_cpus=text("SERVER_CPUS"),

@@ -142,6 +142,8 @@ class Part(Model):
     status: Literal["running", "complete", "interrupted", "stopped"]
     machine_id: str
     container: bool
+    uid: int  # the user the runner ran as
+    wiring: str  # how it reached the servers and Locust: on this machine, or through which services
     note: str | None  # why it ended, when not complete (the signal, or the service that was lost)
 
 

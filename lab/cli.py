@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -198,6 +199,9 @@ def run_main(args: argparse.Namespace) -> int:
     except (ServerError, LoadError) as exc:
         final, code = [f"{PREFIX} error: {str(exc).splitlines()[0]}"], 2
     finally:
+        # Ending the services may make compose (`up --exit-code-from lab`) stop this container too: the run is over
+        # by now, and its last lines must still be printed, so SIGTERM waits for them.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if args.shutdown_services:
             shutdown(args, targets, loads)
         else:
@@ -222,14 +226,16 @@ def outcome(root: Path, code: int, args: argparse.Namespace) -> list[str]:
         else f"python -m lab run --resume {bundle.run_id}"
     )
     status = bundle.manifest.status
+    host = settings().results_host  # in a container: where the results folder is on the host
+    where = f"{host.rstrip('/')}/{root.name}" if host and root.parent == Path("/lab/results") else str(root)
     if status == "interrupted":
-        lines.append(f"{PREFIX} interrupted; results so far in {root}; continue with: {resume}")
+        lines.append(f"{PREFIX} interrupted; results so far in {where}; continue with: {resume}")
     elif status == "stopped":
         note = bundle.manifest.parts[-1].note
-        lines.append(f"{PREFIX} stopped ({note}); results so far in {root}; once it is back: {resume}")
+        lines.append(f"{PREFIX} stopped ({note}); results so far in {where}; once it is back: {resume}")
     else:
         failed = f"; {len(bundle.failures)} failure(s), see report.html" if bundle.failures else ""
-        lines.append(f"{PREFIX} results in {root} (report.html, summary.md){failed}; exit {code}")
+        lines.append(f"{PREFIX} results in {where} (report.html, summary.md){failed}; exit {code}")
     return lines
 
 
@@ -278,10 +284,9 @@ def preflight_main(args: argparse.Namespace) -> int:
     """python -m lab preflight: everything `run` checks, and the compose lab's ports, before any container starts."""
     try:
         config, run_dir, _ = prepare(args)
-        for port, what in ((7900, "the target agent's port 7900"), (8089, "Locust's web UI port 8089"),
-                           (5557, "the Locust master's port 5557")):  # fmt: skip
-            check_port_free(LOOPBACK, port, what, "stop what holds it (`ss -ltnp 'sport = :PORT'` shows which)")
-        check_port_free(LOOPBACK, config.port, "the servers' port", "stop what holds it")
+        for port, what in ((7900, "the target agent's port"), (8089, "Locust's web UI port"),
+                           (5557, "the Locust master's port"), (config.port, "the servers' port")):  # fmt: skip
+            check_port_free(LOOPBACK, port, what, f"stop what holds it (`ss -ltnp 'sport = :{port}'` shows which)")
     except (MatrixError, UsageError, BundleError, ValueError) as exc:
         print(f"{PREFIX} error: {exc}", file=sys.stderr, flush=True)
         return 2

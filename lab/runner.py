@@ -111,11 +111,14 @@ class Progress:
     done: int = 0
     measured: int = 0  # repeats measured in this session (for the ETA)
     started: float = field(default_factory=time.monotonic)
+    # In compose, Ctrl-C ends the output of the services at once, so every line says how to continue: the last line
+    # a user sees then does.
+    resume_hint: str = ""
 
     def line(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
         eta = f"ETA {fmt(elapsed / self.measured * max(self.total - self.done, 0))}" if self.measured else "ETA ?"
-        self.write(f"[{self.done}/{self.total}] {text} | elapsed {fmt(elapsed)}, {eta}")
+        self.write(f"[{self.done}/{self.total}] {text} | elapsed {fmt(elapsed)}, {eta}{self.resume_hint}")
 
 
 def fmt(seconds: float) -> str:
@@ -166,9 +169,13 @@ class Runner:
     # manifest --------------------------------------------------------------------------------------------------
     def start_manifest(self, resumed: Manifest | None) -> None:
         machine = fingerprint.machine()
+        c = self.config
+        wiring = "on this machine" if not (c.target_agent or c.locust_master) else (
+            f"through the target agent {c.target_agent} and the Locust master {c.locust_master}"
+        )  # fmt: skip
         part = Part(
             started=time.time(), ended=None, status="running", machine_id=machine.machine_id,
-            container=machine.container, note=None,
+            container=machine.container, uid=os.getuid(), wiring=wiring, note=None,
         )  # fmt: skip
         self.manifest = Manifest(
             schema_version=bundle.SCHEMA_VERSION,
@@ -449,7 +456,9 @@ class Runner:
 
     def run(self, resumed: Manifest | None = None) -> int:
         c = self.config
-        self.progress = self.progress or Progress(total=sum(len(c.scenarios_of(x)) for x in c.cell_list) * c.repeats)
+        hint = " | after Ctrl-C: RESUME=last docker compose up" if c.target_agent else ""
+        total = sum(len(c.scenarios_of(x)) for x in c.cell_list) * c.repeats
+        self.progress = self.progress or Progress(total=total, resume_hint=hint)
         self.start_manifest(resumed)
         assert self.manifest is not None
         self.line(

@@ -120,6 +120,10 @@ def make_handler(agent: Agent, httpd_ref: list[ThreadingHTTPServer]) -> type[Bas
         def do_POST(self) -> None:
             self._respond("POST")
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if int(code) >= 400:  # the runner's progress says what went right; the agent says only what went wrong
+                super().log_request(code, size)
+
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"asgi-bench-lab agent: {format % args}\n")
 

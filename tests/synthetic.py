@@ -85,7 +85,7 @@ def make_bundle(
         versions=versions or {"uvicorn": "0.54.0", "granian": "2.8.7", "locust": "2.47.0"},
         lab_commit="0" * 40, skipped=[], failures=[],
         parts=[bundle.Part(started=T0, ended=T0 + 600, status="complete", machine_id="abc12345", container=True,
-                           note=None)],
+                           uid=1000, wiring="on this machine", note=None)],
         rounds=[keys, list(reversed(keys)), keys], sweep=sweep, extra_rule="none",
         speed=bundle.Speed(workload="synthetic", server_ops=speed[0], load_ops=speed[1]) if speed else None,
     )  # fmt: skip

@@ -1,15 +1,20 @@
-"""`docker compose up` end to end: the quick preset in containers, a valid bundle, charts, the live Locust UI.
+"""`docker compose up` as people run it: as root and as uid 1000, refusals before anything starts, a service lost
+mid-run, Ctrl-C and resume. Each case checks the last line a user sees.
 
-Needs a Docker engine with Compose v2. Without one the test is skipped on a developer's machine and fails in CI
-(CI=true), where .ci/run installs and starts Docker first.
+Needs a Docker engine with Compose v2. Without one the tests are skipped on a developer's machine and fail in CI
+(CI=true), where .ci/run installs and starts Docker first. They share one image build.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ from core.host import ROOT
 from lab import bundle
 
 PROJECT = "asgi-bench-lab-test"
+SERVICES = ("preflight", "target", "locust-master", "locust-worker", "lab")
 
 
 def docker_ready() -> bool:
@@ -29,64 +35,213 @@ def docker_ready() -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def compose_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if not docker_ready():
-        if os.environ.get("CI"):
-            pytest.fail("Docker with Compose v2 is not available; .ci/run must install and start it")
-        pytest.skip("no Docker engine with Compose v2 here")
-    results = tmp_path_factory.mktemp("compose-results")
-    return dict(
-        os.environ,
-        PRESET="quick",
-        LAB_UID=str(os.getuid()),
-        LAB_GID=str(os.getgid()),
-        LAB_RESULTS=str(results),
-        BASE_IMAGE=os.environ.get("LAB_BASE_IMAGE", "python:3.12-slim"),
-    )
-
-
 def compose(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", "compose", "-p", PROJECT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def test_docker_compose_up_runs_the_quick_preset(compose_env: dict[str, str]) -> None:
-    built = compose("build", env=compose_env, timeout=1200)
+@pytest.fixture(scope="module")
+def image() -> dict[str, str]:
+    if not docker_ready():
+        if os.environ.get("CI"):
+            pytest.fail("Docker with Compose v2 is not available; .ci/run must install and start it")
+        pytest.skip("no Docker engine with Compose v2 here")
+    env = dict(os.environ, BASE_IMAGE=os.environ.get("LAB_BASE_IMAGE", "python:3.12-slim"))
+    for name in ("PRESET", "SERVER_CPUS", "LOAD_CPUS", "LOCUST_WORKERS", "RESUME", "LAB_UID", "LAB_GID"):
+        env.pop(name, None)
+    built = compose("build", env=env, timeout=1200)
     assert built.returncode == 0, built.stderr[-3000:]
-    log = Path(compose_env["LAB_RESULTS"]) / "compose.log"
-    ui_seen = False
-    with open(log, "w") as out:
-        up = subprocess.Popen(
-            ["docker", "compose", "-p", PROJECT, "up", "--exit-code-from", "lab"],
-            cwd=ROOT, env=compose_env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 600
-            while up.poll() is None and time.monotonic() < deadline:
-                if not ui_seen:
-                    try:
-                        urllib.request.urlopen("http://127.0.0.1:8089/", timeout=2).close()
-                        ui_seen = True
-                    except OSError:
-                        pass
-                time.sleep(0.5)
-            code = up.wait(timeout=max(1, deadline - time.monotonic()))
-        finally:
-            if up.poll() is None:
-                up.kill()
-            compose("down", "--remove-orphans", env=compose_env, timeout=120)
-    assert code == 0, log.read_text()[-4000:]
-    assert ui_seen, "the Locust web UI was not reachable on 127.0.0.1:8089 during the run"
+    return env
 
-    (run_dir,) = [p for p in Path(compose_env["LAB_RESULTS"]).iterdir() if p.is_dir()]
-    result = bundle.load_bundle(run_dir)
-    assert result.manifest.status == "complete" and result.manifest.config.preset == "quick"
-    assert result.manifest.machine.container and result.manifest.machine.image_id
-    assert len(result.repeats) == 4 and not result.failures and result.calibration is not None
-    assert all(r.load.rps > 0 and r.load.errors == {} for r in result.repeats)
-    for name in ("throughput-plaintext.png", "latency-plaintext.svg", "resources.png"):
-        assert (run_dir / "charts" / name).stat().st_size > 5000, name
-    assert (run_dir / "report.html").exists() and (run_dir / "summary.csv").exists()
-    assert (run_dir / "manifest.json").stat().st_uid == os.getuid()  # results belong to whoever ran the lab
+
+@pytest.fixture
+def lab(image: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    results = tmp_path / "results"
+    results.mkdir()
+    yield dict(image, PRESET="quick", LAB_RESULTS=str(results))
+    compose("down", "--remove-orphans", env=image, timeout=120)
+
+
+COMPOSE_OWN = ("exited with code", "Aborting on container exit", "didn't complete successfully", "Gracefully Stop")
+
+
+def lines(output: str) -> list[str]:
+    """What the services printed, without compose's own lines (container progress, exit codes, aborts)."""
+    keep = []
+    for line in output.splitlines():
+        text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip()
+        compose_says = text.startswith(("Container ", "Attaching to", "time=", "[+]", "✔", "#", "service "))
+        own = any(said.lower() in text.lower() for said in COMPOSE_OWN) or text.endswith(" Built")
+        if text and not compose_says and not own:
+            keep.append(text)
+    return keep
+
+
+def up(env: dict[str, str], timeout: float = 600) -> tuple[int, list[str], str]:
+    done = compose("up", "--exit-code-from", "lab", env=env, timeout=timeout)
+    return done.returncode, lines(done.stdout + done.stderr), done.stdout + done.stderr
+
+
+def the_run(env: dict[str, str]) -> bundle.Bundle:
+    (run_dir,) = [p for p in Path(env["LAB_RESULTS"]).iterdir() if p.is_dir()]
+    return bundle.load_bundle(run_dir)
+
+
+def running_containers() -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "--filter", f"label=com.docker.compose.project={PROJECT}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return out.stdout.split()
+
+
+def background(env: dict[str, str], log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            ["docker", "compose", "-p", PROJECT, "up", *flags],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def wait_for(log: Path, text: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} did not appear:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+# --- it runs, for any user -------------------------------------------------------------------------------------------
+
+
+def test_docker_compose_up_as_root_runs_the_quick_preset(lab: dict[str, str]) -> None:
+    ui_seen = False
+    log = Path(lab["LAB_RESULTS"]).parent / "compose.log"
+    up_process = background(lab, log, "--exit-code-from", "lab")
+    try:
+        deadline = time.monotonic() + 600
+        while up_process.poll() is None and time.monotonic() < deadline:
+            if not ui_seen:
+                try:
+                    urllib.request.urlopen("http://127.0.0.1:8089/", timeout=2).close()
+                    ui_seen = True
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        code = up_process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if up_process.poll() is None:
+            up_process.kill()
+    output = lines(log.read_text(errors="replace"))
+    assert code == 0, "\n".join(output[-40:])
+    assert ui_seen, "the Locust web UI was not reachable on 127.0.0.1:8089 during the run"
+    result = the_run(lab)
+    m = result.manifest
+    assert m.status == "complete" and m.config.preset == "quick" and m.parts[0].uid == 0
+    assert m.machine.container and m.machine.image_id and not result.failures
+    assert len(result.repeats) == 4 and all(r.ok and r.load and r.load.errors == {} for r in result.repeats)
+    # calibration went through the agent-started server and the master with the run's worker count and CPUs
+    assert m.config.target_agent and m.config.locust_master and result.calibration is not None
+    assert result.calibration.load_workers == m.config.load_workers == 1
+    assert result.calibration.server_cpus == m.config.server_cpus == [0]
+    assert result.calibration.load_cpus == m.config.load_cpus == [1]
+    for name in ("throughput-plaintext.png", "latency-saturation-plaintext.svg", "resources.png"):
+        assert (result.root / "charts" / name).stat().st_size > 5000, name
+    assert output[-1].startswith("lab-1") and f"results in {lab['LAB_RESULTS']}/{m.run_id}" in output[-1]
+    assert "fastest — plaintext:" in output[-4]  # the three-line headline right above it
+
+
+def test_results_belong_to_the_folders_owner_uid_1000(lab: dict[str, str]) -> None:
+    os.chown(lab["LAB_RESULTS"], 1000, 1000)
+    code, output, _ = up(lab)
+    assert code == 0, "\n".join(output[-40:])
+    result = the_run(lab)
+    assert result.manifest.parts[0].uid == 1000
+    assert {p.stat().st_uid for p in result.root.rglob("*")} == {1000}
+    assert "results in" in output[-1]
+
+
+# --- refused before anything starts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"PRESET": "nonsense"}, "unknown preset 'nonsense'; valid: quick, default, full"),
+        ({"LOCUST_WORKERS": "0"}, "LOCUST_WORKERS / --load-workers '0': give a whole number of 1 or more"),
+        ({"SERVER_CPUS": "64"}, "SERVER_CPUS / --server-cpus '64' names CPUs [64] this machine does not offer"),
+        ({"SERVER_CPUS": "0-1", "LOAD_CPUS": "1"}, "overlap"),
+        ({"RESUME": "no-such-run"}, "--resume 'no-such-run': no such run"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_load(lab: dict[str, str], setting: dict[str, str], said: str) -> None:
+    code, output, _ = up({**lab, **setting}, timeout=120)
+    assert code != 0 and said in output[-1], output[-5:]
+    assert output[-1].startswith("preflight-1") and "asgi-bench-lab: error:" in output[-1]
+    assert running_containers() == []
+    assert not [p for p in Path(lab["LAB_RESULTS"]).iterdir()]
+
+
+def test_a_busy_port_is_named_and_nothing_is_left_running(lab: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 8089))
+        busy.listen()
+        code, output, _ = up(lab, timeout=120)
+    assert code != 0
+    assert "Locust's web UI port 127.0.0.1:8089 cannot be bound" in output[-1] and "ss -ltnp" in output[-1]
+    assert running_containers() == []
+
+
+# --- lost mid-run; Ctrl-C and resume ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("service", "said"), [("locust-worker", "workers"), ("target", "server agent")])
+def test_a_service_lost_mid_run_stops_it_within_seconds(lab: dict[str, str], service: str, said: str) -> None:
+    """Plain `docker compose up` (with --exit-code-from, compose itself stops everything when one container ends)."""
+    log = Path(lab["LAB_RESULTS"]).parent / f"lost-{service}.log"
+    process = background(lab, log)
+    try:
+        wait_for(log, "calibration plaintext:")
+        subprocess.run(["docker", "kill", f"{PROJECT}-{service}-1"], capture_output=True, timeout=30, check=True)
+        killed = time.monotonic()
+        code = process.wait(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = lines(log.read_text(errors="replace"))
+    assert code == 0 and took < 45, (code, took, output[-10:])  # plain `up` exits 0 whatever happened: the line says
+    assert "stopped (lost:" in output[-1] and said in output[-1] and "RESUME=" in output[-1], output[-5:]
+    result = the_run(lab)
+    assert result.manifest.status == "stopped" and said in (result.manifest.parts[-1].note or "")
+    assert running_containers() == []
+
+
+def test_ctrl_c_interrupts_within_seconds_and_resume_finishes_the_run(lab: dict[str, str]) -> None:
+    log = Path(lab["LAB_RESULTS"]).parent / "ctrl-c.log"
+    process = background(lab, log)
+    try:
+        wait_for(log, "#1:")  # the first measured repeat
+        process.send_signal(signal.SIGINT)
+        pressed = time.monotonic()
+        process.wait(timeout=60)
+        took = time.monotonic() - pressed
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = lines(log.read_text(errors="replace"))
+    assert took < 15, took
+    assert running_containers() == []
+    interrupted = the_run(lab)
+    assert interrupted.manifest.status == "interrupted"
+    # compose shows no service output after Ctrl-C: the last line the lab printed before it says how to continue
+    assert output[-1].startswith("lab-1") and "after Ctrl-C: RESUME=last docker compose up" in output[-1], output[-3:]
+
+    code, output, _ = up({**lab, "RESUME": "last"})
+    assert code == 0, "\n".join(output[-30:])
+    resumed = the_run(lab)
+    assert resumed.manifest.status == "complete" and len(resumed.manifest.parts) == 2
+    assert [p.status for p in resumed.manifest.parts] == ["interrupted", "complete"]
+    assert all("through the target agent" in p.wiring for p in resumed.manifest.parts)
+    assert len([r for r in resumed.repeats if r.ok]) == 4
