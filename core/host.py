@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,25 @@ def cpu_times() -> list[CpuTimes]:
         CpuTimes(t.user + t.nice + t.system + t.irq + t.softirq + t.steal, t.steal, t.irq + t.softirq)
         for t in psutil.cpu_times(percpu=True)
     ]
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def child_setup(cpus: tuple[int, ...] | set[int], die_with_parent: bool = True) -> Callable[[], None]:
+    """A preexec_fn for subprocess.Popen: pin the child to `cpus` and, unless told otherwise, have the kernel send it
+    SIGTERM when the process that started it dies, even by kill -9: no server or Locust outlives its runner. (The
+    kernel ties this to the starting thread, so a long-lived service that starts children from short-lived threads,
+    as the agent does, passes die_with_parent=False.)"""
+    import ctypes
+    import signal
+
+    def setup() -> None:
+        os.sched_setaffinity(0, cpus)
+        if die_with_parent:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return setup
 
 
 def free_port(host: str = LOOPBACK) -> int:

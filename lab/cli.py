@@ -61,7 +61,7 @@ def add_run(
     run.add_argument("--client", default="lean", choices=tuple(USER_CLASSES))
     run.add_argument("--server-cpus", help="CPU set for the server (default 0)")
     run.add_argument("--load-cpus", help="CPU set for the load generator (default: every CPU but the server's)")
-    run.add_argument("--port", type=int, default=8000, help="server port on 127.0.0.1 (default 8000)")
+    run.add_argument("--port", type=int, help="server port on 127.0.0.1 (default 8000; with --resume, the run's)")
     run.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS, help="where bundles go")
     run.add_argument("--no-calibrate", action="store_true", help="skip measuring the load generator's ceiling")
     run.add_argument(
@@ -112,7 +112,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         server_cpus=list(cpus.server),
         load_cpus=list(cpus.load),
         load_workers=cpus.workers,
-        port=args.port,
+        port=8000 if args.port is None else args.port,
         calibrate=not args.no_calibrate,
         allow_shared_cpus=args.allow_shared_cpus or settings().allow_shared_cpus,
         target_agent=args.server_agent,
@@ -144,7 +144,10 @@ def prepare(args: argparse.Namespace) -> tuple[RunConfig, Path | None, Manifest 
     if args.resume:
         run_dir = find_run(args.results, args.resume)
         manifest = read_model(run_dir / "manifest.json", "manifest")
-        config = manifest.config.check()
+        config = manifest.config
+        if args.port is not None:  # the run's own port may be taken now (say, by a server its dead runner left)
+            config = config.model_copy(update={"port": args.port})
+        config = config.check()
     else:
         config, run_dir, manifest = config_from(args), None, None
     check_open_files(config)
@@ -354,8 +357,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = Parser(prog="python -m lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    add_run(sub)
-    add_run(sub, "preflight", "check a run's settings, results folder and ports; start nothing")
+    try:
+        add_run(sub)  # their help names the matrix's presets and scenarios: a broken matrix stops here, in one line
+        add_run(sub, "preflight", "check a run's settings, results folder and ports; start nothing")
+    except MatrixError as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        return 2
     plot = sub.add_parser("plot", help="redraw a bundle's charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")
     compare = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")

@@ -190,7 +190,7 @@ class Runner:
             lab_commit=fingerprint.lab_commit(),
             skipped=[Skipped(key=c.key, scenario=s, reason=r) for c, s, r in self.config.skipped()],
             failures=[],
-            parts=[*(resumed.parts if resumed else []), part],
+            parts=[*(ended(p) for p in (resumed.parts if resumed else [])), part],
             rounds=list(resumed.rounds) if resumed else [],
             sweep=dict(resumed.sweep) if resumed else {},
             extra_rule=extra_rule(self.config),
@@ -324,6 +324,7 @@ class Runner:
         label = point_label(scenario, rate)
         if not record.ok or record.load is None:
             self.line(f"{cell.key} {label} #{number}: FAILED: {record.failure}")
+            self.loads.check()  # a lost worker or master stops the run here, not one failed repeat at a time
             problem = health(server)
             if problem:
                 raise CellDiedError(f"{record.failure}" if record.failure else problem)
@@ -470,7 +471,7 @@ class Runner:
             try:
                 if self.manifest.speed is None:
                     self.save_manifest(speed=measure_speed(c))
-                if c.calibrate and not (self.root / "calibration.json").exists():
+                if c.calibrate and not self.calibrated():
                     self.run_calibration()
                 for number in range(1, c.repeats + 1):
                     self.throughput_round(number)
@@ -490,6 +491,16 @@ class Runner:
             return 130
         assert self.manifest is not None
         return 1 if status != "complete" or self.manifest.failures or not charts_ok else 0
+
+    def calibrated(self) -> bool:
+        """A valid calibration.json is on disk (a resumed run measures a missing or damaged one again)."""
+        path = self.root / "calibration.json"
+        try:
+            bundle.read_model(path, "calibration")
+        except bundle.BundleError:
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
     def sweep_estimate(self) -> float:
         """Seconds the sweep will take (kept free of extra repeats)."""
@@ -534,6 +545,13 @@ class Runner:
             return
         if record is not None:
             bundle.write_record(self.root / "calibration.json", record)
+
+
+def ended(part: Part) -> Part:
+    """An earlier part still `running` had a runner that died without a word (kill -9, a lost machine)."""
+    if part.status != "running":
+        return part
+    return part.model_copy(update={"status": "interrupted", "note": "its runner died without ending the run"})
 
 
 def extra_rule(config: RunConfig) -> str:

@@ -23,8 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from scipy import stats as scipy_stats
-
 CONFIDENCE = 0.95
 ROLES = ("server", "app", "loop", "workers")
 
@@ -38,6 +36,8 @@ class Noise:
 
     @property
     def t(self) -> float:
+        from scipy import stats as scipy_stats  # imported when needed: it takes most of a second
+
         return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, self.df)) if self.df > 0 else math.inf
 
     @property

@@ -14,7 +14,11 @@ from servers.matrix import MatrixError, load
 
 
 def main(argv: list[str] | None = None) -> int:
-    matrix = load()
+    try:
+        matrix = load()
+    except MatrixError as exc:
+        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("run", help="one load run against a server already listening on loopback")

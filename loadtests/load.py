@@ -180,6 +180,10 @@ class LoadBackend(Protocol):
         """wrk on the same load CPUs, target and connections; None where wrk is not installed."""
         ...
 
+    def check(self) -> None:
+        """The load side is whole (its master answers, every worker is there); LoadSideLostError if not."""
+        ...
+
     def close(self) -> None:
         """The run is over: end what this backend started (for the master: the master and its workers)."""
         ...

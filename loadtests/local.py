@@ -18,8 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from core.host import LOOPBACK, ROOT, free_port, machine_cpus
-from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, RefereeResult
+from core.host import LOOPBACK, ROOT, child_setup, free_port, machine_cpus
+from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
 from loadtests.remote import MasterLocust
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -63,7 +63,8 @@ class LocalLocust:
                 if dead or time.monotonic() > deadline:
                     self.close()
                     log = (self.workdir / "locust-master.log").read_text(errors="replace")[-2000:]
-                    raise LoadError(f"the local Locust master did not start. Log:\n{log}") from None
+                    why = f"a Locust process exited {dead[0].returncode}" if dead else f"not within {START_TIMEOUT:g} s"
+                    raise LoadError(f"the local Locust master and workers did not start ({why}). Log:\n{log}") from None
                 time.sleep(0.2)
         self.master = MasterLocust(url, self.workers)
         return self.master
@@ -79,12 +80,20 @@ class LocalLocust:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+                    preexec_fn=child_setup(cpus),
                 )
             )
 
+    def check(self) -> None:
+        for process in self.processes:
+            if process.poll() is not None:
+                role = "master" if "--master" in process.args else "worker"  # type: ignore[operator]
+                raise LoadSideLostError(f"the local Locust {role} (pid {process.pid}) exited {process.returncode}")
+        self.start().check()
+
     def run(self, load: Load) -> LoadResult:
-        return self.start().run(load)
+        self.check()
+        return self.master.run(load)  # type: ignore[union-attr]
 
     def referee(self, load: Load) -> RefereeResult | None:
         return self.start().referee(load)
@@ -141,7 +150,7 @@ def run_once(load: Load, cpus: tuple[int, ...], workers: int = 1, workdir: Path 
             stdout=logfile,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            preexec_fn=child_setup(cpus),
         )
     try:
         code = proc.wait(timeout=load.timeout)

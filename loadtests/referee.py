@@ -18,6 +18,7 @@ import time
 
 import psutil
 
+from core.host import child_setup
 from loadtests import scenarios
 from loadtests.load import Load, LoadError, RefereeResult
 
@@ -59,7 +60,7 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
             capture_output=True,
             text=True,
             timeout=seconds + 40,
-            preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            preexec_fn=child_setup(cpus),
         )
         elapsed = time.time() - started
         after_children, after_cpus = resource.getrusage(resource.RUSAGE_CHILDREN), busy(cpus)

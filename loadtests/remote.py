@@ -69,6 +69,9 @@ class MasterLocust:
             "(a locust-worker was lost)"
         )
 
+    def check(self) -> None:
+        self.wait_for_workers()
+
     def run(self, load: Load) -> LoadResult:
         self.wait_for_workers()
         form = {

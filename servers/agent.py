@@ -38,7 +38,9 @@ class Agent:
     """One cell at a time, through the local backend, on this process's CPUs."""
 
     def __init__(self, workdir: Path) -> None:
-        self.targets = LocalTargets(workdir, machine_cpus())
+        # Cells start from the HTTP server's short-lived request threads: tying them to their starter would stop them
+        # when the request ends. The agent stops them itself, and its container's end ends them all.
+        self.targets = LocalTargets(workdir, machine_cpus(), die_with_parent=False)
         self.lock = threading.Lock()
         self.stack: contextlib.ExitStack | None = None
         self.server: LocalServer | None = None

@@ -142,7 +142,11 @@ def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
 
 
 def main(args: list[str] | None = None) -> int:
-    matrix = load()
+    try:
+        matrix = load()
+    except MatrixError as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        return 2
     ns = parse_args(matrix, args)
     try:
         if ns.list:

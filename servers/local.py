@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.host import ROOT, machine_cpus
+from core.host import ROOT, child_setup, machine_cpus
 from servers.matrix import Cell
 from servers.sampler import TreeSampler
 from servers.target import RunningServer, ServerError, ServerSample, StartupReport
@@ -100,6 +100,7 @@ class LocalTargets:
     workdir: Path
     cpus: tuple[int, ...] = field(default_factory=machine_cpus)
     ready_timeout: float = READY_TIMEOUT
+    die_with_parent: bool = True  # the server gets SIGTERM when the process that started it dies
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
@@ -117,7 +118,7 @@ class LocalTargets:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+                preexec_fn=child_setup(cpus, self.die_with_parent),
             )
         server: LocalServer | None = None
         try:
@@ -143,6 +144,8 @@ class LocalTargets:
                 else:
                     with contextlib.suppress(ServerError):
                         server.stop()
+            with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave: its workers
+                os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Nothing outlives a serve() block here."""

@@ -191,10 +191,10 @@ class Matrix:
 
 def _fields(kind: str, name: str, table: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
     if not isinstance(table, Mapping):
-        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name!r} must be a table")
+        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name} must be a table")
     missing, extra = required - table.keys(), table.keys() - required - optional
     if missing or extra:
-        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name!r}: missing {sorted(missing)}, unknown {sorted(extra)}")
+        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name}: missing {sorted(missing)}, unknown {sorted(extra)}")
 
 
 def parse(data: Mapping[str, Any]) -> Matrix:
@@ -231,8 +231,9 @@ def parse(data: Mapping[str, Any]) -> Matrix:
             config=t.get("config"),
         )
     rules = []
-    for t in data["rules"]:
-        _fields("rule", str(t), t, {"reason"}, {*AXES, "scenario"})
+    for n, t in enumerate(data["rules"], start=1):
+        said = ", ".join(f"{k} = {v!r}" for k, v in t.items() if k != "reason") if isinstance(t, Mapping) else t
+        _fields("rule", f"#{n} ({said})", t, {"reason"}, {*AXES, "scenario"})
         rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
     scenarios = {}
     for name, t in data["scenarios"].items():
@@ -283,3 +284,9 @@ def _load(path: Path) -> Matrix:
             return parse(tomllib.load(f))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise MatrixError(f"cannot read the matrix file {path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, MatrixError):
+            raise
+        raise MatrixError(
+            f"the matrix file {path} is malformed ({type(exc).__name__}: {exc}); compare it with servers/matrix.toml"
+        ) from None

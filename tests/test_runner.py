@@ -100,43 +100,6 @@ def test_an_interrupted_run_resumes_and_skips_finished_work(tmp_path: Path) -> N
     assert not list(run_dir.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--preset", "nightly"], "unknown preset 'nightly'"),
-        (["--cell", "granian-uvloop-h11-w1-raw"], "unknown http 'h11' for granian"),
-        (["--cell", "hypercorn-rloop-h11-w1-raw"], "no way to run on rloop"),
-        (["--preset", "quick", "--scenario", "grpc"], "unknown scenario 'grpc'"),
-        (["--preset", "quick", "--load-cpus", "64"], "does not offer"),
-        (["--preset", "quick", "--server-cpus", "1", "--load-cpus", "1"], "overlap"),
-        (["--resume", "no-such-run"], "no run 'no-such-run'"),
-    ],
-)
-def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:
-    done = lab_run(*args, results=tmp_path, timeout=30)
-    assert done.returncode == 2 and message in done.stderr, done.stderr
-    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
-
-
-def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        done = subprocess.run(
-            [sys.executable, "-m", "lab", "run", "--preset", "quick", "--results", str(tmp_path),
-             "--port", str(busy.getsockname()[1])],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-    assert done.returncode == 2 and "is in use" in done.stderr
-
-
-def test_an_unwritable_results_directory_is_refused(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    done = lab_run("--preset", "quick", results=blocker / "results", timeout=30)
-    assert done.returncode == 2 and "not writable" in done.stderr
-
-
 # --- the bundle contract ------------------------------------------------------------------------------------------
 
 

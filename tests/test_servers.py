@@ -125,7 +125,7 @@ def test_matrix_errors_name_the_problem() -> None:
 
     assert "schema 2, this lab reads schema 1" in broken(lambda d: d.update(schema=2))
     assert "missing ['calibration']" in broken(lambda d: d.pop("calibration"))
-    assert "server 'granian': missing [], unknown ['threads']" in broken(
+    assert "server granian: missing [], unknown ['threads']" in broken(
         lambda d: d["servers"]["granian"].update(threads=2)
     )
     assert "unknown loop 'curio'" in broken(lambda d: d["rules"].append({"loop": "curio", "reason": "x"}))
