@@ -88,6 +88,7 @@ class Repeat(Model):
     load: LoadResult | None
     server: ServerFigures | None
     referee: RefereeResult | None  # wrk on this cell and scenario in this run (closed model)
+    referee_cost: Cost | None  # CPU per answer under wrk: the server's (to set beside its cost here) and wrk's
     verdict: Verdict | None
     cost: Cost | None
     conditions: Conditions | None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from lab import bundle
 from lab.bundle import Calibration, CalibrationPoint, Repeat
 from lab.config import RunConfig
-from lab.measure import Measure
+from lab.measure import Measure, Refereed
 from lab.verdict import worst
 from loadtests.load import LoadBackend, RefereeResult
 from servers.matrix import load as load_matrix
@@ -47,12 +47,12 @@ def calibrate(
     with targets.serve(cell, config.port) as server:
         versions = server.report.versions
         for scenario in scenarios:
-            referee = measure.referee(server, scenario) if config.referee_seconds else (None, "no referee run")
+            referee = measure.referee(server, scenario) if config.referee_seconds else Refereed(None, "not run")
             repeats: list[Repeat] = [
                 measure.repeat(server, cell, scenario, 0.0, n, referee, config.warmup, config.duration)
                 for n in range(1, CALIBRATION_REPEATS + 1)
             ]
-            point = summarize(scenario, [r for r in repeats if r.ok], referee[0], config, loads)
+            point = summarize(scenario, [r for r in repeats if r.ok], referee.wrk, config, loads)
             if point is not None:
                 points.append(point)
                 line(

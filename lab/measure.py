@@ -9,6 +9,7 @@ counts in no median and no chart, and a resumed run measures it again.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 
 from lab import bundle
@@ -107,6 +108,16 @@ def window_problems(result: LoadResult, load: Load, workers: int) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Refereed:
+    """The referee's outcome for a point: wrk's result (None, with why, when there is none) and both sides' CPU per
+    answer under wrk (the server's, to compare with its cost under Locust)."""
+
+    wrk: RefereeResult | None
+    why: str = ""
+    cost: Cost | None = None
+
+
 @dataclass
 class Measure:
     """What every measurement of a run shares: its configuration and its two backends."""
@@ -123,19 +134,35 @@ class Measure:
             warmup=warmup, arrivals=c.arrivals, max_connections=c.max_connections,
         )  # fmt: skip
 
-    def referee(self, server: RunningServer, scenario: str) -> tuple[RefereeResult | None, str]:
-        """wrk on this server and scenario (closed model, the run's connections): its result, or why there is
-        none."""
+    def referee(self, server: RunningServer, scenario: str) -> Refereed:
+        """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
+        its result and both sides' CPU per answer, or why there is none."""
         spec = self.load(server, scenario, 0.0, self.config.referee_seconds, 0.0)
         if not wrk.can_referee(spec):
-            return None, f"wrk cannot replay {scenario}"
+            return Refereed(None, f"wrk cannot replay {scenario}")
+        server.sample_open()
+        started = time.time()
         try:
             found = self.loads.referee(spec)
         except LoadSideLostError:
+            server.sample_close(0.0, 0.0)
             raise
         except LoadError as exc:
-            return None, f"wrk failed: {str(exc).splitlines()[0][:200]}"
-        return found, "" if found else "wrk is not installed"
+            server.sample_close(0.0, 0.0)
+            return Refereed(None, f"wrk failed: {str(exc).splitlines()[0][:200]}")
+        sample = server.sample_close(started, time.time())
+        if found is None:
+            return Refereed(None, "wrk is not installed")
+        answers = found.rps * found.seconds
+        return Refereed(
+            found,
+            "",
+            Cost(
+                server_us=round(sample.cpu_seconds * 1e6 / answers, 2) if answers else None,
+                server_cpus_us=round(sample.cpus_busy_seconds * 1e6 / answers, 2) if answers else None,
+                client_us=round(found.cpu_utilization * found.threads * 1e6 / found.rps, 2) if found.rps else None,
+            ),
+        )
 
     def repeat(
         self,
@@ -144,7 +171,7 @@ class Measure:
         scenario: str,
         rate: float,
         number: int,
-        referee: tuple[RefereeResult | None, str],
+        referee: Refereed,
         warmup: float,
         duration: float,
         earlier: list[str] | None = None,
@@ -154,7 +181,8 @@ class Measure:
         record = {
             "schema_version": bundle.SCHEMA_VERSION, "kind": "repeat", "run_id": self.run_id, "key": cell.key,
             "cell": CellInfo(**vars(cell)), "scenario": scenario, "offered_rps": rate or None, "repeat": number,
-            "referee": referee[0] if not rate else None, "attempt": 1 + len(earlier or []),
+            "referee": referee.wrk if not rate else None, "referee_cost": referee.cost if not rate else None,
+            "attempt": 1 + len(earlier or []),
             "earlier": list(earlier or []),
         }  # fmt: skip
         before = health(server)
@@ -186,7 +214,7 @@ class Measure:
             failure="; ".join(problems) or None,
             load=result,
             server=figures,
-            verdict=judge(result, sample, referee[0] if not rate else None, referee[1] if not rate else ""),
+            verdict=judge(result, sample, referee.wrk if not rate else None, referee.why if not rate else ""),
             cost=cost(result, sample),
             conditions=conditions(result, sample, self.server_cpus),
         )

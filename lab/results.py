@@ -171,9 +171,10 @@ def projected_capacity(found: list[Point], key: str, scenario: str, server_cpus:
 SUMMARY_FIELDS = [
     "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
     "repeats_failed", "rps_median", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit", "referee_rps",
-    "lab_vs_referee", "limit_reason", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "send_late_p99_us", "errors",
-    "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req", "client_us_per_req", "projected_rps",
-    "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu", "unsteady", "disturbed",
+    "lab_vs_referee", "limit_reason", "referee_server_cpus_us_per_req", "p50_us", "p90_us", "p99_us", "p99_9_us",
+    "max_us", "send_late_p99_us", "errors", "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req",
+    "client_us_per_req", "projected_rps", "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu",
+    "unsteady", "disturbed",
 ]  # fmt: skip
 
 
@@ -201,6 +202,7 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         "referee_rps": referee.rps if referee else None,
         "lab_vs_referee": round(point.median / referee.rps, 3) if referee and referee.rps else None,
         "limit_reason": point.verdict(noises.get(point.scenario))[1],
+        "referee_server_cpus_us_per_req": next((r.referee_cost.server_cpus_us for r in reps if r.referee_cost), None),
         "p50_us": latency.get("p50"),
         "p90_us": latency.get("p90"),
         "p99_us": latency.get("p99"),

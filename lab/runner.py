@@ -29,8 +29,8 @@ from core.host import ROOT, UsageError
 from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
-from lab.measure import Measure, health
-from loadtests.load import LoadBackend, LoadError, LoadSideLostError, RefereeResult
+from lab.measure import Measure, Refereed, health
+from loadtests.load import LoadBackend, LoadError, LoadSideLostError
 from servers.matrix import Cell
 from servers.target import RunningServer, ServerError, TargetBackend, TargetSideLostError
 
@@ -160,8 +160,10 @@ class Runner:
     progress: Progress | None = None
     manifest: Manifest | None = None
     dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
-    referees: dict[tuple[str, str], tuple[RefereeResult | None, str]] = field(default_factory=dict)
+    referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
+    overheads: list[float] = field(default_factory=list)
+    known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.measure = Measure(self.config, self.run_id, self.loads, tuple(self.targets.cpus))
@@ -256,7 +258,7 @@ class Runner:
                     found.append(record.load.rps)
         return found
 
-    def known_referee(self, cell: Cell, scenario: str) -> tuple[RefereeResult | None, str] | None:
+    def known_referee(self, cell: Cell, scenario: str) -> Refereed | None:
         """The referee measured for this point earlier in the run (also before a resume), if any."""
         if (cell.key, scenario) in self.referees:
             return self.referees[(cell.key, scenario)]
@@ -264,7 +266,7 @@ class Runner:
             with contextlib.suppress(bundle.BundleError):
                 record = bundle.read_model(path, "repeat")
                 if record.referee is not None:
-                    return record.referee, ""
+                    return Refereed(record.referee, "", record.referee_cost)
         return None
 
     # one cell, one visit ---------------------------------------------------------------------------------------
@@ -302,16 +304,18 @@ class Runner:
         if not rate:
             referee = self.known_referee(cell, scenario)
             if referee is None:
-                referee = self.measure.referee(server, scenario) if c.referee_seconds else (None, "no referee run")
+                referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
                 self.referees[(cell.key, scenario)] = referee
-                if referee[0]:
-                    self.line(f"{cell.key} {scenario}: wrk {referee[0].rps:,.0f} RPS ({referee[0].seconds:.0f} s)")
+                if referee.wrk:
+                    self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
         else:
-            referee = (None, "")
+            referee = Refereed(None)
         duration = c.sweep_seconds if rate else c.duration
         earlier: list[str] = []
         while True:
+            began = time.monotonic()
             record = self.measure.repeat(server, cell, scenario, rate, number, referee, warmup, duration, earlier)
+            self.overheads.append(time.monotonic() - began - warmup - duration)
             cond = record.conditions
             if not (cond and cond.disturbed and len(earlier) < RERUNS and self.reruns < RERUNS_PER_RUN):
                 break
@@ -422,34 +426,45 @@ class Runner:
             rps = self.ok_rps(cell, scenario)
             if rps and key not in self.dead:
                 referee = self.known_referee(cell, scenario)
-                found[key] = max(statistics.median(rps), referee[0].rps if referee and referee[0] else 0.0)
+                found[key] = max(statistics.median(rps), referee.wrk.rps if referee and referee.wrk else 0.0)
         return found
 
-    def sweep_phase(self) -> None:
-        c, progress = self.config, self.progress
-        assert self.manifest is not None and progress
+    def rates(self) -> dict[str, SweepRates]:
+        """The sweep's rates: chosen once, from the throughput phase's figures, and kept in the manifest."""
+        assert self.manifest is not None
         rates = self.manifest.sweep or self.choose_rates()
         self.save_manifest(sweep=rates)
+        self.known_capacities = {s: self.capacities(s) for s in rates}  # which cells run the fast-only rates
+        return rates
+
+    def sweep_work(self, rates: dict[str, SweepRates], cell: Cell) -> list[tuple[str, float, int, float]]:
+        """A cell's sweep: (scenario, rate, repeat 1, warm-up before the first rate) for each rate it runs."""
+        work = []
+        for scenario in self.config.scenarios_of(cell):
+            chosen = rates.get(scenario)
+            if chosen is None:
+                continue
+            capacity = self.known_capacities.get(scenario, {}).get(cell.key, 0.0)
+            mine = chosen.common + [r for r in chosen.fast if sweep.serves(capacity, r)]
+            work += [(scenario, rate, 1, SWEEP_WARMUP if i == 0 else 0.0) for i, rate in enumerate(mine)]
+        return work
+
+    def sweep_phase(self, rates: dict[str, SweepRates]) -> None:
+        c, progress = self.config, self.progress
+        assert self.manifest is not None and progress
         for scenario, chosen in rates.items():
             self.line(
                 f"sweep {scenario}: common rates {', '.join(f'{r:g}' for r in chosen.common)}"
                 + (f"; fast-only {', '.join(f'{r:g}' for r in chosen.fast)}" if chosen.fast else "")
                 + f" ({chosen.chosen_from})"
             )
-        capacities = {s: self.capacities(s) for s in rates}
         order = round_order(self.run_id, 0, c.cells)
-        for key in order:
+        plan = {key: self.sweep_work(rates, c.matrix.cell_from_key(key)) for key in order}
+        progress.total += sum(len(work) for work in plan.values())  # the whole sweep, so the ETA counts it
+        for key, work in plan.items():
             cell = c.matrix.cell_from_key(key)
-            work = []
-            for scenario in c.scenarios_of(cell):
-                chosen = rates.get(scenario)
-                if chosen is None:
-                    continue
-                mine = chosen.common + [r for r in chosen.fast if sweep.serves(capacities[scenario].get(key, 0), r)]
-                for i, rate in enumerate(mine):
-                    work.append((scenario, rate, 1, SWEEP_WARMUP if i == 0 else 0.0))
             todo = [w for w in work if not self.done(cell, w[0], w[1], 1)]
-            progress.total += len(todo)
+            progress.done += len(work) - len(todo)
             if todo and key not in self.dead:
                 self.visit(cell, todo)
             elif key in self.dead:
@@ -475,10 +490,11 @@ class Runner:
                     self.run_calibration()
                 for number in range(1, c.repeats + 1):
                     self.throughput_round(number)
+                rates = self.rates() if c.sweep_seconds else {}
                 if c.budget_seconds:
-                    self.extra_rounds(self.manifest.started + c.budget_seconds - self.sweep_estimate())
+                    self.extra_rounds(self.manifest.started + c.budget_seconds - self.sweep_estimate(rates))
                 if c.sweep_seconds:
-                    self.sweep_phase()
+                    self.sweep_phase(rates)
             except RunInterruptedError as exc:
                 status, note = "interrupted", f"by {exc}"
                 self.line(f"interrupted by {exc}; resume with --resume {self.run_id}")
@@ -502,13 +518,18 @@ class Runner:
             return False
         return True
 
-    def sweep_estimate(self) -> float:
-        """Seconds the sweep will take (kept free of extra repeats)."""
+    def sweep_estimate(self, rates: dict[str, SweepRates]) -> float:
+        """Seconds the sweep will take (kept free of extra repeats): its runs, each with the overhead measured on
+        this run's repeats so far, and a server start per cell."""
         c = self.config
         if not c.sweep_seconds:
             return 0.0
-        rates = len(sweep.LADDER) + len(sweep.FAST) if not c.rates else len(c.rates)
-        return len(c.cells) * len(c.scenarios) * rates * (c.sweep_seconds + 1.0)
+        runs = sum(len(self.sweep_work(rates, cell)) for cell in c.cell_list if cell.key not in self.dead)
+        return runs * (c.sweep_seconds + self.overhead()) + len(c.cells) * (SWEEP_WARMUP + 1.0)
+
+    def overhead(self) -> float:
+        """Seconds a repeat takes beyond its warm-up and window (Locust's start and stop, checks, sampling)."""
+        return statistics.median(self.overheads) if self.overheads else 1.0
 
     def write_outputs(self, charts: bool = True) -> bool:
         """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""

@@ -92,6 +92,8 @@ def check_options(environment: Environment, **kwargs: Any) -> None:
         # A long-lived master (the compose lab) is driven through Locust's own /swarm; the result comes back here.
         app = environment.web_ui.app
         app.add_url_rule("/lab/result", "lab_result", lambda: LAST)
+        # polled while a run lasts, on the load CPUs: the sequence number alone, not the whole result each time
+        app.add_url_rule("/lab/seq", "lab_seq", lambda: {"seq": LAST["seq"]})
         app.add_url_rule("/lab/info", "lab_info", lambda: {"cpus": sorted(os.sched_getaffinity(0))})
         app.add_url_rule("/lab/referee", "lab_referee", run_referee, methods=["POST"])
         app.add_url_rule("/lab/quit", "lab_quit", lambda: quit_soon(environment), methods=["POST"])

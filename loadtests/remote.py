@@ -89,16 +89,19 @@ class MasterLocust:
             "user_classes": USER_CLASSES[load.client],
         }
         try:
-            before = _get(f"{self.url}/lab/result")["seq"]
+            before = _get(f"{self.url}/lab/seq")["seq"]
             reply = _post(f"{self.url}/swarm", form, form=True)
         except OSError as exc:
             raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
         if not reply.get("success"):
             raise LoadError(f"Locust master refused the run: {reply.get('message')}")
         deadline = time.monotonic() + load.timeout
+        time.sleep(load.warmup + load.duration)  # no polling while the window is open: the load CPUs are measuring
         while time.monotonic() < deadline:
-            time.sleep(0.25)
+            time.sleep(0.05)
             try:
+                if _get(f"{self.url}/lab/seq")["seq"] <= before:
+                    continue
                 latest = _get(f"{self.url}/lab/result")
             except OSError as exc:
                 raise LoadSideLostError(f"the Locust master at {self.url} stopped answering: {exc}") from None

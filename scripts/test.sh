@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Set up and run the lab's tests on a fresh machine: system tools the tests use (Debian's chromium for the report
-# test, when root with apt), a virtual environment in .venv with the pinned packages, ruff, pytest.
+# test, wrk for the referee, when root with apt), a virtual environment in .venv with the pinned packages, ruff,
+# pytest.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  echo "test.sh: installing Debian's chromium (the report test renders report.html in it)"
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"  # the report test renders report.html in it
+command -v wrk >/dev/null || missing="$missing wrk"            # the referee of every local run
+if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "test.sh: installing Debian's$missing"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
 venv=${LAB_VENV:-.venv}

@@ -121,6 +121,7 @@ def make_bundle(
                     cpus_busy={"0": server_cores}, cpus_steal={"0": 0.0}, cpus_irq={"0": 0.1},
                 ),
                 referee=None if rate or found_referee is None else referee(found_referee),
+                referee_cost=None,
                 verdict=Verdict(limit=limit, reason="synthetic", lab_vs_referee=None, busiest_load_cpu=0.5,
                                 busiest_worker=0.5, server_cpus_busy=server_cores),
                 cost=bundle.Cost(server_us=round(1e6 * server_cores / rps, 2),

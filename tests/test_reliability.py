@@ -216,7 +216,7 @@ def test_a_server_that_will_not_start_is_recorded_and_skipped(tmp_path: Path) ->
 
 
 def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_path: Path) -> None:
-    from lab.measure import Measure
+    from lab.measure import Measure, Refereed
     from loadtests.local import LocalLocust
     from servers.local import LocalTargets
     from servers.matrix import load
@@ -229,7 +229,7 @@ def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_pat
         server.process.kill()
         server.process.wait()
         measure = Measure(settings, "run", loads, (0,))
-        record = measure.repeat(server, cell, "plaintext", 0.0, 1, (None, ""), 0.2, 1.0)
+        record = measure.repeat(server, cell, "plaintext", 0.0, 1, Refereed(None), 0.2, 1.0)
     assert not record.ok and record.load is None and record.failure.startswith("before the window: the server exited")
 
 

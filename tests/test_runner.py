@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,12 +40,23 @@ def only_run(results: Path) -> Path:
 
 
 def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
-    done = lab_run(*[a for c in CELLS for a in ("--cell", c)], *SHORT, "--no-calibrate", results=tmp_path)
+    """Both phases of a run with a sweep, the referee on each closed point, every repeat judged and costed."""
+    args = [*SHORT, "--no-calibrate", "--referee-seconds", "1", "--sweep-seconds", "0.5", "--rate", "300"]
+    done = lab_run(*[a for c in CELLS for a in ("--cell", c)], *args, results=tmp_path)
     assert done.returncode == 0, done.stderr
     result = bundle.load_bundle(only_run(tmp_path))
     assert result.manifest.status == "complete" and result.failures == []
-    assert sorted({r.key for r in result.repeats}) == sorted(CELLS) and len(result.repeats) == 4
-    for r in result.repeats:
+    closed = [r for r in result.repeats if not r.offered_rps]
+    swept = [r for r in result.repeats if r.offered_rps]
+    assert sorted({r.key for r in closed}) == sorted(CELLS) and len(closed) == 4 and len(swept) == 2
+    assert {tuple(sorted(r)) for r in result.manifest.rounds} == {tuple(sorted(CELLS))}
+    for r in swept:
+        assert r.ok and r.load.model == "open" and r.verdict.limit == "offered" and r.load.send_lateness.count > 0
+    if shutil.which("wrk"):
+        assert all(r.referee and r.referee.rps > 0 and r.referee_cost for r in closed if r.repeat == 1)
+    for r in closed:
+        assert r.verdict.limit in ("server", "client", "unclear") and r.verdict.reason
+        assert r.cost.server_us > 0 and r.cost.client_us > 0 and r.conditions is not None
         p = r.load.latency.percentiles_us
         assert r.load.rps > 0 and r.load.errors == {} and r.load.ok == r.load.latency.count > 0
         assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= r.load.latency.max_us
@@ -52,8 +64,9 @@ def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
         assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0 and r.server.startup_seconds > 0
     assert result.manifest.machine.logical_cpus >= 1 and result.manifest.versions["locust"]
     rows = (result.root / "summary.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("key,server,loop")
-    assert "[4/4]" in done.stderr  # progress lines
+    assert len(rows) == 5 and rows[0].startswith("key,server,loop")
+    assert "[6/6]" in done.stderr  # progress lines
+    assert "results in" in done.stderr.strip().splitlines()[-1]  # the outcome is the last line
 
 
 def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path: Path) -> None:

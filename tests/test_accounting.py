@@ -1,0 +1,72 @@
+"""Server-side accounting: the server's CPUs' busy time beside its process tree's CPU, and what else ran there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.host import free_port, machine_cpus
+from lab.measure import conditions
+from loadtests.load import Load
+from loadtests.local import run_once
+from servers.local import LocalTargets
+from servers.matrix import load
+
+TWO_CPUS = len(machine_cpus()) >= 2
+pytestmark = pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate the server and the client")
+
+
+def hog(cpu: int, seconds: float) -> subprocess.Popen:
+    code = f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + {seconds}\n"
+    code += "while time.time() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_busy_neighbour_shows_on_the_server_cpus_not_in_the_servers_own_cpu(tmp_path: Path) -> None:
+    cell = load().cell_from_key("uvicorn-asyncio-h11-w1-raw")
+    with LocalTargets(tmp_path, (0,)).serve(cell, free_port()) as server:
+        neighbour = hog(0, 5)
+        try:
+            time.sleep(0.3)
+            server.sample_open()
+            start = time.time()
+            time.sleep(1.5)
+            sample = server.sample_close(start, time.time())
+        finally:
+            neighbour.kill()
+            neighbour.wait()
+    assert sample.cpus_busy["0"] >= 0.9  # CPU 0 was busy...
+    assert sample.cpu_cores < 0.1  # ...but not with the (idle) server
+
+
+def test_under_load_the_server_cpus_hold_the_server_and_its_network_work(tmp_path: Path) -> None:
+    cell = load().cell_from_key("uvicorn-asyncio-h11-w1-raw")
+    with LocalTargets(tmp_path, (0,)).serve(cell, free_port()) as server:
+        server.sample_open()
+        result = run_once(Load(target=server.url, users=16, duration=2.0, warmup=0.3), (1,))
+        sample = server.sample_close(result.window.start, result.window.end)
+    assert sample.cpu_cores > 0.5 and sample.cpus_busy["0"] >= 0.9 * sample.cpu_cores
+    assert sample.cpus_irq["0"] > 0  # loopback's softirq ran on the server CPU too, outside the process tree
+    quiet = conditions(result, sample, (0,))
+    assert quiet.other_server is not None and quiet.other_server < 0.1 and not quiet.disturbed, quiet
+
+
+def test_a_neighbour_during_a_repeat_makes_it_disturbed(tmp_path: Path) -> None:
+    cell = load().cell_from_key("uvicorn-asyncio-h11-w1-raw")
+    with LocalTargets(tmp_path, (0,)).serve(cell, free_port()) as server:
+        neighbour = hog(0, 6)
+        try:
+            server.sample_open()
+            result = run_once(Load(target=server.url, users=2, duration=1.5, scenario="io", params={"ms": "20"}), (1,))
+            sample = server.sample_close(result.window.start, result.window.end)
+        finally:
+            neighbour.kill()
+            neighbour.wait()
+    found = conditions(result, sample, (0,))
+    assert found.disturbed and found.other_server >= 0.5 and "server CPUs busy with other work" in found.note
+    assert os.sched_getaffinity(0)  # the test itself ran wherever it liked
