@@ -24,7 +24,10 @@ from servers.target import RunningServer, ServerSample
 
 WINDOW_TOLERANCE = 0.25  # seconds, plus 5% of the duration: how far a window may stray from what was asked
 STEAL_BOUND = 0.05  # a server or load CPU with more stolen than this share of the window: disturbed
-OTHER_BOUND = 0.10  # server or load CPUs busy with other work for more than this share: disturbed
+# Server or load CPUs busy with other work for more than this share: disturbed. On the 2-core VMs measured here the
+# load CPU carries 2-17% of such work in quiet runs (the kernel's network threads, the runner, containerd: median 8%,
+# 90th percentile 12% over a default run's repeats); a neighbour that wants a CPU takes far more.
+OTHER_BOUND = 0.25
 UNSTEADY_BELOW = 0.80  # a whole second with fewer correct answers than this share of the median second: unsteady
 
 

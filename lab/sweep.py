@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-LADDER = (0.1, 0.3, 0.6, 0.9, 1.2)  # shares of the slowest cell's capacity
-FAST = (0.35, 0.7)  # shares of the fastest cell's capacity
+LADDER = (0.1, 0.4, 0.8, 1.2)  # shares of the slowest cell's capacity
+FAST = (0.4, 0.8)  # shares of the fastest cell's capacity
 FAST_ROOM = 1.1  # a fast rate runs on a cell whose capacity is at least this many times the rate
 
 

@@ -20,7 +20,7 @@ class TreeSampler(threading.Thread):
     Figures for a window are taken between the first and last samples inside it, stretched to the window's length.
     """
 
-    def __init__(self, root_pid: int, cpus: tuple[int, ...] = (), interval: float = 0.2) -> None:
+    def __init__(self, root_pid: int, cpus: tuple[int, ...] = (), interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(root_pid)
         self.cpus = cpus

@@ -80,7 +80,7 @@ def test_only_cells_that_differ_in_one_thing_are_compared() -> None:
 
 def test_the_sweep_rates_span_the_slowest_cell_and_add_rates_only_fast_cells_reach() -> None:
     common, fast = sweep.rates({"slow": 2_000, "mid": 9_000, "fast": 40_000})
-    assert common == [200, 600, 1_200, 1_800, 2_400]  # 10% .. 120% of the slowest: its knee is inside
-    assert fast == [14_000, 28_000]  # 35% and 70% of the fastest
-    assert sweep.serves(40_000, 28_000) and not sweep.serves(9_000, 14_000)
+    assert common == [200, 800, 1_600, 2_400]  # 10% .. 120% of the slowest: its knee is inside
+    assert fast == [16_000, 32_000]  # 40% and 80% of the fastest
+    assert sweep.serves(40_000, 32_000) and not sweep.serves(9_000, 16_000)
     assert sweep.round2(1234) == 1200 and sweep.round2(0.456) == 0.46
