@@ -184,7 +184,7 @@ class Measure:
         record = {
             "schema_version": bundle.SCHEMA_VERSION, "kind": "repeat", "run_id": self.run_id, "key": cell.key,
             "cell": CellInfo(**vars(cell)), "scenario": scenario, "offered_rps": rate or None, "repeat": number,
-            "referee": referee.wrk if not rate else None, "referee_cost": referee.cost if not rate else None,
+            "referee": None, "referee_cost": None,  # the runner adds the referee to the repeat it followed
             "attempt": 1 + len(earlier or []),
             "earlier": list(earlier or []),
         }  # fmt: skip

@@ -30,6 +30,7 @@ from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
 from lab.measure import Measure, Refereed, health
+from lab.verdict import judge
 from loadtests.load import LoadBackend, LoadError, LoadSideLostError
 from servers.matrix import Cell
 from servers.target import RunningServer, ServerError, TargetBackend, TargetSideLostError
@@ -297,19 +298,12 @@ class Runner:
             self.fail(cell, None, "stop" if started else "start", message, log_tail)
 
     def one(self, server: RunningServer, cell: Cell, scenario: str, rate: float, number: int, warmup: float) -> None:
-        """One repeat (with the referee first, the first time a closed point is measured); CellDiedError when the
-        server died or hung."""
+        """One repeat; the first ok one of a closed point is followed by the referee on the same warm server, right
+        after it, and carries it (its verdict then judged with it). CellDiedError when the server died or hung."""
         c, progress = self.config, self.progress
         assert progress
-        if not rate:
-            referee = self.known_referee(cell, scenario)
-            if referee is None:
-                referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
-                self.referees[(cell.key, scenario)] = referee
-                if referee.wrk:
-                    self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
-        else:
-            referee = Refereed(None)
+        referee = (self.known_referee(cell, scenario) if not rate else None) or Refereed(None)
+        pending_referee = not rate and (cell.key, scenario) not in self.referees and referee.wrk is None
         duration = c.sweep_seconds if rate else c.duration
         earlier: list[str] = []
         while True:
@@ -322,6 +316,18 @@ class Runner:
             self.reruns += 1
             earlier.append(f"attempt {len(earlier) + 1}: {cond.note}")
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
+        if pending_referee and record.ok and record.load and record.server:
+            referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
+            self.referees[(cell.key, scenario)] = referee
+            if referee.wrk:
+                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
+            record = record.model_copy(
+                update={
+                    "referee": referee.wrk,
+                    "referee_cost": referee.cost,
+                    "verdict": judge(record.load, record.server, referee.wrk, referee.why),
+                }
+            )
         bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, number, rate), record)
         progress.done += 1
         progress.measured += 1

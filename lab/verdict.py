@@ -9,11 +9,12 @@ A repeat is judged on CPU (judge), in order:
            pace of a closed loop).
 Busiest CPU and busiest worker, never means: one saturated worker or CPU is enough to limit a run.
 
-A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): Locust's median
-below CLEARLY_SHORT of wrk's figure is `client` (the server can do more than Locust got); below REFEREE_SHARE it is
-`client` when the gap is beyond twice the run's repeat noise, else `unclear`; otherwise the worst of its repeats'
-verdicts stands. Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide,
-and the reason says so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one
+A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): Locust's RPS in
+the repeat wrk followed, on the same warm server, below CLEARLY_SHORT of wrk's figure is `client` (the server can do
+more than Locust got); below REFEREE_SHARE it is `client` when the gap is beyond twice the run's repeat noise, else
+`unclear`; otherwise the worst of its repeats' verdicts stands. Without a referee (a scenario wrk cannot replay, or
+wrk not installed) only the CPU rules decide, and the reason says so.
+An open-model repeat that served its offered rate was limited by the offer (`offered`); one
 that fell short is judged by the same CPU rules.
 """
 
@@ -90,7 +91,7 @@ def point_verdict(limits: list[str], lab_rps: float, referee: RefereeResult | No
         return cpu, f"{cpu}: decided on CPU alone (no referee)"
     ratio = lab_rps / referee.rps
     margin = max(1 - REFEREE_SHARE, 2 * noise)
-    said = f"Locust's median {lab_rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+    said = f"Locust's {lab_rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f} right after it"
     if ratio < CLEARLY_SHORT:
         return "client", f"client: {said}, below {CLEARLY_SHORT:.2f}×: the server can do more than Locust got"
     if ratio < REFEREE_SHARE:
