@@ -157,11 +157,15 @@ class SweepRates(Model):
 
 
 class Speed(Model):
-    """A short fixed CPU workload timed on the server and the load CPUs: how fast this machine is, to compare runs."""
+    """A short fixed CPU workload timed on the server and the load CPUs: how fast this machine is, to compare runs.
+    Timed at the start of the run and of every round and the sweep, so that a moment when the machine is slow (a
+    shared VM's CPU can run a third slower for a second or two) does not set the index; the index is the median."""
 
     workload: str
-    server_ops: float  # per second, on the first server CPU
-    load_ops: float  # per second, on the first load CPU
+    server_ops: float  # per second, on the first server CPU: the median of server_samples
+    load_ops: float  # per second, on the first load CPU: the median of load_samples
+    server_samples: list[float]
+    load_samples: list[float]
 
 
 class Manifest(Model):

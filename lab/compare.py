@@ -45,7 +45,12 @@ def fingerprint_line(bundle: Bundle) -> str:
         f"{bundle.run_id}: {m.cpu_model}, {m.logical_cpus} CPUs, {m.memory_bytes / 2**30:.0f} GiB, {m.os}, "
         f"kernel {m.kernel}, Python {m.python}, server CPUs {bundle.manifest.config.server_cpus}, "
         f"load CPUs {bundle.manifest.config.load_cpus}, machine {m.machine_id}"
-        + (f", speed index {speed.server_ops:,.0f} ops/s" if speed else "")
+        + (
+            f", speed index {speed.server_ops:,.0f} ops/s (median of {len(speed.server_samples)}: "
+            f"{min(speed.server_samples):,.0f}–{max(speed.server_samples):,.0f})"
+            if speed
+            else ""
+        )
     )
 
 
@@ -125,8 +130,18 @@ def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
     warnings = []
     keys_a = {(p.key, p.scenario, p.offered) for p in pa if p.repeats}
     for label, only in (("A", keys_a - by_b.keys()), ("B", by_b.keys() - keys_a)):
-        for key, scenario, offered in sorted(only, key=str):
-            warnings.append(f"only in {label}: {key} {scenario}" + (f" @{offered:g}" if offered else ""))
+        for key, scenario, _ in sorted(k for k in only if not k[2]):
+            warnings.append(f"only in {label}: {key} {scenario}")
+    for scenario in sorted({s for _, s, offered in keys_a | by_b.keys() if offered}):
+        rates_a = sorted({o for _, s, o in keys_a if s == scenario and o})
+        rates_b = sorted({o for _, s, o in by_b if s == scenario and o})
+        if rates_a != rates_b:  # each run chooses its sweep's rates from its own figures
+            shared = sorted(set(rates_a) & set(rates_b))
+            warnings.append(
+                f"sweep rates differ in {scenario}: A {', '.join(f'{r:g}' for r in rates_a) or 'none'}; B "
+                f"{', '.join(f'{r:g}' for r in rates_b) or 'none'}; cells compared at "
+                + (", ".join(f"{r:g}" for r in shared) if shared else "no common rate")
+            )
     va, vb = a.manifest.versions, b.manifest.versions
     for package in (*key_packages(), "python"):
         left = a.manifest.machine.python if package == "python" else va.get(package)

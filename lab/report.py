@@ -204,8 +204,10 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
     parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in machine.items()]
     if m.speed:
         parts.append(
-            f"<dt>speed index</dt><dd>server CPU {m.speed.server_ops:,.0f} ops/s, load CPU {m.speed.load_ops:,.0f} "
-            f"ops/s ({html.escape(m.speed.workload)})</dd>"
+            f"<dt>speed index</dt><dd>server CPU {m.speed.server_ops:,.0f} ops/s (samples "
+            f"{min(m.speed.server_samples):,.0f}–{max(m.speed.server_samples):,.0f}), load CPU "
+            f"{m.speed.load_ops:,.0f} ops/s ({min(m.speed.load_samples):,.0f}–{max(m.speed.load_samples):,.0f}); "
+            f"{len(m.speed.server_samples)} samples of {html.escape(m.speed.workload)}</dd>"
         )
     parts.append(f"<dt>lab commit</dt><dd>{html.escape(str(m.lab_commit))}</dd>")
     parts += [f"<dt>{p}</dt><dd>{html.escape(m.versions[p])}</dd>" for p in key_packages() if p in m.versions]

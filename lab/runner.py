@@ -356,9 +356,16 @@ class Runner:
             self.save_manifest(rounds=rounds)
         self.run_round(number, rounds[number - 1])
 
+    def sample_speed(self) -> None:
+        assert self.manifest is not None
+        self.save_manifest(speed=measure_speed(self.config, self.manifest.speed))
+
     def run_round(self, number: int, order: list[str]) -> None:
         c, progress = self.config, self.progress
         assert progress
+        if any(not self.done(c.matrix.cell_from_key(k), s, 0.0, number) for k in order
+               for s in c.scenarios_of(c.matrix.cell_from_key(k))):  # fmt: skip
+            self.sample_speed()
         for key in order:
             cell = c.matrix.cell_from_key(key)
             todo = [s for s in c.scenarios_of(cell) if not self.done(cell, s, 0.0, number)]
@@ -467,6 +474,8 @@ class Runner:
         order = round_order(self.run_id, 0, c.cells)
         plan = {key: self.sweep_work(rates, c.matrix.cell_from_key(key)) for key in order}
         progress.total += sum(len(work) for work in plan.values())  # the whole sweep, so the ETA counts it
+        if any(not self.done(c.matrix.cell_from_key(k), *w[:2], 1) for k, work in plan.items() for w in work):
+            self.sample_speed()
         for key, work in plan.items():
             cell = c.matrix.cell_from_key(key)
             todo = [w for w in work if not self.done(cell, w[0], w[1], 1)]
@@ -490,8 +499,7 @@ class Runner:
         status, note = "complete", None
         with interruptible():
             try:
-                if self.manifest.speed is None:
-                    self.save_manifest(speed=measure_speed(c))
+                self.sample_speed()
                 if c.calibrate and not self.calibrated():
                     self.run_calibration()
                 for number in range(1, c.repeats + 1):
@@ -591,11 +599,17 @@ def extra_rule(config: RunConfig) -> str:
     )
 
 
-def measure_speed(config: RunConfig) -> Speed:
+def measure_speed(config: RunConfig, earlier: Speed | None) -> Speed:
+    """One more sample of the machine's speed on the first server and load CPU; the index is the median so far."""
+    servers = [*(earlier.server_samples if earlier else []), fingerprint.speed(config.server_cpus[0])]
+    loads = [*(earlier.load_samples if earlier else []), fingerprint.speed(config.load_cpus[0])]
     return Speed(
-        workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (lab/fingerprint.py)",
-        server_ops=fingerprint.speed(config.server_cpus[0]),
-        load_ops=fingerprint.speed(config.load_cpus[0]),
+        workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (lab/fingerprint.py); "
+        "timed at the start of the run, of every round and of the sweep; the index is the median",
+        server_ops=statistics.median(servers),
+        load_ops=statistics.median(loads),
+        server_samples=servers,
+        load_samples=loads,
     )
 
 

@@ -87,7 +87,12 @@ def make_bundle(
         parts=[bundle.Part(started=T0, ended=T0 + 600, status="complete", machine_id="abc12345", container=True,
                            uid=1000, wiring="on this machine", note=None)],
         rounds=[keys, list(reversed(keys)), keys], sweep=sweep, extra_rule="none",
-        speed=bundle.Speed(workload="synthetic", server_ops=speed[0], load_ops=speed[1]) if speed else None,
+        speed=bundle.Speed(
+            workload="synthetic", server_ops=speed[0], load_ops=speed[1], server_samples=[speed[0]],
+            load_samples=[speed[1]],
+        )
+        if speed
+        else None,
     )  # fmt: skip
     bundle.write_record(root / "manifest.json", manifest)
     generator = LoadGenerator(

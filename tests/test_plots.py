@@ -138,19 +138,21 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     a = make_bundle(
         tmp_path / "a",
         {(RAW, "plaintext", 0): [10_000, 10_100, 9_900], (STAR, "plaintext", 0): [8_000, 8_100, 7_900],
-         (uv, "plaintext", 0): [5_000, 5_050, 4_950], (FAST, "plaintext", 0): [3_000, 3_000, 3_000]},
+         (uv, "plaintext", 0): [5_000, 5_050, 4_950], (FAST, "plaintext", 0): [3_000, 3_000, 3_000],
+         (RAW, "plaintext", 400): [400], (RAW, "plaintext", 1600): [1600]},
         {(RAW, "plaintext", 0): [1000] * 100}, run_id="A", speed=(1_000_000.0, 1_000_000.0),
     )  # fmt: skip
     b = make_bundle(
         tmp_path / "b",
         {(RAW, "plaintext", 0): [25_000, 25_250, 24_750], (STAR, "plaintext", 0): [25_100, 24_900, 25_000],
-         (uv, "plaintext", 0): [30_000, 30_300, 29_700]},
+         (uv, "plaintext", 0): [30_000, 30_300, 29_700], (RAW, "plaintext", 420): [420],
+         (RAW, "plaintext", 1600): [1600]},
         {(RAW, "plaintext", 0): [500] * 100}, run_id="B", speed=(2_000_000.0, 2_000_000.0),
         versions={"uvicorn": "0.54.0", "granian": "2.9.0", "locust": "2.47.0"},
         machine_overrides={"cpu_model": "Other CPU", "logical_cpus": 4},
     )  # fmt: skip
     result = compare.compare(load_bundle(a), load_bundle(b))
-    rows = {r["key"]: r for r in result["rows"]}
+    rows = {r["key"]: r for r in result["rows"] if not r["offered_rps"]}
     assert rows[RAW]["rps_ratio"] == 2.5 and rows[RAW]["rps_ratio_normalized"] == 1.25 and rows[RAW]["p99_ratio"] == 0.5
     assert result["speed_ratio"] == 2.0
     status = {frozenset(c.cells): c.status for c in result["conclusions"]}
@@ -160,6 +162,11 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     tau, n = result["ranks"]["plaintext"]
     assert n == 3 and tau == pytest.approx(-0.816, abs=1e-3)  # A: raw > star > uv; B: uv > raw = star (tau-b)
     assert f"only in A: {FAST} plaintext" in result["warnings"]
+    # each run picks its sweep's rates from its own figures: one line, not one per point; equal rates are compared
+    assert "sweep rates differ in plaintext: A 400, 1600; B 420, 1600; cells compared at 1600" in result["warnings"]
+    assert not [w for w in result["warnings"] if "@" in w] and (RAW, 1600.0) in {
+        (r["key"], r["offered_rps"]) for r in result["rows"]
+    }
     assert "version differs: granian 2.8.7 (A) vs 2.9.0 (B)" in result["warnings"]
     assert "Other CPU, 4 CPUs" in result["b"] and "Synthetic CPU, 2 CPUs" in result["a"]
     files = compare.write(result, tmp_path / "out")

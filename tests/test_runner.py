@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
     swept = [r for r in result.repeats if r.offered_rps]
     assert sorted({r.key for r in closed}) == sorted(CELLS) and len(closed) == 4 and len(swept) == 2
     assert {tuple(sorted(r)) for r in result.manifest.rounds} == {tuple(sorted(CELLS))}
+    speed = result.manifest.speed  # timed at the start, at each round and at the sweep; the index is the median
+    assert speed and len(speed.server_samples) == len(speed.load_samples) == len(result.manifest.rounds) + 2
+    assert speed.server_ops == statistics.median(speed.server_samples) > 0
     for r in swept:
         assert r.ok and r.load.model == "open" and r.verdict.limit == "offered" and r.load.send_lateness.count > 0
     if shutil.which("wrk"):
