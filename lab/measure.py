@@ -38,16 +38,16 @@ def health(server: RunningServer) -> str | None:
     return probe("127.0.0.1", server.port)
 
 
-def cost(result: LoadResult, sample: ServerSample) -> Cost:
-    ok = result.ok
+def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
+    """Both sides' CPU per answer over a window: under Locust (a repeat) or under wrk (the referee)."""
 
     def per_answer(seconds: float) -> float | None:
-        return round(seconds * 1e6 / ok, 2) if ok else None
+        return round(seconds * 1e6 / answers, 2) if answers else None
 
     return Cost(
         server_us=per_answer(sample.cpu_seconds),
         server_cpus_us=per_answer(sample.cpus_busy_seconds),
-        client_us=per_answer(result.load_generator.cpu_seconds),
+        client_us=per_answer(client_seconds),
     )
 
 
@@ -156,16 +156,8 @@ class Measure:
         sample = server.sample_close(started, time.time())
         if found is None:
             return Refereed(None, "wrk is not installed")
-        answers = found.rps * found.seconds
-        return Refereed(
-            found,
-            "",
-            Cost(
-                server_us=round(sample.cpu_seconds * 1e6 / answers, 2) if answers else None,
-                server_cpus_us=round(sample.cpus_busy_seconds * 1e6 / answers, 2) if answers else None,
-                client_us=round(found.cpu_utilization * found.threads * 1e6 / found.rps, 2) if found.rps else None,
-            ),
-        )
+        wrk_cpu = found.cpu_utilization * found.threads * found.seconds
+        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu))
 
     def repeat(
         self,
@@ -218,7 +210,7 @@ class Measure:
             load=result,
             server=figures,
             verdict=judge(result, sample, referee.wrk if not rate else None, referee.why if not rate else ""),
-            cost=cost(result, sample),
+            cost=cost(result.ok, sample, result.load_generator.cpu_seconds),
             conditions=conditions(result, sample, self.server_cpus),
         )
 

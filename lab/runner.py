@@ -164,6 +164,7 @@ class Runner:
     referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
     overheads: list[float] = field(default_factory=list)
+    speed_due: bool = False  # set at each round and the sweep: the next cell visited first times the machine
     known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -275,6 +276,9 @@ class Runner:
         """Start the cell's server, measure each (scenario, rate, repeat number, warm-up) on it, stop it."""
         died: tuple[str, str] | None = None
         started = False
+        if self.speed_due:  # before the server starts, while the machine is quiet
+            self.sample_speed()
+            self.speed_due = False
         try:
             with self.targets.serve(cell, self.config.port) as server:
                 started = True
@@ -363,9 +367,7 @@ class Runner:
     def run_round(self, number: int, order: list[str]) -> None:
         c, progress = self.config, self.progress
         assert progress
-        if any(not self.done(c.matrix.cell_from_key(k), s, 0.0, number) for k in order
-               for s in c.scenarios_of(c.matrix.cell_from_key(k))):  # fmt: skip
-            self.sample_speed()
+        self.speed_due = True
         for key in order:
             cell = c.matrix.cell_from_key(key)
             todo = [s for s in c.scenarios_of(cell) if not self.done(cell, s, 0.0, number)]
@@ -474,8 +476,7 @@ class Runner:
         order = round_order(self.run_id, 0, c.cells)
         plan = {key: self.sweep_work(rates, c.matrix.cell_from_key(key)) for key in order}
         progress.total += sum(len(work) for work in plan.values())  # the whole sweep, so the ETA counts it
-        if any(not self.done(c.matrix.cell_from_key(k), *w[:2], 1) for k, work in plan.items() for w in work):
-            self.sample_speed()
+        self.speed_due = True
         for key, work in plan.items():
             cell = c.matrix.cell_from_key(key)
             todo = [w for w in work if not self.done(cell, w[0], w[1], 1)]

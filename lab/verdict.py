@@ -13,9 +13,8 @@ A point (a cell and scenario, all its repeats) is then judged against the refere
 the repeat wrk followed, on the same warm server, below CLEARLY_SHORT of wrk's figure is `client` (the server can do
 more than Locust got); below REFEREE_SHARE it is `client` when the gap is beyond twice the run's repeat noise, else
 `unclear`; otherwise the worst of its repeats' verdicts stands. Without a referee (a scenario wrk cannot replay, or
-wrk not installed) only the CPU rules decide, and the reason says so.
-An open-model repeat that served its offered rate was limited by the offer (`offered`); one
-that fell short is judged by the same CPU rules.
+wrk not installed) only the CPU rules decide, and the reason says so. An open-model repeat that served its offered
+rate was limited by the offer (`offered`); one that fell short is judged by the same CPU rules.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ class Flock:
         ep, conns, recorder, ui_ms = self.ep, self.conns, self.recorder, self.ui_ms
         perf = time.perf_counter
         request, body = self.plan.request, self.body
-        request_len, body_len = len(request), len(self.body)
+        request_len, body_len = len(request), len(body)
         fast = self.schedule is None and not self.plan.websocket
         last_yield = last_ui = perf()
         if self.schedule is not None:
@@ -282,8 +282,10 @@ class Flock:
                         n = conn.sock.recv_into(conn.buf)
                     except BlockingIOError:
                         continue
-                    except OSError:
-                        n = None
+                    except OSError as exc:  # as the general path: the error named, a new connection in its place
+                        self.error(type(exc).__name__)
+                        self.reconnect(conn, now)
+                        continue
                     buf = conn.buf
                     if n == conn.whole and buf.startswith(conn.head) and buf.startswith(body, n - body_len):
                         latency = int((now - conn.due) * 1_000_000 + 0.5)
@@ -298,9 +300,6 @@ class Flock:
                             sent = -1
                         if sent != request_len:
                             self.write(conn, request[max(sent, 0) :])  # the rare case: the general path
-                        continue
-                    if n is None:
-                        done += self.readable(conn, now)  # an error: the general path says which
                         continue
                     done += self.readable(conn, now, n)
                     continue
@@ -327,24 +326,27 @@ class Flock:
                 if conn is not None:
                     self.start(conn, now)
 
+    @staticmethod
+    def receive(conn: Conn) -> int:
+        """recv_into the connection's buffer after what it holds, doubling it for a large answer."""
+        if conn.filled == 0:
+            return conn.sock.recv_into(conn.buf)
+        if conn.filled == len(conn.buf):
+            conn.buf.extend(bytes(len(conn.buf)))
+        return conn.sock.recv_into(memoryview(conn.buf)[conn.filled :])
+
     def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
         """Read what arrived (n bytes already read, when given) and handle every whole answer in it; returns how
         many correct answers."""
-        try:
-            if n is not None:
-                pass
-            elif conn.filled == 0:
-                n = conn.sock.recv_into(conn.buf)
-            else:
-                if conn.filled == len(conn.buf):
-                    conn.buf.extend(bytes(len(conn.buf)))  # a large answer: double the buffer
-                n = conn.sock.recv_into(memoryview(conn.buf)[conn.filled :])
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            self.error(type(exc).__name__)
-            self.reconnect(conn, now)
-            return 0
+        if n is None:
+            try:
+                n = self.receive(conn)
+            except BlockingIOError:
+                return 0
+            except OSError as exc:
+                self.error(type(exc).__name__)
+                self.reconnect(conn, now)
+                return 0
         if n == 0:
             self.error("server closed the connection")
             self.reconnect(conn, now)

@@ -284,9 +284,9 @@ def _load(path: Path) -> Matrix:
             return parse(tomllib.load(f))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise MatrixError(f"cannot read the matrix file {path}: {exc}") from None
+    except MatrixError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, MatrixError):
-            raise
         raise MatrixError(
             f"the matrix file {path} is malformed ({type(exc).__name__}: {exc}); compare it with servers/matrix.toml"
         ) from None
