@@ -66,16 +66,11 @@ class Point:
             return self.cpu_limit, self.cpu_limit
         sd = math.exp(noise.sd) - 1 if noise and math.isfinite(noise.sd) else 0.0
         limits = [r.verdict.limit for r in self.repeats if r.verdict]
-        return point_verdict(limits, self.paired_rps, self.referee, sd)
+        return point_verdict(limits, self.rps, self.referee, sd)
 
     @property
     def referee(self) -> RefereeResult | None:
         return next((r.referee for r in self.repeats if r.referee), None)
-
-    @property
-    def paired_rps(self) -> float:
-        """Locust's RPS in the repeat wrk followed on the same warm server: the fair one to set beside wrk's."""
-        return next((r.load.rps for r in self.repeats if r.referee and r.load), self.median)
 
     @property
     def rate_shortfall(self) -> bool:
@@ -206,7 +201,7 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         "rps_max": round(max(rps), 1),
         "limit": point.verdict(noises.get(point.scenario))[0],
         "referee_rps": referee.rps if referee else None,
-        "lab_vs_referee": round(point.paired_rps / referee.rps, 3) if referee and referee.rps else None,
+        "lab_vs_referee": round(point.median / referee.rps, 3) if referee and referee.rps else None,
         "limit_reason": point.verdict(noises.get(point.scenario))[1],
         "referee_server_cpus_us_per_req": next((r.referee_cost.server_cpus_us for r in reps if r.referee_cost), None),
         "p50_us": latency.get("p50"),

@@ -9,16 +9,21 @@ A repeat is judged on CPU (judge), in order:
            pace of a closed loop).
 Busiest CPU and busiest worker, never means: one saturated worker or CPU is enough to limit a run.
 
-A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): Locust's RPS in
-the repeat wrk followed, on the same warm server, below CLEARLY_SHORT of wrk's figure is `client` (the server can do
-more than Locust got); below REFEREE_SHARE it is `client` when the gap is beyond twice the run's repeat noise, else
-`unclear`; otherwise the worst of its repeats' verdicts stands. Without a referee (a scenario wrk cannot replay, or
-wrk not installed) only the CPU rules decide, and the reason says so. An open-model repeat that served its offered
-rate was limited by the offer (`offered`); one that fell short is judged by the same CPU rules.
+A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): the median of
+Locust's repeats over wrk's figure (wrk ran on the same warm server right after the first repeat, and again when the
+server CPU was slow around it). At or above REFEREE_SHARE the repeats' verdicts stand. Below it the point is
+`client` when the gap is beyond the noise (twice the run's repeat noise, widened for a median of n repeats set
+against one wrk run: 2 * noise * sqrt(1 + 1/n), at least 1 - REFEREE_SHARE) or a repeat's load side was out of CPU;
+otherwise `unclear` (short of wrk, but within what this machine's noise can do to two measurements). Without a
+referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the reason says so. An
+open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell short is judged by
+the same CPU rules.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -28,7 +33,6 @@ from servers.target import ServerSample
 
 SATURATED = 0.90  # a CPU, or a worker's core, at least this busy is out of CPU
 REFEREE_SHARE = 0.90  # Locust at or above this share of wrk's RPS measured what the server can do
-CLEARLY_SHORT = 0.85  # Locust below this share of wrk's RPS is client-limited whatever the noise
 
 Limit = Literal["server", "client", "unclear", "offered"]
 
@@ -82,22 +86,23 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
     return verdict("server", "neither side was out of CPU: the server's answer time set the pace")
 
 
-def point_verdict(limits: list[str], lab_rps: float, referee: RefereeResult | None, noise: float) -> tuple[str, str]:
-    """A closed-model point's limit over its repeats' verdicts, checked against the referee; `noise` is the run's
-    repeat noise for the scenario (one standard deviation, as a fraction)."""
+def point_verdict(limits: list[str], rps: list[float], referee: RefereeResult | None, noise: float) -> tuple[str, str]:
+    """A closed-model point's limit over its repeats' verdicts (`limits`) and RPS, checked against the referee;
+    `noise` is the run's repeat noise for the scenario (one standard deviation, as a fraction)."""
     cpu = worst(limits)
-    if referee is None or referee.rps <= 0:
+    if referee is None or referee.rps <= 0 or not rps:
         return cpu, f"{cpu}: decided on CPU alone (no referee)"
-    ratio = lab_rps / referee.rps
-    margin = max(1 - REFEREE_SHARE, 2 * noise)
-    said = f"Locust's {lab_rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f} right after it"
-    if ratio < CLEARLY_SHORT:
-        return "client", f"client: {said}, below {CLEARLY_SHORT:.2f}×: the server can do more than Locust got"
-    if ratio < REFEREE_SHARE:
-        if ratio < 1 - margin:
-            return "client", f"client: {said}, short of wrk by more than twice the repeat noise ({margin:.0%})"
-        return "unclear", f"unclear: {said}; the gap is within twice the repeat noise ({margin:.0%})"
-    return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
+    median = statistics.median(rps)
+    ratio = median / referee.rps
+    margin = max(1 - REFEREE_SHARE, 2 * noise * math.sqrt(1 + 1 / len(rps)))
+    said = f"Locust's median {median:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+    if ratio >= REFEREE_SHARE:
+        return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
+    if cpu == "client":
+        return "client", f"client: {said}, and a repeat's load side was out of CPU"
+    if ratio < 1 - margin:
+        return "client", f"client: {said}, short of wrk by more than the noise ({margin:.0%}): the server can do more"
+    return "unclear", f"unclear: {said}; short of wrk, but within the noise ({margin:.0%})"
 
 
 def worst(limits: list[str]) -> Limit:
