@@ -66,9 +66,13 @@ class Conditions(Model):
     steal: float  # the largest share of the window the hypervisor took from any server or load CPU
     other_server: float | None  # share of the server CPUs busy with neither the server nor interrupts
     other_load: float | None  # share of the load CPUs busy with neither Locust nor interrupts
-    unsteady: bool  # some whole second of the window had far fewer correct answers than the median second
-    disturbed: bool  # steal or other work over its bound: the repeat is measured again (once)
+    unsteady: bool  # some quarter-second of the window had far fewer correct answers than the median quarter
+    disturbed: bool  # steal, other work, a slow CPU or an unsteady window: a throughput repeat is measured again
     note: str
+    # The first server CPU's speed (lab/fingerprint.py: probe) just before the warm-up and just after the window,
+    # as a share of the run's full speed; None in bundles from before the probes.
+    speed_before: float | None = None
+    speed_after: float | None = None
 
 
 class Repeat(Model):

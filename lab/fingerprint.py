@@ -150,3 +150,27 @@ def speed(cpu: int) -> float:
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
     return round(float(done.stdout.strip()), 1)
+
+
+PROBE_INSERTS = 40_000  # a fifth of one SPEED_WORKLOAD pass: 8-15 ms here
+
+
+def probe(cpu: int) -> float:
+    """How fast one CPU runs right now: SPEED_WORKLOAD's dict inserts per second, the faster of two short passes (the
+    first also warms the caches a window's server left cold), in this thread pinned to that CPU for the while — no
+    process to start, so it can be taken before and after every window."""
+    import time
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        best = 0.0
+        for _ in range(2):
+            started = time.perf_counter()
+            d = {}
+            for i in range(PROBE_INSERTS):
+                d[str(i)] = i * 7 % 13
+            best = max(best, PROBE_INSERTS / (time.perf_counter() - started))
+        return round(best, 1)
+    finally:
+        os.sched_setaffinity(0, before)

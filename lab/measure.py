@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lab import bundle
+from lab import bundle, fingerprint
 from lab.bundle import CellInfo, Conditions, Cost, Repeat, ServerFigures
 from lab.config import RunConfig
 from lab.verdict import judge
@@ -28,7 +28,14 @@ STEAL_BOUND = 0.05  # a server or load CPU with more stolen than this share of t
 # load CPU carries 2-17% of such work in quiet runs (the kernel's network threads, the runner, containerd: median 8%,
 # 90th percentile 12% over a default run's repeats); a neighbour that wants a CPU takes far more.
 OTHER_BOUND = 0.25
-UNSTEADY_BELOW = 0.80  # a whole second with fewer correct answers than this share of the median second: unsteady
+UNSTEADY_BELOW = 0.80  # a quarter-second with fewer correct answers than this share of the median one: unsteady
+# The server CPU probed (lab/fingerprint.py: probe) below this share of the run's full speed, just before the warm-up
+# or just after the window: the machine was slow. The 2-core VMs measured here run either at full speed or at about
+# 0.55-0.6 of it, for a second to tens of seconds at a time, with no steal time to show it (README: noise); a window
+# that overlaps a slow spell reads 10-35% low.
+SLOW_BELOW = 0.75
+PROBE_SETTLE = 0.1  # seconds after a window before its probe: the server closing the window's connections is not it
+FULL_SPEED_QUANTILE = 0.9  # the run's full speed: this quantile of its probes so far (the slow spells pull below it)
 
 
 def health(server: RunningServer) -> str | None:
@@ -51,8 +58,12 @@ def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
     )
 
 
-def conditions(result: LoadResult, sample: ServerSample, server_cpus: tuple[int, ...]) -> Conditions:
-    """Steal, other work on the server and load CPUs, and the steadiness of the window's per-second answers.
+def conditions(
+    result: LoadResult, sample: ServerSample, server_cpus: tuple[int, ...], speed: tuple[float, float] | None = None
+) -> Conditions:
+    """Steal, other work on the server and load CPUs, the server CPU's speed just before and after (shares of the
+    run's full speed), and the steadiness of the window's answers: per quarter-second in the closed model (the
+    server's own pace), per second in the open model (a Poisson schedule's quarters vary too much on their own).
 
     Other work on a CPU set = busy time - interrupt time - the side's own processes' CPU (the server's process tree;
     the Locust workers and master). With shared CPUs the two sides are taken together.
@@ -76,24 +87,36 @@ def conditions(result: LoadResult, sample: ServerSample, server_cpus: tuple[int,
     else:
         other_server = other(sample.cpus_busy, sample.cpus_irq, sample.cpu_seconds)
         other_load = other(lg.cpu_busy, lg.cpu_irq, lg.cpu_seconds + master)
-    per_second = result.per_second
-    unsteady = len(per_second) >= 3 and min(per_second) < UNSTEADY_BELOW * statistics.median(per_second)
+    series = result.per_quarter if result.model == "closed" and result.per_quarter else result.per_second
+    least = min(series) / statistics.median(series) if len(series) >= 3 and statistics.median(series) else 1.0
+    unsteady = least < UNSTEADY_BELOW
+    slow = speed is not None and min(speed) < SLOW_BELOW
     notes = []
     if steal >= STEAL_BOUND:
         notes.append(f"{steal:.0%} of a CPU stolen by the hypervisor")
     for side, share in (("server", other_server), ("load", other_load)):
         if share is not None and share >= OTHER_BOUND:
             notes.append(f"{share:.0%} of the {side} CPUs busy with other work")
+    if slow and speed is not None:
+        notes.append(f"slow: {speed_note(speed)}")
     if unsteady:
-        notes.append(f"unsteady: a second at {min(per_second) / statistics.median(per_second):.0%} of the median")
+        unit = "quarter-second" if series is result.per_quarter else "second"
+        notes.append(f"unsteady: a {unit} at {least:.0%} of the median")
+    busy = steal >= STEAL_BOUND or any(o is not None and o >= OTHER_BOUND for o in (other_server, other_load))
     return Conditions(
         steal=round(steal, 4),
         other_server=other_server,
         other_load=other_load,
         unsteady=unsteady,
-        disturbed=steal >= STEAL_BOUND or any(o is not None and o >= OTHER_BOUND for o in (other_server, other_load)),
+        disturbed=busy or slow or unsteady,
         note="; ".join(notes) or "quiet",
+        speed_before=round(speed[0], 3) if speed else None,
+        speed_after=round(speed[1], 3) if speed else None,
     )
+
+
+def speed_note(speed: tuple[float, float]) -> str:
+    return f"the server CPU at {speed[0]:.0%} of full speed before the window, {speed[1]:.0%} after"
 
 
 def window_problems(result: LoadResult, load: Load, workers: int) -> list[str]:
@@ -119,6 +142,7 @@ class Refereed:
     wrk: RefereeResult | None
     why: str = ""
     cost: Cost | None = None
+    slow: str = ""  # how slow the server CPU was just before or after wrk, when it was (then wrk is run again)
 
 
 @dataclass
@@ -129,6 +153,20 @@ class Measure:
     run_id: str
     loads: LoadBackend
     server_cpus: tuple[int, ...]
+    speeds: list[float] = field(default_factory=list)  # every probe of the first server CPU in this run
+
+    def probe(self, settle: float = 0.0) -> float:
+        """The first server CPU's speed now (the server idle between windows), kept for the run's full speed."""
+        time.sleep(settle)
+        found = fingerprint.probe(self.server_cpus[0])
+        self.speeds.append(found)
+        return found
+
+    def shares(self, before: float, after: float) -> tuple[float, float]:
+        """Two probes as shares of the run's full speed: a high quantile of its probes so far."""
+        ordered = sorted(self.speeds)
+        full = ordered[int(FULL_SPEED_QUANTILE * (len(ordered) - 1))]
+        return (before / full, after / full) if full > 0 else (1.0, 1.0)
 
     def load(self, server: RunningServer, scenario: str, rate: float, duration: float, warmup: float) -> Load:
         c = self.config
@@ -143,6 +181,7 @@ class Measure:
         spec = self.load(server, scenario, 0.0, self.config.referee_seconds, 0.0)
         if not wrk.can_referee(spec):
             return Refereed(None, f"wrk cannot replay {scenario}")
+        before = self.probe()
         server.sample_open()
         started = time.time()
         try:
@@ -156,8 +195,10 @@ class Measure:
         sample = server.sample_close(started, time.time())
         if found is None:
             return Refereed(None, "wrk is not installed")
+        speed = self.shares(before, self.probe(PROBE_SETTLE))
+        slow = speed_note(speed) if min(speed) < SLOW_BELOW else ""
         wrk_cpu = found.cpu_utilization * found.threads * found.seconds
-        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu))
+        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), slow)
 
     def repeat(
         self,
@@ -183,6 +224,7 @@ class Measure:
         before = health(server)
         if before:
             return failed(record, f"before the window: {before}")
+        speed_before = self.probe()
         server.sample_open()
         try:
             result = self.loads.run(spec)
@@ -196,6 +238,7 @@ class Measure:
             server.sample_close(0.0, 0.0)
             raise
         sample = server.sample_close(result.window.start, result.window.end)
+        speed = self.shares(speed_before, self.probe(PROBE_SETTLE))
         problems = window_problems(result, spec, self.loads.workers)
         after = health(server)
         if after:
@@ -211,7 +254,7 @@ class Measure:
             server=figures,
             verdict=judge(result, sample, referee.wrk if not rate else None, referee.why if not rate else ""),
             cost=cost(result.ok, sample, result.load_generator.cpu_seconds),
-            conditions=conditions(result, sample, self.server_cpus),
+            conditions=conditions(result, sample, self.server_cpus, speed),
         )
 
 

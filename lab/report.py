@@ -68,7 +68,7 @@ def warnings(bundle: Bundle, rows: list[dict[str, Any]]) -> list[str]:
         if r.get("errors"):
             out.append(f"{label}: {r['errors']} wrong or failed answers (not counted as RPS).")
         if r.get("unsteady"):
-            out.append(f"{label}: {r['unsteady']} unsteady repeat(s) (a second below 80% of the median second).")
+            out.append(f"{label}: {r['unsteady']} unsteady repeat(s) (a quarter-second below 80% of the median one).")
     for s in m.skipped:
         out.append(f"Skipped {s.key} {s.scenario}: {s.reason}")
     shared = sorted(set(m.config.server_cpus) & set(m.config.load_cpus))

@@ -37,8 +37,13 @@ from servers.target import RunningServer, ServerError, TargetBackend, TargetSide
 
 DEFAULT_RESULTS = ROOT / "results"
 HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTERM before SIGKILL
-RERUNS = 1  # a disturbed repeat (lab/measure.py) is measured again this many times at most...
-RERUNS_PER_RUN = 20  # ...and a run re-measures at most this many
+# A disturbed throughput repeat (lab/measure.py: conditions) is measured again at most RERUNS times, while the run's
+# re-measuring has taken less than RERUN_SHARE of its time budget (at most RERUNS_PER_RUN repeats without a budget).
+# The sweep's repeats are flagged, not measured again: latency at a rate is read across rates, not from one window.
+RERUNS = 2
+RERUN_SHARE = 0.08
+RERUNS_PER_RUN = 20
+PROBE_BURST = 10  # quick probes of the server CPU with each speed sample, ~50 ms apart (lab/measure.py: Measure.probe)
 SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
 
 
@@ -163,6 +168,7 @@ class Runner:
     dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
     referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
+    rerun_seconds: float = 0.0
     overheads: list[float] = field(default_factory=list)
     speed_due: bool = False  # set at each round and the sweep: the next cell visited first times the machine
     known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -313,15 +319,21 @@ class Runner:
         while True:
             began = time.monotonic()
             record = self.measure.repeat(server, cell, scenario, rate, number, referee, warmup, duration, earlier)
-            self.overheads.append(time.monotonic() - began - warmup - duration)
+            took = time.monotonic() - began
+            self.overheads.append(took - warmup - duration)
             cond = record.conditions
-            if not (cond and cond.disturbed and len(earlier) < RERUNS and self.reruns < RERUNS_PER_RUN):
+            if rate or not (cond and cond.disturbed and len(earlier) < RERUNS and self.may_rerun(took)):
                 break
             self.reruns += 1
-            earlier.append(f"attempt {len(earlier) + 1}: {cond.note}")
+            self.rerun_seconds += took
+            got = f"{record.load.rps:,.0f} RPS, " if record.load else ""
+            earlier.append(f"attempt {len(earlier) + 1}: {got}{cond.note}")
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
         if pending_referee and record.ok and record.load and record.server:
             referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
+            if referee.wrk and referee.slow:
+                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS with {referee.slow}; again")
+                referee = self.measure.referee(server, scenario)
             self.referees[(cell.key, scenario)] = referee
             if referee.wrk:
                 self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
@@ -350,6 +362,13 @@ class Runner:
         p99 = result.latency.percentiles_us.get("p99", 0) / 1000
         self.line(f"{cell.key} {label} #{number}: {result.rps:,.0f} RPS, p99 {p99:.2f} ms{flags}")
 
+    def may_rerun(self, seconds: float) -> bool:
+        """Whether one more disturbed repeat (that took `seconds`) may be measured again in this run."""
+        budget = self.config.budget_seconds
+        if budget:
+            return self.rerun_seconds + seconds <= RERUN_SHARE * budget
+        return self.reruns < RERUNS_PER_RUN
+
     # the phases ------------------------------------------------------------------------------------------------
     def throughput_round(self, number: int) -> None:
         c = self.config
@@ -361,8 +380,13 @@ class Runner:
         self.run_round(number, rounds[number - 1])
 
     def sample_speed(self) -> None:
+        """The machine-speed index's next sample, and a burst of the quick probes that set the run's full speed (so
+        that the first repeats are judged against more than their own probes)."""
         assert self.manifest is not None
         self.save_manifest(speed=measure_speed(self.config, self.manifest.speed))
+        for _ in range(PROBE_BURST):
+            self.measure.probe()
+            time.sleep(0.05)
 
     def run_round(self, number: int, order: list[str]) -> None:
         c, progress = self.config, self.progress
@@ -596,7 +620,8 @@ def extra_rule(config: RunConfig) -> str:
     return (
         f"after the {config.repeats} rounds, while the run is within its {config.budget_seconds / 60:g}-minute budget "
         f"(the sweep's time kept free), another round over every cell that is in a comparison not yet significant "
-        f"at 95% (lab/stats.py), up to {config.max_repeats} repeats"
+        f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a disturbed throughput repeat (lab/measure.py) "
+        f"is measured again up to {RERUNS} times while re-measuring has used less than {RERUN_SHARE:.0%} of the budget"
     )
 
 

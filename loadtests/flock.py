@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import gevent
 from gevent import monkey
 
-from loadtests.recorder import Recorder
+from loadtests.recorder import QUARTERS, Recorder
 from loadtests.scenarios import Plan, Target
 
 epoll = monkey.get_original("select", "epoll")
@@ -305,7 +305,7 @@ class Flock:
                     continue
                 done += self.readable(conn, now)
             if done and recorder.recording:
-                recorder.per_second[int(now - recorder.opened)] += done
+                recorder.per_quarter[int((now - recorder.opened) * QUARTERS)] += done
             if self.schedule is not None:
                 self.release_due(perf())
             if self.retry and self.retry[0] <= now:

@@ -138,6 +138,7 @@ class LoadResult(Record):
     errors: dict[str, int]
     rps: float
     per_second: list[int]  # correct answers in each whole second of the window, all processes together
+    per_quarter: list[int] = []  # the same per quarter-second (not in bundles of schema 2 before it was added)
     latency: Latency  # from the send (closed model) or from the request's slot (open model)
     send_lateness: Latency | None  # open model: how long after its slot each request went out
     scheduled: int  # open model: slots due inside the window

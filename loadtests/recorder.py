@@ -23,6 +23,7 @@ from loadtests.load import Latency, LoadGenerator
 LOWEST_US = 1
 HIGHEST_US = 60_000_000  # a minute; anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
+QUARTERS = 4  # buckets per second of the window's answer counts: fine enough to see a machine slow for a second
 REPORTED = (50.0, 90.0, 99.0, 99.9, 99.99)
 # The percentile curve: 0, 50, 75, 90, ... 99.999, evenly spaced in "nines" (log of 1/(1-p)), then the max.
 CURVE = tuple(round(100 * (1 - 10 ** (-k / 4)), 6) for k in range(0, 21))
@@ -47,19 +48,19 @@ class Recorder:
     pending: Counter[int] = field(default_factory=Counter)
     late: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    per_second: Counter[int] = field(default_factory=Counter)
+    per_quarter: Counter[int] = field(default_factory=Counter)  # correct answers per quarter-second of the window
     peak_connections: int = 0
     scheduled: int = 0  # open model: slots due inside the window
     owed: int = 0
     started: float | None = None
     ended: float | None = None
-    opened: float = 0.0  # perf_counter() at open(), for the per-second buckets
+    opened: float = 0.0  # perf_counter() at open(), for the quarter-second buckets
     recording: bool = False
     cpu: dict[str, Any] = field(default_factory=dict)
 
     def open(self) -> None:
         self.histogram.reset()
-        for counter in (self.pending, self.late, self.errors, self.per_second):
+        for counter in (self.pending, self.late, self.errors, self.per_quarter):
             counter.clear()
         self.peak_connections = self.scheduled = self.owed = 0
         self.cpu = {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "start": cpu_reading()}
@@ -75,7 +76,7 @@ class Recorder:
     def success(self, seconds: float) -> None:
         if self.recording:
             self.pending[round(seconds * 1_000_000)] += 1
-            self.per_second[int(time.perf_counter() - self.opened)] += 1
+            self.per_quarter[int((time.perf_counter() - self.opened) * QUARTERS)] += 1
 
     def failure(self, reason: str) -> None:
         if self.recording:
@@ -91,14 +92,16 @@ class Recorder:
         late = new_histogram()
         for value, count in self.late.items():
             late.record_value(min(HIGHEST_US, max(LOWEST_US, value)), count)
-        seconds = int((self.ended or time.time()) - (self.started or time.time()))  # whole seconds only
+        span = (self.ended or time.time()) - (self.started or time.time())
+        quarters = [self.per_quarter.get(i, 0) for i in range(max(int(span * QUARTERS), 0))]  # whole ones only
         return {
             "hdr": self.flush().encode(),
             "late_hdr": late.encode() if self.late else None,
             "errors": dict(self.errors),
             "started": self.started,
             "ended": self.ended,
-            "per_second": [self.per_second.get(i, 0) for i in range(max(seconds, 0))],
+            "per_second": [sum(quarters[i : i + QUARTERS]) for i in range(0, len(quarters) - QUARTERS + 1, QUARTERS)],
+            "per_quarter": quarters,
             "owed": self.owed,
             "scheduled": self.scheduled,
             "peak_connections": self.peak_connections,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.host import free_port, machine_cpus
-from lab.measure import conditions
+from lab.fingerprint import probe
+from lab.measure import SLOW_BELOW, conditions
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.local import LocalTargets
@@ -53,7 +55,8 @@ def test_under_load_the_server_cpus_hold_the_server_and_its_network_work(tmp_pat
     assert sample.cpu_cores > 0.5 and sample.cpus_busy["0"] >= 0.9 * sample.cpu_cores
     assert sample.cpus_irq["0"] > 0  # loopback's softirq ran on the server CPU too, outside the process tree
     quiet = conditions(result, sample, (0,))
-    assert quiet.other_server is not None and quiet.other_server < 0.1 and not quiet.disturbed, quiet
+    assert quiet.other_server is not None and quiet.other_server < 0.1, quiet
+    assert "busy with other work" not in quiet.note  # (a slow spell of this VM may still make it unsteady)
 
 
 def test_a_neighbour_during_a_repeat_makes_it_disturbed(tmp_path: Path) -> None:
@@ -70,3 +73,16 @@ def test_a_neighbour_during_a_repeat_makes_it_disturbed(tmp_path: Path) -> None:
     found = conditions(result, sample, (0,))
     assert found.disturbed and found.other_server >= 0.5 and "server CPUs busy with other work" in found.note
     assert os.sched_getaffinity(0)  # the test itself ran wherever it liked
+
+
+def test_a_probe_sees_a_cpu_shared_with_a_neighbour_as_slow() -> None:
+    """What makes a repeat `slow` (lab/measure.py): the server CPU's probe against the run's full speed."""
+    quiet = statistics.median(probe(0) for _ in range(7))
+    neighbour = hog(0, 4)
+    try:
+        time.sleep(0.3)
+        shared = statistics.median(probe(0) for _ in range(7))
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert shared < SLOW_BELOW * quiet, (shared, quiet)
