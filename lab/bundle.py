@@ -67,7 +67,8 @@ class Conditions(Model):
     other_server: float | None  # share of the server CPUs busy with neither the server nor interrupts
     other_load: float | None  # share of the load CPUs busy with neither Locust nor interrupts
     unsteady: bool  # some quarter-second of the window had far fewer correct answers than the median quarter
-    disturbed: bool  # steal, other work, a slow CPU or an unsteady window: a throughput repeat is measured again
+    disturbed: bool  # steal, other work or a slow server CPU: a throughput repeat is measured again (unsteady is
+    # only flagged: a window's dip can be the server's own doing, and measuring it again would hide that)
     note: str
     # The first server CPU's speed (lab/fingerprint.py: probe) just before the warm-up and just after the window,
     # as a share of the run's full speed; None in bundles from before the probes.

@@ -108,7 +108,7 @@ def conditions(
         other_server=other_server,
         other_load=other_load,
         unsteady=unsteady,
-        disturbed=busy or slow or unsteady,
+        disturbed=busy or slow,
         note="; ".join(notes) or "quiet",
         speed_before=round(speed[0], 3) if speed else None,
         speed_after=round(speed[1], 3) if speed else None,

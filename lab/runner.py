@@ -37,13 +37,14 @@ from servers.target import RunningServer, ServerError, TargetBackend, TargetSide
 
 DEFAULT_RESULTS = ROOT / "results"
 HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTERM before SIGKILL
-# A disturbed throughput repeat (lab/measure.py: conditions) is measured again at most RERUNS times, while the run's
-# re-measuring has taken less than RERUN_SHARE of its time budget (at most RERUNS_PER_RUN repeats without a budget).
-# The sweep's repeats are flagged, not measured again: latency at a rate is read across rates, not from one window.
+# A disturbed throughput repeat (lab/measure.py: conditions) is measured again at most RERUNS times, and wrk once
+# when the server CPU was slow around it, while the run would still end within its time budget (the rounds' remaining
+# repeats and the sweep kept free); without a budget, at most RERUNS_PER_RUN times in a run. The sweep's repeats are
+# flagged, not measured again: latency at a rate is read across rates, not from one window.
 RERUNS = 2
-RERUN_SHARE = 0.08
 RERUNS_PER_RUN = 20
 PROBE_BURST = 10  # quick probes of the server CPU with each speed sample, ~50 ms apart (lab/measure.py: Measure.probe)
+VISIT_SECONDS = 0.5  # a repeat's share of its cell's visit: the server's start and stop, the speed probes
 SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
 
 
@@ -168,7 +169,6 @@ class Runner:
     dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
     referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
-    rerun_seconds: float = 0.0
     overheads: list[float] = field(default_factory=list)
     speed_due: bool = False  # set at each round and the sweep: the next cell visited first times the machine
     known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -325,13 +325,13 @@ class Runner:
             if rate or not (cond and cond.disturbed and len(earlier) < RERUNS and self.may_rerun(took)):
                 break
             self.reruns += 1
-            self.rerun_seconds += took
             got = f"{record.load.rps:,.0f} RPS, " if record.load else ""
             earlier.append(f"attempt {len(earlier) + 1}: {got}{cond.note}")
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
         if pending_referee and record.ok and record.load and record.server:
             referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
-            if referee.wrk and referee.slow:
+            if referee.wrk and referee.slow and self.may_rerun(c.referee_seconds + 1.0):
+                self.reruns += 1
                 self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS with {referee.slow}; again")
                 referee = self.measure.referee(server, scenario)
             self.referees[(cell.key, scenario)] = referee
@@ -363,11 +363,20 @@ class Runner:
         self.line(f"{cell.key} {label} #{number}: {result.rps:,.0f} RPS, p99 {p99:.2f} ms{flags}")
 
     def may_rerun(self, seconds: float) -> bool:
-        """Whether one more disturbed repeat (that took `seconds`) may be measured again in this run."""
-        budget = self.config.budget_seconds
-        if budget:
-            return self.rerun_seconds + seconds <= RERUN_SHARE * budget
-        return self.reruns < RERUNS_PER_RUN
+        """Whether something disturbed that takes `seconds` may be measured again: with a budget, while the run would
+        still end within it; without one, up to RERUNS_PER_RUN times."""
+        c, progress = self.config, self.progress
+        if not c.budget_seconds:
+            return self.reruns < RERUNS_PER_RUN
+        assert self.manifest is not None and progress is not None
+        repeats_left = max(progress.total - progress.done - 1, 0)
+        per_repeat = c.warmup + c.duration + self.overhead() + VISIT_SECONDS
+        referees_left = sum(
+            1 for key in c.cells for s in c.scenarios_of(c.matrix.cell_from_key(key)) if (key, s) not in self.referees
+        )
+        rest = repeats_left * per_repeat + referees_left * (c.referee_seconds + 1.0)
+        rest += self.sweep_estimate(self.manifest.sweep) if self.manifest.sweep else self.sweep_guess()
+        return time.time() + seconds + rest <= self.manifest.started + c.budget_seconds
 
     # the phases ------------------------------------------------------------------------------------------------
     def throughput_round(self, number: int) -> None:
@@ -566,6 +575,16 @@ class Runner:
         runs = sum(len(self.sweep_work(rates, cell)) for cell in c.cell_list if cell.key not in self.dead)
         return runs * (c.sweep_seconds + self.overhead()) + len(c.cells) * (SWEEP_WARMUP + 1.0)
 
+    def sweep_guess(self) -> float:
+        """The sweep's seconds before its rates are chosen: every common rate on every live point, and a quarter of
+        the fast-only ones (they run on the fast cells only)."""
+        c = self.config
+        if not c.sweep_seconds:
+            return 0.0
+        live = [cell for cell in c.cell_list if cell.key not in self.dead]
+        runs = sum(len(c.scenarios_of(cell)) for cell in live) * (len(sweep.LADDER) + len(sweep.FAST) / 4)
+        return runs * (c.sweep_seconds + self.overhead()) + len(live) * (SWEEP_WARMUP + 1.0)
+
     def overhead(self) -> float:
         """Seconds a repeat takes beyond its warm-up and window (Locust's start and stop, checks, sampling)."""
         return statistics.median(self.overheads) if self.overheads else 1.0
@@ -621,7 +640,7 @@ def extra_rule(config: RunConfig) -> str:
         f"after the {config.repeats} rounds, while the run is within its {config.budget_seconds / 60:g}-minute budget "
         f"(the sweep's time kept free), another round over every cell that is in a comparison not yet significant "
         f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a disturbed throughput repeat (lab/measure.py) "
-        f"is measured again up to {RERUNS} times while re-measuring has used less than {RERUN_SHARE:.0%} of the budget"
+        f"is measured again up to {RERUNS} times while the run would still end within its budget"
     )
 
 
