@@ -80,7 +80,7 @@ def throughput_bars(mine: list[Point], apps: list[str], scenario_noise: stats.No
     """Per app (matrix order), one bar per cell: median RPS with its 95% interval, min and max, what limited it."""
     by_app: dict[str, list[dict[str, Any]]] = {}
     for p in mine:
-        low, high = stats.interval(p.rps, scenario_noise)
+        low, high = p.interval(scenario_noise)
         referee, limit = p.referee, p.verdict(scenario_noise)[0]
         by_app.setdefault(p.cell.app, []).append(
             {

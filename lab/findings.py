@@ -98,7 +98,7 @@ def headline(bundle: Bundle) -> list[str]:
         mine = closed(found, scenario)
         if mine:
             top = max(mine, key=lambda p: p.median)
-            low, high = stats.interval(top.rps, noises[scenario])
+            low, high = top.interval(noises[scenario])
             tops.append(
                 f"{scenario}: {name(top.key, found)} {top.median:,.0f} RPS "
                 f"(95% CI {low:,.0f}-{high:,.0f}, {top.verdict(noises[scenario])[0]}-limited)"

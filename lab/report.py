@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from core.host import atomic_write
 from lab import findings
 from lab.bundle import Bundle
-from lab.results import points, summarize
+from lab.results import Point, noise, points, summarize
 from servers.matrix import Matrix, load
 
 TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy")
@@ -120,6 +121,21 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#66
 """
 
 
+def noise_line(found: list[Point]) -> str:
+    """The run's noise per scenario, before and after the rounds' drift is fitted out, and the rounds' factors."""
+    said = []
+    for scenario, n in sorted(noise(found).items()):
+        if not math.isfinite(n.sd):
+            continue
+        before = f"{100 * (math.exp(n.unblocked_sd) - 1):.1f}%" if math.isfinite(n.unblocked_sd) else "?"
+        rounds = ", ".join(f"{f:.2f}" for _, f in sorted(n.factors.items()))
+        said.append(
+            f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift fitted out, {before} "
+            f"without" + (f"; round factors {rounds}" if rounds else "")
+        )
+    return "Noise — " + "; ".join(said) + "." if said else ""
+
+
 def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path]:
     rows = summarize(bundle)
     found = points(bundle)
@@ -138,7 +154,8 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
         *(f"<div class=lead>{html.escape(lead.text(found))}</div>" for lead in leads),
         "" if leads else "<p>No equal-load sweep in this run.</p>",
         "<h2>Verdicts</h2><p>Each comparison between cells that differ in one thing, with its 95% interval from the "
-        "run's pooled repeat noise (lab/stats.py); a difference inside the noise is called indistinguishable.</p>",
+        "run's pooled repeat noise (lab/stats.py); a difference inside the noise is called indistinguishable. "
+        f"{html.escape(noise_line(found))}</p>",
     ]
     for role, title in findings.ROLE_TITLES.items():
         mine = [c for c in said if c.role == role]
@@ -222,6 +239,7 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
     md = [f"# ASGI Bench Lab — run {m.run_id}", "", f"{when}, status {m.status}. {data['caption']}", ""]
     md += ["## At equal load", ""] + ([f"- {lead.text(found)}" for lead in leads] or ["No sweep in this run."]) + [""]
     md += ["## Verdicts (95% confidence; differences inside the noise are indistinguishable)", ""]
+    md += [noise_line(found), ""] if noise_line(found) else []
     for role, title in findings.ROLE_TITLES.items():
         mine = [c for c in said if c.role == role]
         if mine:

@@ -52,6 +52,15 @@ class Point:
         return [r.load.rps for r in self.repeats if r.load]
 
     @property
+    def by_round(self) -> dict[int, float]:
+        """RPS of each ok repeat by its round (a closed point's repeat number is its round)."""
+        return {r.repeat: r.load.rps for r in self.repeats if r.load}
+
+    def interval(self, noise: stats.Noise) -> tuple[float, float]:
+        """The 95% interval of the point's RPS (lab/stats.py: round-adjusted, the run's pooled noise)."""
+        return stats.interval(noise.adjusted(self.by_round), noise)
+
+    @property
     def median(self) -> float:
         return round(statistics.median(self.rps), 1) if self.rps else 0.0
 
@@ -64,9 +73,24 @@ class Point:
         """(limit, reason) for the point: its repeats' verdicts checked against the referee, beyond the noise."""
         if self.offered or not self.repeats:
             return self.cpu_limit, self.cpu_limit
-        sd = math.exp(noise.sd) - 1 if noise and math.isfinite(noise.sd) else 0.0
         limits = [r.verdict.limit for r in self.repeats if r.verdict]
-        return point_verdict(limits, self.rps, self.referee, sd)
+        return point_verdict(limits, self.in_referee_round(noise), self.referee, self.referee_noise(noise))
+
+    def referee_noise(self, noise: stats.Noise | None) -> float:
+        """One standard deviation (a fraction) of Locust's estimate over wrk's figure: wrk's one run carries a lone
+        run's noise (the rounds' drift not fitted out), the median of n round-adjusted repeats the run's noise / n."""
+        if noise is None or not math.isfinite(noise.sd):
+            return 0.0
+        lone = noise.unblocked_sd if math.isfinite(noise.unblocked_sd) else noise.sd
+        return math.exp(math.sqrt(lone**2 + noise.sd**2 / max(len(self.rps), 1))) - 1
+
+    def in_referee_round(self, noise: stats.Noise | None) -> list[float]:
+        """The repeats as they would have been in the round wrk ran in (its machine speed): each round-adjusted, times
+        that round's factor. Without fitted factors, the repeats as measured."""
+        paired = next((r.repeat for r in self.repeats if r.referee), None)
+        if noise is None or not noise.factors or paired is None:
+            return self.rps
+        return [v * noise.factors.get(paired, 1.0) for v in noise.adjusted(self.by_round)]
 
     @property
     def referee(self) -> RefereeResult | None:
@@ -140,9 +164,9 @@ def closed(found: list[Point], scenario: str | None = None) -> list[Point]:
 
 
 def noise(found: list[Point]) -> dict[str, stats.Noise]:
-    """Per scenario: the run's pooled repeat noise (lab/stats.py)."""
+    """Per scenario: the run's pooled repeat noise, the rounds' drift fitted out (lab/stats.py)."""
     scenarios = {p.scenario for p in found if not p.offered}
-    return {s: stats.pooled_noise(p.rps for p in closed(found, s)) for s in scenarios}
+    return {s: stats.blocked_noise({p.key: p.by_round for p in closed(found, s)}) for s in scenarios}
 
 
 def comparisons(found: list[Point], noises: dict[str, stats.Noise] | None = None) -> list[stats.Comparison]:
@@ -152,7 +176,7 @@ def comparisons(found: list[Point], noises: dict[str, stats.Noise] | None = None
     for scenario, scenario_noise in noises.items():
         mine = closed(found, scenario)
         cells = {p.key: p.cell.model_dump() for p in mine}
-        out += stats.comparisons(scenario, cells, {p.key: p.rps for p in mine}, scenario_noise)
+        out += stats.comparisons(scenario, cells, {p.key: p.by_round for p in mine}, scenario_noise)
     return out
 
 
@@ -187,7 +211,7 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
     if not point.repeats:
         return {**base, "status": "failed: every repeat"}
     rps, latency, reps = point.rps, point.latency.percentiles_us, point.repeats
-    low, high = stats.interval(rps, noises[point.scenario]) if not point.offered else (None, None)
+    low, high = point.interval(noises[point.scenario]) if not point.offered else (None, None)
     referee = point.referee
     loads = [r.load for r in reps if r.load]
     servers = [r.server for r in reps if r.server]

@@ -257,13 +257,14 @@ class Runner:
         found = self.existing(cell, scenario, rate, number)
         return found is not None and found.ok
 
-    def ok_rps(self, cell: Cell, scenario: str) -> list[float]:
-        found = []
+    def ok_rps(self, cell: Cell, scenario: str) -> dict[int, float]:
+        """RPS of the point's ok throughput repeats, by round."""
+        found = {}
         for path in (self.root / "runs").glob(f"{cell.key}__{scenario}__r*.json"):
             with contextlib.suppress(bundle.BundleError):
                 record = bundle.read_model(path, "repeat")
                 if record.ok and record.load is not None:
-                    found.append(record.load.rps)
+                    found[record.repeat] = record.load.rps
         return found
 
     def known_referee(self, cell: Cell, scenario: str) -> Refereed | None:
@@ -441,7 +442,7 @@ class Runner:
         found: set[str] = set()
         for scenario in c.scenarios:
             rps = {k: self.ok_rps(c.matrix.cell_from_key(k), scenario) for k in c.cells}
-            noise = stats.pooled_noise(rps.values())
+            noise = stats.blocked_noise(rps)
             found |= stats.undecided(stats.comparisons(scenario, cells, rps, noise))
         return found
 
@@ -474,7 +475,7 @@ class Runner:
             rps = self.ok_rps(cell, scenario)
             if rps and key not in self.dead:
                 referee = self.known_referee(cell, scenario)
-                found[key] = max(statistics.median(rps), referee.wrk.rps if referee and referee.wrk else 0.0)
+                found[key] = max(statistics.median(rps.values()), referee.wrk.rps if referee and referee.wrk else 0.0)
         return found
 
     def rates(self) -> dict[str, SweepRates]:

@@ -1,26 +1,33 @@
 """How sure a number is: each cell's 95% interval, and a verdict for every comparison the lab states.
 
+The design. A run measures its repeats in rounds, each round over every cell in a new random order: the rounds are
+the blocks of a randomized block design. A machine whose speed drifts during a run (the 2-core VMs here ran one
+round 20% slower than the next) moves every cell of a round alike, so the lab fits that out: log RPS = cell + round,
+by least squares over every repeat of a scenario (round_effects); each repeat is divided by its round's factor (the
+factors' geometric mean is 1), and the fit's rounds - 1 degrees of freedom are taken from the noise's. Comparisons
+between cells are then, in effect, made within rounds. With one round, or without drift, this changes nothing.
+
 The interval. A run has few repeats per cell (3 by default): three repeats cannot give a 95% interval on their own
 (their widest order-statistic interval, min to max, holds the median only 75% of the time, and a bootstrap of three
-values is no better). But the repeats of all cells are measured in rounds, each round over every cell in a new
-order, so the machine's drift and its noise land on every cell alike. The lab therefore estimates the noise once
-per run and scenario, pooled over every cell: the standard deviation of log RPS around each cell's own mean, with
-sum(n_i - 1) degrees of freedom. A cell's 95% interval is exp(mean log RPS +- t * s / sqrt(n)) (Student's t at the
-pooled degrees of freedom); the figure shown is still the median of the repeats.
+values is no better). But the drift and the noise land on every cell alike, so the lab estimates the noise once per
+run and scenario, pooled over every cell: the standard deviation of the round-adjusted log RPS around each cell's own
+mean, with sum(n_i - 1) - (rounds - 1) degrees of freedom. A cell's 95% interval is exp(mean +- t * s / sqrt(n))
+(Student's t at the pooled degrees of freedom), at the run's mean machine speed; the figure shown is still the median
+of the repeats as measured.
 
-A comparison of two cells (A vs B, same scenario) is the ratio of their geometric means with the interval
-exp(diff +- t * s * sqrt(1/nA + 1/nB)). When the interval excludes 1 the lab says "A faster than B by X% (95% CI
-lo-hi%)"; otherwise "indistinguishable at this noise". The comparisons stated are those between cells that differ in
-one thing: the server (same app and loop), the app (same stack), the event loop (same server and app), or the
-server's workers.
+A comparison of two cells (A vs B, same scenario) is the ratio of their round-adjusted geometric means with the
+interval exp(diff +- t * s * sqrt(1/nA + 1/nB)). When the interval excludes 1 the lab says "A faster than B by X%
+(95% CI lo-hi%)"; otherwise "indistinguishable at this noise". The comparisons stated are those between cells that
+differ in one thing: the server (same app and loop), the app (same stack), the event loop (same server and app), or
+the server's workers.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 CONFIDENCE = 0.95
@@ -29,10 +36,17 @@ ROLES = ("server", "app", "loop", "workers")
 
 @dataclass(frozen=True)
 class Noise:
-    """The run's repeat noise for one scenario: pooled standard deviation of log RPS and its degrees of freedom."""
+    """The run's repeat noise for one scenario: pooled standard deviation of round-adjusted log RPS, its degrees of
+    freedom, and each round's factor (round number -> factor; empty when not fitted)."""
 
     sd: float
     df: int
+    factors: Mapping[int, float] = field(default_factory=dict, compare=False, hash=False)
+    unblocked_sd: float = math.nan  # the same before the rounds' drift is fitted out: what one lone run carries
+
+    def adjusted(self, by_round: Mapping[int, float]) -> list[float]:
+        """One cell's repeats (round -> RPS) with each round's factor divided out."""
+        return [rps / self.factors.get(number, 1.0) for number, rps in sorted(by_round.items())]
 
     @property
     def t(self) -> float:
@@ -46,16 +60,56 @@ class Noise:
         return 100 * (math.exp(self.sd) - 1)
 
 
-def pooled_noise(samples: Iterable[Sequence[float]]) -> Noise:
-    """Pooled standard deviation of log values around each sample's own mean."""
-    squares, df = 0.0, 0
+def pooled_noise(
+    samples: Iterable[Sequence[float]], fitted: int = 0, factors: Mapping[int, float] | None = None
+) -> Noise:
+    """Pooled standard deviation of log values around each sample's own mean; `fitted` degrees of freedom already
+    spent on the values (the round factors divided out of them)."""
+    squares, df = 0.0, -fitted
     for values in samples:
         logs = [math.log(v) for v in values if v > 0]
         if len(logs) >= 2:
             mean = statistics.fmean(logs)
             squares += sum((x - mean) ** 2 for x in logs)
             df += len(logs) - 1
-    return Noise(math.sqrt(squares / df) if df else math.inf, df)
+    return Noise(math.sqrt(squares / df) if df > 0 else math.inf, max(df, 0), dict(factors or {}))
+
+
+def round_effects(cells: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
+    """Each round's factor on every cell's RPS (round -> factor, geometric mean 1): the least-squares fit of
+    log RPS = cell + round over every repeat (cell -> round -> RPS). Empty with fewer than two rounds, or when the
+    rounds share no cell (nothing ties them together)."""
+    import numpy as np
+
+    rounds = sorted({number for by_round in cells.values() for number, rps in by_round.items() if rps > 0})
+    keys = [key for key, by_round in cells.items() if any(rps > 0 for rps in by_round.values())]
+    if len(rounds) < 2:
+        return {}
+    rows, logs = [], []
+    for i, key in enumerate(keys):
+        for number, rps in cells[key].items():
+            if rps > 0:
+                row = np.zeros(len(keys) + len(rounds) - 1)
+                row[i] = 1.0
+                if rounds.index(number):
+                    row[len(keys) + rounds.index(number) - 1] = 1.0
+                rows.append(row)
+                logs.append(math.log(rps))
+    design = np.array(rows)
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        return {}
+    fit = np.linalg.lstsq(design, np.array(logs), rcond=None)[0]
+    effects = [0.0, *fit[len(keys) :]]
+    centre = statistics.fmean(effects)
+    return {number: math.exp(effect - centre) for number, effect in zip(rounds, effects, strict=True)}
+
+
+def blocked_noise(cells: Mapping[str, Mapping[int, float]]) -> Noise:
+    """The run's noise for one scenario with the rounds' drift fitted out (cell -> round -> RPS)."""
+    factors = round_effects(cells)
+    bare = Noise(0.0, 0, factors)
+    found = pooled_noise((bare.adjusted(by_round) for by_round in cells.values()), max(len(factors) - 1, 0), factors)
+    return replace(found, unblocked_sd=pooled_noise(list(by_round.values()) for by_round in cells.values()).sd)
 
 
 def interval(values: Sequence[float], noise: Noise) -> tuple[float, float]:
@@ -119,16 +173,16 @@ def role(a: dict[str, object], b: dict[str, object]) -> str | None:
 
 
 def comparisons(
-    scenario: str, cells: dict[str, dict[str, object]], rps: dict[str, Sequence[float]], noise: Noise
+    scenario: str, cells: dict[str, dict[str, object]], rps: Mapping[str, Mapping[int, float]], noise: Noise
 ) -> list[Comparison]:
-    """Every comparison the lab states between these cells (key -> axes; key -> RPS of its ok repeats), faster or
-    first-listed cell as A."""
+    """Every comparison the lab states between these cells (key -> axes; key -> round -> RPS of its ok repeats),
+    round-adjusted with the noise's factors, faster or first-listed cell as A."""
     found = []
     for a, b in combinations(list(cells), 2):
         kind = role(cells[a], cells[b])
         if kind is None or not rps.get(a) or not rps.get(b):
             continue
-        found.append(compare(scenario, kind, a, b, rps[a], rps[b], noise))
+        found.append(compare(scenario, kind, a, b, noise.adjusted(rps[a]), noise.adjusted(rps[b]), noise))
     return found
 
 

@@ -10,19 +10,19 @@ A repeat is judged on CPU (judge), in order:
 Busiest CPU and busiest worker, never means: one saturated worker or CPU is enough to limit a run.
 
 A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): the median of
-Locust's repeats over wrk's figure (wrk ran on the same warm server right after the first repeat, and again when the
-server CPU was slow around it). At or above REFEREE_SHARE the repeats' verdicts stand. Below it the point is
-`client` when the gap is beyond the noise (twice the run's repeat noise, widened for a median of n repeats set
-against one wrk run: 2 * noise * sqrt(1 + 1/n), at least 1 - REFEREE_SHARE) or a repeat's load side was out of CPU;
-otherwise `unclear` (short of wrk, but within what this machine's noise can do to two measurements). Without a
-referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the reason says so. An
-open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell short is judged by
-the same CPU rules.
+Locust's repeats, each brought to the machine speed of the round wrk ran in (lab/stats.py: round factors), over
+wrk's figure (wrk ran on the same warm server right after the first repeat, and again when the server CPU was slow
+around it). At or above REFEREE_SHARE the repeats' verdicts stand. Below it the point is
+`client` when the gap is beyond the noise (twice the noise of that ratio: wrk's one run with a lone run's noise, and
+the median of n adjusted repeats, lab/results.py: Point.referee_noise; at least 1 - REFEREE_SHARE) or a repeat's load
+side was out of CPU; otherwise `unclear` (short of wrk, but within what this machine's noise can do to the two).
+Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the reason says
+so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell short is
+judged by the same CPU rules.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from typing import Literal
 
@@ -88,14 +88,14 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
 
 def point_verdict(limits: list[str], rps: list[float], referee: RefereeResult | None, noise: float) -> tuple[str, str]:
     """A closed-model point's limit over its repeats' verdicts (`limits`) and RPS, checked against the referee;
-    `noise` is the run's repeat noise for the scenario (one standard deviation, as a fraction)."""
+    `noise` is the noise of the ratio of their median to wrk's figure (one standard deviation, as a fraction)."""
     cpu = worst(limits)
     if referee is None or referee.rps <= 0 or not rps:
         return cpu, f"{cpu}: decided on CPU alone (no referee)"
     median = statistics.median(rps)
     ratio = median / referee.rps
-    margin = max(1 - REFEREE_SHARE, 2 * noise * math.sqrt(1 + 1 / len(rps)))
-    said = f"Locust's median {median:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+    margin = max(1 - REFEREE_SHARE, 2 * noise)
+    said = f"Locust's median {median:,.0f} RPS in wrk's round = {ratio:.2f}× wrk's {referee.rps:,.0f}"
     if ratio >= REFEREE_SHARE:
         return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
     if cpu == "client":

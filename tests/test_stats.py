@@ -15,17 +15,20 @@ CELLS = {
 }
 
 
-def repeats(rng: random.Random, mean: float, noise: float, n: int) -> list[float]:
-    return [mean * math.exp(rng.gauss(0, noise)) for _ in range(n)]
+def repeats(rng: random.Random, mean: float, noise: float, n: int, drift: tuple[float, ...] = ()) -> dict[int, float]:
+    """Round -> RPS: the true mean, times the round's drift factor (none: 1), times lognormal noise."""
+    return {r: mean * (drift[r - 1] if drift else 1.0) * math.exp(rng.gauss(0, noise)) for r in range(1, n + 1)}
 
 
-def run(difference: float, noise: float, n: int, seed: int, others: int = 16) -> stats.Comparison:
+def run(
+    difference: float, noise: float, n: int, seed: int, others: int = 16, drift: tuple[float, ...] = ()
+) -> stats.Comparison:
     """A run of two compared cells plus `others` unrelated cells that only add to the pooled noise estimate."""
     rng = random.Random(seed)
-    rps = {"a": repeats(rng, 10_000 * (1 + difference), noise, n), "b": repeats(rng, 10_000, noise, n)}
+    rps = {"a": repeats(rng, 10_000 * (1 + difference), noise, n, drift), "b": repeats(rng, 10_000, noise, n, drift)}
     for i in range(others):
-        rps[f"other{i}"] = repeats(rng, 5_000 + 1_000 * i, noise, n)
-    found = stats.comparisons("plaintext", CELLS, rps, stats.pooled_noise(rps.values()))
+        rps[f"other{i}"] = repeats(rng, 5_000 + 1_000 * i, noise, n, drift)
+    found = stats.comparisons("plaintext", CELLS, rps, stats.blocked_noise(rps))
     (comparison,) = found
     return comparison
 
@@ -52,11 +55,41 @@ def test_the_interval_covers_the_truth_about_95_percent_of_the_time() -> None:
     covered = 0
     trials = 400
     for _ in range(trials):
-        rps = {f"c{i}": repeats(rng, 8_000, 0.05, 3) for i in range(12)}
-        noise = stats.pooled_noise(rps.values())
-        low, high = stats.interval(rps["c0"], noise)
-        covered += low <= 8_000 <= high
+        rps = {f"c{i}": repeats(rng, 8_000, 0.05, 3, DRIFT) for i in range(12)}
+        noise = stats.blocked_noise(rps)
+        low, high = stats.interval(noise.adjusted(rps["c0"]), noise)
+        covered += low <= 8_000 <= high  # at the run's mean machine speed: DRIFT's geometric mean is 1
     assert 0.91 <= covered / trials <= 0.99
+
+
+DRIFT = (0.8, 1.0, 1.25)  # a machine 20% slow in the first round and 25% fast in the last
+
+
+def test_a_drifting_machine_is_fitted_out_so_a_10_percent_difference_with_3_percent_noise_is_found() -> None:
+    blocked = [run(0.10, 0.03, 3, seed, drift=DRIFT) for seed in range(50)]
+    assert sum(r.significant and r.faster == "a" for r in blocked) >= 45
+    rng = random.Random(1)  # the same runs analysed as if every repeat were independent: the drift hides it
+    rps = {"a": repeats(rng, 11_000, 0.03, 3, DRIFT), "b": repeats(rng, 10_000, 0.03, 3, DRIFT)}
+    rps |= {f"o{i}": repeats(rng, 5_000 + 1_000 * i, 0.03, 3, DRIFT) for i in range(16)}
+    unblocked = stats.pooled_noise(rps.values())
+    assert not stats.compare(
+        "p", "server", "a", "b", list(rps["a"].values()), list(rps["b"].values()), unblocked
+    ).significant
+
+
+def test_round_effects_recover_the_drift_also_when_an_extra_round_has_only_some_cells() -> None:
+    cells = {
+        f"c{i}": {1: 1000.0 * (i + 1) * 0.8, 2: 1000.0 * (i + 1) * 1.0, 3: 1000.0 * (i + 1) * 1.25} for i in range(4)
+    }
+    cells["c0"][4] = 1000.0 * 1.1  # an extra round for one undecided cell, the machine 10% fast then
+    cells["c1"][4] = 2000.0 * 1.1
+    factors = stats.round_effects(cells)
+    ratios = [factors[r] / factors[2] for r in (1, 2, 3, 4)]
+    assert ratios == pytest.approx([0.8, 1.0, 1.25, 1.1])
+    assert math.prod(factors.values()) == pytest.approx(1.0)  # geometric mean 1: the run's mean speed
+    noise = stats.blocked_noise(cells)
+    assert noise.sd == pytest.approx(0.0, abs=1e-9) and noise.df == (14 - 4) - 3  # sum(n - 1) minus the factors fitted
+    assert stats.round_effects({"c0": {1: 1000.0}}) == {}  # one round: nothing to fit
 
 
 def test_pooled_noise_is_the_repeats_spread_around_each_cells_own_mean() -> None:
@@ -72,10 +105,10 @@ def test_only_cells_that_differ_in_one_thing_are_compared() -> None:
         "gs": {"server": "granian", "app": "starlette", "loop": "uvloop", "workers": 1},
         "ua": {"server": "uvicorn", "app": "raw", "loop": "asyncio", "workers": 1},
     }
-    rps = {k: [1000.0, 1010.0, 990.0] for k in cells}
-    found = {(c.a, c.b): c.role for c in stats.comparisons("json", cells, rps, stats.pooled_noise(rps.values()))}
+    rps = {k: {1: 1000.0, 2: 1010.0, 3: 990.0} for k in cells}
+    found = {(c.a, c.b): c.role for c in stats.comparisons("json", cells, rps, stats.blocked_noise(rps))}
     assert found == {("gr", "uv"): "server", ("gr", "gs"): "app", ("uv", "ua"): "loop"}
-    assert stats.undecided(stats.comparisons("json", cells, rps, stats.pooled_noise(rps.values()))) == set(cells)
+    assert stats.undecided(stats.comparisons("json", cells, rps, stats.blocked_noise(rps))) == set(cells)
 
 
 def test_the_sweep_rates_span_the_slowest_cell_and_add_rates_only_fast_cells_reach() -> None:

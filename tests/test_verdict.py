@@ -79,7 +79,7 @@ def test_an_open_model_repeat_that_served_its_rate_was_limited_by_the_offer() ->
         (20_000, 19_000, 0.03, "server"),  # above the referee is fine
         (20_000, 20_000 / 0.84, 0.03, "client"),  # 0.84x with 3% noise: beyond it (the 10% floor)
         (20_000, 20_000 / 0.87, 0.03, "client"),  # 0.87x with 3% noise: beyond it
-        (20_000, 20_000 / 0.87, 0.08, "unclear"),  # 0.87x with 8% noise: within 2 x 8% x sqrt(4/3) = 18%
+        (20_000, 20_000 / 0.87, 0.08, "unclear"),  # 0.87x when the ratio carries 8% noise: within 2 x 8%
         (20_000, 20_000 / 0.84, 0.30, "unclear"),  # 0.84x when one repeat spreads 30%: the machine could do that
         (20_000, 20_000 / 0.60, 0.10, "client"),  # 0.60x with 10% noise: far beyond it
     ],
