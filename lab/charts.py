@@ -276,8 +276,13 @@ def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Pa
             hatch = HATCHES.get(bar["limit"])
             ax.bar(
                 x, bar["median"], width * 0.92, color=c, edgecolor="black" if hatch else c, hatch=hatch, linewidth=0.6,
-                yerr=[[bar["median"] - bar["ci_low"]], [bar["ci_high"] - bar["median"]]], capsize=2, ecolor="#333333",
             )  # fmt: skip
+            # The interval is the round-adjusted mean's (lab/stats.py), so it is drawn on its own centre: the median
+            # of a few repeats may lie outside it.
+            low, high = bar["ci_low"], bar["ci_high"]
+            centre = (low * high) ** 0.5
+            ax.errorbar(x, centre, yerr=[[centre - low], [high - centre]], fmt="none", capsize=2, ecolor="#333333",
+                        linewidth=1.0)  # fmt: skip
             if bar["limit"] == "client" and bar["referee_rps"]:
                 ax.plot(x, bar["referee_rps"], marker="D", color="black", markersize=4, zorder=5)
                 top = max(top, bar["referee_rps"])
@@ -289,7 +294,10 @@ def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Pa
     ax.set_xticks(range(len(groups)), list(groups))
     ax.set_ylabel("requests/s (correct answers; median, bars = 95% interval)")
     noise_pct = data["noise_pct"].get(scenario)
-    ax.set_title(f"Throughput — {scenario}" + (f" (repeat noise {noise_pct:.1f}%)" if noise_pct is not None else ""))
+    ax.set_title(
+        f"Throughput — {scenario}"
+        + (f" (repeat noise {noise_pct:.1f}%, the rounds' drift fitted out)" if noise_pct is not None else "")
+    )
     handles: list[Any] = [Patch(color=c, label=name) for name, c in seen.items()]
     for limit in ("client", "unclear"):
         if limit in limits:
