@@ -28,7 +28,7 @@ from core.host import atomic_write
 from lab import findings
 from lab.bundle import Bundle, BundleError, load_bundle
 from lab.report import key_packages
-from lab.results import Point, closed, points
+from lab.results import Point, closed, noise, points
 
 FIELDS = ["scenario", "key", "offered_rps", "rps_a", "rps_b", "rps_ratio", "rps_ratio_normalized", "p99_us_a",
           "p99_us_b", "p99_ratio", "server_cpus_us_a", "server_cpus_us_b", "limit_a", "limit_b"]  # fmt: skip
@@ -74,6 +74,7 @@ class Conclusion:
 def conclusions(a: list[Point], b: list[Point]) -> list[Conclusion]:
     """Each comparison stated in A or B, and what became of it in the other."""
     in_b = {(c.scenario, c.a, c.b): c for c in findings.verdicts(b)}
+    noise_a, noise_b = noise(a), noise(b)
     out = []
     for ca in findings.verdicts(a):
         cb = in_b.get((ca.scenario, ca.a, ca.b))
@@ -89,7 +90,12 @@ def conclusions(a: list[Point], b: list[Point]) -> list[Conclusion]:
             status = "indistinguishable in both"
         out.append(
             Conclusion(
-                ca.scenario, ca.role, (ca.a, ca.b), findings.verdict_text(ca, a), findings.verdict_text(cb, b), status
+                ca.scenario,
+                ca.role,
+                (ca.a, ca.b),
+                findings.verdict_text(ca, a, noise_a),
+                findings.verdict_text(cb, b, noise_b),
+                status,
             )
         )
     return out

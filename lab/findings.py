@@ -75,14 +75,16 @@ def verdicts(found: list[Point]) -> list[stats.Comparison]:
     return sorted(comparisons(found), key=lambda c: (c.scenario, order.index(c.role), -abs(math.log(c.ratio))))
 
 
-def limit_of(key: str, scenario: str, found: list[Point]) -> str:
+def limit_of(key: str, scenario: str, found: list[Point], noises: dict[str, stats.Noise]) -> str:
     point = next((p for p in closed(found, scenario) if p.key == key), None)
-    return point.verdict(noise(found).get(scenario))[0] if point else ""
+    return point.verdict(noises.get(scenario))[0] if point else ""
 
 
-def verdict_text(c: stats.Comparison, found: list[Point]) -> str:
+def verdict_text(c: stats.Comparison, found: list[Point], noises: dict[str, stats.Noise]) -> str:
+    """The comparison in words, with the cells' names, and which of them the client limited (`noises`: the run's,
+    lab/results.py: noise)."""
     text = c.text().replace(c.a, name(c.a, found), 1).replace(c.b, name(c.b, found), 1)
-    limited = [k for k in (c.a, c.b) if limit_of(k, c.scenario, found) == "client"]
+    limited = [k for k in (c.a, c.b) if limit_of(k, c.scenario, found, noises) == "client"]
     if limited:
         text += f" — but {', '.join(name(k, found) for k in limited)} was limited by the client, not the server"
     return text

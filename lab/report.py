@@ -17,7 +17,8 @@ from typing import Any
 from core.host import atomic_write
 from lab import findings
 from lab.bundle import Bundle
-from lab.results import Point, noise, points, summarize
+from lab.results import noise, points, summarize
+from lab.stats import Noise
 from servers.matrix import Matrix, load
 
 TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy")
@@ -121,10 +122,10 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#66
 """
 
 
-def noise_line(found: list[Point]) -> str:
+def noise_line(noises: dict[str, Noise]) -> str:
     """The run's noise per scenario, before and after the rounds' drift is fitted out, and the rounds' factors."""
     said = []
-    for scenario, n in sorted(noise(found).items()):
+    for scenario, n in sorted(noises.items()):
         if not math.isfinite(n.sd):
             continue
         before = f"{100 * (math.exp(n.unblocked_sd) - 1):.1f}%" if math.isfinite(n.unblocked_sd) else "?"
@@ -142,6 +143,8 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
     notes = warnings(bundle, rows)
     leads = findings.leaders(found)
     said = findings.verdicts(found)
+    noises = noise(found)
+    noise_said = noise_line(noises)
     m = bundle.manifest
     when = datetime.fromtimestamp(m.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -155,7 +158,7 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
         "" if leads else "<p>No equal-load sweep in this run.</p>",
         "<h2>Verdicts</h2><p>Each comparison between cells that differ in one thing, with its 95% interval from the "
         "run's pooled repeat noise (lab/stats.py); a difference inside the noise is called indistinguishable. "
-        f"{html.escape(noise_line(found))}</p>",
+        f"{html.escape(noise_said)}</p>",
     ]
     for role, title in findings.ROLE_TITLES.items():
         mine = [c for c in said if c.role == role]
@@ -163,7 +166,7 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
             parts.append(f"<h3>{html.escape(title)}</h3><ul>")
             parts += [
                 f"<li class={'diff' if c.significant else 'same'}>{html.escape(c.scenario)}: "
-                f"{html.escape(findings.verdict_text(c, found))}</li>"
+                f"{html.escape(findings.verdict_text(c, found, noises))}</li>"
                 for c in mine
             ]
             parts.append("</ul>")
@@ -239,11 +242,15 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
     md = [f"# ASGI Bench Lab — run {m.run_id}", "", f"{when}, status {m.status}. {data['caption']}", ""]
     md += ["## At equal load", ""] + ([f"- {lead.text(found)}" for lead in leads] or ["No sweep in this run."]) + [""]
     md += ["## Verdicts (95% confidence; differences inside the noise are indistinguishable)", ""]
-    md += [noise_line(found), ""] if noise_line(found) else []
+    md += [noise_said, ""] if noise_said else []
     for role, title in findings.ROLE_TITLES.items():
         mine = [c for c in said if c.role == role]
         if mine:
-            md += [f"### {title}", ""] + [f"- {c.scenario}: {findings.verdict_text(c, found)}" for c in mine] + [""]
+            md += (
+                [f"### {title}", ""]
+                + [f"- {c.scenario}: {findings.verdict_text(c, found, noises)}" for c in mine]
+                + [""]
+            )
     md += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["None."]) + [""]
     md += [
         "## Results",

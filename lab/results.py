@@ -84,6 +84,13 @@ class Point:
         lone = noise.unblocked_sd if math.isfinite(noise.unblocked_sd) else noise.sd
         return math.exp(math.sqrt(lone**2 + noise.sd**2 / max(len(self.rps), 1))) - 1
 
+    def referee_ratio(self, noise: stats.Noise | None) -> float | None:
+        """Locust's median in wrk's round over wrk's figure: the ratio the verdict judges (None without wrk)."""
+        referee = self.referee
+        if referee is None or referee.rps <= 0 or not self.rps:
+            return None
+        return statistics.median(self.in_referee_round(noise)) / referee.rps
+
     def in_referee_round(self, noise: stats.Noise | None) -> list[float]:
         """The repeats as they would have been in the round wrk ran in (its machine speed): each round-adjusted, times
         that round's factor. Without fitted factors, the repeats as measured."""
@@ -212,7 +219,9 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         return {**base, "status": "failed: every repeat"}
     rps, latency, reps = point.rps, point.latency.percentiles_us, point.repeats
     low, high = point.interval(noises[point.scenario]) if not point.offered else (None, None)
-    referee = point.referee
+    referee, scenario_noise = point.referee, noises.get(point.scenario)
+    limit, reason = point.verdict(scenario_noise)
+    ratio = point.referee_ratio(scenario_noise)
     loads = [r.load for r in reps if r.load]
     servers = [r.server for r in reps if r.server]
     return {
@@ -223,10 +232,10 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         "rps_ci_high": round(high, 1) if high is not None else None,
         "rps_min": round(min(rps), 1),
         "rps_max": round(max(rps), 1),
-        "limit": point.verdict(noises.get(point.scenario))[0],
+        "limit": limit,
         "referee_rps": referee.rps if referee else None,
-        "lab_vs_referee": round(point.median / referee.rps, 3) if referee and referee.rps else None,
-        "limit_reason": point.verdict(noises.get(point.scenario))[1],
+        "lab_vs_referee": round(ratio, 3) if ratio is not None else None,
+        "limit_reason": reason,
         "referee_server_cpus_us_per_req": next((r.referee_cost.server_cpus_us for r in reps if r.referee_cost), None),
         "p50_us": latency.get("p50"),
         "p90_us": latency.get("p90"),
