@@ -238,7 +238,6 @@ def make_result(environment: Environment, snapshots: list[dict[str, Any]], maste
     seconds = ended - started
     ok = histogram.get_total_count()
     client = "+".join(cls.__name__ for cls in environment.user_classes)
-    per_second = [sum(column) for column in zip(*(s["per_second"] for s in snapshots), strict=False)]
     per_quarter = [sum(column) for column in zip(*(s["per_quarter"] for s in snapshots), strict=False)]
     open_model = options.lab_rate > 0
     scheduled = sum(s["scheduled"] for s in snapshots)
@@ -256,7 +255,7 @@ def make_result(environment: Environment, snapshots: list[dict[str, Any]], maste
         ok=ok,
         errors=dict(errors),
         rps=round(ok / seconds, 2) if seconds > 0 else 0.0,
-        per_second=per_second,
+        per_second=recorder.whole_seconds(per_quarter),
         per_quarter=per_quarter,
         latency=recorder.latency_summary(histogram),
         send_lateness=recorder.latency_summary(late) if open_model else None,

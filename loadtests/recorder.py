@@ -33,6 +33,11 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
+def whole_seconds(quarters: list[int]) -> list[int]:
+    """Answers per whole second from answers per quarter-second (a last, partial second left out)."""
+    return [sum(quarters[i : i + QUARTERS]) for i in range(0, len(quarters) - QUARTERS + 1, QUARTERS)]
+
+
 @dataclass
 class Recorder:
     """Counts what happens between open() and close(); requests outside that window are not recorded.
@@ -100,7 +105,6 @@ class Recorder:
             "errors": dict(self.errors),
             "started": self.started,
             "ended": self.ended,
-            "per_second": [sum(quarters[i : i + QUARTERS]) for i in range(0, len(quarters) - QUARTERS + 1, QUARTERS)],
             "per_quarter": quarters,
             "owed": self.owed,
             "scheduled": self.scheduled,
