@@ -125,17 +125,22 @@ def lab_commit() -> str | None:
 
 
 # A fixed pure-Python workload (the servers under test are Python): dict, str and int work in a loop.
-SPEED_WORKLOAD = (
-    "import time\n"
-    "best = 0.0\n"
-    "for _ in range(3):\n"
-    "    t = time.perf_counter()\n"
-    "    d = {}\n"
-    "    for i in range(200_000):\n"
-    "        d[str(i)] = i * 7 % 13\n"
-    "    best = max(best, 200_000 / (time.perf_counter() - t))\n"
-    "print(best)\n"
-)
+def inserts_per_second(inserts: int, passes: int) -> float:
+    """The workload: `inserts` dict inserts of str(i) -> i * 7 % 13, timed; the best of `passes` passes."""
+    import time
+
+    best = 0.0
+    for _ in range(passes):
+        started = time.perf_counter()
+        d = {}
+        for i in range(inserts):
+            d[str(i)] = i * 7 % 13
+        best = max(best, inserts / (time.perf_counter() - started))
+    return best
+
+
+# The speed index's sample: the workload in a fresh process (no heap or caches from the run).
+SPEED_WORKLOAD = "from lab.fingerprint import inserts_per_second\nprint(inserts_per_second(200_000, 3))\n"
 
 
 def speed(cpu: int) -> float:
@@ -147,6 +152,7 @@ def speed(cpu: int) -> float:
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=ROOT,
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
     return round(float(done.stdout.strip()), 1)
@@ -156,21 +162,12 @@ PROBE_INSERTS = 40_000  # a fifth of one SPEED_WORKLOAD pass: 8-15 ms here
 
 
 def probe(cpu: int) -> float:
-    """How fast one CPU runs right now: SPEED_WORKLOAD's dict inserts per second, the faster of two short passes (the
-    first also warms the caches a window's server left cold), in this thread pinned to that CPU for the while — no
-    process to start, so it can be taken before and after every window."""
-    import time
-
+    """How fast one CPU runs right now: the workload's inserts per second, the faster of two short passes (the first
+    also warms the caches a window's server left cold), in this thread pinned to that CPU for the while — no process
+    to start, so it can be taken before and after every window."""
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
-        best = 0.0
-        for _ in range(2):
-            started = time.perf_counter()
-            d = {}
-            for i in range(PROBE_INSERTS):
-                d[str(i)] = i * 7 % 13
-            best = max(best, PROBE_INSERTS / (time.perf_counter() - started))
-        return round(best, 1)
+        return round(inserts_per_second(PROBE_INSERTS, 2), 1)
     finally:
         os.sched_setaffinity(0, before)
