@@ -467,16 +467,18 @@ def render(bundle: Bundle, out: Path | None = None, matrix: Matrix | None = None
 
 
 def main(path: Path) -> int:
-    """python -m lab plot BUNDLE: redraw the charts, report.html and summary.md from the bundle on disk."""
-    from lab import report
+    """python -m lab plot BUNDLE: summary.csv, the charts, report.html and summary.md again from the repeats on disk
+    (as the runner writes them at the end of a run), e.g. after the lab's analysis changed."""
+    from lab import report, results
 
     try:
         bundle = load_bundle(path)
     except BundleError as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
         return 2
+    results.write_summary_csv(bundle)
     data, files = render(bundle)
     pages = report.write(bundle, data, files)
-    for p in [*files, *pages]:
+    for p in [bundle.root / "summary.csv", *files, *pages]:
         print(p)
     return 0

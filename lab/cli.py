@@ -1,7 +1,7 @@
 """python -m lab run|plot|compare|calibrate|reference: the lab's one command line.
 
     python -m lab run --preset quick                     run a preset (or --cell ...) and write a result bundle
-    python -m lab plot results/<run-id>                  redraw the charts, report.html and summary.md
+    python -m lab plot results/<run-id>                  redo summary.csv, the charts, report.html and summary.md
     python -m lab compare results/<A> results/<B>        the same cells in two bundles, side by side
     python -m lab calibrate                              the load generator's ceiling on this machine
     python -m lab reference results/<run-id> NAME        copy a bundle into results/reference/ for committing
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     except MatrixError as exc:
         print(f"{PREFIX} error: {exc}", file=sys.stderr)
         return 2
-    plot = sub.add_parser("plot", help="redraw a bundle's charts, report.html and summary.md")
+    plot = sub.add_parser("plot", help="redo a bundle's summary.csv, charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")
     compare = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")
     compare.add_argument("a", type=Path, help="bundle A (the baseline)")

@@ -186,3 +186,11 @@ def test_a_median_outside_its_interval_still_draws(synthetic: Path, tmp_path: Pa
     bar["ci_low"], bar["ci_high"] = bar["median"] * 1.1, bar["median"] * 1.4
     files = charts.draw_throughput(data, "plaintext", load(), tmp_path)
     assert any(p.name == "throughput-plaintext.png" and p.stat().st_size > 5_000 for p in files)
+
+
+def test_lab_plot_writes_summary_csv_again_with_the_charts_and_report(synthetic: Path) -> None:
+    """After the lab's analysis changes, `python -m lab plot` brings every derived file of a bundle up to date."""
+    (synthetic / "summary.csv").write_text("stale\n")
+    assert charts.main(synthetic) == 0
+    assert (synthetic / "summary.csv").read_text().startswith("key,")
+    assert (synthetic / "report.html").exists() and (synthetic / "summary.md").exists()
