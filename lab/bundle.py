@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.host import atomic_write
 from lab.config import RunConfig
@@ -67,13 +67,18 @@ class Conditions(Model):
     other_server: float | None  # share of the server CPUs busy with neither the server nor interrupts
     other_load: float | None  # share of the load CPUs busy with neither Locust nor interrupts
     unsteady: bool  # some quarter-second of the window had far fewer correct answers than the median quarter
-    disturbed: bool  # steal, other work or a slow server CPU: a throughput repeat is measured again (unsteady is
-    # only flagged: a window's dip can be the server's own doing, and measuring it again would hide that)
+    disturbed: bool  # steal or other work: a throughput repeat is measured again (unsteady and a slow probe are only
+    # noted: a window's dip can be the server's own doing, and the CPU's speed is measured during the window)
     note: str
     # The first server CPU's speed (lab/fingerprint.py: probe) just before the warm-up and just after the window,
     # as a share of the run's full speed; None in bundles from before the probes.
     speed_before: float | None = None
     speed_after: float | None = None
+    # The server CPUs' speed during the window and during wrk's run when this repeat carries the referee: the
+    # speedometer's samples, inserts per CPU-second (lab/speedometer.py); empty in the open model and in bundles from
+    # before it.
+    speed_samples: list[int] = Field(default_factory=list)
+    referee_speed: list[int] = Field(default_factory=list)
 
 
 class Repeat(Model):

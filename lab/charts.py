@@ -218,6 +218,10 @@ def chart_data(bundle: Bundle, matrix: Matrix | None = None) -> dict[str, Any]:
         "baseline": apps[0],
         "ceilings": ceilings,
         "noise_pct": {s: round(n.percent, 2) for s, n in noises.items() if math.isfinite(n.sd)},
+        "noise_fitted": {
+            s: "the rounds' drift" + (" and the CPU's speed" if n.beta is not None else "") + " fitted out"
+            for s, n in noises.items()
+        },
         "throughput": {s: throughput_bars(closed(found, s), apps, noises[s]) for s in scenarios},
         "overhead": {s: overhead_rows(closed(found, s), apps) for s in scenarios},
         "saturation": {s: saturation_curves(closed(found, s)) for s in scenarios},
@@ -296,7 +300,7 @@ def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Pa
     noise_pct = data["noise_pct"].get(scenario)
     ax.set_title(
         f"Throughput — {scenario}"
-        + (f" (repeat noise {noise_pct:.1f}%, the rounds' drift fitted out)" if noise_pct is not None else "")
+        + (f" (repeat noise {noise_pct:.1f}%, {data['noise_fitted'][scenario]})" if noise_pct is not None else "")
     )
     handles: list[Any] = [Patch(color=c, label=name) for name, c in seen.items()]
     for limit in ("client", "unclear"):

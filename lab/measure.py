@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from lab import bundle, fingerprint
 from lab.bundle import CellInfo, Conditions, Cost, Repeat, ServerFigures
 from lab.config import RunConfig
+from lab.speedometer import Speedometer, in_window
 from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, LoadSideLostError, RefereeResult
@@ -30,9 +31,10 @@ STEAL_BOUND = 0.05  # a server or load CPU with more stolen than this share of t
 OTHER_BOUND = 0.25
 UNSTEADY_BELOW = 0.80  # a quarter-second with fewer correct answers than this share of the median one: unsteady
 # The server CPU probed (lab/fingerprint.py: probe) below this share of the run's full speed, just before the warm-up
-# or just after the window: the machine was slow. The 2-core VMs measured here run either at full speed or at about
-# 0.55-0.6 of it, for a second to tens of seconds at a time, with no steal time to show it (README: noise); a window
-# that overlaps a slow spell reads 10-35% low.
+# or just after the window: the machine was slow then, and the repeat's note says so. Not a reason to measure again:
+# the 2-core VMs measured here switch between full speed and about 0.6 of it several times a second (README: noise),
+# so a probe says little about the window between; the speedometer's samples during the window (lab/speedometer.py)
+# are what the analysis uses.
 SLOW_BELOW = 0.75
 PROBE_SETTLE = 0.1  # seconds after a window before its probe: the server closing the window's connections is not it
 FULL_SPEED_QUANTILE = 0.9  # the run's full speed: this quantile of its probes so far (the slow spells pull below it)
@@ -59,11 +61,16 @@ def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
 
 
 def conditions(
-    result: LoadResult, sample: ServerSample, server_cpus: tuple[int, ...], speed: tuple[float, float] | None = None
+    result: LoadResult,
+    sample: ServerSample,
+    server_cpus: tuple[int, ...],
+    speed: tuple[float, float] | None = None,
+    timed: list[int] | None = None,
 ) -> Conditions:
     """Steal, other work on the server and load CPUs, the server CPU's speed just before and after (shares of the
-    run's full speed), and the steadiness of the window's answers: per quarter-second in the closed model (the
-    server's own pace), per second in the open model (a Poisson schedule's quarters vary too much on their own).
+    run's full speed) and during the window (the speedometer's samples), and the steadiness of the window's answers:
+    per quarter-second in the closed model (the server's own pace), per second in the open model (a Poisson
+    schedule's quarters vary too much on their own).
 
     Other work on a CPU set = busy time - interrupt time - the side's own processes' CPU (the server's process tree;
     the Locust workers and master). With shared CPUs the two sides are taken together.
@@ -108,10 +115,11 @@ def conditions(
         other_server=other_server,
         other_load=other_load,
         unsteady=unsteady,
-        disturbed=busy or slow,
+        disturbed=busy,
         note="; ".join(notes) or "quiet",
         speed_before=round(speed[0], 3) if speed else None,
         speed_after=round(speed[1], 3) if speed else None,
+        speed_samples=list(timed or []),
     )
 
 
@@ -142,7 +150,8 @@ class Refereed:
     wrk: RefereeResult | None
     why: str = ""
     cost: Cost | None = None
-    slow: str = ""  # how slow the server CPU was just before or after wrk, when it was (then wrk is run again)
+    slow: str = ""  # how slow the server CPU was just before or after wrk, when it was
+    speed: list[int] = field(default_factory=list)  # the server CPUs' speed during wrk's run (lab/speedometer.py)
 
 
 @dataclass
@@ -154,6 +163,17 @@ class Measure:
     loads: LoadBackend
     server_cpus: tuple[int, ...]
     speeds: list[float] = field(default_factory=list)  # every probe of the first server CPU in this run
+    speedometer: Speedometer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.speedometer = Speedometer(self.server_cpus)
+
+    def timed(self, start: float, end: float) -> list[int]:
+        """The speedometer's samples of every server CPU between start and end, stopping it."""
+        return [x for samples in self.speedometer.stop().values() for x in in_window(samples, start, end)]
+
+    def close(self) -> None:
+        self.speedometer.close()
 
     def probe(self, settle: float = 0.0) -> float:
         """The first server CPU's speed now (the server idle between windows), kept for the run's full speed."""
@@ -183,22 +203,27 @@ class Measure:
             return Refereed(None, f"wrk cannot replay {scenario}")
         before = self.probe()
         server.sample_open()
+        self.speedometer.start()
         started = time.time()
         try:
             found = self.loads.referee(spec)
         except LoadSideLostError:
             server.sample_close(0.0, 0.0)
+            self.speedometer.stop()
             raise
         except LoadError as exc:
             server.sample_close(0.0, 0.0)
+            self.speedometer.stop()
             return Refereed(None, f"wrk failed: {str(exc).splitlines()[0][:200]}")
-        sample = server.sample_close(started, time.time())
+        ended = time.time()
+        sample = server.sample_close(started, ended)
+        timed = self.timed(started, ended)
         if found is None:
             return Refereed(None, "wrk is not installed")
         speed = self.shares(before, self.probe(PROBE_SETTLE))
         slow = speed_note(speed) if min(speed) < SLOW_BELOW else ""
         wrk_cpu = found.cpu_utilization * found.threads * found.seconds
-        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), slow)
+        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), slow, timed)
 
     def repeat(
         self,
@@ -226,18 +251,24 @@ class Measure:
             return failed(record, f"before the window: {before}")
         speed_before = self.probe()
         server.sample_open()
+        if not rate:  # the open model's latency would carry the sampler's bursts
+            self.speedometer.start()
         try:
             result = self.loads.run(spec)
         except LoadSideLostError:
             server.sample_close(0.0, 0.0)
+            self.speedometer.stop()
             raise
         except LoadError as exc:
             server.sample_close(0.0, 0.0)  # stops the sampling; no figures without a window
+            self.speedometer.stop()
             return failed(record, f"load: {str(exc).splitlines()[0][:300]}", health=health(server))
         except BaseException:
             server.sample_close(0.0, 0.0)
+            self.speedometer.stop()
             raise
         sample = server.sample_close(result.window.start, result.window.end)
+        timed = self.timed(result.window.start, result.window.end) if not rate else []
         speed = self.shares(speed_before, self.probe(PROBE_SETTLE))
         problems = window_problems(result, spec, self.loads.workers)
         after = health(server)
@@ -254,7 +285,7 @@ class Measure:
             server=figures,
             verdict=judge(result, sample, referee.wrk if not rate else None, referee.why if not rate else ""),
             cost=cost(result.ok, sample, result.load_generator.cpu_seconds),
-            conditions=conditions(result, sample, self.server_cpus, speed),
+            conditions=conditions(result, sample, self.server_cpus, speed, timed),
         )
 
 

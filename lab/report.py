@@ -123,17 +123,28 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#66
 
 
 def noise_line(noises: dict[str, Noise]) -> str:
-    """The run's noise per scenario, before and after the rounds' drift is fitted out, and the rounds' factors."""
+    """The run's noise per scenario: with what is fitted out (the rounds' drift, the CPU's speed during the windows),
+    without the speed term, without anything; the rounds' factors and the speed term's exponent."""
+
+    def pct(sd: float) -> str:
+        return f"{100 * (math.exp(sd) - 1):.1f}%" if math.isfinite(sd) else "?"
+
     said = []
     for scenario, n in sorted(noises.items()):
         if not math.isfinite(n.sd):
             continue
-        before = f"{100 * (math.exp(n.unblocked_sd) - 1):.1f}%" if math.isfinite(n.unblocked_sd) else "?"
         rounds = ", ".join(f"{f:.2f}" for _, f in sorted(n.factors.items()))
-        said.append(
-            f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift fitted out, {before} "
-            f"without" + (f"; round factors {rounds}" if rounds else "")
-        )
+        if n.beta is not None:
+            text = (
+                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift and the server CPU's "
+                f"speed fitted out (RPS ∝ speed^{n.beta:.2f}), {pct(n.unspeeded_sd)} with the rounds' only, "
+                f"{pct(n.unblocked_sd)} with neither"
+            )
+        else:
+            text = f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift fitted out, " + (
+                f"{pct(n.unblocked_sd)} without"
+            )
+        said.append(text + (f"; round factors {rounds}" if rounds else ""))
     return "Noise — " + "; ".join(said) + "." if said else ""
 
 

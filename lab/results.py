@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -23,6 +24,28 @@ from lab.verdict import point_verdict, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult
 from servers.matrix import Matrix, load
+
+MIN_SPEED_SAMPLES = 10  # a window with fewer speed samples (lab/speedometer.py) has no speed share
+FULL_SPEED_QUANTILE = 0.9  # a point's full speed: this quantile of its windows' samples (the slow spells pull below)
+
+
+def full_speed(repeats: Iterable[Repeat]) -> float | None:
+    """The server CPU's full speed while it served this point: a high quantile of every sample of its windows (its
+    own, so that a server that slows the sampler a little reads as a slower full speed, not as a slow machine)."""
+    samples = sorted(
+        x for r in repeats if r.conditions for x in (*r.conditions.speed_samples, *r.conditions.referee_speed)
+    )
+    return float(samples[int(FULL_SPEED_QUANTILE * (len(samples) - 1))]) if samples else None
+
+
+def speed_shares(repeats: Iterable[Repeat]) -> dict[int, float]:
+    """Each repeat's mean CPU speed over the point's full speed, by round; empty unless every repeat has enough
+    samples (then the analysis fits no speed term for the scenario)."""
+    repeats = list(repeats)
+    full = full_speed(repeats)
+    if not full or any(not r.conditions or len(r.conditions.speed_samples) < MIN_SPEED_SAMPLES for r in repeats):
+        return {}
+    return {r.repeat: statistics.fmean(r.conditions.speed_samples) / full for r in repeats if r.conditions}
 
 
 def median_of(values: list[float | None]) -> float | None:
@@ -56,9 +79,23 @@ class Point:
         """RPS of each ok repeat by its round (a closed point's repeat number is its round)."""
         return {r.repeat: r.load.rps for r in self.repeats if r.load}
 
+    @cached_property
+    def shares(self) -> dict[int, float]:
+        """Each ok repeat's CPU speed share by round (lab/speedometer.py); empty unless every repeat has one."""
+        return speed_shares(self.repeats)
+
+    @property
+    def referee_share(self) -> float | None:
+        """The server CPU's speed share during wrk's run, against the point's full speed (None without samples)."""
+        carrier = next((r for r in self.repeats if r.referee), None)
+        if carrier is None or not carrier.conditions or len(carrier.conditions.referee_speed) < MIN_SPEED_SAMPLES:
+            return None
+        full = full_speed(self.repeats)
+        return statistics.fmean(carrier.conditions.referee_speed) / full if full else None
+
     def interval(self, noise: stats.Noise) -> tuple[float, float]:
-        """The 95% interval of the point's RPS (lab/stats.py: round-adjusted, the run's pooled noise)."""
-        return stats.interval(noise.adjusted(self.by_round), noise)
+        """The 95% interval of the point's RPS (lab/stats.py: adjusted by the fit, the run's pooled noise)."""
+        return stats.interval(noise.adjusted(self.key, self.by_round), noise)
 
     @property
     def median(self) -> float:
@@ -77,11 +114,13 @@ class Point:
         return point_verdict(limits, self.in_referee_round(noise), self.referee, self.referee_noise(noise))
 
     def referee_noise(self, noise: stats.Noise | None) -> float:
-        """One standard deviation (a fraction) of Locust's estimate over wrk's figure: wrk's one run carries a lone
-        run's noise (the rounds' drift not fitted out), the median of n round-adjusted repeats the run's noise / n."""
+        """One standard deviation (a fraction) of Locust's estimate over wrk's figure: the median of n adjusted
+        repeats carries the run's noise / n; wrk's one run the run's noise when its own CPU speed was measured (Locust's
+        figure is then brought to that speed), else a lone run's noise (nothing fitted out)."""
         if noise is None or not math.isfinite(noise.sd):
             return 0.0
-        lone = noise.unblocked_sd if math.isfinite(noise.unblocked_sd) else noise.sd
+        measured = noise.beta is not None and self.referee_share is not None
+        lone = noise.sd if measured or not math.isfinite(noise.unblocked_sd) else noise.unblocked_sd
         return math.exp(math.sqrt(lone**2 + noise.sd**2 / max(len(self.rps), 1))) - 1
 
     def referee_ratio(self, noise: stats.Noise | None) -> float | None:
@@ -92,12 +131,15 @@ class Point:
         return statistics.median(self.in_referee_round(noise)) / referee.rps
 
     def in_referee_round(self, noise: stats.Noise | None) -> list[float]:
-        """The repeats as they would have been in the round wrk ran in (its machine speed): each round-adjusted, times
-        that round's factor. Without fitted factors, the repeats as measured."""
+        """The repeats as they would have been under wrk (its round, its CPU speed): each adjusted by the fit, times
+        the factor of wrk's round and of the speed its samples found. Without a fit, the repeats as measured."""
         paired = next((r.repeat for r in self.repeats if r.referee), None)
-        if noise is None or not noise.factors or paired is None:
+        if noise is None or not (noise.factors or noise.beta is not None) or paired is None:
             return self.rps
-        return [v * noise.factors.get(paired, 1.0) for v in noise.adjusted(self.by_round)]
+        factor = noise.factors.get(paired, 1.0) * noise.speed_factor(
+            self.referee_share if self.referee_share is not None else self.shares.get(paired)
+        )
+        return [v * factor for v in noise.adjusted(self.key, self.by_round)]
 
     @property
     def referee(self) -> RefereeResult | None:
@@ -171,9 +213,13 @@ def closed(found: list[Point], scenario: str | None = None) -> list[Point]:
 
 
 def noise(found: list[Point]) -> dict[str, stats.Noise]:
-    """Per scenario: the run's pooled repeat noise, the rounds' drift fitted out (lab/stats.py)."""
+    """Per scenario: the run's pooled repeat noise, the rounds' drift and the CPU's speed fitted out (lab/stats.py)."""
     scenarios = {p.scenario for p in found if not p.offered}
-    return {s: stats.blocked_noise({p.key: p.by_round for p in closed(found, s)}) for s in scenarios}
+    by_scenario = {s: closed(found, s) for s in scenarios}
+    return {
+        s: stats.blocked_noise({p.key: p.by_round for p in ps}, {p.key: p.shares for p in ps})
+        for s, ps in by_scenario.items()
+    }
 
 
 def comparisons(found: list[Point], noises: dict[str, stats.Noise] | None = None) -> list[stats.Comparison]:

@@ -30,6 +30,7 @@ from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
 from lab.measure import Measure, Refereed, health
+from lab.results import speed_shares
 from lab.verdict import judge
 from loadtests.load import LoadBackend, LoadError, LoadSideLostError
 from servers.matrix import Cell
@@ -37,9 +38,9 @@ from servers.target import RunningServer, ServerError, TargetBackend, TargetSide
 
 DEFAULT_RESULTS = ROOT / "results"
 HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTERM before SIGKILL
-# A disturbed throughput repeat (lab/measure.py: conditions) is measured again at most RERUNS times, and wrk once
-# when the server CPU was slow around it, while the run would still end within its time budget (the rounds' remaining
-# repeats and the sweep kept free); without a budget, at most RERUNS_PER_RUN times in a run. The sweep's repeats are
+# A disturbed throughput repeat (lab/measure.py: conditions) is measured again at most RERUNS times while the run
+# would still end within its time budget (the rounds' remaining repeats and the sweep kept free); without a budget,
+# at most RERUNS_PER_RUN times in a run. The sweep's repeats are
 # flagged, not measured again: latency at a rate is read across rates, not from one window.
 RERUNS = 2
 RERUNS_PER_RUN = 20
@@ -257,15 +258,19 @@ class Runner:
         found = self.existing(cell, scenario, rate, number)
         return found is not None and found.ok
 
-    def ok_rps(self, cell: Cell, scenario: str) -> dict[int, float]:
-        """RPS of the point's ok throughput repeats, by round."""
-        found = {}
+    def ok_repeats(self, cell: Cell, scenario: str) -> list[Repeat]:
+        """The point's ok throughput repeats."""
+        found = []
         for path in (self.root / "runs").glob(f"{cell.key}__{scenario}__r*.json"):
             with contextlib.suppress(bundle.BundleError):
                 record = bundle.read_model(path, "repeat")
                 if record.ok and record.load is not None:
-                    found[record.repeat] = record.load.rps
+                    found.append(record)
         return found
+
+    def ok_rps(self, cell: Cell, scenario: str) -> dict[int, float]:
+        """RPS of the point's ok throughput repeats, by round."""
+        return {r.repeat: r.load.rps for r in self.ok_repeats(cell, scenario) if r.load}
 
     def known_referee(self, cell: Cell, scenario: str) -> Refereed | None:
         """The referee measured for this point earlier in the run (also before a resume), if any."""
@@ -331,10 +336,6 @@ class Runner:
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
         if pending_referee and record.ok and record.load and record.server:
             referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
-            if referee.wrk and referee.slow and self.may_rerun(c.referee_seconds + 1.0):
-                self.reruns += 1
-                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS with {referee.slow}; again")
-                referee = self.measure.referee(server, scenario)
             self.referees[(cell.key, scenario)] = referee
             if referee.wrk:
                 self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
@@ -343,6 +344,9 @@ class Runner:
                     "referee": referee.wrk,
                     "referee_cost": referee.cost,
                     "verdict": judge(record.load, record.server, referee.wrk, referee.why),
+                    "conditions": record.conditions.model_copy(update={"referee_speed": referee.speed})
+                    if record.conditions
+                    else None,
                 }
             )
         bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, number, rate), record)
@@ -441,8 +445,9 @@ class Runner:
         cells = {k: vars(c.matrix.cell_from_key(k)) for k in c.cells}
         found: set[str] = set()
         for scenario in c.scenarios:
-            rps = {k: self.ok_rps(c.matrix.cell_from_key(k), scenario) for k in c.cells}
-            noise = stats.blocked_noise(rps)
+            repeats = {k: self.ok_repeats(c.matrix.cell_from_key(k), scenario) for k in c.cells}
+            rps = {k: {r.repeat: r.load.rps for r in found if r.load} for k, found in repeats.items()}
+            noise = stats.blocked_noise(rps, {k: speed_shares(found) for k, found in repeats.items()})
             found |= stats.undecided(stats.comparisons(scenario, cells, rps, noise))
         return found
 
@@ -550,6 +555,8 @@ class Runner:
             except (TargetSideLostError, LoadSideLostError) as exc:
                 status, note = "stopped", f"lost: {str(exc).splitlines()[0]}"
                 self.line(f"STOPPED: {note}; resume with --resume {self.run_id} once it is back")
+            finally:
+                self.measure.close()
         self.end_part(status, note)
         charts_ok = self.write_outputs(charts=status != "interrupted")  # interrupted: be quick, a resume redraws
         if status == "interrupted":
@@ -640,8 +647,10 @@ def extra_rule(config: RunConfig) -> str:
     return (
         f"after the {config.repeats} rounds, while the run is within its {config.budget_seconds / 60:g}-minute budget "
         f"(the sweep's time kept free), another round over every cell that is in a comparison not yet significant "
-        f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a disturbed throughput repeat (lab/measure.py) "
-        f"is measured again up to {RERUNS} times while the run would still end within its budget"
+        f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a throughput repeat disturbed by steal or other "
+        f"work (lab/measure.py) is measured again up to {RERUNS} times while the run would still end within its "
+        f"budget; the server CPU's speed during every throughput window is sampled (lab/speedometer.py) and fitted "
+        f"out by the analysis"
     )
 
 

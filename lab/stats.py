@@ -7,6 +7,15 @@ by least squares over every repeat of a scenario (round_effects); each repeat is
 factors' geometric mean is 1), and the fit's rounds - 1 degrees of freedom are taken from the noise's. Comparisons
 between cells are then, in effect, made within rounds. With one round, or without drift, this changes nothing.
 
+The CPU's speed. Within a round the same VMs switch between full speed and about 0.6 of it several times a second,
+which no round can fit. The speedometer (lab/speedometer.py) samples the server CPU's speed during every window; each
+repeat's share is its window's mean speed over its cell's full speed (a high quantile of the cell's samples, so a
+server that slows the sampler a little does not read as a slow machine: lab/results.py: speed_shares). The fit then
+is log RPS = cell + round + beta * log share, and each repeat is also divided by exp(beta * (log share - mean log
+share)): every value is at the run's mean speed. beta is fitted, not assumed (a server may slow less than the
+sampler), and costs one more degree of freedom. `unblocked_sd` and `unspeeded_sd` keep the noise without the rounds
+and without the speed term, so the report can say what each bought.
+
 The interval. A run has few repeats per cell (3 by default): three repeats cannot give a 95% interval on their own
 (their widest order-statistic interval, min to max, holds the median only 75% of the time, and a bootstrap of three
 values is no better). But the drift and the noise land on every cell alike, so the lab estimates the noise once per
@@ -36,17 +45,32 @@ ROLES = ("server", "app", "loop", "workers")
 
 @dataclass(frozen=True)
 class Noise:
-    """The run's repeat noise for one scenario: pooled standard deviation of round-adjusted log RPS, its degrees of
-    freedom, and each round's factor (round number -> factor; empty when not fitted)."""
+    """The run's repeat noise for one scenario: pooled standard deviation of adjusted log RPS, its degrees of freedom,
+    and what was fitted out: each round's factor (round number -> factor; empty when not fitted) and the speed term
+    (the exponent of a repeat's CPU speed share, None when not fitted, with the cells' shares by round)."""
 
     sd: float
     df: int
     factors: Mapping[int, float] = field(default_factory=dict, compare=False, hash=False)
-    unblocked_sd: float = math.nan  # the same before the rounds' drift is fitted out: what one lone run carries
+    unblocked_sd: float = math.nan  # before anything is fitted out: what one lone run carries
+    beta: float | None = None  # log RPS rises by beta per unit of log speed share (lab/speedometer.py)
+    centre: float = 0.0  # the mean log speed share of the fitted repeats: adjusted values are at this speed
+    shares: Mapping[str, Mapping[int, float]] = field(default_factory=dict, compare=False, hash=False)
+    unspeeded_sd: float = math.nan  # with the rounds fitted out but not the speed: what the speed term bought
 
-    def adjusted(self, by_round: Mapping[int, float]) -> list[float]:
-        """One cell's repeats (round -> RPS) with each round's factor divided out."""
-        return [rps / self.factors.get(number, 1.0) for number, rps in sorted(by_round.items())]
+    def speed_factor(self, share: float | None) -> float:
+        """A repeat's factor from its CPU speed share (1 at the run's mean speed, or without a speed term)."""
+        if self.beta is None or share is None or share <= 0:
+            return 1.0
+        return math.exp(self.beta * (math.log(share) - self.centre))
+
+    def factor(self, key: str, number: int) -> float:
+        """What the fit says moved one repeat (cell `key`, round `number`) away from the cell's own level."""
+        return self.factors.get(number, 1.0) * self.speed_factor(self.shares.get(key, {}).get(number))
+
+    def adjusted(self, key: str, by_round: Mapping[int, float]) -> list[float]:
+        """One cell's repeats (round -> RPS) with their round's factor and their speed's factor divided out."""
+        return [rps / self.factor(key, number) for number, rps in sorted(by_round.items())]
 
     @property
     def t(self) -> float:
@@ -60,11 +84,9 @@ class Noise:
         return 100 * (math.exp(self.sd) - 1)
 
 
-def pooled_noise(
-    samples: Iterable[Sequence[float]], fitted: int = 0, factors: Mapping[int, float] | None = None
-) -> Noise:
+def pooled_noise(samples: Iterable[Sequence[float]], fitted: int = 0) -> Noise:
     """Pooled standard deviation of log values around each sample's own mean; `fitted` degrees of freedom already
-    spent on the values (the round factors divided out of them)."""
+    spent on the values (the round factors and the speed term divided out of them)."""
     squares, df = 0.0, -fitted
     for values in samples:
         logs = [math.log(v) for v in values if v > 0]
@@ -72,44 +94,71 @@ def pooled_noise(
             mean = statistics.fmean(logs)
             squares += sum((x - mean) ** 2 for x in logs)
             df += len(logs) - 1
-    return Noise(math.sqrt(squares / df) if df > 0 else math.inf, max(df, 0), dict(factors or {}))
+    return Noise(math.sqrt(squares / df) if df > 0 else math.inf, max(df, 0))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The least-squares fit of log RPS = cell + round [+ beta * log speed share] over a scenario's repeats."""
+
+    rounds: dict[int, float]  # round -> factor, geometric mean 1; empty when not fitted
+    beta: float | None = None  # None when the speed term was not fitted
+    centre: float = 0.0  # the mean log share of the repeats
+
+
+def fit(cells: Mapping[str, Mapping[int, float]], shares: Mapping[str, Mapping[int, float]] | None = None) -> Fit:
+    """Rounds and, when every repeat has a CPU speed share (cell -> round -> share), the speed term, fitted together
+    (cell -> round -> RPS). No round factors with fewer than two rounds, or when the rounds share no cell (nothing ties
+    them together); no speed term when a repeat lacks a share, when the shares do not vary, or when the fit finds RPS
+    falling as the CPU runs faster (beta <= 0: no sign of the CPU's speed in the RPS)."""
+    import numpy as np
+
+    found = [(key, number, rps) for key, by_round in cells.items() for number, rps in by_round.items() if rps > 0]
+    keys = sorted({key for key, _, _ in found})
+    rounds = sorted({number for _, number, _ in found})
+    speeds = [(shares or {}).get(key, {}).get(number, 0.0) for key, number, _ in found]
+    with_speed = bool(found) and all(share > 0 for share in speeds)
+    logs = np.array([math.log(rps) for _, _, rps in found])
+    for speed in (with_speed, False):
+        columns = len(keys) + max(len(rounds) - 1, 0) + (1 if speed else 0)
+        design = np.zeros((len(found), columns))
+        for row, (key, number, _) in enumerate(found):
+            design[row, keys.index(key)] = 1.0
+            if len(rounds) >= 2 and rounds.index(number):
+                design[row, len(keys) + rounds.index(number) - 1] = 1.0
+            if speed:
+                design[row, -1] = math.log(speeds[row])
+        if not found or np.linalg.matrix_rank(design) < columns:
+            continue
+        solved = np.linalg.lstsq(design, logs, rcond=None)[0]
+        beta = float(solved[-1]) if speed else None
+        if beta is not None and not (math.isfinite(beta) and beta > 0):
+            continue
+        effects = [0.0, *solved[len(keys) : len(keys) + len(rounds) - 1]] if len(rounds) >= 2 else []
+        middle = statistics.fmean(effects) if effects else 0.0
+        factors = {number: math.exp(e - middle) for number, e in zip(rounds, effects, strict=False)}
+        centre = statistics.fmean(math.log(x) for x in speeds) if speed else 0.0
+        return Fit(factors, beta, centre)
+    return Fit({})
 
 
 def round_effects(cells: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
-    """Each round's factor on every cell's RPS (round -> factor, geometric mean 1): the least-squares fit of
-    log RPS = cell + round over every repeat (cell -> round -> RPS). Empty with fewer than two rounds, or when the
-    rounds share no cell (nothing ties them together)."""
-    import numpy as np
-
-    rounds = sorted({number for by_round in cells.values() for number, rps in by_round.items() if rps > 0})
-    keys = [key for key, by_round in cells.items() if any(rps > 0 for rps in by_round.values())]
-    if len(rounds) < 2:
-        return {}
-    rows, logs = [], []
-    for i, key in enumerate(keys):
-        for number, rps in cells[key].items():
-            if rps > 0:
-                row = np.zeros(len(keys) + len(rounds) - 1)
-                row[i] = 1.0
-                if rounds.index(number):
-                    row[len(keys) + rounds.index(number) - 1] = 1.0
-                rows.append(row)
-                logs.append(math.log(rps))
-    design = np.array(rows)
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        return {}
-    fit = np.linalg.lstsq(design, np.array(logs), rcond=None)[0]
-    effects = [0.0, *fit[len(keys) :]]
-    centre = statistics.fmean(effects)
-    return {number: math.exp(effect - centre) for number, effect in zip(rounds, effects, strict=True)}
+    """Each round's factor on every cell's RPS (round -> factor, geometric mean 1), without the speed term."""
+    return fit(cells).rounds
 
 
-def blocked_noise(cells: Mapping[str, Mapping[int, float]]) -> Noise:
-    """The run's noise for one scenario with the rounds' drift fitted out (cell -> round -> RPS)."""
-    factors = round_effects(cells)
-    bare = Noise(0.0, 0, factors)
-    found = pooled_noise((bare.adjusted(by_round) for by_round in cells.values()), max(len(factors) - 1, 0), factors)
-    return replace(found, unblocked_sd=pooled_noise(list(by_round.values()) for by_round in cells.values()).sd)
+def blocked_noise(
+    cells: Mapping[str, Mapping[int, float]], shares: Mapping[str, Mapping[int, float]] | None = None
+) -> Noise:
+    """The run's noise for one scenario (cell -> round -> RPS) with the rounds' drift and, given each repeat's CPU
+    speed share (cell -> round -> share), the CPU's speed fitted out."""
+    found = fit(cells, shares)
+    bare = Noise(0.0, 0, found.rounds, beta=found.beta, centre=found.centre, shares=dict(shares or {}))
+    fitted = max(len(found.rounds) - 1, 0) + (1 if found.beta is not None else 0)
+    pooled = pooled_noise((bare.adjusted(key, by_round) for key, by_round in cells.items()), fitted)
+    unblocked = pooled_noise(list(by_round.values()) for by_round in cells.values()).sd
+    unspeeded = blocked_noise(cells).sd if found.beta is not None else pooled.sd
+    return replace(bare, sd=pooled.sd, df=pooled.df, unblocked_sd=unblocked, unspeeded_sd=unspeeded)
 
 
 def interval(values: Sequence[float], noise: Noise) -> tuple[float, float]:
@@ -176,13 +225,13 @@ def comparisons(
     scenario: str, cells: dict[str, dict[str, object]], rps: Mapping[str, Mapping[int, float]], noise: Noise
 ) -> list[Comparison]:
     """Every comparison the lab states between these cells (key -> axes; key -> round -> RPS of its ok repeats),
-    round-adjusted with the noise's factors, faster or first-listed cell as A."""
+    adjusted by the noise's fit (rounds, speed), faster or first-listed cell as A."""
     found = []
     for a, b in combinations(list(cells), 2):
         kind = role(cells[a], cells[b])
         if kind is None or not rps.get(a) or not rps.get(b):
             continue
-        found.append(compare(scenario, kind, a, b, noise.adjusted(rps[a]), noise.adjusted(rps[b]), noise))
+        found.append(compare(scenario, kind, a, b, noise.adjusted(a, rps[a]), noise.adjusted(b, rps[b]), noise))
     return found
 
 

@@ -1,20 +1,37 @@
-"""Benchmark: how this machine's own speed moves under a server-bound load, and how much of a window's RPS it explains.
+"""Benchmark: how this machine's own speed moves, and how much of a window's RPS spread it explains.
 
-One cell's server on the first CPU, wrk on the others, `--windows` closed-model windows of `--seconds` each. Right
-before every window, and PROBE_SETTLE after it (as in a run), the lab's 10-ms probe (lab/fingerprint.py: probe)
-times the server CPU. Printed: the probes as shares of the run's full speed (their 90th percentile, as
-lab/measure.py judges them), each window's RPS, then how the probes spread (how many fell below lab/measure.py's
-SLOW_BELOW) and how well they predict the windows: the correlation of RPS with the mean of the two probes, and the RPS
-spread of all windows beside that of the windows with both probes at full speed (what re-measuring the slow ones
-buys).
+Four measurements, one per mode:
+
+- windows (default): one cell's server on the first CPU, wrk on the others, `--windows` closed-model windows of
+  `--seconds` each. Right before every window, and PROBE_SETTLE after it (as in a run), the lab's 10-ms probe
+  (lab/fingerprint.py: probe) times the server CPU. Printed: the probes as shares of the run's full speed (their 90th
+  percentile, as lab/measure.py judges them), each window's RPS, how many probes fell below lab/measure.py's
+  SLOW_BELOW, the correlation of RPS with the mean of the two probes, and the RPS spread of all windows beside that of
+  the windows with both probes at full speed (what re-measuring the slow ones buys).
+- `--trace SECONDS`: nothing but a ~3-ms slice of the probe's workload on one CPU every TRACE_EVERY seconds. Printed:
+  the share of the time the CPU ran below SLOW_BELOW of its full speed, how fast it ran then, how long its slow and
+  full-speed spells lasted, and the spread (1 sd) of the CPU's mean speed over windows as long as a run's (`--seconds`):
+  the floor under any window's RPS spread on this machine, whoever loads the server.
+- `--clients N`: the lab's client (through a local Locust master and worker, warm-up then window, as a run does) and
+  wrk, N windows each, alternating on one warm server. Printed: each window's RPS (the lab's per quarter-second too),
+  each client's spread, and the spread of the paired ratio lab ÷ wrk: whether the lab's client adds noise of its own.
+- `--speedometer N`: N pairs of wrk windows on one warm server, one with the speedometer (lab/speedometer.py)
+  sampling the server CPU, one without, alternating. Printed: what the speedometer costs the server (the paired RPS
+  ratio, mean and standard error), and over the windows it sampled: the RPS spread, its correlation with the
+  window's mean speed, and the spread left once log RPS = a + beta * log speed is fitted (what a run's analysis does).
 
     python scripts/probe_noise.py [--cell KEY] [--scenario plaintext] [--windows 40] [--seconds 2]
+    python scripts/probe_noise.py --trace 60 [--seconds 3]
+    python scripts/probe_noise.py --clients 10 [--seconds 3]
+    python scripts/probe_noise.py --speedometer 15 [--seconds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import statistics
 import tempfile
 import time
@@ -23,31 +40,27 @@ from pathlib import Path
 import numpy as np
 
 from core.host import free_port, machine_cpus
-from lab.fingerprint import probe
+from lab.fingerprint import PROBE_INSERTS, inserts_per_second, probe
 from lab.measure import FULL_SPEED_QUANTILE, PROBE_SETTLE, SLOW_BELOW
+from lab.speedometer import Speedometer, in_window
 from loadtests.load import Load
+from loadtests.local import LocalLocust
 from loadtests.referee import wrk
 from servers.local import LocalTargets
 from servers.matrix import load
+
+TRACE_EVERY = 0.025  # seconds between the trace's samples
+TRACE_INSERTS = PROBE_INSERTS // 4  # one sample: a quarter of the probe's pass, ~3 ms here
 
 
 def spread(values: list[float]) -> str:
     return f"{statistics.stdev(values) / statistics.fmean(values):.1%}" if len(values) >= 2 else "-"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", default="granian-uvloop-hyper-w1-raw")
-    parser.add_argument("--scenario", default="plaintext")
-    parser.add_argument("--users", type=int, default=64)
-    parser.add_argument("--windows", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    cpus = machine_cpus()
-    server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
-    cell = load().cell_from_key(args.cell)
+def windows(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
     rows: list[tuple[float, float, float]] = []
     print(f"{args.cell} {args.scenario}: server CPU {server_cpus[0]}, wrk on {list(load_cpus)}, {args.users} users")
+    cell = load().cell_from_key(args.cell)
     with LocalTargets(Path(tempfile.mkdtemp(prefix="lab-noise-")), server_cpus).serve(cell, free_port()) as server:
         spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds)
         wrk(dataclasses.replace(spec, duration=1.0), tuple(load_cpus))  # warm-up
@@ -73,6 +86,146 @@ def main() -> int:
     print(f"RPS ~ mean of the two probes: correlation {correlation:.2f}")
     print(f"RPS spread (1 sd): all {len(rps)} windows {spread(rps)}; the {len(fast)} with both probes at full speed "
           f"{spread(fast)}")  # fmt: skip
+
+
+def spells(slow: list[bool], every: float) -> dict[bool, list[float]]:
+    """The lengths in seconds of the runs of equal states, by state."""
+    found: dict[bool, list[float]] = {True: [], False: []}
+    start = 0
+    for i in range(1, len(slow) + 1):
+        if i == len(slow) or slow[i] != slow[start]:
+            found[slow[start]].append((i - start) * every)
+            start = i
+    return found
+
+
+def trace(args: argparse.Namespace, cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+    while (now := time.monotonic()) - started < args.trace:
+        samples.append((now - started, inserts_per_second(TRACE_INSERTS, 1)))
+        time.sleep(max(0.0, TRACE_EVERY - (time.monotonic() - now)))
+    speeds = [s for _, s in samples]
+    full = sorted(speeds)[int(FULL_SPEED_QUANTILE * (len(speeds) - 1))]
+    slow = [s < SLOW_BELOW * full for s in speeds]
+    every = args.trace / len(samples)
+    found = spells(slow, every)
+    print(f"CPU {cpu}: {len(samples)} samples in {args.trace:g} s (one every {every * 1000:.0f} ms, "
+          f"{TRACE_INSERTS:,} inserts each); full speed {full:,.0f} inserts/s")  # fmt: skip
+    slow_speeds = [s / full for s, x in zip(speeds, slow, strict=True) if x]
+    at = f", at a median {statistics.median(slow_speeds):.0%} of full speed" if slow_speeds else ""
+    print(f"slow (below {SLOW_BELOW:.0%}): {sum(slow) / len(slow):.0%} of the time{at}")
+    for state, name in ((True, "slow"), (False, "full-speed")):
+        lengths = found[state]
+        if lengths:
+            print(f"{name} spells: {len(lengths)}, median {statistics.median(lengths):.2f} s, "
+                  f"mean {statistics.fmean(lengths):.2f} s, longest {max(lengths):.2f} s")  # fmt: skip
+    per = max(1, round(args.seconds / every))
+    means = [statistics.fmean(speeds[i : i + per]) for i in range(0, len(speeds) - per + 1, per)]
+    if len(means) >= 2:
+        noise = statistics.stdev(means) / statistics.fmean(means)
+        need = math.ceil((1.96 * noise / 0.05) ** 2)
+        print(f"mean speed over {len(means)} windows of {args.seconds:g} s: spread {noise:.1%} (1 sd) — a cell's "
+              f"median within +-5% at 95% would need about {need} such windows")  # fmt: skip
+
+
+def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
+    cell = load().cell_from_key(args.cell)
+    print(f"{args.cell} {args.scenario}: server CPU {server_cpus[0]}, load on {list(load_cpus)}, {args.users} users, "
+          f"{args.seconds:g}-s windows, the lab's after a 1-s warm-up")  # fmt: skip
+    pairs: list[tuple[float, float]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
+    with (
+        LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server,
+        LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust,
+    ):
+        spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds, warmup=1.0)
+        locust.run(dataclasses.replace(spec, duration=1.0))  # the master, the worker and the server warm
+        for i in range(1, args.clients + 1):
+            lab = locust.run(spec)
+            referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
+            if referee is None:
+                raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
+            quarters = " ".join(f"{4 * q / 1000:.0f}" for q in lab.per_quarter)
+            print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (per quarter-second, k/s: {quarters})  wrk {referee.rps:9,.0f} RPS")
+            pairs.append((lab.rps, referee.rps))
+    labs, wrks = [p[0] for p in pairs], [p[1] for p in pairs]
+    ratios = [math.log(a / b) for a, b in pairs]
+    print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk: mean "
+          f"{statistics.fmean(labs) / statistics.fmean(wrks):.3f}, paired log-ratio sd "
+          f"{statistics.stdev(ratios):.3f}")  # fmt: skip
+
+
+def speedometer(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
+    cell = load().cell_from_key(args.cell)
+    print(f"{args.cell} {args.scenario}: server CPU {server_cpus[0]}, wrk on {list(load_cpus)}, {args.users} users, "
+          f"{args.seconds:g}-s windows, with and without the speedometer")  # fmt: skip
+    pairs: list[tuple[float, float, float]] = []  # (RPS with, mean speed during it, RPS without)
+    meter = Speedometer(tuple(server_cpus))
+    try:
+        with LocalTargets(Path(tempfile.mkdtemp(prefix="lab-noise-")), server_cpus).serve(cell, free_port()) as server:
+            spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds)
+            meter.start()  # the sampler's process starts here, not in the first window
+            wrk(dataclasses.replace(spec, duration=1.0), tuple(load_cpus))
+            meter.stop()
+            for i in range(1, args.speedometer + 1):
+                meter.start()
+                started = time.time()
+                timed = wrk(spec, tuple(load_cpus))
+                ended = time.time()
+                samples = [x for found in meter.stop().values() for x in in_window(found, started, ended)]
+                bare = wrk(spec, tuple(load_cpus))
+                if timed is None or bare is None:
+                    raise SystemExit("probe_noise: needs wrk (apt-get install wrk)")
+                speed = statistics.fmean(samples) if samples else math.nan
+                print(f"{i:3d}  with {timed.rps:9,.0f} RPS ({len(samples)} samples, mean {speed:,.0f})  "
+                      f"without {bare.rps:9,.0f} RPS")  # fmt: skip
+                pairs.append((timed.rps, speed, bare.rps))
+    finally:
+        meter.close()
+    cost = [math.log(a / c) for a, _, c in pairs]
+    se = statistics.stdev(cost) / math.sqrt(len(cost))
+    print(f"cost: RPS with / without {math.exp(statistics.fmean(cost)):.3f} (log mean {statistics.fmean(cost):+.3f}, "
+          f"standard error {se:.3f})")  # fmt: skip
+    rps = np.log([a for a, _, _ in pairs])
+    speed = np.log([b for _, b, _ in pairs])
+    beta = float(np.polyfit(speed, rps, 1)[0])
+    left = rps - beta * speed
+    correlation = float(np.corrcoef(speed, rps)[0, 1])
+    print(f"with it: RPS spread {np.std(rps, ddof=1):.1%} (1 sd of log RPS); correlation with the window's mean speed "
+          f"{correlation:.2f}; fitted beta {beta:.2f}; spread left {np.std(left, ddof=2):.1%}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", default="granian-uvloop-hyper-w1-raw")
+    parser.add_argument("--scenario", default="plaintext")
+    parser.add_argument("--users", type=int, default=64)
+    parser.add_argument("--windows", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=None, help="window length (2 s; 3 s with --trace/--clients)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--trace", type=float, metavar="SECONDS", help="trace the server CPU's speed this long")
+    mode.add_argument("--clients", type=int, metavar="N", help="N lab and N wrk windows, alternating")
+    mode.add_argument("--speedometer", type=int, metavar="N", help="N wrk windows with it and N without, alternating")
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 2.0 if args.trace is None and args.clients is None and args.speedometer is None else 3.0
+    if args.trace is not None and not 1 <= args.trace <= 600:
+        parser.error("--trace takes 1-600 seconds")
+    for name in ("clients", "speedometer"):
+        if getattr(args, name) is not None and not 3 <= getattr(args, name) <= 100:
+            parser.error(f"--{name} takes 3-100 windows")
+    cpus = machine_cpus()
+    server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
+    if args.trace is not None:
+        trace(args, server_cpus[0])
+    elif args.clients is not None:
+        clients(args, server_cpus, load_cpus)
+    elif args.speedometer is not None:
+        speedometer(args, server_cpus, load_cpus)
+    else:
+        windows(args, server_cpus, load_cpus)
     return 0
 
 

@@ -65,10 +65,13 @@ def make_bundle(
     shortfall: set[tuple[str, str, float]] = frozenset(),
     failed: set[tuple[str, str, float, int]] = frozenset(),
     speed: tuple[float, float] | None = (2_000_000.0, 2_000_000.0),
+    samples: dict[tuple[str, str], list[list[int]]] | None = None,
+    referee_samples: dict[tuple[str, str], list[int]] | None = None,
 ) -> Path:
     """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs.
     client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS;
-    shortfall: open points that did not serve their rate; failed: (key, scenario, rate, repeat) that failed."""
+    shortfall: open points that did not serve their rate; failed: (key, scenario, rate, repeat) that failed;
+    samples: (key, scenario) -> the speedometer's samples of each closed repeat; referee_samples: those of wrk's run."""
     matrix = load()
     root = root / run_id
     keys = sorted({k for k, _, _ in points}, key=lambda k: [c.key for c in matrix.all_cells()].index(k))
@@ -131,8 +134,11 @@ def make_bundle(
                                 busiest_worker=0.5, server_cpus_busy=server_cores),
                 cost=bundle.Cost(server_us=round(1e6 * server_cores / rps, 2),
                                  server_cpus_us=round(1e6 * server_cores / rps, 2), client_us=round(5e5 / rps, 2)),
-                conditions=bundle.Conditions(steal=0.0, other_server=0.0, other_load=0.0, unsteady=False,
-                                             disturbed=False, note="quiet"),
+                conditions=bundle.Conditions(
+                    steal=0.0, other_server=0.0, other_load=0.0, unsteady=False, disturbed=False, note="quiet",
+                    speed_samples=[] if rate else (samples or {}).get((key, scenario), [[]] * n)[n - 1],
+                    referee_speed=(referee_samples or {}).get((key, scenario), []) if n == 1 and not rate else [],
+                ),
                 attempt=1, earlier=[],
             )  # fmt: skip
             bundle.write_record(bundle.repeat_path(root, key, scenario, n, rate), record)

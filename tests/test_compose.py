@@ -145,6 +145,10 @@ def test_docker_compose_up_as_root_runs_the_quick_preset(lab: dict[str, str]) ->
     assert result.calibration.load_workers == m.config.load_workers == 1
     assert result.calibration.server_cpus == m.config.server_cpus == [0]
     assert result.calibration.load_cpus == m.config.load_cpus == [1]
+    # the speedometer sampled the server CPU from the runner's container during every throughput window
+    closed = [r for r in result.repeats if not r.offered_rps]
+    assert closed and all(len(r.conditions.speed_samples) >= 10 for r in closed)
+    assert all(not r.conditions.speed_samples for r in result.repeats if r.offered_rps)
     for name in ("throughput-plaintext.png", "latency-saturation-plaintext.svg", "resources.png"):
         assert (result.root / "charts" / name).stat().st_size > 5000, name
     assert output[-1].startswith("lab-1") and f"results in {lab['LAB_RESULTS']}/{m.run_id}" in output[-1]

@@ -35,9 +35,14 @@ def test_one_slow_quarter_second_makes_the_window_unsteady() -> None:
 
 
 @pytest.mark.parametrize(("speed", "slow"), [((0.55, 0.98), True), ((1.0, 0.6), True), ((0.8, 0.9), False)])
-def test_a_slow_server_cpu_before_or_after_the_window_disturbs_it(speed: tuple[float, float], slow: bool) -> None:
-    found = conditions(closed([5000] * 20), server(0.99), (0,), speed)
-    assert found.disturbed is slow and ("slow: the server CPU at" in found.note) is slow, found
+def test_a_slow_server_cpu_before_or_after_the_window_is_noted_not_measured_again(
+    speed: tuple[float, float], slow: bool
+) -> None:
+    """The CPU switches speed several times a second: a probe says little about the window between; the speedometer's
+    samples during it are kept instead, and the analysis fits them out."""
+    found = conditions(closed([5000] * 20), server(0.99), (0,), speed, [3_000_000, 1_800_000])
+    assert not found.disturbed and ("slow: the server CPU at" in found.note) is slow, found
+    assert found.speed_samples == [3_000_000, 1_800_000]
 
 
 def test_the_open_model_is_judged_per_second_not_per_quarter() -> None:

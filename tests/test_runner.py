@@ -58,6 +58,10 @@ def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
         assert r.ok and r.load.model == "open" and r.verdict.limit == "offered" and r.load.send_lateness.count > 0
     if shutil.which("wrk"):
         assert all(r.referee and r.referee.rps > 0 and r.referee_cost for r in closed if r.repeat == 1)
+        assert all(len(r.conditions.referee_speed) >= 5 for r in closed if r.repeat == 1)  # wrk's CPU speed
+    # the speedometer's samples of the server CPU: in every throughput window, never in the sweep's
+    assert all(len(r.conditions.speed_samples) >= 5 for r in closed)
+    assert all(not r.conditions.speed_samples and not r.conditions.referee_speed for r in swept)
     for r in closed:
         assert r.verdict.limit in ("server", "client", "unclear") and r.verdict.reason
         assert r.cost.server_us > 0 and r.cost.client_us > 0 and r.conditions is not None
