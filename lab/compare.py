@@ -3,9 +3,10 @@
 What a reader needs to know when reproducing: for every conclusion A states (each comparison of lab/stats.py),
 whether B says the same (held), the opposite (flipped), or that the difference is inside B's noise (became
 indistinguishable); how well the two rank the cells (Kendall's tau, per scenario); and for every cell in both, the
-RPS ratio B/A, raw and normalized by the two machines' speed index (the fixed CPU workload each run times on its
-server CPUs), so that a faster machine is not mistaken for a faster server. Writes compare.md, compare.csv and a
-chart per scenario.
+RPS ratio B/A, raw and normalized by how fast the two runs' server CPUs ran, so that a faster machine is not mistaken
+for a faster server: the mean of the speedometer's samples over every throughput window when both runs have them
+(lab/speedometer.py: thousands of samples, taken while measuring), else the speed index (the fixed CPU workload each
+run times on its server CPUs a few times). Writes compare.md, compare.csv and a chart per scenario.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from core.host import atomic_write
 from lab import findings
 from lab.bundle import Bundle, BundleError, load_bundle
 from lab.report import key_packages
-from lab.results import Point, closed, noise, points
+from lab.results import Point, closed, noise, points, window_speed
 
 FIELDS = ["scenario", "key", "offered_rps", "rps_a", "rps_b", "rps_ratio", "rps_ratio_normalized", "p99_us_a",
           "p99_us_b", "p99_ratio", "server_cpus_us_a", "server_cpus_us_b", "limit_a", "limit_b"]  # fmt: skip
@@ -41,6 +42,10 @@ def _ratio(b: float | None, a: float | None) -> float | None:
 def fingerprint_line(bundle: Bundle) -> str:
     m = bundle.manifest.machine
     speed = bundle.manifest.speed
+    during = window_speed(points(bundle))
+    windows = ""
+    if during:
+        windows = f", server CPU speed in its windows {during[0]:,.0f} inserts/CPU-s ({during[1]:,} samples)"
     return (
         f"{bundle.run_id}: {m.cpu_model}, {m.logical_cpus} CPUs, {m.memory_bytes / 2**30:.0f} GiB, {m.os}, "
         f"kernel {m.kernel}, Python {m.python}, server CPUs {bundle.manifest.config.server_cpus}, "
@@ -51,13 +56,18 @@ def fingerprint_line(bundle: Bundle) -> str:
             if speed
             else ""
         )
+        + windows
     )
 
 
-def speed_ratio(a: Bundle, b: Bundle) -> float | None:
-    """How much faster B's server CPU ran the fixed workload than A's."""
+def speed_ratio(a: Bundle, b: Bundle) -> tuple[float, str] | None:
+    """How much faster B's server CPUs ran than A's, and by which measure: during the throughput windows (the
+    speedometer) when both runs have it, else the speed index."""
+    wa, wb = window_speed(points(a)), window_speed(points(b))
+    if wa and wb:
+        return wb[0] / wa[0], "server CPU speed in the throughput windows"
     if a.manifest.speed and b.manifest.speed and a.manifest.speed.server_ops:
-        return b.manifest.speed.server_ops / a.manifest.speed.server_ops
+        return b.manifest.speed.server_ops / a.manifest.speed.server_ops, "speed index"
     return None
 
 
@@ -115,7 +125,8 @@ def rank_agreement(a: list[Point], b: list[Point], scenario: str) -> tuple[float
 def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
     pa, pb = points(a), points(b)
     by_b = {(p.key, p.scenario, p.offered): p for p in pb if p.repeats}
-    speed = speed_ratio(a, b)
+    measured = speed_ratio(a, b)
+    speed = measured[0] if measured else None
     rows = []
     for p in pa:
         q = by_b.get((p.key, p.scenario, p.offered))
@@ -159,6 +170,7 @@ def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
         "a": fingerprint_line(a),
         "b": fingerprint_line(b),
         "speed_ratio": round(speed, 3) if speed else None,
+        "speed_measure": measured[1] if measured else None,
         "rows": rows,
         "conclusions": conclusions(pa, pb),
         "ranks": {s: rank_agreement(pa, pb, s) for s in scenarios},
@@ -179,7 +191,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     counts = {s: sum(c.status == s for c in said) for s in dict.fromkeys(c.status for c in said)}
     md = ["# Comparison", "", f"- A: {result['a']}", f"- B: {result['b']}"]
     if result["speed_ratio"]:
-        md.append(f"- speed index B/A (server CPU): {result['speed_ratio']}")
+        md.append(f"- speed B/A ({result['speed_measure']}): {result['speed_ratio']}")
     md += ["", "## Conclusions", ""]
     md += [
         f"Of {len(said)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "." if said else "None."
@@ -218,7 +230,7 @@ def draw(result: dict[str, Any], scenario: str, out: Path) -> list[Path]:
     ratio.barh(list(ys), [r["rps_ratio"] or 0 for r in rows], color="#8c8c8c", label="RPS B/A")
     if result["speed_ratio"]:
         ratio.plot([r["rps_ratio_normalized"] or 0 for r in rows], list(ys), "o", color="#c44e52",
-                   label="B/A ÷ speed index B/A")  # fmt: skip
+                   label="B/A ÷ speed B/A")  # fmt: skip
     ratio.axvline(1, color="black", linewidth=0.8)
     ratio.set_yticks(list(ys), [""] * len(rows))
     ratio.invert_yaxis()

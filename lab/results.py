@@ -48,6 +48,13 @@ def speed_shares(repeats: Iterable[Repeat]) -> dict[int, float]:
     return {r.repeat: statistics.fmean(r.conditions.speed_samples) / full for r in repeats if r.conditions}
 
 
+def window_speed(found: list[Point]) -> tuple[float, int] | None:
+    """The server CPUs' mean speed during the run's throughput windows (the speedometer's samples, inserts per
+    CPU-second) and how many samples: what the run's servers ran on, to compare runs; None without samples."""
+    samples = [x for p in closed(found) for r in p.repeats if r.conditions for x in r.conditions.speed_samples]
+    return (statistics.fmean(samples), len(samples)) if samples else None
+
+
 def median_of(values: list[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     return round(statistics.median(found), 2) if found else None

@@ -175,6 +175,23 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     text = (tmp_path / "out/compare.md").read_text()
     assert "| plaintext | granian-uvloop-hyper-w1-raw | 10,000 | 25,000 | 2.5 | 1.25 |" in text
     assert "Of 2 comparisons:" in text and "1 flipped" in text and "1 became indistinguishable" in text
+    assert "speed B/A (speed index): 2.0" in text
+
+
+def test_compare_normalizes_by_the_speed_in_the_windows_when_both_runs_sampled_it(tmp_path: Path) -> None:
+    """The speedometer's thousands of samples, taken while measuring, beat a speed index of a few samples: B's index
+    says 2x, but its CPU ran 1.25x A's during the windows, and its cells 1.25x too."""
+    series = {(RAW, "plaintext", 0): [10_000, 10_100, 9_900], (STAR, "plaintext", 0): [8_000, 8_100, 7_900]}
+
+    def run(name: str, factor: float, index: float) -> Path:
+        rps = {k: [v * factor for v in vs] for k, vs in series.items()}
+        samples = {(k, s): [[round(2_000_000 * factor)] * 40] * 3 for k, s, _ in series}
+        return make_bundle(tmp_path / name, rps, run_id=name, speed=(index, index), samples=samples)
+
+    result = compare.compare(load_bundle(run("A", 1.0, 1e6)), load_bundle(run("B", 1.25, 2e6)))
+    assert result["speed_ratio"] == 1.25 and result["speed_measure"] == "server CPU speed in the throughput windows"
+    assert {r["rps_ratio_normalized"] for r in result["rows"]} == {1.0}
+    assert "server CPU speed in its windows 2,500,000 inserts/CPU-s (240 samples)" in result["b"]
 
 
 def test_a_median_outside_its_interval_still_draws(synthetic: Path, tmp_path: Path) -> None:
