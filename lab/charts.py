@@ -84,7 +84,8 @@ def throughput_bars(mine: list[Point], apps: list[str], scenario_noise: stats.No
         referee, limit = p.referee, p.verdict(scenario_noise)[0]
         by_app.setdefault(p.cell.app, []).append(
             {
-                "key": p.key, "stack": p.stack, "app": p.cell.app, "median": p.median,
+                "key": p.key, "stack": p.stack, "app": p.cell.app, "median": p.level(scenario_noise),
+                "measured_median": p.median,
                 "ci_low": round(low, 1), "ci_high": round(high, 1), "min": round(min(p.rps), 1),
                 "max": round(max(p.rps), 1), "repeats": len(p.repeats), "failed": len(p.failed), "limit": limit,
                 "referee_rps": referee.rps if referee else None,
@@ -93,12 +94,13 @@ def throughput_bars(mine: list[Point], apps: list[str], scenario_noise: stats.No
     return {app: by_app[app] for app in apps if app in by_app}
 
 
-def overhead_rows(mine: list[Point], apps: list[str]) -> list[dict[str, Any]]:
-    """Per stack: each app's median RPS, and as % of the baseline app (the matrix's first) on the same stack."""
+def overhead_rows(mine: list[Point], apps: list[str], scenario_noise: stats.Noise | None) -> list[dict[str, Any]]:
+    """Per stack: each app's median RPS (at the run's mean machine speed, as the comparisons), and as % of the
+    baseline app (the matrix's first) on the same stack."""
     baseline = apps[0]
     by_stack: dict[str, dict[str, float]] = {}
     for p in mine:
-        by_stack.setdefault(p.stack, {})[p.cell.app] = p.median
+        by_stack.setdefault(p.stack, {})[p.cell.app] = p.level(scenario_noise)
     return [
         {
             "stack": name,
@@ -223,7 +225,7 @@ def chart_data(bundle: Bundle, matrix: Matrix | None = None) -> dict[str, Any]:
             for s, n in noises.items()
         },
         "throughput": {s: throughput_bars(closed(found, s), apps, noises[s]) for s in scenarios},
-        "overhead": {s: overhead_rows(closed(found, s), apps) for s in scenarios},
+        "overhead": {s: overhead_rows(closed(found, s), apps, noises.get(s)) for s in scenarios},
         "saturation": {s: saturation_curves(closed(found, s)) for s in scenarios},
         "sweep": {s: sweep_lines(found, s) for s in swept},
         "sweep_rates": {s: sweep[s].model_dump() for s in swept if s in sweep},
@@ -281,8 +283,8 @@ def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Pa
             ax.bar(
                 x, bar["median"], width * 0.92, color=c, edgecolor="black" if hatch else c, hatch=hatch, linewidth=0.6,
             )  # fmt: skip
-            # The interval is the round-adjusted mean's (lab/stats.py), so it is drawn on its own centre: the median
-            # of a few repeats may lie outside it.
+            # The interval is the adjusted mean's (lab/stats.py), so it is drawn on its own centre: the median of a
+            # few adjusted repeats may lie outside it.
             low, high = bar["ci_low"], bar["ci_high"]
             centre = (low * high) ** 0.5
             ax.errorbar(x, centre, yerr=[[centre - low], [high - centre]], fmt="none", capsize=2, ecolor="#333333",
@@ -296,7 +298,7 @@ def draw_throughput(data: dict[str, Any], scenario: str, matrix: Matrix, out: Pa
             limits.add(bar["limit"])
             top = max(top, bar["ci_high"], bar["max"])
     ax.set_xticks(range(len(groups)), list(groups))
-    ax.set_ylabel("requests/s (correct answers; median, bars = 95% interval)")
+    ax.set_ylabel("requests/s (correct answers; median at the run's mean speed, bars = 95% interval)", fontsize=8)
     noise_pct = data["noise_pct"].get(scenario)
     ax.set_title(
         f"Throughput — {scenario}"

@@ -99,10 +99,10 @@ def headline(bundle: Bundle) -> list[str]:
     for scenario in dict.fromkeys(p.scenario for p in found if not p.offered):
         mine = closed(found, scenario)
         if mine:
-            top = max(mine, key=lambda p: p.median)
+            top = max(mine, key=lambda p: p.level(noises[scenario]))
             low, high = top.interval(noises[scenario])
             tops.append(
-                f"{scenario}: {name(top.key, found)} {top.median:,.0f} RPS "
+                f"{scenario}: {name(top.key, found)} {top.level(noises[scenario]):,.0f} RPS "
                 f"(95% CI {low:,.0f}-{high:,.0f}, {top.verdict(noises[scenario])[0]}-limited)"
             )
     lines.append("fastest — " + ("; ".join(tops) if tops else "nothing measured"))

@@ -106,7 +106,15 @@ class Point:
 
     @property
     def median(self) -> float:
+        """The median RPS of the repeats as measured."""
         return round(statistics.median(self.rps), 1) if self.rps else 0.0
+
+    def level(self, noise: stats.Noise | None) -> float:
+        """The median RPS at the run's mean machine speed: of the repeats with the fit's round and CPU-speed factors
+        divided out (lab/stats.py) — the figure the interval and the comparisons speak of; as measured without a fit."""
+        if noise is None or not self.rps:
+            return self.median
+        return round(statistics.median(noise.adjusted(self.key, self.by_round)), 1)
 
     @property
     def cpu_limit(self) -> str:
@@ -255,9 +263,9 @@ def projected_capacity(found: list[Point], key: str, scenario: str, server_cpus:
 
 SUMMARY_FIELDS = [
     "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
-    "repeats_failed", "rps_median", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit", "referee_rps",
-    "lab_vs_referee", "limit_reason", "referee_server_cpus_us_per_req", "p50_us", "p90_us", "p99_us", "p99_9_us",
-    "max_us", "send_late_p99_us", "errors", "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req",
+    "repeats_failed", "rps_median", "rps_at_mean_speed", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit",
+    "referee_rps", "lab_vs_referee", "limit_reason", "referee_server_cpus_us_per_req", "p50_us", "p90_us", "p99_us",
+    "p99_9_us", "max_us", "send_late_p99_us", "errors", "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req",
     "client_us_per_req", "projected_rps", "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu",
     "unsteady", "disturbed",
 ]  # fmt: skip
@@ -281,6 +289,7 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         **base,
         "status": "ok",
         "rps_median": point.median,
+        "rps_at_mean_speed": point.level(scenario_noise) if not point.offered else None,
         "rps_ci_low": round(low, 1) if low is not None else None,
         "rps_ci_high": round(high, 1) if high is not None else None,
         "rps_min": round(min(rps), 1),

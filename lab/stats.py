@@ -21,8 +21,8 @@ The interval. A run has few repeats per cell (3 by default): three repeats canno
 values is no better). But the drift and the noise land on every cell alike, so the lab estimates the noise once per
 run and scenario, pooled over every cell: the standard deviation of the round-adjusted log RPS around each cell's own
 mean, with sum(n_i - 1) - (rounds - 1) degrees of freedom. A cell's 95% interval is exp(mean +- t * s / sqrt(n))
-(Student's t at the pooled degrees of freedom), at the run's mean machine speed; the figure shown is still the median
-of the repeats as measured.
+(Student's t at the pooled degrees of freedom), at the run's mean machine speed; the figure shown beside it is the
+median of the same adjusted repeats (lab/results.py: Point.level), and summary.csv keeps the median as measured too.
 
 A comparison of two cells (A vs B, same scenario) is the ratio of their round-adjusted geometric means with the
 interval exp(diff +- t * s * sqrt(1/nA + 1/nB)). When the interval excludes 1 the lab says "A faster than B by X%

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import struct
 import subprocess
 import tempfile
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import charts, compare, report
+from lab import charts, compare, report, results
 from lab.bundle import load_bundle
 from servers.matrix import load
 from tests.synthetic import make_bundle
@@ -50,16 +51,25 @@ def test_chart_data_is_exactly_the_bundles_numbers(synthetic: Path) -> None:
     data = charts.chart_data(load_bundle(synthetic))
     assert data["scenarios"] == ["plaintext"] and data["ceilings"]["plaintext"] == {"rps": 30_000, "how": "measured"}
     bars = {b["key"]: b for bars in data["throughput"]["plaintext"].values() for b in bars}
-    assert (bars[RAW]["median"], bars[RAW]["min"], bars[RAW]["max"]) == (21_000, 20_000, 22_000)
-    assert bars[RAW]["ci_low"] < 21_000 < bars[RAW]["ci_high"]
+    assert (bars[RAW]["measured_median"], bars[RAW]["min"], bars[RAW]["max"]) == (21_000, 20_000, 22_000)
+    # the bar stands at the run's mean speed (the rounds' factors divided out), where its interval is
+    found = results.points(load_bundle(synthetic))
+    noise = results.noise(found)["plaintext"]
+    raw = next(p for p in results.closed(found) if p.key == RAW)
+    assert bars[RAW]["median"] == raw.level(noise) == round(statistics.median(noise.adjusted(RAW, raw.by_round)), 1)
+    assert bars[RAW]["ci_low"] < bars[RAW]["median"] < bars[RAW]["ci_high"]
     assert bars[RAW]["limit"] == "client"  # its repeats were judged client-limited on CPU
     assert bars[STAR]["limit"] == "client" and bars[STAR]["referee_rps"] == 25_000  # 15k is 0.6x of wrk's 25k
     assert bars[UV_RAW]["limit"] == "server" and bars[UV_RAW]["referee_rps"] is None
     assert list(data["throughput"]["plaintext"]) == ["raw", "starlette", "fastapi"]
     overhead = {row["stack"]: row for row in data["overhead"]["plaintext"]}
-    assert overhead["granian uvloop/hyper"]["starlette_pct_of_raw"] == round(100 * 15_000 / 21_000, 1)
-    assert overhead["granian uvloop/hyper"]["fastapi_pct_of_raw"] == round(100 * 5_500 / 21_000, 1)
-    assert overhead["uvicorn asyncio/h11"]["starlette_pct_of_raw"] == 80.0
+    star = next(p for p in results.closed(found) if p.key == STAR)
+    starlette_pct = round(100 * star.level(noise) / raw.level(noise), 1)
+    assert overhead["granian uvloop/hyper"]["starlette_pct_of_raw"] == starlette_pct
+    levels = {p.key: p.level(noise) for p in results.closed(found)}
+    assert overhead["granian uvloop/hyper"]["fastapi_pct_of_raw"] == round(100 * levels[FAST] / levels[RAW], 1)
+    uv_star = "uvicorn-asyncio-h11-w1-starlette"
+    assert overhead["uvicorn asyncio/h11"]["starlette_pct_of_raw"] == round(100 * levels[uv_star] / levels[UV_RAW], 1)
     curves = {row["key"]: dict(row["curve"]) for row in data["saturation"]["plaintext"]}
     # 90% at 100 µs and 10% at 5 ms; the others 1..1000 µs once each (HDR: 3 significant digits)
     assert curves[RAW][90.0] == 100 and curves[RAW][99.0] == pytest.approx(5000, rel=1e-3)
@@ -131,7 +141,10 @@ def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> No
     text = summary.read_text()
     assert text.index("## At equal load") < text.index("## Verdicts") < text.index("## Results")
     assert "at 500 requests/s (plaintext, 2 cells served it): lowest p99 is" in text
-    assert "| plaintext | granian-uvloop-hyper-w1-raw | 21,000 (" in text and "| client |" in text
+    found = results.points(result)
+    raw = next(p for p in results.closed(found) if p.key == RAW)
+    level = raw.level(results.noise(found)["plaintext"])  # at the run's mean speed, where its interval is
+    assert f"| plaintext | granian-uvloop-hyper-w1-raw | {level:,.0f} (" in text and "| client |" in text
 
 
 def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Path) -> None:
