@@ -39,10 +39,10 @@ def _ratio(b: float | None, a: float | None) -> float | None:
     return round(b / a, 3) if a and b is not None else None
 
 
-def fingerprint_line(bundle: Bundle) -> str:
+def fingerprint_line(bundle: Bundle, during: tuple[float, int] | None) -> str:
+    """The bundle's machine, CPU sets and speed (`during`: results.window_speed of its points)."""
     m = bundle.manifest.machine
     speed = bundle.manifest.speed
-    during = window_speed(points(bundle))
     windows = ""
     if during:
         windows = f", server CPU speed in its windows {during[0]:,.0f} inserts/CPU-s ({during[1]:,} samples)"
@@ -60,10 +60,11 @@ def fingerprint_line(bundle: Bundle) -> str:
     )
 
 
-def speed_ratio(a: Bundle, b: Bundle) -> tuple[float, str] | None:
-    """How much faster B's server CPUs ran than A's, and by which measure: during the throughput windows (the
-    speedometer) when both runs have it, else the speed index."""
-    wa, wb = window_speed(points(a)), window_speed(points(b))
+def speed_ratio(
+    a: Bundle, b: Bundle, wa: tuple[float, int] | None, wb: tuple[float, int] | None
+) -> tuple[float, str] | None:
+    """How much faster B's server CPUs ran than A's, and by which measure: during the throughput windows (`wa`, `wb`:
+    results.window_speed, the speedometer) when both runs have it, else the speed index."""
     if wa and wb:
         return wb[0] / wa[0], "server CPU speed in the throughput windows"
     if a.manifest.speed and b.manifest.speed and a.manifest.speed.server_ops:
@@ -124,8 +125,9 @@ def rank_agreement(a: list[Point], b: list[Point], scenario: str) -> tuple[float
 
 def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
     pa, pb = points(a), points(b)
+    wa, wb = window_speed(pa), window_speed(pb)
     by_b = {(p.key, p.scenario, p.offered): p for p in pb if p.repeats}
-    measured = speed_ratio(a, b)
+    measured = speed_ratio(a, b, wa, wb)
     speed = measured[0] if measured else None
     rows = []
     for p in pa:
@@ -167,8 +169,8 @@ def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
             warnings.append(f"version differs: {package} {left} (A) vs {right} (B)")
     scenarios = sorted({r["scenario"] for r in rows if not r["offered_rps"]})
     return {
-        "a": fingerprint_line(a),
-        "b": fingerprint_line(b),
+        "a": fingerprint_line(a, wa),
+        "b": fingerprint_line(b, wb),
         "speed_ratio": round(speed, 3) if speed else None,
         "speed_measure": measured[1] if measured else None,
         "rows": rows,

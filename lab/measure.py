@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from lab import bundle, fingerprint
 from lab.bundle import CellInfo, Conditions, Cost, Repeat, ServerFigures
 from lab.config import RunConfig
-from lab.speedometer import Speedometer, in_window
+from lab.speedometer import Speedometer, full_speed, in_window
 from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, LoadSideLostError, RefereeResult
@@ -37,7 +37,6 @@ UNSTEADY_BELOW = 0.80  # a quarter-second with fewer correct answers than this s
 # are what the analysis uses.
 SLOW_BELOW = 0.75
 PROBE_SETTLE = 0.1  # seconds after a window before its probe: the server closing the window's connections is not it
-FULL_SPEED_QUANTILE = 0.9  # the run's full speed: this quantile of its probes so far (the slow spells pull below it)
 
 
 def health(server: RunningServer) -> str | None:
@@ -150,7 +149,6 @@ class Refereed:
     wrk: RefereeResult | None
     why: str = ""
     cost: Cost | None = None
-    slow: str = ""  # how slow the server CPU was just before or after wrk, when it was
     speed: list[int] = field(default_factory=list)  # the server CPUs' speed during wrk's run (lab/speedometer.py)
 
 
@@ -184,9 +182,8 @@ class Measure:
 
     def shares(self, before: float, after: float) -> tuple[float, float]:
         """Two probes as shares of the run's full speed: a high quantile of its probes so far."""
-        ordered = sorted(self.speeds)
-        full = ordered[int(FULL_SPEED_QUANTILE * (len(ordered) - 1))]
-        return (before / full, after / full) if full > 0 else (1.0, 1.0)
+        full = full_speed(self.speeds)
+        return (before / full, after / full) if full else (1.0, 1.0)
 
     def load(self, server: RunningServer, scenario: str, rate: float, duration: float, warmup: float) -> Load:
         c = self.config
@@ -201,7 +198,7 @@ class Measure:
         spec = self.load(server, scenario, 0.0, self.config.referee_seconds, 0.0)
         if not wrk.can_referee(spec):
             return Refereed(None, f"wrk cannot replay {scenario}")
-        before = self.probe()
+        self.probe()  # before and after wrk too: every probe of the run sets its full speed
         server.sample_open()
         self.speedometer.start()
         started = time.time()
@@ -220,10 +217,9 @@ class Measure:
         timed = self.timed(started, ended)
         if found is None:
             return Refereed(None, "wrk is not installed")
-        speed = self.shares(before, self.probe(PROBE_SETTLE))
-        slow = speed_note(speed) if min(speed) < SLOW_BELOW else ""
+        self.probe(PROBE_SETTLE)
         wrk_cpu = found.cpu_utilization * found.threads * found.seconds
-        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), slow, timed)
+        return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), timed)
 
     def repeat(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from core.host import atomic_write
-from lab import stats
+from lab import speedometer, stats
 from lab.bundle import Bundle, CellInfo, Repeat
 from lab.verdict import point_verdict, worst
 from loadtests import recorder
@@ -26,23 +26,21 @@ from loadtests.load import Latency, RefereeResult
 from servers.matrix import Matrix, load
 
 MIN_SPEED_SAMPLES = 10  # a window with fewer speed samples (lab/speedometer.py) has no speed share
-FULL_SPEED_QUANTILE = 0.9  # a point's full speed: this quantile of its windows' samples (the slow spells pull below)
 
 
-def full_speed(repeats: Iterable[Repeat]) -> float | None:
-    """The server CPU's full speed while it served this point: a high quantile of every sample of its windows (its
-    own, so that a server that slows the sampler a little reads as a slower full speed, not as a slow machine)."""
-    samples = sorted(
+def point_full_speed(repeats: Iterable[Repeat]) -> float | None:
+    """The server CPU's full speed while it served this point, from every sample of its windows and wrk's (its own,
+    so that a server that slows the sampler a little reads as a slower full speed, not as a slow machine)."""
+    return speedometer.full_speed(
         x for r in repeats if r.conditions for x in (*r.conditions.speed_samples, *r.conditions.referee_speed)
     )
-    return float(samples[int(FULL_SPEED_QUANTILE * (len(samples) - 1))]) if samples else None
 
 
 def speed_shares(repeats: Iterable[Repeat]) -> dict[int, float]:
     """Each repeat's mean CPU speed over the point's full speed, by round; empty unless every repeat has enough
     samples (then the analysis fits no speed term for the scenario)."""
     repeats = list(repeats)
-    full = full_speed(repeats)
+    full = point_full_speed(repeats)
     if not full or any(not r.conditions or len(r.conditions.speed_samples) < MIN_SPEED_SAMPLES for r in repeats):
         return {}
     return {r.repeat: statistics.fmean(r.conditions.speed_samples) / full for r in repeats if r.conditions}
@@ -91,13 +89,13 @@ class Point:
         """Each ok repeat's CPU speed share by round (lab/speedometer.py); empty unless every repeat has one."""
         return speed_shares(self.repeats)
 
-    @property
+    @cached_property
     def referee_share(self) -> float | None:
         """The server CPU's speed share during wrk's run, against the point's full speed (None without samples)."""
         carrier = next((r for r in self.repeats if r.referee), None)
         if carrier is None or not carrier.conditions or len(carrier.conditions.referee_speed) < MIN_SPEED_SAMPLES:
             return None
-        full = full_speed(self.repeats)
+        full = point_full_speed(self.repeats)
         return statistics.fmean(carrier.conditions.referee_speed) / full if full else None
 
     def interval(self, noise: stats.Noise) -> tuple[float, float]:

@@ -25,6 +25,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 from core.host import ROOT
 
@@ -32,7 +33,15 @@ SAMPLE_EVERY = 0.05  # seconds between samples
 SAMPLE_INSERTS = 1_500  # one sample: ~0.3 ms of the workload here
 STOP_TIMEOUT = 5.0  # seconds to wait for a sampler's answer to `stop`
 
+FULL_SPEED_QUANTILE = 0.9  # a CPU's full speed: this quantile of samples of it (its slow spells pull below it)
+
 Samples = list[tuple[float, float]]  # (time.time(), inserts per CPU-second)
+
+
+def full_speed(speeds: Iterable[float]) -> float | None:
+    """A CPU's full speed from samples of its speed (the probes', the speedometer's): a high quantile of them."""
+    ordered = sorted(speeds)
+    return float(ordered[int(FULL_SPEED_QUANTILE * (len(ordered) - 1))]) if ordered else None
 
 
 class Speedometer:

@@ -41,8 +41,8 @@ import numpy as np
 
 from core.host import free_port, machine_cpus
 from lab.fingerprint import PROBE_INSERTS, inserts_per_second, probe
-from lab.measure import FULL_SPEED_QUANTILE, PROBE_SETTLE, SLOW_BELOW
-from lab.speedometer import Speedometer, in_window
+from lab.measure import PROBE_SETTLE, SLOW_BELOW
+from lab.speedometer import Speedometer, full_speed, in_window
 from loadtests.load import Load
 from loadtests.local import LocalLocust
 from loadtests.referee import wrk
@@ -72,7 +72,7 @@ def windows(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
             time.sleep(PROBE_SETTLE)
             rows.append((before, found.rps, probe(server_cpus[0])))
     probes = sorted([r[0] for r in rows] + [r[2] for r in rows])
-    full = probes[int(FULL_SPEED_QUANTILE * (len(probes) - 1))]
+    full = full_speed(probes) or 1.0
     for i, (before, rps, after) in enumerate(rows, 1):
         mark = " slow" if min(before, after) < SLOW_BELOW * full else ""
         print(f"{i:3d}  probe before {before / full:4.0%}  {rps:9,.0f} RPS  probe after {after / full:4.0%}{mark}")
@@ -107,7 +107,7 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
         samples.append((now - started, inserts_per_second(TRACE_INSERTS, 1)))
         time.sleep(max(0.0, TRACE_EVERY - (time.monotonic() - now)))
     speeds = [s for _, s in samples]
-    full = sorted(speeds)[int(FULL_SPEED_QUANTILE * (len(speeds) - 1))]
+    full = full_speed(speeds) or 1.0
     slow = [s < SLOW_BELOW * full for s in speeds]
     every = args.trace / len(samples)
     found = spells(slow, every)
