@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from core.host import free_port, machine_cpus
+from core.host import CpuTimes, free_port, machine_cpus
 from lab.fingerprint import probe
 from lab.measure import SLOW_BELOW, conditions
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.local import LocalTargets
 from servers.matrix import load
+from servers.sampler import TreeSampler
 
 TWO_CPUS = len(machine_cpus()) >= 2
 pytestmark = pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to separate the server and the client")
@@ -86,3 +87,26 @@ def test_a_probe_sees_a_cpu_shared_with_a_neighbour_as_slow() -> None:
         neighbour.kill()
         neighbour.wait()
     assert shared < SLOW_BELOW * quiet, (shared, quiet)
+
+
+def test_a_window_between_two_samples_is_read_between_them_not_lost() -> None:
+    """A busy machine can delay the sampler thread so that a short window holds no sample (CI once read a 1-s window
+    as 0 µs of server CPU): the counters at each end are read on the line between the samples around it."""
+    sampler = TreeSampler(os.getpid(), cpus=(0,))
+    sampler.times = [10.0, 11.0, 13.0]
+    sampler.cpu = [{1: 1.0}, {1: 2.0, 2: 0.5}, {1: 4.0}]  # process 2 starts, then is gone
+    sampler.busy = [{0: CpuTimes(5.0, 0.0, 1.0)}, {0: CpuTimes(6.0, 0.0, 1.5)}, {0: CpuTimes(8.0, 0.2, 2.5)}]
+    assert sampler.cpu_seconds(10.5, 10.9) == pytest.approx({1: 0.4, 2: 0.2})  # no sample inside
+    assert sampler.cpu_seconds(10.5, 12.0) == pytest.approx({1: 1.5, 2: 0.25})
+    busy = sampler.cpus_busy(10.0, 12.0)[0]
+    assert (busy.busy, busy.steal, busy.irq) == pytest.approx((2.0, 0.1, 1.0))
+    assert sampler.cpu_seconds(9.0, 10.5) == {} and sampler.cpus_busy(12.0, 13.5) == {}  # outside: not guessed
+
+
+def test_a_short_window_under_a_busy_server_is_costed(tmp_path: Path) -> None:
+    cell = load().cell_from_key("uvicorn-asyncio-h11-w1-raw")
+    with LocalTargets(tmp_path, (0,)).serve(cell, free_port()) as server:
+        server.sample_open()
+        result = run_once(Load(target=server.url, users=16, duration=0.4, warmup=0.3), (1,))
+        sample = server.sample_close(result.window.start, result.window.end)
+    assert sample.cpu_seconds > 0 and sample.cpus_busy_seconds >= 0.5 * sample.cpu_seconds
