@@ -104,6 +104,7 @@ class Repeat(Model):
     conditions: Conditions | None
     attempt: int  # 2 when the first attempt was disturbed and measured again
     earlier: list[str]  # why the earlier attempts were not kept
+    referee_earlier: list[str] = Field(default_factory=list)  # wrk's runs not kept (slow CPU: lab/measure.py)
 
     @property
     def ok(self) -> bool:

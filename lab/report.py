@@ -215,6 +215,14 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
         parts.append("</ul>")
     parts.append(f"<h2>How the run went</h2><p>Extra repeats: {html.escape(m.extra_rule)}.</p><ul>")
     parts += [f"<li>round {i}: {html.escape(', '.join(order))}</li>" for i, order in enumerate(m.rounds, start=1)]
+    again = [r for r in bundle.repeats if r.referee_earlier]
+    if again:
+        parts.append(
+            f"<li>wrk ran again on {len(again)} point(s) whose server CPU was slow during its run (the run at the "
+            "fastest CPU kept): "
+            + "; ".join(html.escape(f"{r.key} {r.scenario}: {', '.join(r.referee_earlier)}") for r in again)
+            + "</li>"
+        )
     parts.append("</ul><ul>")
     parts += [
         f"<li>{html.escape(s)} sweep: {', '.join(f'{r:g}' for r in r_.common)} for every cell"

@@ -20,12 +20,11 @@ from hdrh.histogram import HdrHistogram
 from core.host import atomic_write
 from lab import speedometer, stats
 from lab.bundle import Bundle, CellInfo, Repeat
+from lab.speedometer import MIN_SPEED_SAMPLES
 from lab.verdict import point_verdict, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult
 from servers.matrix import Matrix, load
-
-MIN_SPEED_SAMPLES = 10  # a window with fewer speed samples (lab/speedometer.py) has no speed share
 
 
 def point_full_speed(repeats: Iterable[Repeat]) -> float | None:

@@ -29,7 +29,7 @@ from core.host import ROOT, UsageError
 from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
-from lab.measure import Measure, Refereed, health
+from lab.measure import REFEREE_SLOW_BELOW, REFEREE_TRIES, Measure, Refereed, health
 from lab.results import speed_shares
 from lab.verdict import judge
 from loadtests.load import LoadBackend, LoadError, LoadSideLostError
@@ -335,14 +335,21 @@ class Runner:
             earlier.append(f"attempt {len(earlier) + 1}: {got}{cond.note}")
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
         if pending_referee and record.ok and record.load and record.server:
-            referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
+            if c.referee_seconds:
+                samples = record.conditions.speed_samples if record.conditions else []
+                tries = REFEREE_TRIES if self.may_rerun(REFEREE_TRIES * (c.referee_seconds + 1.0)) else 1
+                referee = self.measure.referee(server, scenario, samples, tries)
+            else:
+                referee = Refereed(None, "not run")
             self.referees[(cell.key, scenario)] = referee
             if referee.wrk:
-                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
+                again = f"; the run at the fastest CPU of {len(referee.earlier) + 1}" if referee.earlier else ""
+                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s{again})")
             record = record.model_copy(
                 update={
                     "referee": referee.wrk,
                     "referee_cost": referee.cost,
+                    "referee_earlier": referee.earlier,
                     "verdict": judge(record.load, record.server, referee.wrk, referee.why),
                     "conditions": record.conditions.model_copy(update={"referee_speed": referee.speed})
                     if record.conditions
@@ -650,7 +657,8 @@ def extra_rule(config: RunConfig) -> str:
         f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a throughput repeat disturbed by steal or other "
         f"work (lab/measure.py) is measured again up to {RERUNS} times while the run would still end within its "
         f"budget; the server CPU's speed during every throughput window is sampled (lab/speedometer.py) and fitted "
-        f"out by the analysis"
+        f"out by the analysis; wrk runs again (up to {REFEREE_TRIES} runs) while the server CPU's mean speed in its "
+        f"run was below {REFEREE_SLOW_BELOW:g} of the point's full speed, and the run at the fastest CPU is kept"
     )
 
 

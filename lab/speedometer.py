@@ -34,6 +34,7 @@ SAMPLE_INSERTS = 1_500  # one sample: ~0.3 ms of the workload here
 STOP_TIMEOUT = 5.0  # seconds to wait for a sampler's answer to `stop`
 
 FULL_SPEED_QUANTILE = 0.9  # a CPU's full speed: this quantile of samples of it (its slow spells pull below it)
+MIN_SPEED_SAMPLES = 10  # a window with fewer samples has no speed share
 
 Samples = list[tuple[float, float]]  # (time.time(), inserts per CPU-second)
 

@@ -13,8 +13,11 @@ Four measurements, one per mode:
   full-speed spells lasted, and the spread (1 sd) of the CPU's mean speed over windows as long as a run's (`--seconds`):
   the floor under any window's RPS spread on this machine, whoever loads the server.
 - `--clients N`: the lab's client (through a local Locust master and worker, warm-up then window, as a run does) and
-  wrk, N windows each, alternating on one warm server. Printed: each window's RPS (the lab's per quarter-second too),
-  each client's spread, and the spread of the paired ratio lab ÷ wrk: whether the lab's client adds noise of its own.
+  wrk, N windows each, alternating on one warm server, the speedometer (lab/speedometer.py) sampling the server CPU
+  in every window. Printed: each window's RPS and mean CPU speed, each client's spread, the spread of the paired ratio
+  lab ÷ wrk (whether the lab's client adds noise of its own), and lab ÷ wrk at equal CPU speed with its 95% interval
+  (least squares of log RPS = a + d * [lab] + beta * log speed): whether the lab gets more or less than wrk from
+  that server, with the machine's speed taken out.
 - `--speedometer N`: N pairs of wrk windows on one warm server, one with the speedometer (lab/speedometer.py)
   sampling the server CPU, one without, alternating. Printed: what the speedometer costs the server (the paired RPS
   ratio, mean and standard error), and over the windows it sampled: the RPS spread, its correlation with the
@@ -131,30 +134,57 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
 
 
 def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
+    """Alternating lab and wrk windows on one server, the speedometer on in both: the lab's RPS over wrk's as measured,
+    and at equal CPU speed (least squares of log RPS = a + d·[lab] + β·log speed; d's standard error beside it)."""
     cell = load().cell_from_key(args.cell)
     print(f"{args.cell} {args.scenario}: server CPU {server_cpus[0]}, load on {list(load_cpus)}, {args.users} users, "
-          f"{args.seconds:g}-s windows, the lab's after a 1-s warm-up")  # fmt: skip
-    pairs: list[tuple[float, float]] = []
+          f"{args.seconds:g}-s windows, the lab's after a 1-s warm-up, the speedometer on")  # fmt: skip
+    rows: list[tuple[float, float, float, float]] = []  # (lab RPS, its mean speed, wrk RPS, its mean speed)
     workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
-    with (
-        LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server,
-        LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust,
-    ):
-        spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds, warmup=1.0)
-        locust.run(dataclasses.replace(spec, duration=1.0))  # the master, the worker and the server warm
-        for i in range(1, args.clients + 1):
-            lab = locust.run(spec)
-            referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
-            if referee is None:
-                raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
-            quarters = " ".join(f"{4 * q / 1000:.0f}" for q in lab.per_quarter)
-            print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (per quarter-second, k/s: {quarters})  wrk {referee.rps:9,.0f} RPS")
-            pairs.append((lab.rps, referee.rps))
-    labs, wrks = [p[0] for p in pairs], [p[1] for p in pairs]
-    ratios = [math.log(a / b) for a, b in pairs]
-    print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk: mean "
+    meter = Speedometer(tuple(server_cpus))
+
+    def timed(started: float, ended: float) -> float:
+        samples = [x for found in meter.stop().values() for x in in_window(found, started, ended)]
+        return statistics.fmean(samples) if samples else math.nan
+
+    try:
+        with (
+            LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server,
+            LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust,
+        ):
+            spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds, warmup=1.0)
+            meter.start()  # the sampler's process starts here, not in the first window
+            locust.run(dataclasses.replace(spec, duration=1.0))  # the master, the worker and the server warm
+            meter.stop()
+            for i in range(1, args.clients + 1):
+                meter.start()
+                lab = locust.run(spec)
+                lab_speed = timed(lab.window.start, lab.window.end)
+                meter.start()
+                started = time.time()
+                referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
+                wrk_speed = timed(started, time.time())
+                if referee is None:
+                    raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
+                print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (CPU mean {lab_speed:,.0f})  "
+                      f"wrk {referee.rps:9,.0f} RPS (CPU mean {wrk_speed:,.0f})")  # fmt: skip
+                rows.append((lab.rps, lab_speed, referee.rps, wrk_speed))
+    finally:
+        meter.close()
+    labs, wrks = [r[0] for r in rows], [r[2] for r in rows]
+    ratios = [math.log(r[0] / r[2]) for r in rows]
+    print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk as measured: mean "
           f"{statistics.fmean(labs) / statistics.fmean(wrks):.3f}, paired log-ratio sd "
           f"{statistics.stdev(ratios):.3f}")  # fmt: skip
+    y = np.log([v for r in rows for v in (r[0], r[2])])
+    x = np.array([row for r in rows for row in ([1.0, 1.0, math.log(r[1])], [1.0, 0.0, math.log(r[3])])])
+    coef, residual, *_ = np.linalg.lstsq(x, y, rcond=None)
+    dof = len(y) - 3
+    sigma2 = float(residual[0]) / dof if len(residual) and dof > 0 else math.nan
+    se = math.sqrt(sigma2 * np.linalg.inv(x.T @ x)[1, 1])
+    d, beta = float(coef[1]), float(coef[2])
+    print(f"lab / wrk at equal CPU speed: {math.exp(d):.3f} (95% {math.exp(d - 1.96 * se):.3f}–"
+          f"{math.exp(d + 1.96 * se):.3f}); beta {beta:.2f}; spread left {math.sqrt(sigma2):.1%}")  # fmt: skip
 
 
 def speedometer(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from lab import results
 from lab.bundle import load_bundle
+from lab.measure import REFEREE_SLOW_BELOW, REFEREE_TRIES, Measure, Refereed
 from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
+from loadtests.load import RefereeResult
 from tests.synthetic import make_bundle
 
 
@@ -84,3 +86,37 @@ def test_the_analysis_fits_the_cpus_speed_out_and_brings_locust_to_wrks_speed(tm
     assert raw.referee_share is not None and abs(raw.referee_share - 0.7) < 0.02
     assert 0.95 < raw.referee_ratio(noise) < 1.05  # wrk ran slow, and Locust is judged at that speed
     assert raw.verdict(noise)[0] == "server"
+
+
+def wrk_run(rps: float, speed: int) -> Refereed:
+    found = RefereeResult(rps=rps, non_2xx=0, socket_errors=0, threads=1, seconds=2.0, cpu_utilization=0.5,
+                          cpu_busy={"1": 0.5}, argv=["wrk"])  # fmt: skip
+    return Refereed(found, "", None, [speed] * 40)
+
+
+def scripted(runs: list[Refereed]) -> tuple[Measure, list[Refereed]]:
+    measure = Measure(config=None, run_id="test", loads=None, server_cpus=(0,))  # type: ignore[arg-type]
+    left = list(runs)
+    measure.referee_once = lambda server, scenario: left.pop(0)  # type: ignore[method-assign]
+    return measure, left
+
+
+def test_wrk_runs_again_while_the_cpu_was_slow_and_the_fastest_cpus_run_is_kept() -> None:
+    """Chosen by the CPU's speed during wrk's run, not by wrk's RPS (the slow run here has the higher RPS)."""
+    first = [1000] * 60  # the point's first repeat: full speed 1000
+    measure, left = scripted([wrk_run(30_000, 600), wrk_run(29_000, 950), wrk_run(1, 1000)])
+    kept = measure.referee(None, "plaintext", first)  # type: ignore[arg-type]
+    assert kept.wrk and kept.wrk.rps == 29_000 and len(left) == 1
+    assert kept.earlier == ["wrk run 1: 30,000 RPS with the server CPU at 0.60 of its full speed"]
+
+    measure, left = scripted([wrk_run(10_000, 700), wrk_run(12_000, 600), wrk_run(11_000, 750), wrk_run(1, 1000)])
+    kept = measure.referee(None, "plaintext", first)  # type: ignore[arg-type]
+    assert kept.wrk and kept.wrk.rps == 11_000 and len(kept.earlier) == 2 and len(left) == 1  # REFEREE_TRIES = 3
+
+    measure, left = scripted([wrk_run(10_000, 600), wrk_run(1, 1000)])
+    kept = measure.referee(None, "plaintext", first, tries=1)  # no time left in the budget: one run
+    assert kept.wrk and kept.wrk.rps == 10_000 and not kept.earlier
+
+    measure, left = scripted([wrk_run(10_000, 900), wrk_run(1, 1000)])
+    assert measure.referee(None, "plaintext", first).wrk.rps == 10_000 and len(left) == 1  # fast enough: once
+    assert REFEREE_SLOW_BELOW == 0.8 and REFEREE_TRIES == 3
