@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from lab import bundle, fingerprint
@@ -207,10 +208,10 @@ class Measure:
             warmup=warmup, arrivals=c.arrivals, max_connections=c.max_connections,
         )  # fmt: skip
 
-    def referee(self, server: RunningServer, scenario: str, samples: list[int], tries: int = REFEREE_TRIES) -> Refereed:
+    def referee(self, server: RunningServer, scenario: str, samples: Sequence[int] = (), tries: int = 1) -> Refereed:
         """wrk on this server and scenario, run again (up to `tries` runs) while the server CPU was slow during it
         against the point's full speed from `samples` (its first repeat's) and wrk's own; the run at the highest
-        speed, with the others in its `earlier`."""
+        speed, with the others in its `earlier`. One run by default (the calibration's: before any repeat)."""
         runs: list[Refereed] = []
         while True:
             found = self.referee_once(server, scenario)

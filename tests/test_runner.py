@@ -41,12 +41,14 @@ def only_run(results: Path) -> Path:
 
 
 def test_a_quick_matrix_end_to_end(tmp_path: Path) -> None:
-    """Both phases of a run with a sweep, the referee on each closed point, every repeat judged and costed."""
-    args = [*SHORT, "--no-calibrate", "--referee-seconds", "1", "--sweep-seconds", "0.5", "--rate", "300"]
+    """The calibration, both phases of a run with a sweep, the referee on each closed point, every repeat judged and
+    costed."""
+    args = [*SHORT, "--referee-seconds", "1", "--sweep-seconds", "0.5", "--rate", "300"]
     done = lab_run(*[a for c in CELLS for a in ("--cell", c)], *args, results=tmp_path)
     assert done.returncode == 0, done.stderr
     result = bundle.load_bundle(only_run(tmp_path))
     assert result.manifest.status == "complete" and result.failures == []
+    assert result.calibration and [p.scenario for p in result.calibration.points] == ["plaintext"]
     closed = [r for r in result.repeats if not r.offered_rps]
     swept = [r for r in result.repeats if r.offered_rps]
     assert sorted({r.key for r in closed}) == sorted(CELLS) and len(closed) == 4 and len(swept) == 2
