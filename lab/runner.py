@@ -44,6 +44,11 @@ HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTE
 # flagged, not measured again: latency at a rate is read across rates, not from one window.
 RERUNS = 2
 RERUNS_PER_RUN = 20
+# wrk's runs again on a slow CPU (lab/measure.py: REFEREE_SLOW_BELOW) have their own allowance, REFEREE_AGAIN_SECONDS
+# of wrk per run (the default's 3-s runs: 25 more runs), budget or not: early in a run the budget's estimate of the
+# rest is too high to allow anything, and the first round, where wrk runs, is early. Spent, the extra rounds
+# (which fit the budget) are fewer.
+REFEREE_AGAIN_SECONDS = 100.0
 PROBE_BURST = 10  # quick probes of the server CPU with each speed sample, ~50 ms apart (lab/measure.py: Measure.probe)
 VISIT_SECONDS = 0.5  # a repeat's share of its cell's visit: the server's start and stop, the speed probes
 SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
@@ -170,6 +175,7 @@ class Runner:
     dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
     referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
+    referees_again: int = 0  # wrk's runs not kept (a slow CPU during them)
     overheads: list[float] = field(default_factory=list)
     speed_due: bool = False  # set at each round and the sweep: the next cell visited first times the machine
     known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -337,8 +343,9 @@ class Runner:
         if pending_referee and record.ok and record.load and record.server:
             if c.referee_seconds:
                 samples = record.conditions.speed_samples if record.conditions else []
-                tries = REFEREE_TRIES if self.may_rerun(REFEREE_TRIES * (c.referee_seconds + 1.0)) else 1
-                referee = self.measure.referee(server, scenario, samples, tries)
+                allowed = int(REFEREE_AGAIN_SECONDS // (c.referee_seconds + 1.0)) - self.referees_again
+                referee = self.measure.referee(server, scenario, samples, min(REFEREE_TRIES, 1 + max(allowed, 0)))
+                self.referees_again += len(referee.earlier)
             else:
                 referee = Refereed(None, "not run")
             self.referees[(cell.key, scenario)] = referee
@@ -658,7 +665,8 @@ def extra_rule(config: RunConfig) -> str:
         f"work (lab/measure.py) is measured again up to {RERUNS} times while the run would still end within its "
         f"budget; the server CPU's speed during every throughput window is sampled (lab/speedometer.py) and fitted "
         f"out by the analysis; wrk runs again (up to {REFEREE_TRIES} runs) while the server CPU's mean speed in its "
-        f"run was below {REFEREE_SLOW_BELOW:g} of the point's full speed, and the run at the fastest CPU is kept"
+        f"run was below {REFEREE_SLOW_BELOW:g} of the point's full speed, and the run at the fastest CPU is kept "
+        f"(at most {REFEREE_AGAIN_SECONDS:g} s of such runs)"
     )
 
 
