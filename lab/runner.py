@@ -45,10 +45,10 @@ HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTE
 RERUNS = 2
 RERUNS_PER_RUN = 20
 # wrk's runs again on a slow CPU (lab/measure.py: REFEREE_SLOW_BELOW) have their own allowance, REFEREE_AGAIN_SECONDS
-# of wrk per run (the default's 3-s runs: 25 more runs), budget or not: early in a run the budget's estimate of the
-# rest is too high to allow anything, and the first round, where wrk runs, is early. Spent, the extra rounds
-# (which fit the budget) are fewer.
-REFEREE_AGAIN_SECONDS = 100.0
+# of wrk per run (the default's 2-s runs: 10 more runs), budget or not: early in a run the budget's estimate of the
+# rest is too high to allow anything, and the first round, where wrk runs, is early. A compose run with 3-s wrk runs
+# and 100 s allowed spent 2.3 min more on its rounds than before (12.8 min) and would have ended past 20 min.
+REFEREE_AGAIN_SECONDS = 30.0
 PROBE_BURST = 10  # quick probes of the server CPU with each speed sample, ~50 ms apart (lab/measure.py: Measure.probe)
 VISIT_SECONDS = 0.5  # a repeat's share of its cell's visit: the server's start and stop, the speed probes
 SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
