@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import interrupts
 from core.host import ROOT, UsageError
 from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
@@ -148,19 +148,6 @@ class RunInterruptedError(Exception):
 
 class CellDiedError(Exception):
     """The cell's server died or stopped answering during its load."""
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise RunInterruptedError(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @dataclass
@@ -551,7 +538,7 @@ class Runner:
             f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s)"
         )
         status, note = "complete", None
-        with interruptible():
+        with interrupts.raising(RunInterruptedError):
             try:
                 self.sample_speed()
                 if c.calibrate and not self.calibrated():

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core import interrupts
 from core.host import LOOPBACK, ROOT, child_setup, free_port, machine_cpus
 from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
 from loadtests.remote import MasterLocust
@@ -71,7 +72,7 @@ class LocalLocust:
 
     def spawn(self, argv: list[str], name: str) -> None:
         cpus = self.cpus
-        with open(self.workdir / f"locust-{name}.log", "wb") as log:
+        with interrupts.held(), open(self.workdir / f"locust-{name}.log", "wb") as log:
             self.processes.append(
                 subprocess.Popen(
                     argv,
@@ -100,19 +101,20 @@ class LocalLocust:
 
     def close(self) -> None:
         """Stop the master and the workers (SIGTERM, then SIGKILL after 10 s)."""
-        for process in self.processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in self.processes:
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self.processes.clear()
-        self.master = None
+        with interrupts.held():
+            for process in self.processes:
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            for process in self.processes:
+                try:
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+            self.processes.clear()
+            self.master = None
 
     def __enter__(self) -> LocalLocust:
         return self
@@ -142,7 +144,7 @@ def run_once(load: Load, cpus: tuple[int, ...], workers: int = 1, workdir: Path 
     workdir.mkdir(parents=True, exist_ok=True)
     out, log = workdir / "locust.json", workdir / "locust.log"
     out.unlink(missing_ok=True)
-    with open(log, "wb") as logfile:
+    with interrupts.held(), open(log, "wb") as logfile:
         proc = subprocess.Popen(
             command(load, out, workers),
             cwd=ROOT,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import interrupts
 from core.host import ROOT, child_setup, machine_cpus
 from servers.matrix import Cell
 from servers.sampler import TreeSampler
@@ -111,17 +112,18 @@ class LocalTargets:
         argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)]
         argv += ["--ready-timeout", str(self.ready_timeout)]
         cpus = self.cpus
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=child_setup(cpus, self.die_with_parent),
-            )
+        process: subprocess.Popen[bytes] | None = None
         server: LocalServer | None = None
         try:
+            with interrupts.held(), open(log, "wb") as out:  # a Ctrl-C here is raised once `process` is known
+                process = subprocess.Popen(
+                    argv,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=child_setup(cpus, self.die_with_parent),
+                )
             deadline = time.monotonic() + self.ready_timeout + 5
             while not report.exists():
                 if process.poll() is not None:
@@ -137,15 +139,17 @@ class LocalTargets:
             server = LocalServer(cell, port, log, process, started, self.cpus)
             yield server
         finally:
-            if process.poll() is None:
-                if server is None:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                else:
-                    with contextlib.suppress(ServerError):
-                        server.stop()
-            with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave: its workers
-                os.killpg(process.pid, signal.SIGKILL)
+            if process is not None:
+                with interrupts.held():  # stopped, and waited for, even when a Ctrl-C comes meanwhile
+                    if process.poll() is None:
+                        if server is None:
+                            os.killpg(process.pid, signal.SIGKILL)
+                            process.wait()
+                        else:
+                            with contextlib.suppress(ServerError):
+                                server.stop()
+                    with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave
+                        os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Nothing outlives a serve() block here."""

@@ -173,6 +173,7 @@ FAULT_KINDS = [
     "server gone before a repeat starts",
     "a Locust worker killed (kill -9) during a repeat",
     "the runner killed (kill -9)",
+    "Ctrl-C while a server is being started or stopped",
     "a damaged calibration.json on resume",
     "a run already being run",
     "right body, wrong headers (text/html)",
@@ -231,6 +232,47 @@ def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_pat
         measure = Measure(settings, "run", loads, (0,))
         record = measure.repeat(server, cell, "plaintext", 0.0, 1, Refereed(None), 0.2, 1.0)
     assert not record.ok and record.load is None and record.failure.startswith("before the window: the server exited")
+
+
+class StopError(Exception):
+    """What the run's Ctrl-C handler raises."""
+
+
+@pytest.mark.parametrize("moment", ["start", "stop"])
+def test_ctrl_c_while_a_server_starts_or_stops_leaves_no_server_running(
+    moment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CI failure of stop 20: the run exited 130 with its server still listening. The signal came while the
+    server was being stopped (or started); its exception skipped the wait and the kill. Now it is raised after."""
+    from core import interrupts
+    from servers import local
+    from servers.matrix import load
+
+    real_popen, real_stop = subprocess.Popen, local.LocalServer.stop
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen:
+        process = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        signal.raise_signal(signal.SIGINT)  # as the child has just been forked
+        return process
+
+    def stop(self: local.LocalServer, timeout: float = local.STOP_TIMEOUT) -> int:
+        signal.raise_signal(signal.SIGINT)  # as SIGTERM has just been sent
+        return real_stop(self, timeout)
+
+    monkeypatch.setattr(
+        *(("servers.local.subprocess.Popen", popen) if moment == "start" else (local.LocalServer, "stop", stop))
+    )
+    port = free_port()
+    cell = load().cell_from_key(GOOD)
+    with (
+        pytest.raises(StopError, match="SIGINT"),
+        interrupts.raising(StopError),
+        local.LocalTargets(tmp_path).serve(cell, port),
+    ):
+        pass
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens
+    assert lab_processes() == []
 
 
 def test_a_lost_locust_worker_fails_the_repeat_and_stops_the_run(tmp_path: Path) -> None:
