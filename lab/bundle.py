@@ -97,14 +97,13 @@ class Repeat(Model):
     failure: str | None
     load: LoadResult | None
     server: ServerFigures | None
-    referee: RefereeResult | None  # wrk on this cell and scenario in this run (closed model)
+    referee: RefereeResult | None  # wrk on this cell and scenario, in this repeat's round, right after it (closed)
     referee_cost: Cost | None  # CPU per answer under wrk: the server's (to set beside its cost here) and wrk's
     verdict: Verdict | None
     cost: Cost | None
     conditions: Conditions | None
     attempt: int  # 2 when the first attempt was disturbed and measured again
     earlier: list[str]  # why the earlier attempts were not kept
-    referee_earlier: list[str] = Field(default_factory=list)  # wrk's runs not kept (slow CPU: lab/measure.py)
 
     @property
     def ok(self) -> bool:

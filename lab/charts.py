@@ -81,14 +81,14 @@ def throughput_bars(mine: list[Point], apps: list[str], scenario_noise: stats.No
     by_app: dict[str, list[dict[str, Any]]] = {}
     for p in mine:
         low, high = p.interval(scenario_noise)
-        referee, limit = p.referee, p.verdict(scenario_noise)[0]
+        limit = p.verdict(scenario_noise)[0]
         by_app.setdefault(p.cell.app, []).append(
             {
                 "key": p.key, "stack": p.stack, "app": p.cell.app, "median": p.level(scenario_noise),
                 "measured_median": p.median,
                 "ci_low": round(low, 1), "ci_high": round(high, 1), "min": round(min(p.rps), 1),
                 "max": round(max(p.rps), 1), "repeats": len(p.repeats), "failed": len(p.failed), "limit": limit,
-                "referee_rps": referee.rps if referee else None,
+                "referee_rps": p.referee_rps,
             }
         )  # fmt: skip
     return {app: by_app[app] for app in apps if app in by_app}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from lab import bundle, fingerprint
 from lab.bundle import CellInfo, Conditions, Cost, Repeat, ServerFigures
 from lab.config import RunConfig
-from lab.speedometer import MIN_SPEED_SAMPLES, Speedometer, full_speed, in_window
+from lab.speedometer import Speedometer, full_speed, in_window
 from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, LoadSideLostError, RefereeResult
@@ -38,14 +37,6 @@ UNSTEADY_BELOW = 0.80  # a quarter-second with fewer correct answers than this s
 # are what the analysis uses.
 SLOW_BELOW = 0.75
 PROBE_SETTLE = 0.1  # seconds after a window before its probe: the server closing the window's connections is not it
-# wrk's run once per point is a short window that the CPU's slow spells can fill: B of the reference pair had wrk run
-# at 0.51-0.65 of full speed on eight points, where the fitted speed term (one β per scenario) corrected too little
-# and Locust read 1.09-1.31x wrk. So wrk runs again while the server CPU's mean speed during its run was below
-# REFEREE_SLOW_BELOW of the point's full speed (the samples of its first repeat and of wrk's runs), up to
-# REFEREE_TRIES runs, and the run at the highest speed is kept: chosen by the CPU's speed, never by wrk's RPS; the
-# others are recorded (Repeat.referee_earlier).
-REFEREE_SLOW_BELOW = 0.8
-REFEREE_TRIES = 3
 
 
 def health(server: RunningServer) -> str | None:
@@ -159,13 +150,6 @@ class Refereed:
     why: str = ""
     cost: Cost | None = None
     speed: list[int] = field(default_factory=list)  # the server CPUs' speed during wrk's run (lab/speedometer.py)
-    earlier: list[str] = field(default_factory=list)  # wrk's runs not kept, and why
-
-
-def share(run: Refereed, full: float | None) -> float:
-    """The server CPUs' mean speed during wrk's run over a full speed; 1 when either is not known."""
-    timed = len(run.speed) >= MIN_SPEED_SAMPLES and full
-    return statistics.fmean(run.speed) / full if timed else 1.0
 
 
 @dataclass
@@ -208,31 +192,7 @@ class Measure:
             warmup=warmup, arrivals=c.arrivals, max_connections=c.max_connections,
         )  # fmt: skip
 
-    def referee(self, server: RunningServer, scenario: str, samples: Sequence[int] = (), tries: int = 1) -> Refereed:
-        """wrk on this server and scenario, run again (up to `tries` runs) while the server CPU was slow during it
-        against the point's full speed from `samples` (its first repeat's) and wrk's own; the run at the highest
-        speed, with the others in its `earlier`. One run by default (the calibration's: before any repeat)."""
-        runs: list[Refereed] = []
-        while True:
-            found = self.referee_once(server, scenario)
-            if found.wrk is None:
-                if not runs:
-                    return found
-                break  # (a later run failing leaves the earlier ones)
-            runs.append(found)
-            full = full_speed([*samples, *(x for r in runs for x in r.speed)])
-            if share(found, full) >= REFEREE_SLOW_BELOW or len(runs) >= tries:
-                break
-        full = full_speed([*samples, *(x for r in runs for x in r.speed)])
-        best = max(runs, key=lambda r: share(r, full))
-        earlier = [
-            f"wrk run {i + 1}: {r.wrk.rps:,.0f} RPS with the server CPU at {share(r, full):.2f} of its full speed"
-            for i, r in enumerate(runs)
-            if r is not best and r.wrk
-        ]
-        return replace(best, earlier=earlier)
-
-    def referee_once(self, server: RunningServer, scenario: str) -> Refereed:
+    def referee(self, server: RunningServer, scenario: str) -> Refereed:
         """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
         its result and both sides' CPU per answer, or why there is none."""
         spec = self.load(server, scenario, 0.0, self.config.referee_seconds, 0.0)

@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lab import findings
 from lab.bundle import Bundle
 from lab.results import noise, points, summarize
 from lab.stats import Noise
+from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from servers.matrix import Matrix, load
 
 TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy")
@@ -215,12 +217,12 @@ def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path
         parts.append("</ul>")
     parts.append(f"<h2>How the run went</h2><p>Extra repeats: {html.escape(m.extra_rule)}.</p><ul>")
     parts += [f"<li>round {i}: {html.escape(', '.join(order))}</li>" for i, order in enumerate(m.rounds, start=1)]
-    again = [r for r in bundle.repeats if r.referee_earlier]
-    if again:
+    again = Counter((r.key, r.scenario) for r in bundle.repeats if r.referee)
+    if any(n > 1 for n in again.values()):
         parts.append(
-            f"<li>wrk ran again on {len(again)} point(s) whose server CPU was slow during its run (the run at the "
-            "fastest CPU kept): "
-            + "; ".join(html.escape(f"{r.key} {r.scenario}: {', '.join(r.referee_earlier)}") for r in again)
+            "<li>wrk ran in more than one round on these points (Locust ÷ wrk outside "
+            f"{REFEREE_SHARE:g}–{REFEREE_ABOVE:g} after the rounds before): "
+            + html.escape(", ".join(f"{k} {s} ({n} rounds)" for (k, s), n in again.items() if n > 1))
             + "</li>"
         )
     parts.append("</ul><ul>")

@@ -21,7 +21,7 @@ from core.host import atomic_write
 from lab import speedometer, stats
 from lab.bundle import Bundle, CellInfo, Repeat
 from lab.speedometer import MIN_SPEED_SAMPLES
-from lab.verdict import point_verdict, worst
+from lab.verdict import point_verdict, referee_ratio, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult
 from servers.matrix import Matrix, load
@@ -57,6 +57,27 @@ def median_of(values: list[float | None]) -> float | None:
     return round(statistics.median(found), 2) if found else None
 
 
+# The server's RPS against its CPU's speed, RPS ∝ speed^β: β as the per-cell probes found it (0.70-0.93, README: on
+# the wire). Only for choosing where wrk runs again while a run goes on (lab/runner.py), before the run's own fit
+# exists; every figure uses the fit (lab/stats.py).
+REFEREE_BETA = 0.8
+
+
+def rough_referee_ratio(repeats: Iterable[Repeat]) -> float | None:
+    """Locust ÷ wrk from a point's repeats so far: per wrk run, the repeat it followed over it, brought to wrk's CPU
+    speed with REFEREE_BETA (as measured when either has too few speed samples); the median over wrk's runs."""
+    ratios = []
+    for r in repeats:
+        if not (r.referee and r.referee.rps > 0 and r.load):
+            continue
+        ratio = r.load.rps / r.referee.rps
+        c = r.conditions
+        if c and min(len(c.speed_samples), len(c.referee_speed)) >= MIN_SPEED_SAMPLES:
+            ratio *= (statistics.fmean(c.referee_speed) / statistics.fmean(c.speed_samples)) ** REFEREE_BETA
+        ratios.append(ratio)
+    return statistics.median(ratios) if ratios else None
+
+
 @dataclass(frozen=True)
 class Point:
     """Every repeat of one cell x scenario x offered rate (0 = closed model)."""
@@ -88,11 +109,14 @@ class Point:
         """Each ok repeat's CPU speed share by round (lab/speedometer.py); empty unless every repeat has one."""
         return speed_shares(self.repeats)
 
-    @cached_property
-    def referee_share(self) -> float | None:
-        """The server CPU's speed share during wrk's run, against the point's full speed (None without samples)."""
-        carrier = next((r for r in self.repeats if r.referee), None)
-        if carrier is None or not carrier.conditions or len(carrier.conditions.referee_speed) < MIN_SPEED_SAMPLES:
+    @property
+    def carriers(self) -> list[Repeat]:
+        """The repeats wrk ran right after (in their rounds), in round order."""
+        return [r for r in self.repeats if r.referee]
+
+    def referee_share(self, carrier: Repeat) -> float | None:
+        """The server CPU's speed share during a wrk run, against the point's full speed (None without samples)."""
+        if not carrier.conditions or len(carrier.conditions.referee_speed) < MIN_SPEED_SAMPLES:
             return None
         full = point_full_speed(self.repeats)
         return statistics.fmean(carrier.conditions.referee_speed) / full if full else None
@@ -123,39 +147,48 @@ class Point:
         if self.offered or not self.repeats:
             return self.cpu_limit, self.cpu_limit
         limits = [r.verdict.limit for r in self.repeats if r.verdict]
-        return point_verdict(limits, self.in_referee_round(noise), self.referee, self.referee_noise(noise))
+        return point_verdict(limits, self.referee_pairs(noise), self.referee_noise(noise))
 
     def referee_noise(self, noise: stats.Noise | None) -> float:
         """One standard deviation (a fraction) of Locust's estimate over wrk's figure: the median of n adjusted
-        repeats carries the run's noise / n; wrk's one run the run's noise when its own CPU speed was measured (Locust's
-        figure is then brought to that speed), else a lone run's noise (nothing fitted out)."""
+        repeats carries the run's noise / n; each of wrk's m runs the run's noise when its own CPU speed was measured
+        (Locust's figure is then brought to that speed), else a lone run's noise (nothing fitted out), / m."""
         if noise is None or not math.isfinite(noise.sd):
             return 0.0
-        measured = noise.beta is not None and self.referee_share is not None
+        carriers = self.carriers
+        measured = noise.beta is not None and all(self.referee_share(c) is not None for c in carriers)
         lone = noise.sd if measured or not math.isfinite(noise.unblocked_sd) else noise.unblocked_sd
-        return math.exp(math.sqrt(lone**2 + noise.sd**2 / max(len(self.rps), 1))) - 1
+        return math.exp(math.sqrt(lone**2 / max(len(carriers), 1) + noise.sd**2 / max(len(self.rps), 1))) - 1
 
     def referee_ratio(self, noise: stats.Noise | None) -> float | None:
-        """Locust's median in wrk's round over wrk's figure: the ratio the verdict judges (None without wrk)."""
-        referee = self.referee
-        if referee is None or referee.rps <= 0 or not self.rps:
-            return None
-        return statistics.median(self.in_referee_round(noise)) / referee.rps
+        """Locust ÷ wrk as the verdict judges it (lab/verdict.py: referee_ratio; None without wrk)."""
+        return referee_ratio(self.referee_pairs(noise))
 
-    def in_referee_round(self, noise: stats.Noise | None) -> list[float]:
-        """The repeats as they would have been under wrk (its round, its CPU speed): each adjusted by the fit, times
-        the factor of wrk's round and of the speed its samples found. Without a fit, the repeats as measured."""
-        paired = next((r.repeat for r in self.repeats if r.referee), None)
-        if noise is None or not (noise.factors or noise.beta is not None) or paired is None:
+    def referee_pairs(self, noise: stats.Noise | None) -> list[tuple[list[float], float]]:
+        """Per wrk run: Locust's repeats as they would have been under it, and its RPS."""
+        return [(self.in_round_of(c, noise), c.referee.rps) for c in self.carriers if c.referee and self.rps]
+
+    def in_round_of(self, carrier: Repeat, noise: stats.Noise | None) -> list[float]:
+        """The repeats as they would have been under this wrk run (its round, its CPU speed): each adjusted by the
+        fit, times the factor of that round and of the speed its samples found. Without a fit, as measured."""
+        if noise is None or not (noise.factors or noise.beta is not None):
             return self.rps
-        factor = noise.factors.get(paired, 1.0) * noise.speed_factor(
-            self.referee_share if self.referee_share is not None else self.shares.get(paired)
+        share = self.referee_share(carrier)
+        factor = noise.factors.get(carrier.repeat, 1.0) * noise.speed_factor(
+            share if share is not None else self.shares.get(carrier.repeat)
         )
         return [v * factor for v in noise.adjusted(self.key, self.by_round)]
 
     @property
     def referee(self) -> RefereeResult | None:
+        """wrk's first run on the point (its CPU cost is the one reported)."""
         return next((r.referee for r in self.repeats if r.referee), None)
+
+    @property
+    def referee_rps(self) -> float | None:
+        """wrk's figure for the point: the median of its runs' RPS."""
+        runs = [r.referee.rps for r in self.repeats if r.referee]
+        return round(statistics.median(runs), 1) if runs else None
 
     @property
     def rate_shortfall(self) -> bool:
@@ -277,7 +310,7 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         return {**base, "status": "failed: every repeat"}
     rps, latency, reps = point.rps, point.latency.percentiles_us, point.repeats
     low, high = point.interval(noises[point.scenario]) if not point.offered else (None, None)
-    referee, scenario_noise = point.referee, noises.get(point.scenario)
+    scenario_noise = noises.get(point.scenario)
     limit, reason = point.verdict(scenario_noise)
     ratio = point.referee_ratio(scenario_noise)
     loads = [r.load for r in reps if r.load]
@@ -292,10 +325,10 @@ def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise]
         "rps_min": round(min(rps), 1),
         "rps_max": round(max(rps), 1),
         "limit": limit,
-        "referee_rps": referee.rps if referee else None,
+        "referee_rps": point.referee_rps,
         "lab_vs_referee": round(ratio, 3) if ratio is not None else None,
         "limit_reason": reason,
-        "referee_server_cpus_us_per_req": next((r.referee_cost.server_cpus_us for r in reps if r.referee_cost), None),
+        "referee_server_cpus_us_per_req": median_of([r.referee_cost.server_cpus_us for r in reps if r.referee_cost]),
         "p50_us": latency.get("p50"),
         "p90_us": latency.get("p90"),
         "p99_us": latency.get("p99"),

@@ -29,9 +29,9 @@ from core.host import ROOT, UsageError
 from lab import bundle, fingerprint, stats, sweep
 from lab.bundle import CellInfo, Failure, Manifest, Part, Repeat, Skipped, Speed, SweepRates
 from lab.config import RunConfig
-from lab.measure import REFEREE_SLOW_BELOW, REFEREE_TRIES, Measure, Refereed, health
-from lab.results import speed_shares
-from lab.verdict import judge
+from lab.measure import Measure, Refereed, health
+from lab.results import rough_referee_ratio, speed_shares
+from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, judge
 from loadtests.load import LoadBackend, LoadError, LoadSideLostError
 from servers.matrix import Cell
 from servers.target import RunningServer, ServerError, TargetBackend, TargetSideLostError
@@ -44,11 +44,13 @@ HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTE
 # flagged, not measured again: latency at a rate is read across rates, not from one window.
 RERUNS = 2
 RERUNS_PER_RUN = 20
-# wrk's runs again on a slow CPU (lab/measure.py: REFEREE_SLOW_BELOW) have their own allowance, REFEREE_AGAIN_SECONDS
-# of wrk per run (the default's 2-s runs: 10 more runs), budget or not: early in a run the budget's estimate of the
-# rest is too high to allow anything, and the first round, where wrk runs, is early. A compose run with 3-s wrk runs
-# and 100 s allowed spent 2.3 min more on its rounds than before (12.8 min) and would have ended past 20 min.
-REFEREE_AGAIN_SECONDS = 30.0
+# wrk runs once per point after its first repeat; one 2-s run carries the machine's speed noise of its window (the
+# paired Locust/wrk log-ratio spread 0.14-0.20 in probes: README). In each later round, wrk runs again after the
+# point's repeat while Locust ÷ wrk so far (lab/results.py: rough_referee_ratio) lies outside REFEREE_SHARE-
+# REFEREE_ABOVE, within REFEREE_AGAIN_SECONDS of wrk per run (the default's 2-s runs: about 15 more), budget or not:
+# early in a run the budget's estimate of the rest is too high to allow anything. The point's ratio is then the
+# median over wrk's runs (lab/verdict.py).
+REFEREE_AGAIN_SECONDS = 45.0
 PROBE_BURST = 10  # quick probes of the server CPU with each speed sample, ~50 ms apart (lab/measure.py: Measure.probe)
 VISIT_SECONDS = 0.5  # a repeat's share of its cell's visit: the server's start and stop, the speed probes
 SWEEP_WARMUP = 0.5  # seconds of load at the first swept rate before its window opens
@@ -162,7 +164,7 @@ class Runner:
     dead: set[str] = field(default_factory=set)  # cells that failed in this session: left out of its later phases
     referees: dict[tuple[str, str], Refereed] = field(default_factory=dict)
     reruns: int = 0
-    referees_again: int = 0  # wrk's runs not kept (a slow CPU during them)
+    referee_again_seconds: float = 0.0  # spent on wrk in later rounds
     overheads: list[float] = field(default_factory=list)
     speed_due: bool = False  # set at each round and the sweep: the next cell visited first times the machine
     known_capacities: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -276,6 +278,18 @@ class Runner:
                     return Refereed(record.referee, "", record.referee_cost)
         return None
 
+    def wrk_again(self, cell: Cell, scenario: str) -> bool:
+        """Whether wrk runs again after this round's repeat of the point: it ran before, Locust ÷ wrk so far lies
+        outside REFEREE_SHARE-REFEREE_ABOVE, and REFEREE_AGAIN_SECONDS has room for one more run."""
+        c = self.config
+        known = self.known_referee(cell, scenario)
+        if not c.referee_seconds or known is None or known.wrk is None:
+            return False
+        if self.referee_again_seconds + c.referee_seconds + 1.0 > REFEREE_AGAIN_SECONDS:
+            return False
+        ratio = rough_referee_ratio(self.ok_repeats(cell, scenario))
+        return ratio is not None and not REFEREE_SHARE <= ratio <= REFEREE_ABOVE
+
     # one cell, one visit ---------------------------------------------------------------------------------------
     def visit(self, cell: Cell, work: list[tuple[str, float, int, float]]) -> None:
         """Start the cell's server, measure each (scenario, rate, repeat number, warm-up) on it, stop it."""
@@ -308,11 +322,12 @@ class Runner:
 
     def one(self, server: RunningServer, cell: Cell, scenario: str, rate: float, number: int, warmup: float) -> None:
         """One repeat; the first ok one of a closed point is followed by the referee on the same warm server, right
-        after it, and carries it (its verdict then judged with it). CellDiedError when the server died or hung."""
+        after it, and carries it (its verdict then judged with it); a later one too while the point needs wrk again
+        (wrk_again). CellDiedError when the server died or hung."""
         c, progress = self.config, self.progress
         assert progress
         referee = (self.known_referee(cell, scenario) if not rate else None) or Refereed(None)
-        pending_referee = not rate and (cell.key, scenario) not in self.referees and referee.wrk is None
+        first = not rate and (cell.key, scenario) not in self.referees and referee.wrk is None
         duration = c.sweep_seconds if rate else c.duration
         earlier: list[str] = []
         while True:
@@ -327,29 +342,28 @@ class Runner:
             got = f"{record.load.rps:,.0f} RPS, " if record.load else ""
             earlier.append(f"attempt {len(earlier) + 1}: {got}{cond.note}")
             self.line(f"{cell.key} {point_label(scenario, rate)} #{number}: disturbed ({cond.note}); measuring again")
-        if pending_referee and record.ok and record.load and record.server:
-            if c.referee_seconds:
-                samples = record.conditions.speed_samples if record.conditions else []
-                allowed = int(REFEREE_AGAIN_SECONDS // (c.referee_seconds + 1.0)) - self.referees_again
-                referee = self.measure.referee(server, scenario, samples, min(REFEREE_TRIES, 1 + max(allowed, 0)))
-                self.referees_again += len(referee.earlier)
+        measured = record.ok and record.load and record.server
+        again = not first and not rate and measured and self.wrk_again(cell, scenario)
+        if (first and measured) or again:
+            referee = self.measure.referee(server, scenario) if c.referee_seconds else Refereed(None, "not run")
+            if first:
+                self.referees[(cell.key, scenario)] = referee
             else:
-                referee = Refereed(None, "not run")
-            self.referees[(cell.key, scenario)] = referee
+                self.referee_again_seconds += c.referee_seconds + 1.0
             if referee.wrk:
-                again = f"; the run at the fastest CPU of {len(referee.earlier) + 1}" if referee.earlier else ""
-                self.line(f"{cell.key} {scenario}: wrk {referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s{again})")
-            record = record.model_copy(
-                update={
-                    "referee": referee.wrk,
-                    "referee_cost": referee.cost,
-                    "referee_earlier": referee.earlier,
-                    "verdict": judge(record.load, record.server, referee.wrk, referee.why),
-                    "conditions": record.conditions.model_copy(update={"referee_speed": referee.speed})
-                    if record.conditions
-                    else None,
-                }
-            )
+                said = f"again in round {number}, " if again else ""
+                self.line(f"{cell.key} {scenario}: wrk {said}{referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)")
+            if first or referee.wrk:  # (a later run that failed leaves the repeat judged with the first)
+                record = record.model_copy(
+                    update={
+                        "referee": referee.wrk,
+                        "referee_cost": referee.cost,
+                        "verdict": judge(record.load, record.server, referee.wrk, referee.why),
+                        "conditions": record.conditions.model_copy(update={"referee_speed": referee.speed})
+                        if record.conditions
+                        else None,
+                    }
+                )
         bundle.write_record(bundle.repeat_path(self.root, cell.key, scenario, number, rate), record)
         progress.done += 1
         progress.measured += 1
@@ -651,9 +665,9 @@ def extra_rule(config: RunConfig) -> str:
         f"at 95% (lab/stats.py), up to {config.max_repeats} repeats; a throughput repeat disturbed by steal or other "
         f"work (lab/measure.py) is measured again up to {RERUNS} times while the run would still end within its "
         f"budget; the server CPU's speed during every throughput window is sampled (lab/speedometer.py) and fitted "
-        f"out by the analysis; wrk runs again (up to {REFEREE_TRIES} runs) while the server CPU's mean speed in its "
-        f"run was below {REFEREE_SLOW_BELOW:g} of the point's full speed, and the run at the fastest CPU is kept "
-        f"(at most {REFEREE_AGAIN_SECONDS:g} s of such runs)"
+        f"out by the analysis; wrk runs after a point's first repeat, and again after a later round's repeat while "
+        f"Locust ÷ wrk so far lies outside {REFEREE_SHARE:g}-{REFEREE_ABOVE:g} (at most {REFEREE_AGAIN_SECONDS:g} s "
+        f"of such runs); the point's ratio is the median over wrk's runs"
     )
 
 

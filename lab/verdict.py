@@ -9,21 +9,23 @@ A repeat is judged on CPU (judge), in order:
            pace of a closed loop).
 Busiest CPU and busiest worker, never means: one saturated worker or CPU is enough to limit a run.
 
-A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict): the median of
-Locust's repeats, each brought to the machine speed of the round wrk ran in (lab/stats.py: round factors), over
-wrk's figure (wrk ran on the same warm server right after the first repeat, and again when the server CPU was slow
-around it). At or above REFEREE_SHARE the repeats' verdicts stand. Below it the point is
-`client` when the gap is beyond the noise (twice the noise of that ratio: wrk's one run with a lone run's noise, and
-the median of n adjusted repeats, lab/results.py: Point.referee_noise; at least 1 - REFEREE_SHARE) or a repeat's load
-side was out of CPU; otherwise `unclear` (short of wrk, but within what this machine's noise can do to the two).
-Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the reason says
-so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell short is
-judged by the same CPU rules.
+A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict). wrk runs on the
+same warm server right after the point's first repeat, and again after a later round's repeat while the ratio so far
+lies outside REFEREE_SHARE-REFEREE_ABOVE (lab/runner.py). For each wrk run, the median of Locust's repeats, each
+brought to the machine speed of that run's round and CPU (lab/stats.py: round and speed factors), over its figure;
+the point's ratio is the median over wrk's runs. At or above REFEREE_SHARE the repeats' verdicts stand. Below it the
+point is `client` when the gap is beyond the noise (twice the noise of that ratio: wrk's runs, each with a lone run's
+noise, and the median of n adjusted repeats, lab/results.py: Point.referee_noise; at least 1 - REFEREE_SHARE) or a
+repeat's load side was out of CPU; otherwise `unclear` (short of wrk, but within what this machine's noise can do to
+the two). Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the
+reason says so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell
+short is judged by the same CPU rules.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -33,6 +35,7 @@ from servers.target import ServerSample
 
 SATURATED = 0.90  # a CPU, or a worker's core, at least this busy is out of CPU
 REFEREE_SHARE = 0.90  # Locust at or above this share of wrk's RPS measured what the server can do
+REFEREE_ABOVE = 1.05  # Locust above this share of wrk's: more likely wrk's run caught a slow spell (wrk runs again)
 
 Limit = Literal["server", "client", "unclear", "offered"]
 
@@ -86,16 +89,28 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
     return verdict("server", "neither side was out of CPU: the server's answer time set the pace")
 
 
-def point_verdict(limits: list[str], rps: list[float], referee: RefereeResult | None, noise: float) -> tuple[str, str]:
-    """A closed-model point's limit over its repeats' verdicts (`limits`) and RPS, checked against the referee;
-    `noise` is the noise of the ratio of their median to wrk's figure (one standard deviation, as a fraction)."""
+def referee_ratio(pairs: Sequence[tuple[Sequence[float], float]]) -> float | None:
+    """Locust ÷ wrk over wrk's runs: for each run, the median of Locust's repeats brought to that run's round and CPU
+    speed over its RPS; the median of those ratios (None without a run)."""
+    ratios = [statistics.median(rps) / wrk for rps, wrk in pairs if rps and wrk > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def point_verdict(limits: list[str], pairs: Sequence[tuple[Sequence[float], float]], noise: float) -> tuple[str, str]:
+    """A closed-model point's limit over its repeats' verdicts (`limits`), checked against the referee: `pairs` holds,
+    per wrk run, Locust's repeats as they would have been under it and its RPS; `noise` is the noise of their ratio
+    (one standard deviation, as a fraction)."""
     cpu = worst(limits)
-    if referee is None or referee.rps <= 0 or not rps:
+    ratio = referee_ratio(pairs)
+    if ratio is None:
         return cpu, f"{cpu}: decided on CPU alone (no referee)"
-    median = statistics.median(rps)
-    ratio = median / referee.rps
     margin = max(1 - REFEREE_SHARE, 2 * noise)
-    said = f"Locust's median {median:,.0f} RPS in wrk's round = {ratio:.2f}× wrk's {referee.rps:,.0f}"
+    if len(pairs) == 1:
+        ((rps, wrk),) = pairs
+        said = f"Locust's median {statistics.median(rps):,.0f} RPS in wrk's round = {ratio:.2f}× wrk's {wrk:,.0f}"
+    else:
+        runs = ", ".join(f"{wrk:,.0f}" for _, wrk in pairs)
+        said = f"Locust's median in wrk's {len(pairs)} rounds = {ratio:.2f}× wrk's (median of {runs} RPS)"
     if ratio >= REFEREE_SHARE:
         return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
     if cpu == "client":

@@ -61,17 +61,18 @@ def make_bundle(
     server_cores: float = 1.0,
     versions: dict[str, str] | None = None,
     machine_overrides: dict[str, Any] | None = None,
-    referees: dict[tuple[str, str], float] | None = None,
+    referees: dict[tuple[str, str], float | list[float | None]] | None = None,
     shortfall: set[tuple[str, str, float]] = frozenset(),
     failed: set[tuple[str, str, float, int]] = frozenset(),
     speed: tuple[float, float] | None = (2_000_000.0, 2_000_000.0),
     samples: dict[tuple[str, str], list[list[int]]] | None = None,
-    referee_samples: dict[tuple[str, str], list[int]] | None = None,
+    referee_samples: dict[tuple[str, str], list[int] | list[list[int]]] | None = None,
 ) -> Path:
     """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs.
-    client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS;
-    shortfall: open points that did not serve their rate; failed: (key, scenario, rate, repeat) that failed;
-    samples: (key, scenario) -> the speedometer's samples of each closed repeat; referee_samples: those of wrk's run."""
+    client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS after
+    the first repeat, or per round (None: no wrk in that round); shortfall: open points that did not serve their rate;
+    failed: (key, scenario, rate, repeat) that failed; samples: (key, scenario) -> the speedometer's samples of each
+    closed repeat; referee_samples: those of wrk's run (or per round, as referees)."""
     matrix = load()
     root = root / run_id
     keys = sorted({k for k, _, _ in points}, key=lambda k: [c.key for c in matrix.all_cells()].index(k))
@@ -105,7 +106,10 @@ def make_bundle(
     for (key, scenario, rate), series in points.items():
         cell = matrix.cell_from_key(key)
         latency = histogram_of((latency_us or {}).get((key, scenario, rate), list(range(1, 1001))))
-        found_referee = (referees or {}).get((key, scenario))
+        given = (referees or {}).get((key, scenario))
+        wrk_rounds = given if isinstance(given, list) else [given]
+        given_speed = (referee_samples or {}).get((key, scenario), [])
+        wrk_speeds = given_speed if given_speed and isinstance(given_speed[0], list) else [given_speed]
         for n, rps in enumerate(series, start=1):
             short = (key, scenario, rate) in shortfall
             result = LoadResult(
@@ -119,6 +123,7 @@ def make_bundle(
             )  # fmt: skip
             limit = "client" if (key, scenario) in client_bound else ("offered" if rate and not short else "server")
             ok = (key, scenario, rate, n) not in failed
+            wrk_rps = None if rate or n > len(wrk_rounds) else wrk_rounds[n - 1]
             record = bundle.Repeat(
                 schema_version=bundle.SCHEMA_VERSION, kind="repeat", run_id=run_id, key=key,
                 cell=bundle.CellInfo(**asdict(cell)), scenario=scenario, offered_rps=float(rate) or None, repeat=n,
@@ -128,7 +133,7 @@ def make_bundle(
                     rss_peak_bytes=50 * 2**20, processes=1, cpus_busy_seconds=5.0 * server_cores,
                     cpus_busy={"0": server_cores}, cpus_steal={"0": 0.0}, cpus_irq={"0": 0.1},
                 ),
-                referee=None if rate or found_referee is None else referee(found_referee),
+                referee=None if wrk_rps is None else referee(wrk_rps),
                 referee_cost=None,
                 verdict=Verdict(limit=limit, reason="synthetic", lab_vs_referee=None, busiest_load_cpu=0.5,
                                 busiest_worker=0.5, server_cpus_busy=server_cores),
@@ -137,7 +142,7 @@ def make_bundle(
                 conditions=bundle.Conditions(
                     steal=0.0, other_server=0.0, other_load=0.0, unsteady=False, disturbed=False, note="quiet",
                     speed_samples=[] if rate else (samples or {}).get((key, scenario), [[]] * n)[n - 1],
-                    referee_speed=(referee_samples or {}).get((key, scenario), []) if n == 1 and not rate else [],
+                    referee_speed=wrk_speeds[n - 1] if n <= len(wrk_speeds) and not rate else [],
                 ),
                 attempt=1, earlier=[],
             )  # fmt: skip

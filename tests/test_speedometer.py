@@ -6,13 +6,15 @@ import math
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from lab import results
 from lab.bundle import load_bundle
-from lab.measure import REFEREE_SLOW_BELOW, REFEREE_TRIES, Measure, Refereed
+from lab.runner import REFEREE_AGAIN_SECONDS, Runner
 from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
-from loadtests.load import RefereeResult
-from tests.synthetic import make_bundle
+from tests.synthetic import config, make_bundle
 
 
 def test_the_sampler_times_the_cpu_between_start_and_stop_and_only_then() -> None:
@@ -83,40 +85,63 @@ def test_the_analysis_fits_the_cpus_speed_out_and_brings_locust_to_wrks_speed(tm
         at_centre = level * math.exp(noise.centre)  # the adjusted values are at the run's mean speed
         assert low <= at_centre <= high, (p.key, low, at_centre, high)
     raw = by_key["granian-uvloop-hyper-w1-raw"]
-    assert raw.referee_share is not None and abs(raw.referee_share - 0.7) < 0.02
+    share = raw.referee_share(raw.carriers[0])
+    assert share is not None and abs(share - 0.7) < 0.02
     assert 0.95 < raw.referee_ratio(noise) < 1.05  # wrk ran slow, and Locust is judged at that speed
     assert raw.verdict(noise)[0] == "server"
 
 
-def wrk_run(rps: float, speed: int) -> Refereed:
-    found = RefereeResult(rps=rps, non_2xx=0, socket_errors=0, threads=1, seconds=2.0, cpu_utilization=0.5,
-                          cpu_busy={"1": 0.5}, argv=["wrk"])  # fmt: skip
-    return Refereed(found, "", None, [speed] * 40)
+def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judged(tmp_path: Path) -> None:
+    """wrk's first run caught a slow spell (15,000 beside Locust's 20,000); its runs in rounds 2 and 3 did not."""
+    x, y = "uvicorn-uvloop-httptools-w1-raw", "granian-uvloop-hyper-w1-raw"
+    root = make_bundle(
+        tmp_path, {(x, "plaintext", 0): [20_000, 20_100, 19_900], (y, "plaintext", 0): [30_000, 30_150, 29_850]},
+        referees={(x, "plaintext"): [15_000, 20_600, 20_400], (y, "plaintext"): 30_300.0}, ceiling=None,
+    )  # fmt: skip
+    found = {p.key: p for p in results.closed(results.points(load_bundle(root)))}
+    noise = results.noise(list(found.values()))["plaintext"]
+    point = found[x]
+    assert [c.repeat for c in point.carriers] == [1, 2, 3] and point.referee_rps == 20_400
+    ratio = point.referee_ratio(noise)
+    assert ratio is not None and 0.97 < ratio < 0.99  # the median of 1.33, 0.97, 0.98: not the first run's 1.33
+    limit, reason = point.verdict(noise)
+    assert limit == "server" and "wrk's 3 rounds" in reason, reason
+    assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
+    row = next(r for r in results.summarize(load_bundle(root)) if r["key"] == x)
+    assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
 
 
-def scripted(runs: list[Refereed]) -> tuple[Measure, list[Refereed]]:
-    measure = Measure(config=None, run_id="test", loads=None, server_cpus=(0,))  # type: ignore[arg-type]
-    left = list(runs)
-    measure.referee_once = lambda server, scenario: left.pop(0)  # type: ignore[method-assign]
-    return measure, left
+def test_the_rough_ratio_brings_locust_to_wrks_cpu_speed(tmp_path: Path) -> None:
+    """What the runner decides on before the run's fit exists: wrk at 0.6 of the speed Locust had reads 0.6^0.8."""
+    x = "uvicorn-uvloop-httptools-w1-raw"
+    root = make_bundle(
+        tmp_path, {(x, "plaintext", 0): [20_000, 20_000]}, referees={(x, "plaintext"): [12_000, None]},
+        samples={(x, "plaintext"): [[1000] * 40, [1000] * 40]}, referee_samples={(x, "plaintext"): [600] * 40},
+        ceiling=None,
+    )  # fmt: skip
+    repeats = load_bundle(root).repeats
+    assert results.rough_referee_ratio(repeats) == pytest.approx(20_000 / 12_000 * 0.6**results.REFEREE_BETA)
+    unsampled = [r.model_copy(update={"conditions": None}) for r in repeats]
+    assert results.rough_referee_ratio(unsampled) == pytest.approx(20_000 / 12_000)  # as measured
+    assert results.rough_referee_ratio([r for r in repeats if not r.referee]) is None
 
 
-def test_wrk_runs_again_while_the_cpu_was_slow_and_the_fastest_cpus_run_is_kept() -> None:
-    """Chosen by the CPU's speed during wrk's run, not by wrk's RPS (the slow run here has the higher RPS)."""
-    first = [1000] * 60  # the point's first repeat: full speed 1000
-    measure, left = scripted([wrk_run(30_000, 600), wrk_run(29_000, 950), wrk_run(1, 1000)])
-    kept = measure.referee(None, "plaintext", first, REFEREE_TRIES)  # type: ignore[arg-type]
-    assert kept.wrk and kept.wrk.rps == 29_000 and len(left) == 1
-    assert kept.earlier == ["wrk run 1: 30,000 RPS with the server CPU at 0.60 of its full speed"]
-
-    measure, left = scripted([wrk_run(10_000, 700), wrk_run(12_000, 600), wrk_run(11_000, 750), wrk_run(1, 1000)])
-    kept = measure.referee(None, "plaintext", first, REFEREE_TRIES)  # type: ignore[arg-type]
-    assert kept.wrk and kept.wrk.rps == 11_000 and len(kept.earlier) == 2 and len(left) == 1  # REFEREE_TRIES = 3
-
-    measure, left = scripted([wrk_run(10_000, 600), wrk_run(1, 1000)])
-    kept = measure.referee(None, "plaintext", first, tries=1)  # no time left in the budget: one run
-    assert kept.wrk and kept.wrk.rps == 10_000 and not kept.earlier
-
-    measure, left = scripted([wrk_run(10_000, 900), wrk_run(1, 1000)])  # fast enough: once
-    assert measure.referee(None, "plaintext", first, REFEREE_TRIES).wrk.rps == 10_000 and len(left) == 1
-    assert REFEREE_SLOW_BELOW == 0.8 and REFEREE_TRIES == 3
+@pytest.mark.parametrize(
+    ("wrk", "seconds", "spent", "again"),
+    [
+        (15_000, 2.0, 0.0, True),  # 1.33x wrk: its run is suspect
+        (23_000, 2.0, 0.0, True),  # 0.87x
+        (20_000, 2.0, 0.0, False),  # in 0.9-1.05: once is enough
+        (15_000, 2.0, REFEREE_AGAIN_SECONDS - 2.5, False),  # no allowance left for a 3-s run
+        (15_000, 0.0, 0.0, False),  # no referee in this run
+    ],
+)
+def test_the_runner_runs_wrk_again_while_the_ratio_so_far_is_outside_the_range(
+    wrk: float, seconds: float, spent: float, again: bool, tmp_path: Path
+) -> None:
+    x = "uvicorn-uvloop-httptools-w1-raw"
+    root = make_bundle(tmp_path, {(x, "plaintext", 0): [20_000]}, referees={(x, "plaintext"): wrk}, ceiling=None)
+    settings = config([x], ["plaintext"], referee_seconds=seconds)
+    runner = Runner(settings, root, root.name, SimpleNamespace(cpus=(0,)), None)  # type: ignore[arg-type]
+    runner.referee_again_seconds = spent
+    assert runner.wrk_again(settings.matrix.cell_from_key(x), "plaintext") is again
