@@ -155,16 +155,6 @@ def test_docker_compose_up_as_root_runs_the_quick_preset(lab: dict[str, str]) ->
     assert "fastest — plaintext:" in output[-4]  # the three-line headline right above it
 
 
-def test_results_belong_to_the_folders_owner_uid_1000(lab: dict[str, str]) -> None:
-    os.chown(lab["LAB_RESULTS"], 1000, 1000)
-    code, output, _ = up(lab)
-    assert code == 0, "\n".join(output[-40:])
-    result = the_run(lab)
-    assert result.manifest.parts[0].uid == 1000
-    assert {p.stat().st_uid for p in result.root.rglob("*")} == {1000}
-    assert "results in" in output[-1]
-
-
 # --- refused before anything starts -----------------------------------------------------------------------------------
 
 
@@ -222,7 +212,10 @@ def test_a_service_lost_mid_run_stops_it_within_seconds(lab: dict[str, str], ser
     assert running_containers() == []
 
 
-def test_ctrl_c_interrupts_within_seconds_and_resume_finishes_the_run(lab: dict[str, str]) -> None:
+def test_ctrl_c_interrupts_within_seconds_and_resume_finishes_the_run_as_uid_1000(lab: dict[str, str]) -> None:
+    """Both parts run as the results folder's owner (uid 1000 here; root in the first test), and everything they
+    write belongs to it."""
+    os.chown(lab["LAB_RESULTS"], 1000, 1000)
     log = Path(lab["LAB_RESULTS"]).parent / "ctrl-c.log"
     process = background(lab, log)
     try:
@@ -247,5 +240,8 @@ def test_ctrl_c_interrupts_within_seconds_and_resume_finishes_the_run(lab: dict[
     resumed = the_run(lab)
     assert resumed.manifest.status == "complete" and len(resumed.manifest.parts) == 2
     assert [p.status for p in resumed.manifest.parts] == ["interrupted", "complete"]
+    assert [p.uid for p in resumed.manifest.parts] == [1000, 1000]
+    assert {p.stat().st_uid for p in resumed.root.rglob("*")} == {1000}
+    assert "results in" in output[-1]
     assert all("through the target agent" in p.wiring for p in resumed.manifest.parts)
     assert len([r for r in resumed.repeats if r.ok]) == 4
