@@ -4,7 +4,8 @@ anything starts, and stored as the manifest's `config` (a resumed run reads it b
 A run has up to four phases, all through the same backends:
   calibration  the load generator on the matrix's calibration cell, per scenario (lab/calibration.py);
   throughput   `repeats` rounds over every cell in a new random order each round: each cell's server starts,
-               and each scenario gets a warm-up and one measured repeat (the first round adds the referee, wrk);
+               and each scenario gets a warm-up and one measured repeat (the first round adds the referee, wrk,
+               and later rounds add it again where Locust ÷ wrk so far is off: lab/runner.py);
   extra        while `budget_seconds` allows, more rounds for the cells whose comparisons are still undecided,
                up to `max_repeats` (lab/stats.py);
   sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from
