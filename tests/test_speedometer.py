@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from core.host import ROOT
 from lab import results
 from lab.bundle import load_bundle
 from lab.runner import REFEREE_AGAIN_SECONDS, Runner
@@ -109,6 +112,14 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
     assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
     row = next(r for r in results.summarize(load_bundle(root)) if r["key"] == x)
     assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
+    checked = subprocess.run(
+        [sys.executable, "scripts/referee_check.py", str(root), "--show", "uvicorn"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "in 0.9-1.05: 1 of 2 from wrk's first run only, 2 from all its runs" in checked.stdout, checked.stdout
+    shown = next(line for line in checked.stdout.splitlines() if line.strip().startswith(x))
+    assert "wrk 15,000 RPS -> 1.333x, 20,600 RPS -> 0.9" in shown and shown.count("RPS ->") == 3, shown
 
 
 def test_the_rough_ratio_brings_locust_to_wrks_cpu_speed(tmp_path: Path) -> None:

@@ -1,0 +1,93 @@
+"""Benchmark: how far the referee (wrk) can be trusted in finished runs — Locust ÷ wrk, its noise and its runs.
+
+Reads result bundles, measures nothing. Per bundle: one repeat's noise per scenario after the fit (lab/stats.py) and
+the median 95% interval half-width (as a share of the median); how many points had wrk in more than one round; how
+many points' Locust ÷ wrk (as the verdict judges it: lab/verdict.py) lie in 0.9-1.05 from wrk's first run only and
+from all its runs; the spread (1 sd) of the points' log ratios from wrk's first run (the ratio's noise, if no client
+is short of wrk); the verdicts; and, per server and scenario, how fast the speedometer read the server CPU during
+Locust's windows against wrk's runs (the median log share of the repeats minus the mean of wrk's). With two bundles
+or more, the verdicts the first and each other bundle agree on. With --show TEXT, each point whose cell key holds
+TEXT: Locust's median as measured, each wrk run's RPS and ratio (Locust brought to that run's round and CPU speed).
+
+    python scripts/referee_check.py results/RUN_A [results/RUN_B ...] [--show granian-uvloop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from lab.bundle import load_bundle
+from lab.results import Point, closed, noise, points
+from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, referee_ratio
+
+
+def in_range(ratio: float | None) -> bool:
+    return ratio is not None and REFEREE_SHARE <= ratio <= REFEREE_ABOVE
+
+
+def share_gap(p: Point) -> float | None:
+    """Median log CPU share of the point's repeats minus the mean log share of its wrk runs (None unsampled)."""
+    wrk = [s for c in p.carriers if (s := p.referee_share(c))]
+    if not p.shares or not wrk:
+        return None
+    return statistics.median(math.log(s) for s in p.shares.values()) - statistics.fmean(math.log(s) for s in wrk)
+
+
+def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
+    bundle = load_bundle(root)
+    found = closed(points(bundle))
+    noises = noise(points(bundle))
+    verdicts, first, every, logs, gaps = {}, 0, 0, [], {}
+    several = [p for p in found if len(p.carriers) > 1]
+    for p in found:
+        pairs = p.referee_pairs(noises.get(p.scenario))
+        verdicts[(p.key, p.scenario)] = p.verdict(noises.get(p.scenario))[0]
+        if not pairs:
+            continue
+        head = referee_ratio(pairs[:1])
+        first += in_range(head)
+        every += in_range(referee_ratio(pairs))
+        logs.append(math.log(head))  # type: ignore[arg-type]
+        if show and show in p.key:
+            runs = ", ".join(f"{w:,.0f} RPS -> {statistics.median(x) / w:.3f}x" for x, w in pairs)
+            print(f"  {p.key} {p.scenario}: Locust {p.median:,.0f} RPS as measured; wrk {runs}")
+        gap = share_gap(p)
+        if gap is not None:
+            gaps.setdefault(f"{p.cell.server}+{p.cell.loop} {p.scenario}", []).append(gap)
+    refereed = sum(1 for p in found if p.carriers)
+    print(f"{bundle.run_id} ({root}): {len(found)} points, {refereed} with wrk, {len(several)} with wrk in more than "
+          f"one round ({sum(len(p.carriers) for p in found)} wrk runs)")  # fmt: skip
+    print(f"  Locust ÷ wrk in {REFEREE_SHARE:g}-{REFEREE_ABOVE:g}: {first} of {refereed} from wrk's first run only, "
+          f"{every} from all its runs")  # fmt: skip
+    if len(logs) > 1:
+        print(f"  spread (1 sd) of the first-run log ratios: {statistics.pstdev(logs):.3f} (median ratio "
+              f"{math.exp(statistics.median(logs)):.3f})")  # fmt: skip
+    print(f"  verdicts: {dict(Counter(verdicts.values()))}")
+    print("  noise after the fit: " + ", ".join(f"{s} {n.percent:.1f}%" for s, n in sorted(noises.items())))
+    half = [(high - low) / 2 / p.median for p in found for low, high in [p.interval(noises[p.scenario])]]
+    print(f"  median 95% interval half-width: {100 * statistics.median(half):.1f}% of the median")
+    for group, values in sorted(gaps.items()):
+        print(f"  speedometer under Locust vs wrk, {group}: {math.exp(statistics.fmean(values)):.3f}x")
+    return verdicts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundles", nargs="+", type=Path)
+    parser.add_argument("--show", help="print each wrk run of the points whose cell key holds this text")
+    args = parser.parse_args()
+    found = [report(root, args.show) for root in args.bundles]
+    for root, other in zip(args.bundles[1:], found[1:], strict=True):
+        common = found[0].keys() & other.keys()
+        moved = sorted(k for k in common if found[0][k] != other[k])
+        print(f"verdicts {args.bundles[0].name} vs {root.name}: {len(common) - len(moved)} of {len(common)} agree"
+              + "".join(f"; {k} {s}: {found[0][(k, s)]} -> {other[(k, s)]}" for k, s in moved))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
