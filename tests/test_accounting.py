@@ -77,16 +77,23 @@ def test_a_neighbour_during_a_repeat_makes_it_disturbed(tmp_path: Path) -> None:
 
 
 def test_a_probe_sees_a_cpu_shared_with_a_neighbour_as_slow() -> None:
-    """What makes a repeat `slow` (lab/measure.py): the server CPU's probe against the run's full speed."""
-    quiet = statistics.median(probe(0) for _ in range(7))
-    neighbour = hog(0, 4)
+    """What makes a repeat `slow` (lab/measure.py): the server CPU's probe against the run's full speed — the fastest
+    of many quiet probes, as a run takes a high quantile: the median of a few can fall in one of this machine's slow
+    spells (CI once read 3.57 M quiet against 3.85 M shared)."""
+    quiet = []
+    for _ in range(15):
+        quiet.append(probe(0))
+        time.sleep(0.02)
+    full = max(quiet)
+    neighbours = [hog(0, 4), hog(0, 4)]  # busy ones: one alone left the 10-ms probe at 0.48-0.68 of full speed here
     try:
         time.sleep(0.3)
         shared = statistics.median(probe(0) for _ in range(7))
     finally:
-        neighbour.kill()
-        neighbour.wait()
-    assert shared < SLOW_BELOW * quiet, (shared, quiet)
+        for neighbour in neighbours:
+            neighbour.kill()
+            neighbour.wait()
+    assert shared < SLOW_BELOW * full, (shared, full, sorted(quiet))
 
 
 def test_a_window_between_two_samples_is_read_between_them_not_lost() -> None:
