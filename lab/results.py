@@ -166,7 +166,7 @@ class Point:
 
     def referee_pairs(self, noise: stats.Noise | None) -> list[tuple[list[float], float]]:
         """Per wrk run: Locust's repeats as they would have been under it, and its RPS."""
-        return [(self.in_round_of(c, noise), c.referee.rps) for c in self.carriers if c.referee and self.rps]
+        return [(self.in_round_of(c, noise), c.referee.rps) for c in self.carriers if c.referee]
 
     def in_round_of(self, carrier: Repeat, noise: stats.Noise | None) -> list[float]:
         """The repeats as they would have been under this wrk run (its round, its CPU speed): each adjusted by the
@@ -182,12 +182,12 @@ class Point:
     @property
     def referee(self) -> RefereeResult | None:
         """wrk's first run on the point (its CPU cost is the one reported)."""
-        return next((r.referee for r in self.repeats if r.referee), None)
+        return next((r.referee for r in self.carriers), None)
 
     @property
     def referee_rps(self) -> float | None:
         """wrk's figure for the point: the median of its runs' RPS."""
-        runs = [r.referee.rps for r in self.repeats if r.referee]
+        runs = [r.referee.rps for r in self.carriers if r.referee]
         return round(statistics.median(runs), 1) if runs else None
 
     @property

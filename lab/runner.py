@@ -279,15 +279,13 @@ class Runner:
         return None
 
     def wrk_again(self, cell: Cell, scenario: str) -> bool:
-        """Whether wrk runs again after this round's repeat of the point: it ran before, Locust ÷ wrk so far lies
-        outside REFEREE_SHARE-REFEREE_ABOVE, and REFEREE_AGAIN_SECONDS has room for one more run."""
+        """Whether wrk runs again after this round's repeat of the point: it ran before (a repeat on disk carries it),
+        Locust ÷ wrk so far lies outside REFEREE_SHARE-REFEREE_ABOVE, and REFEREE_AGAIN_SECONDS has room for one more
+        run."""
         c = self.config
-        known = self.known_referee(cell, scenario)
-        if not c.referee_seconds or known is None or known.wrk is None:
+        if not c.referee_seconds or self.referee_again_seconds + c.referee_seconds + 1.0 > REFEREE_AGAIN_SECONDS:
             return False
-        if self.referee_again_seconds + c.referee_seconds + 1.0 > REFEREE_AGAIN_SECONDS:
-            return False
-        ratio = rough_referee_ratio(self.ok_repeats(cell, scenario))
+        ratio = rough_referee_ratio(self.ok_repeats(cell, scenario))  # None until wrk has run on the point
         return ratio is not None and not REFEREE_SHARE <= ratio <= REFEREE_ABOVE
 
     # one cell, one visit ---------------------------------------------------------------------------------------
