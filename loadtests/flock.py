@@ -210,9 +210,15 @@ class Flock:
         """Send the next request on conn: due is its slot in the open model (latency counts from there)."""
         conn.sent = now
         conn.due = now if due is None else due
-        if due is not None and self.recorder.recording:
+        if due is not None and self.counts(conn):
             self.recorder.late[int((now - due) * 1_000_000 + 0.5)] += 1
         self.write(conn, self.plan.request)
+
+    def counts(self, conn: Conn) -> bool:
+        """Whether conn's answer counts in the measured window: any answered while it is open (closed model); in the
+        open model only one whose slot was due inside it — an answer in the window to a slot due before it (a backlog
+        left by a stall in the warm-up) is neither the window's throughput nor its latency."""
+        return self.recorder.recording and (self.schedule is None or conn.due >= self.recorder.opened)
 
     # --- the open model: slots, free connections, the backlog -------------------------------------------------
     def free(self, conn: Conn, now: float) -> None:
@@ -227,7 +233,7 @@ class Flock:
         assert schedule is not None
         while self.next_due <= now:
             slot, self.next_due = self.next_due, schedule.after(self.next_due)
-            self.recorder.scheduled += self.recorder.recording
+            self.recorder.scheduled += self.recorder.recording and slot >= self.recorder.opened
             if self.idle:
                 self.send_next(self.idle.popleft(), time.perf_counter(), slot)
             elif len(self.conns) < self.max_connections and not self.plan.websocket:
@@ -371,8 +377,8 @@ class Flock:
                 latency = int((now - conn.due) * 1_000_000 + 0.5)
                 self.ui_ms.append(latency // 1000)
                 if error is None:
-                    ok += 1
-                    if self.recorder.recording:
+                    if self.counts(conn):
+                        ok += 1
                         self.recorder.pending[latency] += 1
                 else:
                     self.error(error)

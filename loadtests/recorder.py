@@ -40,7 +40,8 @@ def whole_seconds(quarters: list[int]) -> list[int]:
 
 @dataclass
 class Recorder:
-    """Counts what happens between open() and close(); requests outside that window are not recorded.
+    """Counts what happens between open() and close(); requests outside that window are not recorded (in the open
+    model, a request counts when its slot is due inside the window: loadtests/flock.py: Flock.counts).
 
     The hot path only counts each whole-microsecond latency in a dict (one hash update, a small fraction of
     HdrHistogram.record_value's cost in pure Python); the counts go into the HDR histogram in bulk, losslessly.

@@ -224,8 +224,8 @@ def test_workers_started_separately_join_the_master(server: str, tmp_path: Path)
 def test_open_model_reaches_a_modest_offered_rate(server: str) -> None:
     result = quick(server, scenario="io", params={"ms": "1"}, users=8, rate=200, duration=2)
     assert result.model == "open" and result.offered_rps == 200
-    assert result.rps == pytest.approx(200, rel=0.1)
-    assert result.rate_shortfall is False
+    assert result.rps == pytest.approx(200, rel=0.15)  # Poisson arrivals: 400 slots in the window, 5% (1 sd)
+    assert result.ok >= 0.97 * result.scheduled and result.rate_shortfall is False  # every slot answered
 
 
 def test_open_model_says_when_it_falls_short(server: str) -> None:
@@ -240,6 +240,16 @@ def test_open_model_opens_connections_beyond_the_users_when_all_are_busy(server:
     assert result.rate_shortfall is False and result.rps == pytest.approx(400, rel=0.15)
     assert result.peak_connections >= 6  # 400/s x 20 ms = 8 in flight on average, with 2 users
     assert result.latency.percentiles_us["p50"] == pytest.approx(20_000, rel=0.25)
+
+
+def test_open_model_counts_the_windows_own_slots_not_a_backlog_from_before_it() -> None:
+    """A server that holds every answer for its first 0.7 s, past the warm-up: the warm-up's slots, answered in a
+    burst inside the window, are not the window's throughput (they once made 400/s offered read as ~470/s)."""
+    with uvicorn("tests.stall_app:app") as url:
+        result = quick(url, scenario="plaintext", users=2, rate=400, warmup=0.5, duration=3.0)
+    assert 0.95 * result.scheduled <= result.ok <= result.scheduled  # the window's slots, answered; no others
+    assert result.rps == pytest.approx(400, rel=0.12)  # Poisson arrivals: 1,200 slots in the window, 2.9% (1 sd)
+    assert result.latency.percentiles_us["p99"] < 700_000  # the window's own slots waited at most 0.2 s of the stall
 
 
 def test_a_silent_server_does_not_hang_the_run() -> None:
