@@ -17,7 +17,9 @@ Four measurements, one per mode:
   in every window. Printed: each window's RPS and mean CPU speed, each client's spread, the spread of the paired ratio
   lab ÷ wrk (whether the lab's client adds noise of its own), and lab ÷ wrk at equal CPU speed with its 95% interval
   (least squares of log RPS = a + d * [lab] + beta * log speed): whether the lab gets more or less than wrk from
-  that server, with the machine's speed taken out.
+  that server, with the machine's speed taken out. With `--preset NAME`: every cell and scenario of that preset wrk
+  can replay (one server start per cell), then a table of lab ÷ wrk at equal CPU speed against the 0.9-1.05 band
+  (lab/verdict.py: REFEREE_SHARE, REFEREE_ABOVE).
 - `--speedometer N`: N pairs of wrk windows on one warm server, one with the speedometer (lab/speedometer.py)
   sampling the server CPU, one without, alternating. Printed: what the speedometer costs the server (the paired RPS
   ratio, mean and standard error), and over the windows it sampled: the RPS spread, its correlation with the
@@ -25,7 +27,7 @@ Four measurements, one per mode:
 
     python scripts/probe_noise.py [--cell KEY] [--scenario plaintext] [--windows 40] [--seconds 2]
     python scripts/probe_noise.py --trace 60 [--seconds 3]
-    python scripts/probe_noise.py --clients 10 [--seconds 3]
+    python scripts/probe_noise.py --clients 10 [--seconds 3] [--preset default]
     python scripts/probe_noise.py --speedometer 15 [--seconds 3]
 """
 
@@ -46,14 +48,16 @@ from core.host import free_port, machine_cpus
 from lab.fingerprint import PROBE_INSERTS, inserts_per_second, probe
 from lab.measure import PROBE_SETTLE, SLOW_BELOW
 from lab.speedometer import Speedometer, full_speed, in_window
+from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from loadtests.load import Load
 from loadtests.local import LocalLocust
-from loadtests.referee import wrk
+from loadtests.referee import can_referee, wrk
 from servers.local import LocalTargets
 from servers.matrix import load
 
 TRACE_EVERY = 0.025  # seconds between the trace's samples
 TRACE_INSERTS = PROBE_INSERTS // 4  # one sample: a quarter of the probe's pass, ~3 ms here
+BAND = (REFEREE_SHARE, REFEREE_ABOVE)  # where lab ÷ wrk should lie on a server-limited cell (issue #12's goal)
 
 
 def spread(values: list[float]) -> str:
@@ -133,58 +137,107 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
               f"median within +-5% at 95% would need about {need} such windows")  # fmt: skip
 
 
-def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
-    """Alternating lab and wrk windows on one server, the speedometer on in both: the lab's RPS over wrk's as measured,
-    and at equal CPU speed (least squares of log RPS = a + d·[lab] + β·log speed; d's standard error beside it)."""
-    cell = load().cell_from_key(args.cell)
-    print(f"{args.cell} {args.scenario}: server CPU {server_cpus[0]}, load on {list(load_cpus)}, {args.users} users, "
-          f"{args.seconds:g}-s windows, the lab's after a 1-s warm-up, the speedometer on")  # fmt: skip
-    rows: list[tuple[float, float, float, float]] = []  # (lab RPS, its mean speed, wrk RPS, its mean speed)
-    workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
-    meter = Speedometer(tuple(server_cpus))
+Pair = tuple[float, float, float, float]  # (lab RPS, its window's mean CPU speed, wrk RPS, its mean CPU speed)
+
+
+def alternate(spec: Load, pairs: int, locust: LocalLocust, meter: Speedometer, load_cpus: list[int]) -> list[Pair]:
+    """`pairs` lab windows and wrk runs, alternating on one warm server, the speedometer on in both."""
 
     def timed(started: float, ended: float) -> float:
         samples = [x for found in meter.stop().values() for x in in_window(found, started, ended)]
         return statistics.fmean(samples) if samples else math.nan
 
-    try:
-        with (
-            LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server,
-            LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust,
-        ):
-            spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds, warmup=1.0)
-            meter.start()  # the sampler's process starts here, not in the first window
-            locust.run(dataclasses.replace(spec, duration=1.0))  # the master, the worker and the server warm
-            meter.stop()
-            for i in range(1, args.clients + 1):
-                meter.start()
-                lab = locust.run(spec)
-                lab_speed = timed(lab.window.start, lab.window.end)
-                meter.start()
-                started = time.time()
-                referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
-                wrk_speed = timed(started, time.time())
-                if referee is None:
-                    raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
-                print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (CPU mean {lab_speed:,.0f})  "
-                      f"wrk {referee.rps:9,.0f} RPS (CPU mean {wrk_speed:,.0f})")  # fmt: skip
-                rows.append((lab.rps, lab_speed, referee.rps, wrk_speed))
-    finally:
-        meter.close()
-    labs, wrks = [r[0] for r in rows], [r[2] for r in rows]
-    ratios = [math.log(r[0] / r[2]) for r in rows]
-    print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk as measured: mean "
-          f"{statistics.fmean(labs) / statistics.fmean(wrks):.3f}, paired log-ratio sd "
-          f"{statistics.stdev(ratios):.3f}")  # fmt: skip
+    rows: list[Pair] = []
+    meter.start()  # the sampler's process starts (the first time) while the master, the worker and the server warm
+    locust.run(dataclasses.replace(spec, duration=1.0))
+    meter.stop()
+    for i in range(1, pairs + 1):
+        meter.start()
+        lab = locust.run(spec)
+        lab_speed = timed(lab.window.start, lab.window.end)
+        meter.start()
+        started = time.time()
+        referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
+        wrk_speed = timed(started, time.time())
+        if referee is None:
+            raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
+        print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (CPU mean {lab_speed:,.0f})  "
+              f"wrk {referee.rps:9,.0f} RPS (CPU mean {wrk_speed:,.0f})", flush=True)  # fmt: skip
+        rows.append((lab.rps, lab_speed, referee.rps, wrk_speed))
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class AtEqualSpeed:
+    """lab ÷ wrk with the CPU's speed taken out: least squares of log RPS = a + d·[lab] + β·log speed."""
+
+    ratio: float
+    low: float  # its 95% interval
+    high: float
+    beta: float
+    left: float  # the spread (1 sd) the fit leaves
+
+    def __str__(self) -> str:
+        return (f"{self.ratio:.3f} (95% {self.low:.3f}–{self.high:.3f}); beta {self.beta:.2f}; "
+                f"spread left {self.left:.1%}")  # fmt: skip
+
+
+def at_equal_speed(rows: list[Pair]) -> AtEqualSpeed:
     y = np.log([v for r in rows for v in (r[0], r[2])])
     x = np.array([row for r in rows for row in ([1.0, 1.0, math.log(r[1])], [1.0, 0.0, math.log(r[3])])])
     coef, residual, *_ = np.linalg.lstsq(x, y, rcond=None)
     dof = len(y) - 3
     sigma2 = float(residual[0]) / dof if len(residual) and dof > 0 else math.nan
     se = math.sqrt(sigma2 * np.linalg.inv(x.T @ x)[1, 1])
-    d, beta = float(coef[1]), float(coef[2])
-    print(f"lab / wrk at equal CPU speed: {math.exp(d):.3f} (95% {math.exp(d - 1.96 * se):.3f}–"
-          f"{math.exp(d + 1.96 * se):.3f}); beta {beta:.2f}; spread left {math.sqrt(sigma2):.1%}")  # fmt: skip
+    d = float(coef[1])
+    return AtEqualSpeed(math.exp(d), math.exp(d - 1.96 * se), math.exp(d + 1.96 * se), float(coef[2]),
+                        math.sqrt(sigma2))  # fmt: skip
+
+
+def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
+    """Alternating lab and wrk windows on one server, the speedometer on in both: the lab's RPS over wrk's as measured,
+    and at equal CPU speed. With --preset, every cell and scenario of that preset wrk can replay, one server start per
+    cell, and a table of lab ÷ wrk at equal speed against the 0.9-1.05 band at the end."""
+    matrix = load()
+    if args.preset:
+        preset = matrix.preset(args.preset)
+        replayable = [s for s in preset.scenarios if can_referee(Load(target="http://127.0.0.1:8000", scenario=s))]
+        plan = [(c, [s for s in replayable if matrix.supports(c, s)]) for c in preset.cells]
+    else:
+        plan = [(matrix.cell_from_key(args.cell), [args.scenario])]
+    print(f"server CPU {server_cpus[0]}, load on {list(load_cpus)}, {args.users} users, {args.clients} pairs of "
+          f"{args.seconds:g}-s windows per point, the lab's after a 1-s warm-up, the speedometer on")  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
+    meter = Speedometer(tuple(server_cpus))
+    found: list[tuple[str, str, AtEqualSpeed]] = []
+    try:
+        with LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust:
+            for cell, scenarios in plan:
+                with LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server:
+                    for scenario in scenarios:
+                        print(f"{cell.key} {scenario}:", flush=True)
+                        spec = Load(target=server.url, scenario=scenario, users=args.users, duration=args.seconds,
+                                    warmup=1.0)  # fmt: skip
+                        rows = alternate(spec, args.clients, locust, meter, load_cpus)
+                        labs, wrks = [r[0] for r in rows], [r[2] for r in rows]
+                        ratios = [math.log(r[0] / r[2]) for r in rows]
+                        print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk as measured: mean "
+                              f"{statistics.fmean(labs) / statistics.fmean(wrks):.3f}, paired log-ratio sd "
+                              f"{statistics.stdev(ratios):.3f}")  # fmt: skip
+                        fit = at_equal_speed(rows)
+                        print(f"lab / wrk at equal CPU speed: {fit}", flush=True)
+                        found.append((cell.key, scenario, fit))
+    finally:
+        meter.close()
+    if len(found) > 1:
+        inside = [f for f in found if BAND[0] <= f[2].ratio <= BAND[1]]
+        print(f"\nlab / wrk at equal CPU speed, {len(found)} points (the band {BAND[0]}–{BAND[1]}):")
+        for key, scenario, fit in found:
+            where = "inside" if BAND[0] <= fit.ratio <= BAND[1] else "OUTSIDE"
+            print(f"  {key:40s} {scenario:10s} {fit.ratio:.3f} (95% {fit.low:.3f}–{fit.high:.3f})  {where}")
+        ratios = [f[2].ratio for f in found]
+        print(f"{len(inside)} of {len(found)} inside; median {statistics.median(ratios):.3f}, "
+              f"range {min(ratios):.3f}–{max(ratios):.3f}")  # fmt: skip
 
 
 def speedometer(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
@@ -237,10 +290,15 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--trace", type=float, metavar="SECONDS", help="trace the server CPU's speed this long")
     mode.add_argument("--clients", type=int, metavar="N", help="N lab and N wrk windows, alternating")
+    parser.add_argument("--preset", help="with --clients: every cell and scenario of this preset (matrix.toml)")
     mode.add_argument("--speedometer", type=int, metavar="N", help="N wrk windows with it and N without, alternating")
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 2.0 if args.trace is None and args.clients is None and args.speedometer is None else 3.0
+    if args.preset is not None and args.clients is None:
+        parser.error("--preset goes with --clients N")
+    if args.preset is not None and args.preset not in load().presets:
+        parser.error(f"unknown preset {args.preset!r}; choose one of {', '.join(load().presets)}")
     if args.trace is not None and not 1 <= args.trace <= 600:
         parser.error("--trace takes 1-600 seconds")
     for name in ("clients", "speedometer"):
