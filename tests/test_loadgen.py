@@ -245,7 +245,7 @@ def test_open_model_opens_connections_beyond_the_users_when_all_are_busy(server:
 def test_open_model_counts_the_windows_own_slots_not_a_backlog_from_before_it() -> None:
     """A server that holds every answer for its first 0.7 s, past the warm-up: the warm-up's slots, answered in a
     burst inside the window, are not the window's throughput (they once made 400/s offered read as ~470/s)."""
-    with uvicorn("tests.stall_app:app") as url:
+    with uvicorn("tests.fault_app:stalls") as url:
         result = quick(url, scenario="plaintext", users=2, rate=400, warmup=0.5, duration=3.0)
     assert 0.95 * result.scheduled <= result.ok <= result.scheduled  # the window's slots, answered; no others
     assert result.rps == pytest.approx(400, rel=0.12)  # Poisson arrivals: 1,200 slots in the window, 2.9% (1 sd)
