@@ -230,13 +230,13 @@ def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
     finally:
         meter.close()
     if len(found) > 1:
-        inside = [f for f in found if BAND[0] <= f[2].ratio <= BAND[1]]
         print(f"\nlab / wrk at equal CPU speed, {len(found)} points (the band {BAND[0]}–{BAND[1]}):")
         for key, scenario, fit in found:
             where = "inside" if BAND[0] <= fit.ratio <= BAND[1] else "OUTSIDE"
             print(f"  {key:40s} {scenario:10s} {fit.ratio:.3f} (95% {fit.low:.3f}–{fit.high:.3f})  {where}")
         ratios = [f[2].ratio for f in found]
-        print(f"{len(inside)} of {len(found)} inside; median {statistics.median(ratios):.3f}, "
+        inside = sum(BAND[0] <= r <= BAND[1] for r in ratios)
+        print(f"{inside} of {len(found)} inside; median {statistics.median(ratios):.3f}, "
               f"range {min(ratios):.3f}–{max(ratios):.3f}")  # fmt: skip
 
 
