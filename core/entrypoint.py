@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from core.errors import say
+
 RESULTS = Path("/lab/results")
 LAB_USER = 1000  # the image's `lab` user (Dockerfile)
 
@@ -34,7 +36,7 @@ def owner(results: Path = RESULTS) -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("asgi-bench-lab: usage: python -m core.entrypoint COMMAND [ARGS...]", file=sys.stderr)
+        say("usage: python -m core.entrypoint COMMAND [ARGS...]")
         return 2
     if os.getuid() == 0:
         uid, gid = owner()

@@ -1,4 +1,4 @@
-"""The machine as both sides see it: the lab's root, CPU sets, loopback ports, atomic files, and bad-input errors."""
+"""The machine as both sides see it: the lab's root, CPU sets, loopback ports and atomic files."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from pathlib import Path
 
 import psutil
 
+from core.errors import UsageError
+
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-
-
-class UsageError(ValueError):
-    """Bad input that is not about the matrix (CPU sets, ports, paths, URLs, bounds); the text names the fix."""
 
 
 def machine_cpus() -> tuple[int, ...]:

@@ -14,25 +14,26 @@ from __future__ import annotations
 import os
 import sys
 
-from core.host import UsageError, format_cpus, plan_cpus
+from core.errors import UsageError, say
+from core.host import format_cpus, plan_cpus
 from core.settings import settings
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] not in ("server", "load") or argv[1] != "--":
-        print("asgi-bench-lab: usage: python -m core.pin server|load -- COMMAND [ARGS...]", file=sys.stderr)
+        say("usage: python -m core.pin server|load -- COMMAND [ARGS...]")
         return 2
     role, command = argv[0], argv[2:]
     try:
         env = settings()
         plan = plan_cpus(env.server_cpus, env.load_cpus, env.locust_workers)
-    except (UsageError, ValueError) as exc:
-        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
+    except UsageError as exc:
+        say(exc.line())
+        return exc.exit_code
     cpus = plan.server if role == "server" else plan.load
     os.sched_setaffinity(0, cpus)
     command = [part.replace("{workers}", str(plan.workers)) for part in command]
-    print(f"asgi-bench-lab: {role} side on CPUs {format_cpus(cpus)}", file=sys.stderr, flush=True)
+    say(f"{role} side on CPUs {format_cpus(cpus)}")
     os.execvp(command[0], command)
     return 127  # unreachable
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UsageError
+
 # name -> what it does. The README's settings table and .env.example list each of these.
 VARIABLES: dict[str, str] = {
     "LAB_MATRIX": "a matrix file of your own instead of servers/matrix.toml",
@@ -29,6 +31,13 @@ COMPOSE_VARIABLES: dict[str, str] = {}
 
 # The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
 CPU_VARIABLES = ("SERVER_CPUS", "LOAD_CPUS", "LOCUST_WORKERS")
+# The variables that give a run option its value when the command line does not (lab/config.py), and their fields.
+RUN_OPTIONS = {
+    "SERVER_CPUS": "server_cpus",
+    "LOAD_CPUS": "load_cpus",
+    "LOCUST_WORKERS": "locust_workers",
+    "LAB_ALLOW_SHARED_CPUS": "allow_shared_cpus",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,10 @@ class Settings:
     load_cpus: str | None = None  # LOAD_CPUS
     locust_workers: str | None = None  # LOCUST_WORKERS
 
+    def variable(self, name: str) -> str | bool | None:
+        """A run option's value from its environment variable (lab/config.py: Option.env), as read here."""
+        return getattr(self, RUN_OPTIONS[name])
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -57,7 +70,7 @@ class Settings:
         def number(name: str) -> int | None:
             value = text(name)
             if value is not None and not value.isdigit():
-                raise ValueError(f"{name}={value!r} must be a whole number (a user or group id), e.g. 1000")
+                raise UsageError(f"{name}={value!r} must be a whole number (a user or group id), e.g. 1000")
             return int(value) if value is not None else None
 
         return cls(

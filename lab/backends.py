@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.host import UsageError
+from core.errors import UsageError
 from lab.config import RunConfig
 from loadtests.load import LoadBackend
 from loadtests.local import LocalLocust
 from loadtests.remote import MasterLocust
 from servers.local import LocalTargets
+from servers.matrix import Matrix
 from servers.remote import AgentTargets
 from servers.target import TargetBackend
 
 
-def open_backends(config: RunConfig, logs: Path) -> tuple[TargetBackend, LoadBackend]:
-    """The run's target and load backends; each must run on exactly the CPU sets the config names."""
+def open_backends(config: RunConfig, matrix: Matrix, logs: Path) -> tuple[TargetBackend, LoadBackend]:
+    """The run's target and load backends; each must run on exactly the CPU sets the config names, and the target
+    side on the run's matrix."""
     targets: TargetBackend = (
-        AgentTargets(config.target_agent) if config.target_agent else LocalTargets(logs, tuple(config.server_cpus))
+        AgentTargets(config.target_agent, matrix)
+        if config.target_agent
+        else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix)
     )
     loads: LoadBackend = (
         MasterLocust(config.locust_master, config.load_workers)

@@ -17,42 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from core.errors import UsageError
 from core.host import atomic_write
+from core.model import Record
 from lab.config import RunConfig
 from lab.verdict import Verdict
 from loadtests.load import LoadResult, RefereeResult
+from servers.matrix import Cell
 from servers.target import ServerSample
 
 SCHEMA_VERSION = 2
 
 
-class BundleError(ValueError):
+class BundleError(UsageError):
     """A bundle or bundle file that this lab cannot read, with the file and the field named."""
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class CellInfo(Model):
-    server: str
-    loop: str
-    http: str
-    workers: int
-    app: str
 
 
 class ServerFigures(ServerSample):
     """The server during one repeat: where it ran, how long it took to start, and its sample for the window."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     cpus: list[int]
     startup_seconds: float
 
 
-class Cost(Model):
+class Cost(Record):
     """CPU per correct answer, in microseconds, on each side."""
 
     server_us: float | None  # the server's process tree (user + system)
@@ -60,7 +50,7 @@ class Cost(Model):
     client_us: float | None  # the Locust workers
 
 
-class Conditions(Model):
+class Conditions(Record):
     """What else the machine did during the window (lab/measure.py has the rules)."""
 
     steal: float  # the largest share of the window the hypervisor took from any server or load CPU
@@ -81,7 +71,7 @@ class Conditions(Model):
     referee_speed: list[int] = Field(default_factory=list)
 
 
-class Repeat(Model):
+class Repeat(Record):
     """One measured repeat of a point (cell x scenario x offered rate). A failed repeat keeps what it has and says
     why; it counts in no median and no chart, and a resumed run measures it again."""
 
@@ -89,7 +79,7 @@ class Repeat(Model):
     kind: Literal["repeat"]
     run_id: str
     key: str
-    cell: CellInfo
+    cell: Cell
     scenario: str
     offered_rps: float | None
     repeat: int
@@ -110,12 +100,12 @@ class Repeat(Model):
         return self.status == "ok"
 
 
-class Failure(Model):
+class Failure(Record):
     schema_version: int
     kind: Literal["failure"]
     run_id: str
     key: str
-    cell: CellInfo
+    cell: Cell
     scenario: str | None
     phase: Literal["start", "load", "stop"]
     error: str
@@ -123,7 +113,7 @@ class Failure(Model):
     at: float
 
 
-class Machine(Model):
+class Machine(Record):
     machine_id: str
     cpu_model: str
     logical_cpus: int
@@ -139,18 +129,22 @@ class Machine(Model):
     image_id: str | None
 
 
-class Skipped(Model):
+# How a run (or one part of it) ended: stopped = a service was lost; failed = a bug in the lab, named in the note.
+Status = Literal["running", "complete", "interrupted", "stopped", "failed"]
+
+
+class Skipped(Record):
     key: str
     scenario: str
     reason: str
 
 
-class Part(Model):
+class Part(Record):
     """One session of a run: the first start, and each resume."""
 
     started: float
     ended: float | None
-    status: Literal["running", "complete", "interrupted", "stopped"]
+    status: Status
     machine_id: str
     container: bool
     uid: int  # the user the runner ran as
@@ -158,7 +152,7 @@ class Part(Model):
     note: str | None  # why it ended, when not complete (the signal, or the service that was lost)
 
 
-class SweepRates(Model):
+class SweepRates(Record):
     """One scenario's offered rates in the sweep: the common ones (every cell) and the fast-only ones."""
 
     common: list[float]
@@ -166,7 +160,7 @@ class SweepRates(Model):
     chosen_from: str  # how: "the run's throughput figures", or "--rate"
 
 
-class Speed(Model):
+class Speed(Record):
     """A short fixed CPU workload timed on the server and the load CPUs: how fast this machine is, to compare runs.
     Timed at the start of the run and of every round and the sweep, so that a moment when the machine is slow (a
     shared VM's CPU can run a third slower for a second or two) does not set the index; the index is the median."""
@@ -178,11 +172,11 @@ class Speed(Model):
     load_samples: list[float]
 
 
-class Manifest(Model):
+class Manifest(Record):
     schema_version: int
     kind: Literal["manifest"]
     run_id: str
-    status: Literal["running", "complete", "interrupted", "stopped"]
+    status: Status
     started: float
     ended: float | None
     config: RunConfig
@@ -198,7 +192,7 @@ class Manifest(Model):
     speed: Speed | None
 
 
-class CalibrationPoint(Model):
+class CalibrationPoint(Record):
     """The load generator on the calibration cell for one scenario: its repeats, the referee, its CPU per answer."""
 
     scenario: str
@@ -213,7 +207,7 @@ class CalibrationPoint(Model):
     ceiling: Literal["measured", "projected"]
 
 
-class Calibration(Model):
+class Calibration(Record):
     schema_version: int
     kind: Literal["calibration"]
     cell: str
@@ -231,7 +225,7 @@ class Calibration(Model):
         return next((p for p in self.points if p.scenario == scenario), None)
 
 
-KINDS: dict[str, type[Model]] = {
+KINDS: dict[str, type[Record]] = {
     "manifest": Manifest,
     "repeat": Repeat,
     "failure": Failure,
@@ -242,7 +236,7 @@ KINDS: dict[str, type[Model]] = {
 # --- reading and writing -----------------------------------------------------------------------------------------
 
 
-def write_record(path: Path, record: Model) -> None:
+def write_record(path: Path, record: Record) -> None:
     """Write a record atomically, after checking it reads back exactly as a reader will read it."""
     text = record.model_dump_json(indent=1) + "\n"
     validate(path, text, record.kind)  # type: ignore[attr-defined]

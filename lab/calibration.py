@@ -17,9 +17,10 @@ from lab import bundle
 from lab.bundle import Calibration, CalibrationPoint, Repeat
 from lab.config import RunConfig
 from lab.measure import Measure, Refereed
+from lab.plan import Work
 from lab.verdict import worst
 from loadtests.load import LoadBackend, RefereeResult
-from servers.matrix import load as load_matrix
+from servers.matrix import Matrix
 from servers.target import TargetBackend
 
 CALIBRATION_REPEATS = 3
@@ -32,12 +33,13 @@ def median_of(values: list[float | None]) -> float | None:
 
 def calibrate(
     config: RunConfig,
+    matrix: Matrix,
     targets: TargetBackend,
     loads: LoadBackend,
     measure: Measure,
     line: Callable[[str], None] = print,
 ) -> Calibration | None:
-    matrix = load_matrix()
+    assert matrix.calibration is not None
     cell, _ = matrix.calibration
     scenarios = [s for s in config.scenarios if matrix.supports(cell, s)]
     if not scenarios:
@@ -49,7 +51,7 @@ def calibrate(
         for scenario in scenarios:
             referee = measure.referee(server, scenario) if config.referee_seconds else Refereed(None, "not run")
             repeats: list[Repeat] = [
-                measure.repeat(server, cell, scenario, 0.0, n, referee, config.warmup, config.duration)
+                measure.repeat(server, cell, Work(scenario, 0.0, n, config.warmup, config.duration), referee)
                 for n in range(1, CALIBRATION_REPEATS + 1)
             ]
             point = summarize(scenario, [r for r in repeats if r.ok], referee.wrk, config, loads)

@@ -1,100 +1,182 @@
-"""One run's configuration: built once from the preset, the command line and the environment, checked before
-anything starts, and stored as the manifest's `config` (a resumed run reads it back from there).
+"""One run's configuration and the table of its options: each option is declared once, on its field below (type,
+bounds, help, the preset's default, the environment variable compose passes), and that declaration makes the
+command line's parser (`add_options`), the values from the command line, environment and preset (`from_args`) and
+the checks the run and the preflight both make before anything starts (`RunConfig.check`).
 
 A run has up to four phases, all through the same backends:
   calibration  the load generator on the matrix's calibration cell, per scenario (lab/calibration.py);
-  throughput   `repeats` rounds over every cell in a new random order each round: each cell's server starts,
-               and each scenario gets a warm-up and one measured repeat (the first round adds the referee, wrk,
-               and later rounds add it again where Locust ÷ wrk so far is off: lab/runner.py);
-  extra        while `budget_seconds` allows, more rounds for the cells whose comparisons are still undecided,
-               up to `max_repeats` (lab/stats.py);
-  sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from
-               the throughput phase's own figures (lab/sweep.py), or the ones given with --rate.
+  throughput   `repeats` rounds over every cell in a new random order each round (lab/plan.py): each cell's
+               server starts, and each scenario gets a warm-up and one measured repeat; wrk, the referee, runs
+               after a point's first repeat and again while Locust ÷ wrk is off (lab/referee_rule.py);
+  extra        while `budget_seconds` allows, more rounds for the cells whose comparisons are still undecided, up
+               to `max_repeats` (lab/budget.py);
+  sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from the
+               throughput phase's own figures (lab/sweep.py), or the ones given with --rate.
+The manifest stores the configuration; a resumed run reads it back from there, and the matrix file it names.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
-from typing import Literal
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BeforeValidator, PlainSerializer
 
-from core.host import UsageError, check_port
-from loadtests.load import MAX_DURATION, MAX_RATE, MAX_USERS, Load
-from servers.matrix import Cell, Matrix, load
+from core.errors import UsageError
+from core.host import check_port, plan_cpus
+from core.model import Record
+from core.settings import settings
+from loadtests.load import MAX_CONNECTIONS, MAX_DURATION, MAX_RATE, MAX_USERS, Arrivals, Client, Load
+from servers.matrix import Cell, Matrix, MatrixError, Preset, digest_of
 
 MAX_REPEATS = 100
-MAX_BUDGET = 7 * 24 * 3600.0
+MAX_BUDGET_MINUTES = 7 * 24 * 60.0
+MIN_SWEPT = 10  # requests one swept window must be offered at the least: a rate below it measures nothing
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+@dataclass(frozen=True)
+class Option:
+    """How a RunConfig field is set and bounded (the field's name gives the flag: --repeats for repeats)."""
 
-    preset: str | None
-    cells: list[str]
-    scenarios: list[str]
-    repeats: int  # throughput rounds: measured repeats per cell x scenario
-    duration: float  # measured seconds per repeat
-    warmup: float  # unrecorded seconds before each repeat, on the same connections
-    users: int  # connections
-    client: Literal["lean", "stock"]
-    referee_seconds: float  # wrk's run per cell x scenario; 0 = no referee
-    rates: list[float]  # the sweep's offered rates when given by hand; [] = chosen from the run's own figures
-    sweep_seconds: float  # measured seconds per swept rate; 0 = no sweep
-    arrivals: Literal["poisson", "uniform"]
-    max_connections: int  # open model: connections at most, when every one is busy at a slot
-    budget_seconds: float  # the whole run's time budget for extra repeats; 0 = no extra repeats
-    max_repeats: int  # extra repeats stop here
-    server_cpus: list[int]
-    load_cpus: list[int]
-    load_workers: int  # Locust worker processes
-    port: int
-    calibrate: bool
-    allow_shared_cpus: bool
-    target_agent: str | None  # the compose lab's server agent, or None: servers start on this machine
-    locust_master: str | None  # the compose lab's Locust master, or None: Locust starts on this machine
+    help: str
+    flag: str | None = None
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""  # said after a float's bounds
+    zero_or_at_least: float | None = None  # 0 turns the thing off; otherwise at least this
+    off: str = ""  # what 0 means, for that message
+    preset: str | None = None  # the preset's run setting (servers/matrix.toml) that gives the default
+    default: Any = None  # or a function of the values resolved so far
+    env: str | None = None  # the environment variable (compose passes it) used when the flag is not given
+    scale: float = 1.0  # the field's value = the flag's value x scale (minutes -> seconds)
+    repeat: bool = False  # the flag may be given several times
+    negate: bool = False  # a flag that turns the field off (--no-calibrate)
+    text: bool = False  # the flag takes text that from_args parses (CPU sets and counts, as compose passes them)
+    check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag) -> None or a UsageError
 
-    def check(self) -> RunConfig:
-        """Every bound and name, before anything starts (UsageError or MatrixError naming the input and a fix).
 
-        Not a pydantic validator: those would turn these errors into ValidationErrors with a different text."""
-        matrix = self.matrix
+def cell_of(value: Any) -> Any:
+    return Cell.parse(value) if isinstance(value, str) else value
+
+
+# A cell in the config: a Cell in memory, its key in the manifest (as bundles from before it have it).
+CellKey = Annotated[Cell, BeforeValidator(cell_of), PlainSerializer(lambda cell: cell.key, return_type=str)]
+
+
+class MatrixRef(Record):
+    """The matrix file a run was planned from, and its sha256: a resumed run uses that file, unchanged."""
+
+    path: str
+    digest: str
+
+
+class RunConfig(Record):
+    preset: Annotated[str | None, Option("a preset of the matrix (default: default, unless --cell)")]
+    cells: Annotated[list[CellKey], Option("a cell key; repeatable (instead of the preset's)", "--cell", repeat=True)]
+    scenarios: Annotated[list[str], Option("a scenario; repeatable (default: the preset's)", "--scenario", repeat=True)]
+    repeats: Annotated[int, Option("measured repeats per cell x scenario", low=1, high=MAX_REPEATS, preset="repeats")]
+    duration: Annotated[
+        float, Option("measured seconds per repeat", low=0.5, high=MAX_DURATION, unit="seconds", preset="duration")
+    ]
+    warmup: Annotated[
+        float,
+        Option("unrecorded seconds before each repeat", low=0, high=MAX_DURATION, unit="seconds", preset="warmup"),
+    ]
+    users: Annotated[int, Option("concurrent connections", low=1, high=MAX_USERS, preset="users")]
+    client: Annotated[Client, Option("Locust's user class: the lab's client or FastHttpUser", default="lean")]
+    referee_seconds: Annotated[
+        float,
+        Option("wrk's run per cell x scenario", "--referee-seconds", low=0, high=MAX_DURATION, unit="seconds",
+               zero_or_at_least=1, off="no referee", preset="referee"),
+    ]  # fmt: skip
+    rates: Annotated[
+        list[float],
+        Option("an offered requests/s for the sweep instead of the rates chosen from the run's figures; repeatable",
+               "--rate", repeat=True),
+    ]  # fmt: skip
+    sweep_seconds: Annotated[
+        float,
+        Option("measured seconds per offered rate in the sweep", low=0, high=MAX_DURATION, unit="seconds",
+               zero_or_at_least=0.5, off="no sweep", preset="sweep"),
+    ]  # fmt: skip
+    arrivals: Annotated[Arrivals, Option("the open model's arrivals", default="poisson")]
+    max_connections: Annotated[
+        int,
+        Option("open model: connections at most (default 4 x --users)", low=1, high=MAX_CONNECTIONS,
+               default=lambda v: 4 * v["users"]),
+    ]  # fmt: skip
+    budget_seconds: Annotated[
+        float,
+        Option("minutes for the whole run, extra repeats included", "--budget-minutes", low=0,
+               high=MAX_BUDGET_MINUTES, scale=60.0, preset="budget"),
+    ]  # fmt: skip
+    max_repeats: Annotated[
+        int,
+        Option("extra repeats stop here", low=1, high=MAX_REPEATS,
+               default=lambda v: max(v["preset_max_repeats"], v["repeats"])),
+    ]  # fmt: skip
+    server_cpus: Annotated[list[int], Option("CPU set for the server (default 0)", env="SERVER_CPUS")]
+    load_cpus: Annotated[
+        list[int], Option("CPU set for the load generator (default: every CPU but the server's)", env="LOAD_CPUS")
+    ]
+    load_workers: Annotated[
+        int, Option("Locust worker processes (default: one per load CPU)", env="LOCUST_WORKERS", low=1, text=True)
+    ]
+    port: Annotated[
+        int, Option("server port on 127.0.0.1 (with --resume: the run's own)", check=check_port, default=8000)
+    ]
+    calibrate: Annotated[
+        bool, Option("skip measuring the load generator's ceiling", "--no-calibrate", negate=True, default=True)
+    ]
+    allow_shared_cpus: Annotated[
+        bool,
+        Option("let the server and the load generator share CPUs (recorded, and warned about in the report)",
+               env="LAB_ALLOW_SHARED_CPUS", default=False),
+    ]  # fmt: skip
+    target_agent: Annotated[
+        str | None, Option("run cells under this agent (python -m servers.agent)", "--server-agent")
+    ]
+    locust_master: Annotated[str | None, Option("drive this long-lived Locust master (its web UI)", "--locust-master")]
+    matrix: MatrixRef | None = None  # None in bundles from before it was recorded: they ran on servers/matrix.toml
+
+    # --- the checks -----------------------------------------------------------------------------------------------
+    def check(self, matrix: Matrix) -> RunConfig:
+        """Every bound and name, before anything starts: a UsageError (or MatrixError) naming the input and a fix."""
+        for name, option in options().items():
+            value = getattr(self, name)
+            for item in value if isinstance(value, list) and option.low is not None else [value]:
+                check_bound(option, item)
         if not self.cells:
             raise UsageError("no cells to run")
-        for key in self.cells:
-            matrix.cell_from_key(key)
+        for cell in self.cells:
+            matrix.valid(cell)
         if not self.scenarios:
             raise UsageError("no scenarios to run")
         for name in self.scenarios:
             matrix.scenario(name)
-        if not 1 <= self.repeats <= MAX_REPEATS:
-            raise UsageError(f"--repeats {self.repeats} must be in 1-{MAX_REPEATS}")
-        if not self.repeats <= self.max_repeats <= MAX_REPEATS:
+        if self.max_repeats < self.repeats:
             raise UsageError(f"--max-repeats {self.max_repeats} must be in {self.repeats}-{MAX_REPEATS} (>= --repeats)")
-        for name, value, low in (
-            ("--duration", self.duration, 0.5),
-            ("--warmup", self.warmup, 0.0),
-            ("--referee-seconds", self.referee_seconds, 0.0),
-            ("--sweep-seconds", self.sweep_seconds, 0.0),
-        ):
-            if not (math.isfinite(value) and low <= value <= MAX_DURATION):
-                raise UsageError(f"{name} {value} must be in [{low:g}, {MAX_DURATION:g}] seconds")
-        if self.referee_seconds and self.referee_seconds < 1:
-            raise UsageError(f"--referee-seconds {self.referee_seconds} must be 0 (no referee) or at least 1")
-        if not (math.isfinite(self.budget_seconds) and 0 <= self.budget_seconds <= MAX_BUDGET):
-            raise UsageError(f"--budget-minutes {self.budget_seconds / 60:g} must be in 0-{MAX_BUDGET / 60:g}")
-        if not 1 <= self.users <= MAX_USERS:
-            raise UsageError(f"--users {self.users} must be in 1-{MAX_USERS}")
-        if not 1 <= self.load_workers <= 4 * len(self.load_cpus or [0]):
+        if self.load_workers > 4 * len(self.load_cpus):
             raise UsageError(
                 f"--load-workers {self.load_workers} for load CPUs {self.load_cpus}: give 1-{4 * len(self.load_cpus)}"
                 " (one per load CPU uses them all)"
             )
         if len(set(self.rates)) != len(self.rates) or any(not (0 < r <= MAX_RATE) for r in self.rates):
             raise UsageError(f"--rate {self.rates}: give distinct offered rates in (0, {MAX_RATE:g}] requests/s")
+        few = [r for r in self.rates if r * self.sweep_seconds < MIN_SWEPT]
+        if self.sweep_seconds and few:
+            offered = few[0] * self.sweep_seconds
+            raise UsageError(
+                f"--rate {few[0]:g}: a {self.sweep_seconds:g}-s window would be offered {offered:g} requests; give "
+                f"rates of at least {MIN_SWEPT / self.sweep_seconds:g} requests/s, or a longer --sweep-seconds"
+            )
         if self.rates and not self.sweep_seconds:
             raise UsageError("--rate needs a sweep: give --sweep-seconds (e.g. 3)")
-        check_port(self.port, "--port")
         if not self.server_cpus or not self.load_cpus:
             raise UsageError("the server and the load generator each need at least one CPU")
         if set(self.server_cpus) & set(self.load_cpus) and not self.allow_shared_cpus:
@@ -102,36 +184,168 @@ class RunConfig(BaseModel):
                 f"server CPUs {self.server_cpus} and load CPUs {self.load_cpus} overlap; give them disjoint sets so "
                 "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
             )
-        # Each load is validated on a stand-in target: scenario parameters, client, users, rates.
-        for name in self.scenarios:
+        for name in self.scenarios:  # each load on a stand-in target: scenario parameters, client, users, rates
             for rate in [0.0, *self.rates]:
-                Load(
-                    target="http://127.0.0.1:1", scenario=name, users=self.users, client=self.client, rate=rate,
-                    duration=self.duration, warmup=self.warmup, arrivals=self.arrivals,
-                    max_connections=self.max_connections,
-                )  # fmt: skip
+                self.load("http://127.0.0.1:1", name, rate, self.duration, self.warmup, matrix)
         if self.sweep_seconds and self.client != "lean":
             raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
+        check_open_files(self.users, self.load_workers)
         return self
 
-    @property
-    def matrix(self) -> Matrix:
-        return load()
+    def load(self, target: str, scenario: str, rate: float, duration: float, warmup: float, matrix: Matrix) -> Load:
+        """One of this run's loads, checked where it is made."""
+        return Load(
+            target=target, scenario=matrix.scenario(scenario), users=self.users, duration=duration, rate=rate,
+            client=self.client, warmup=warmup, arrivals=self.arrivals, max_connections=self.max_connections,
+        )  # fmt: skip
 
-    @property
-    def cell_list(self) -> tuple[Cell, ...]:
-        return tuple(self.matrix.cell_from_key(k) for k in self.cells)
-
-    def scenarios_of(self, cell: Cell) -> list[str]:
+    def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:
         """The run's scenarios this cell can run, in the run's order."""
-        return [s for s in self.scenarios if self.matrix.supports(cell, s)]
+        return [s for s in self.scenarios if matrix.supports(cell, s)]
 
-    def skipped(self) -> list[tuple[Cell, str, str]]:
+    def skipped(self, matrix: Matrix) -> list[tuple[Cell, str, str]]:
         """(cell, scenario, reason) for each scenario a chosen cell cannot run."""
-        matrix = self.matrix
-        return [
-            (c, s, reason)
-            for c in self.cell_list
-            for s in self.scenarios
-            if (reason := matrix.invalid_reason(c, s)) is not None
-        ]
+        return [(c, s, reason) for c in self.cells for s in self.scenarios if (reason := matrix.invalid_reason(c, s))]
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key for c in self.cells]
+
+    def matrix_of(self, current: Matrix) -> Matrix:
+        """The matrix this run was planned from: `current` when it is that file unchanged (or the run predates the
+        record), else a refusal naming both."""
+        if self.matrix is None or self.matrix.digest == current.digest:
+            return current
+        path = Path(self.matrix.path)
+        if not path.is_file() or digest_of(path) != self.matrix.digest:
+            raise MatrixError(
+                f"this run was planned from the matrix file {path} with sha256 {self.matrix.digest[:12]}…, which is "
+                f"{'gone' if not path.is_file() else 'changed'}; restore it (LAB_MATRIX={path}) or start a new run"
+            )
+        from servers.matrix import load
+
+        return load(path)
+
+
+def check_bound(option: Option, value: Any) -> None:
+    """One value against its option's bounds, in the words the command line uses."""
+    if option.check is not None:
+        option.check(value, option.flag or "")
+    if option.low is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    low, high = option.low, option.high if option.high is not None else math.inf
+    shown = value / option.scale
+    said = f"{shown:g}" if option.scale != 1 else str(value)
+    flag = option.flag
+    if not (math.isfinite(shown) and low <= shown <= high):
+        if isinstance(value, int):
+            raise UsageError(f"{flag} {said} must be in {low:g}-{high:g}")
+        raise UsageError(f"{flag} {said} must be in [{low:g}, {high:g}]" + (f" {option.unit}" if option.unit else ""))
+    if option.zero_or_at_least and 0 < shown < option.zero_or_at_least:
+        raise UsageError(f"{flag} {said} must be 0 ({option.off}) or at least {option.zero_or_at_least:g}")
+
+
+def check_open_files(users: int, workers: int) -> None:
+    """Every connection is a file on both sides: refuse what the process limit cannot hold."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    need = users // workers + 100
+    if soft != resource.RLIM_INFINITY and need > soft:
+        most = max((soft - 100) * workers, 1)
+        raise UsageError(
+            f"--users {users}: each of {workers} Locust worker(s) would open about {need} files, over this "
+            f"machine's limit of {soft} (ulimit -n); give --users {most} or fewer, or raise the limit"
+        )
+
+
+def options() -> dict[str, Option]:
+    """The option table: every RunConfig field that the command line sets, with its flag filled in."""
+    found = {}
+    for name, info in RunConfig.model_fields.items():
+        option = next((m for m in info.metadata if isinstance(m, Option)), None)
+        if option is not None:
+            flag = option.flag or "--" + name.replace("_", "-")
+            found[name] = Option(**{**vars(option), "flag": flag})
+    return found
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+    """A Literal field's values, for the parser."""
+    annotation = RunConfig.model_fields[name].annotation
+    return get_args(annotation) if get_origin(annotation) is Literal else None
+
+
+def add_options(parser: argparse.ArgumentParser, matrix: Matrix) -> None:
+    """The run's options on a parser, from the table; every default stays None so that from_args can tell what was
+    given."""
+    said = {"preset": f"one of: {', '.join(matrix.presets)}", "scenarios": f"one of: {', '.join(matrix.scenarios)}"}
+    for name, option in options().items():
+        kind = RunConfig.model_fields[name].annotation
+        help_text = option.help + (f" ({said[name]})" if name in said else "")
+        help_text += f"; default: the preset's {option.preset}" if option.preset else ""
+        help_text += f"; or {option.env}" if option.env else ""
+        metavar = option.flag.lstrip("-").split("-")[-1].upper()
+        if kind is bool:
+            parser.add_argument(option.flag, dest=name, action="store_true", default=None, help=help_text)
+        elif option.repeat:
+            item = float if name == "rates" else str
+            parser.add_argument(
+                option.flag, dest=name, action="append", type=item, default=None, metavar=metavar, help=help_text
+            )
+        else:
+            number = str if option.text else int if kind is int else float if kind is float else str
+            parser.add_argument(
+                option.flag, dest=name, type=number, default=None, choices=choices(name), help=help_text,
+                metavar=None if choices(name) else metavar,
+            )  # fmt: skip
+
+
+def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
+    """The run's configuration: each option from the command line, else its environment variable, else the preset,
+    else its default; checked."""
+    env = settings()
+    preset: Preset = matrix.preset(args.preset or ("default" if not args.cells else "quick"))
+    cells = [matrix.cell_from_key(k) for k in args.cells] if args.cells else list(preset.cells)
+    cpus = plan_cpus(
+        args.server_cpus or env.variable("SERVER_CPUS"),
+        args.load_cpus or env.variable("LOAD_CPUS"),
+        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
+    )
+    values: dict[str, Any] = {
+        "preset": None if args.cells else preset.name,
+        "cells": cells,
+        "scenarios": list(args.scenarios or preset.scenarios),
+        "rates": list(args.rates or []),
+        "server_cpus": list(cpus.server),
+        "load_cpus": list(cpus.load),
+        "load_workers": cpus.workers,
+        "preset_max_repeats": preset.run.max_repeats,
+    }
+    for name, option in options().items():
+        if name in values:
+            continue
+        given = getattr(args, name)
+        if given is not None:
+            value = given * option.scale if isinstance(given, float) else given
+            values[name] = not given if option.negate else value
+        elif option.env and env.variable(option.env) is not None:
+            values[name] = env.variable(option.env)
+        elif option.preset:
+            value = getattr(preset.run, option.preset)
+            values[name] = float(value) * option.scale if RunConfig.model_fields[name].annotation is float else value
+        else:
+            values[name] = option.default(values) if callable(option.default) else option.default
+    del values["preset_max_repeats"]
+    source = matrix.source
+    ref = MatrixRef(path=str(source), digest=matrix.digest) if source else None
+    return RunConfig(**values, matrix=ref).check(matrix)
+
+
+def parse(argv: list[str], matrix: Matrix) -> RunConfig:
+    """A configuration from run options written as on the command line (`["--cell", KEY, "--users", "32"]`): how a
+    script or a test makes one, through the same table, defaults and checks as `python -m lab run`."""
+    parser = argparse.ArgumentParser(prog="lab.config.parse", exit_on_error=False)
+    add_options(parser, matrix)
+    try:
+        return from_args(parser.parse_args(argv), matrix)
+    except argparse.ArgumentError as exc:
+        raise UsageError(str(exc)) from None

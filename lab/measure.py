@@ -13,29 +13,27 @@ import time
 from dataclasses import dataclass, field
 
 from lab import bundle, fingerprint
-from lab.bundle import CellInfo, Conditions, Cost, Repeat, ServerFigures
+from lab.bundle import Conditions, Cost, Repeat, ServerFigures, Speed
 from lab.config import RunConfig
+from lab.plan import Work
 from lab.speedometer import Speedometer, full_speed, in_window
 from lab.verdict import judge
 from loadtests import referee as wrk
-from loadtests.load import Load, LoadBackend, LoadError, LoadResult, LoadSideLostError, RefereeResult
+from loadtests.load import Load, LoadBackend, LoadError, LoadResult, RefereeResult
 from servers.launcher import probe
-from servers.matrix import Cell
+from servers.matrix import Cell, Matrix
 from servers.target import RunningServer, ServerSample
 
 WINDOW_TOLERANCE = 0.25  # seconds, plus 5% of the duration: how far a window may stray from what was asked
 STEAL_BOUND = 0.05  # a server or load CPU with more stolen than this share of the window: disturbed
-# Server or load CPUs busy with other work for more than this share: disturbed. On the 2-core VMs measured here the
-# load CPU carries 2-17% of such work in quiet runs (the kernel's network threads, the runner, containerd: median 8%,
-# 90th percentile 12% over a default run's repeats); a neighbour that wants a CPU takes far more.
+# Server or load CPUs busy with other work for more than this share: disturbed. Quiet runs leave some on the load CPU
+# (the kernel's network threads, the runner; docs/instrument.md); a neighbour that wants a CPU takes far more.
 OTHER_BOUND = 0.25
 UNSTEADY_BELOW = 0.80  # a quarter-second with fewer correct answers than this share of the median one: unsteady
-# The server CPU probed (lab/fingerprint.py: probe) below this share of the run's full speed, just before the warm-up
-# or just after the window: the machine was slow then, and the repeat's note says so. Not a reason to measure again:
-# the 2-core VMs measured here switch between full speed and about 0.6 of it several times a second (README: noise),
-# so a probe says little about the window between; the speedometer's samples during the window (lab/speedometer.py)
-# are what the analysis uses.
+# The server CPU probed below this share of the run's full speed just before or after the window: noted, not measured
+# again; a probe says little about the window between, which the speedometer samples (lab/speedometer.py).
 SLOW_BELOW = 0.75
+PROBE_BURST = 10  # probes of the server CPU with each speed-index sample, ~50 ms apart: the run's full speed
 PROBE_SETTLE = 0.1  # seconds after a window before its probe: the server closing the window's connections is not it
 
 
@@ -154,9 +152,10 @@ class Refereed:
 
 @dataclass
 class Measure:
-    """What every measurement of a run shares: its configuration and its two backends."""
+    """What every measurement of a run shares: its configuration, its matrix and its load backend."""
 
     config: RunConfig
+    matrix: Matrix
     run_id: str
     loads: LoadBackend
     server_cpus: tuple[int, ...]
@@ -185,12 +184,26 @@ class Measure:
         full = full_speed(self.speeds)
         return (before / full, after / full) if full else (1.0, 1.0)
 
-    def load(self, server: RunningServer, scenario: str, rate: float, duration: float, warmup: float) -> Load:
+    def sample_speed(self, earlier: Speed | None) -> Speed:
+        """One more sample of the machine's speed index on the first server and load CPU (the index is the median so
+        far), then a burst of probes, so that the first repeats are judged against more than their own probes."""
         c = self.config
-        return Load(
-            target=server.url, scenario=scenario, users=c.users, duration=duration, rate=rate, client=c.client,
-            warmup=warmup, arrivals=c.arrivals, max_connections=c.max_connections,
-        )  # fmt: skip
+        servers = [*(earlier.server_samples if earlier else []), fingerprint.speed(c.server_cpus[0])]
+        loads = [*(earlier.load_samples if earlier else []), fingerprint.speed(c.load_cpus[0])]
+        for _ in range(PROBE_BURST):
+            self.probe()
+            time.sleep(0.05)
+        return Speed(
+            workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (lab/fingerprint.py); "
+            "timed at the start of the run, of every round and of the sweep; the index is the median",
+            server_ops=statistics.median(servers),
+            load_ops=statistics.median(loads),
+            server_samples=servers,
+            load_samples=loads,
+        )
+
+    def load(self, server: RunningServer, scenario: str, rate: float, duration: float, warmup: float) -> Load:
+        return self.config.load(server.url, scenario, rate, duration, warmup, self.matrix)
 
     def referee(self, server: RunningServer, scenario: str) -> Refereed:
         """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
@@ -204,14 +217,14 @@ class Measure:
         started = time.time()
         try:
             found = self.loads.referee(spec)
-        except LoadSideLostError:
-            server.sample_close(0.0, 0.0)
-            self.speedometer.stop()
-            raise
         except LoadError as exc:
             server.sample_close(0.0, 0.0)
             self.speedometer.stop()
-            return Refereed(None, f"wrk failed: {str(exc).splitlines()[0][:200]}")
+            return Refereed(None, f"{exc}: {exc.log_tail.strip()[:200]}" if exc.log_tail.strip() else str(exc))
+        except BaseException:
+            server.sample_close(0.0, 0.0)
+            self.speedometer.stop()
+            raise
         ended = time.time()
         sample = server.sample_close(started, ended)
         timed = self.timed(started, ended)
@@ -222,23 +235,16 @@ class Measure:
         return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), timed)
 
     def repeat(
-        self,
-        server: RunningServer,
-        cell: Cell,
-        scenario: str,
-        rate: float,
-        number: int,
-        referee: Refereed,
-        warmup: float,
-        duration: float,
-        earlier: list[str] | None = None,
+        self, server: RunningServer, cell: Cell, work: Work, referee: Refereed, earlier: list[str] | None = None
     ) -> Repeat:
-        """One measured window on the running server, checked before and after."""
-        spec = self.load(server, scenario, rate, duration, warmup)
+        """One measured window on the running server, checked before and after, judged with the point's referee so
+        far (the closed model's)."""
+        rate = work.rate
+        spec = self.load(server, work.scenario, rate, work.duration, work.warmup)
         record = {
             "schema_version": bundle.SCHEMA_VERSION, "kind": "repeat", "run_id": self.run_id, "key": cell.key,
-            "cell": CellInfo(**vars(cell)), "scenario": scenario, "offered_rps": rate or None, "repeat": number,
-            "referee": None, "referee_cost": None,  # the runner adds the referee to the repeat it followed
+            "cell": cell, "scenario": work.scenario, "offered_rps": rate or None, "repeat": work.number,
+            "referee": None, "referee_cost": None,  # `carrying` adds the referee to the repeat it followed
             "attempt": 1 + len(earlier or []),
             "earlier": list(earlier or []),
         }  # fmt: skip
@@ -251,14 +257,10 @@ class Measure:
             self.speedometer.start()
         try:
             result = self.loads.run(spec)
-        except LoadSideLostError:
-            server.sample_close(0.0, 0.0)
-            self.speedometer.stop()
-            raise
         except LoadError as exc:
             server.sample_close(0.0, 0.0)  # stops the sampling; no figures without a window
             self.speedometer.stop()
-            return failed(record, f"load: {str(exc).splitlines()[0][:300]}", health=health(server))
+            return failed(record, f"load: {str(exc)[:300]}", health=health(server))
         except BaseException:
             server.sample_close(0.0, 0.0)
             self.speedometer.stop()
@@ -282,6 +284,22 @@ class Measure:
             verdict=judge(result, sample, referee.wrk if not rate else None, referee.why if not rate else ""),
             cost=cost(result.ok, sample, result.load_generator.cpu_seconds),
             conditions=conditions(result, sample, self.server_cpus, speed, timed),
+        )
+
+    @staticmethod
+    def carrying(record: Repeat, referee: Refereed) -> Repeat:
+        """The repeat wrk ran right after, carrying wrk's result and cost, judged again with it."""
+        assert record.load is not None and record.server is not None
+        conditions = (
+            record.conditions.model_copy(update={"referee_speed": referee.speed}) if record.conditions else None
+        )
+        return record.model_copy(
+            update={
+                "referee": referee.wrk,
+                "referee_cost": referee.cost,
+                "verdict": judge(record.load, record.server, referee.wrk, referee.why),
+                "conditions": conditions,
+            }
         )
 
 

@@ -19,12 +19,12 @@ from hdrh.histogram import HdrHistogram
 
 from core.host import atomic_write
 from lab import speedometer, stats
-from lab.bundle import Bundle, CellInfo, Repeat
+from lab.bundle import Bundle, Repeat
 from lab.speedometer import MIN_SPEED_SAMPLES
 from lab.verdict import point_verdict, referee_ratio, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult
-from servers.matrix import Matrix, load
+from servers.matrix import Cell, Matrix, load
 
 
 def point_full_speed(repeats: Iterable[Repeat]) -> float | None:
@@ -57,33 +57,12 @@ def median_of(values: list[float | None]) -> float | None:
     return round(statistics.median(found), 2) if found else None
 
 
-# The server's RPS against its CPU's speed, RPS ∝ speed^β: β as the per-cell probes found it (0.70-0.93, README: on
-# the wire). Only for choosing where wrk runs again while a run goes on (lab/runner.py), before the run's own fit
-# exists; every figure uses the fit (lab/stats.py).
-REFEREE_BETA = 0.8
-
-
-def rough_referee_ratio(repeats: Iterable[Repeat]) -> float | None:
-    """Locust ÷ wrk from a point's repeats so far: per wrk run, the repeat it followed over it, brought to wrk's CPU
-    speed with REFEREE_BETA (as measured when either has too few speed samples); the median over wrk's runs."""
-    ratios = []
-    for r in repeats:
-        if not (r.referee and r.referee.rps > 0 and r.load):
-            continue
-        ratio = r.load.rps / r.referee.rps
-        c = r.conditions
-        if c and min(len(c.speed_samples), len(c.referee_speed)) >= MIN_SPEED_SAMPLES:
-            ratio *= (statistics.fmean(c.referee_speed) / statistics.fmean(c.speed_samples)) ** REFEREE_BETA
-        ratios.append(ratio)
-    return statistics.median(ratios) if ratios else None
-
-
 @dataclass(frozen=True)
 class Point:
     """Every repeat of one cell x scenario x offered rate (0 = closed model)."""
 
     key: str
-    cell: CellInfo
+    cell: Cell
     scenario: str
     offered: float
     repeats: tuple[Repeat, ...]  # the ok ones, in repeat order

@@ -6,19 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.host import UsageError, atomic_write, machine_cpus, parse_cpus
+from core.errors import LabError, UsageError, say
+from core.host import atomic_write, machine_cpus, parse_cpus
 from loadtests import scenarios
-from loadtests.load import USER_CLASSES, Load, LoadError
+from loadtests.load import USER_CLASSES, Load
 from loadtests.local import run_once
-from servers.matrix import MatrixError, load
+from servers.matrix import load
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        matrix = load()
-    except MatrixError as exc:
-        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
+        return run(argv)
+    except LabError as exc:
+        say(exc.line())
+        return exc.exit_code
+
+
+def run(argv: list[str] | None) -> int:
+    matrix = load()
     parser = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("run", help="one load run against a server already listening on loopback")
@@ -33,26 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--client", default="lean", choices=tuple(USER_CLASSES), help="lean (default) or stock")
     one.add_argument("--out", type=Path, help="write the result JSON here (default: stdout)")
     args = parser.parse_args(argv)
-    try:
-        spec = Load(
-            target=args.target,
-            scenario=args.scenario,
-            params=scenarios.parse_overrides(args.param),
-            users=args.users,
-            duration=args.duration,
-            rate=args.rate,
-            client=args.client,
-        )
-        if args.processes < 1:
-            raise UsageError(f"--processes {args.processes} must be at least 1")
-        cpus = parse_cpus(args.cpus, "--cpus") if args.cpus else machine_cpus()
-        result = run_once(spec, cpus, args.processes)
-    except (MatrixError, UsageError) as exc:
-        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
-    except LoadError as exc:
-        print(f"asgi-bench-lab: failed: {exc}", file=sys.stderr)
-        return 1
+    spec = Load(
+        target=args.target,
+        scenario=matrix.scenario(args.scenario),
+        params=scenarios.parse_overrides(args.param),
+        users=args.users,
+        duration=args.duration,
+        rate=args.rate,
+        client=args.client,
+    )
+    if args.processes < 1:
+        raise UsageError(f"--processes {args.processes} must be at least 1")
+    cpus = parse_cpus(args.cpus, "--cpus") if args.cpus else machine_cpus()
+    result = run_once(spec, cpus, args.processes)
     text = result.model_dump_json(indent=1) + "\n"
     if args.out:
         atomic_write(args.out, text)

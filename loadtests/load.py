@@ -8,49 +8,66 @@ see only `LoadBackend`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BeforeValidator, Field
 
-from core.host import UsageError
+from core.errors import ProcessFailedError, ServiceLostError, UsageError
+from core.model import Record
 from loadtests import scenarios
+from servers.matrix import Scenario
 
-USER_CLASSES = {"lean": "LeanUser", "stock": "StockUser"}
+Client = Literal["lean", "stock"]
+Arrivals = Literal["poisson", "uniform"]  # the open model's schedules
+USER_CLASSES: dict[str, str] = {"lean": "LeanUser", "stock": "StockUser"}  # each Client's Locust user class
 STARTUP_ALLOWANCE = 60.0  # seconds for Locust to start, spawn and stop, on top of the measured duration
 MAX_DURATION = 3600.0
 MAX_USERS = 10_000
 MAX_RATE = 1_000_000.0
+MAX_CONNECTIONS = 65_000
 SHORTFALL_AT = 0.95  # open model: answered fewer than this share of the window's slots = the offer was not served
 
 
-class LoadError(RuntimeError):
-    """Locust failed, hung, or gave no result; the text after the first line is its log's tail."""
+class LoadError(ProcessFailedError):
+    """Locust or wrk failed, hung, or gave no result (its log's tail in `log_tail`)."""
 
 
-class LoadSideLostError(LoadError):
+class LoadSideLostError(ServiceLostError):
     """The load side itself is gone (the Locust master does not answer, or workers are missing): no later load can
     run."""
 
 
-@dataclass(frozen=True)
-class Load:
-    """One load run, validated on construction: nothing starts with bad input."""
+def scenario_of(value: Any) -> Any:
+    """A scenario given by name (looked up in this process's matrix) or as its JSON (as a load carries it)."""
+    if isinstance(value, str):
+        if value.lstrip().startswith("{"):
+            return Scenario.model_validate_json(value)
+        from servers.matrix import load
+
+        return load().scenario(value)
+    return value
+
+
+class Load(Record):
+    """One bounded load, checked where it is made: nothing starts with bad input. Locust's own options carry the
+    target, the users and the client (its user class); every other field is a `--lab-*` option of the locustfile,
+    made from this model (`lab_options`, `add_arguments`, `from_options`)."""
 
     target: str
-    scenario: str = "plaintext"
-    params: dict[str, str] = field(default_factory=dict)
+    scenario: Annotated[Scenario, BeforeValidator(scenario_of)] = Field(
+        "plaintext", validate_default=True, description="scenario: a name or its JSON"
+    )
+    params: dict[str, str] = Field(default_factory=dict, description="scenario parameters: key=value,key=value")
     users: int = 64
-    duration: float = 10.0
-    rate: float = 0.0  # open model when > 0: requests/s offered by all users together
-    client: Literal["lean", "stock"] = "lean"
-    warmup: float = 0.0  # unrecorded seconds after every user runs, before the window opens
-    arrivals: Literal["poisson", "uniform"] = "poisson"  # the open model's schedule
-    max_connections: int = 1024  # open model: connections at most, when every one is busy at a slot
+    duration: Annotated[float, Field(description="seconds to measure, then stop (and quit)")] = 10.0
+    rate: Annotated[float, Field(description="open model: requests/s offered in all; 0 = closed model")] = 0.0
+    client: str = "lean"  # lean or stock (USER_CLASSES)
+    warmup: Annotated[float, Field(description="unrecorded seconds before the window opens")] = 0.0
+    arrivals: Annotated[str, Field(description="open model: poisson or uniform")] = "poisson"
+    max_connections: Annotated[int, Field(description="open model: connections at most, all processes")] = 1024
 
-    def __post_init__(self) -> None:
-        target = scenarios.Target.parse(self.target)
-        plan = scenarios.plan(self.scenario, target, self.params)
+    def model_post_init(self, context: Any) -> None:
+        plan = self.plan()
         if self.client not in USER_CLASSES:
             raise UsageError(f"unknown client {self.client!r}; valid: {', '.join(USER_CLASSES)}")
         if plan.websocket and self.client == "stock":
@@ -58,29 +75,83 @@ class Load:
         if not 1 <= self.users <= MAX_USERS:
             raise UsageError(f"users {self.users} must be in 1-{MAX_USERS}")
         if not (math.isfinite(self.duration) and 0 < self.duration <= MAX_DURATION):
-            raise UsageError(f"duration {self.duration} must be in (0, {MAX_DURATION:g}] seconds")
+            raise UsageError(f"duration {self.duration:g} must be in (0, {MAX_DURATION:g}] seconds")
         if not (math.isfinite(self.rate) and 0 <= self.rate <= MAX_RATE):
-            raise UsageError(f"rate {self.rate} must be in 0-{MAX_RATE:g} requests/s (0 = closed model)")
+            raise UsageError(f"rate {self.rate:g} must be in 0-{MAX_RATE:g} requests/s (0 = closed model)")
         if self.rate and self.client == "stock":
             raise UsageError(
                 "the stock client (FastHttpUser) runs the closed model only; use --client lean with --rate"
             )
         if not (math.isfinite(self.warmup) and 0 <= self.warmup <= MAX_DURATION):
-            raise UsageError(f"warm-up {self.warmup} must be in [0, {MAX_DURATION:g}] seconds")
-        if self.arrivals not in ("poisson", "uniform"):
+            raise UsageError(f"warm-up {self.warmup:g} must be in [0, {MAX_DURATION:g}] seconds")
+        if self.arrivals not in get_args(Arrivals):
             raise UsageError(f"arrivals {self.arrivals!r}: give poisson or uniform")
-        if not self.users <= self.max_connections <= 65_000:
+        if not self.users <= self.max_connections <= MAX_CONNECTIONS:
             raise UsageError(
-                f"max_connections {self.max_connections} must be in {self.users}-65000 (at least the users)"
+                f"max_connections {self.max_connections} must be in {self.users}-{MAX_CONNECTIONS} (at least the users)"
             )
+
+    def plan(self) -> scenarios.Plan:
+        """The bytes to send and what must come back."""
+        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target), self.params)
 
     @property
     def timeout(self) -> float:
         return self.warmup + self.duration + STARTUP_ALLOWANCE
 
+    # --- as Locust's options -----------------------------------------------------------------------------------
+    def lab_options(self) -> dict[str, str]:
+        """The `--lab-*` options (by their argparse names), as text."""
+        return {f"lab_{name}": encode(getattr(self, name)) for name in LAB_FIELDS}
 
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    def command_line(self) -> list[str]:
+        """Locust's command-line options for this load (the user class last)."""
+        argv = ["--host", self.target, "-u", str(self.users), "-r", str(self.spawn_rate)]
+        for option, value in self.lab_options().items():
+            argv += ["--" + option.replace("_", "-"), value]
+        return [*argv, USER_CLASSES[self.client]]
+
+    def form(self) -> dict[str, str | int]:
+        """The form fields of Locust's POST /swarm for this load (a long-lived master's way of starting one)."""
+        return {
+            "user_count": self.users, "spawn_rate": self.spawn_rate, "host": self.target,
+            "user_classes": USER_CLASSES[self.client], **self.lab_options(),
+        }  # fmt: skip
+
+    @property
+    def spawn_rate(self) -> int:
+        return max(self.users * 10, 100)  # every user at once: the window opens when all run
+
+    @classmethod
+    def add_arguments(cls, group: Any) -> None:
+        """The `--lab-*` options on Locust's parser (its defaults are this model's)."""
+        for name in LAB_FIELDS:
+            info = cls.model_fields[name]
+            kind = {int: int, float: float}.get(info.annotation, str)  # type: ignore[call-overload]
+            default = info.get_default(call_default_factory=True)
+            group.add_argument(
+                "--lab-" + name.replace("_", "-"), type=kind, default=encode(default) if kind is str else default,
+                help=info.description,
+            )  # fmt: skip
+
+    @classmethod
+    def from_options(cls, options: Any, host: str, users: int, client: str) -> Load:
+        """The load a Locust process was started (or swarmed) with."""
+        fields = {name: getattr(options, f"lab_{name}") for name in LAB_FIELDS}
+        fields["params"] = scenarios.parse_overrides(fields["params"])
+        return cls(target=host, users=users, client=client, **fields)
+
+
+def encode(value: Any) -> str:
+    if isinstance(value, Scenario):
+        return value.model_dump_json()
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+LOCUST_OWN = ("target", "users", "client")  # Locust's --host, -u and user class carry these
+LAB_FIELDS = tuple(name for name in Load.model_fields if name not in LOCUST_OWN)
 
 
 class Window(Record):
@@ -138,7 +209,9 @@ class LoadResult(Record):
     errors: dict[str, int]
     rps: float
     per_second: list[int]  # correct answers in each whole second of the window, all processes together
-    per_quarter: list[int] = []  # the same per quarter-second (not in bundles of schema 2 before it was added)
+    per_quarter: list[int] = Field(
+        default_factory=list
+    )  # the same per quarter-second (not in bundles of schema 2 before it was added)
     latency: Latency  # from the send (closed model) or from the request's slot (open model)
     send_lateness: Latency | None  # open model: how long after its slot each request went out
     scheduled: int  # open model: slots due inside the window

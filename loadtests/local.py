@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core import interrupts
 from core.host import LOOPBACK, ROOT, child_setup, free_port, machine_cpus
-from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
+from loadtests.load import Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
 from loadtests.remote import MasterLocust
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -65,7 +65,7 @@ class LocalLocust:
                     self.close()
                     log = (self.workdir / "locust-master.log").read_text(errors="replace")[-2000:]
                     why = f"a Locust process exited {dead[0].returncode}" if dead else f"not within {START_TIMEOUT:g} s"
-                    raise LoadError(f"the local Locust master and workers did not start ({why}). Log:\n{log}") from None
+                    raise LoadError(f"the local Locust master and workers did not start ({why})", log) from None
                 time.sleep(0.2)
         self.master = MasterLocust(url, self.workers)
         return self.master
@@ -124,18 +124,13 @@ class LocalLocust:
 
 
 def command(load: Load, out: Path, workers: int) -> list[str]:
-    argv = locust("--host", load.target, "-u", str(load.users), "-r", str(max(load.users * 10, 100)))
-    argv += ["--loglevel", "WARNING", "--headless", "--only-summary"]
-    argv += ["--lab-scenario", load.scenario, "--lab-duration", str(load.duration), "--lab-out", str(out)]
-    argv += ["--lab-params", ",".join(f"{k}={v}" for k, v in load.params.items()), "--lab-rate", str(load.rate)]
-    argv += ["--lab-warmup", str(load.warmup), "--lab-arrivals", load.arrivals]
-    argv += ["--lab-max-connections", str(load.max_connections)]
+    argv = locust("--loglevel", "WARNING", "--headless", "--only-summary", "--lab-out", str(out))
     if workers > 1:
         # The forked workers reach their master on loopback, on a free port (not 5557: a lab may run there).
         port = str(free_port())
         argv += ["--processes", str(workers), "--master-bind-host", LOOPBACK, "--master-bind-port", port]
         argv += ["--master-port", port]
-    return [*argv, USER_CLASSES[load.client]]
+    return [*argv, *load.command_line()]
 
 
 def run_once(load: Load, cpus: tuple[int, ...], workers: int = 1, workdir: Path | None = None) -> LoadResult:
@@ -159,13 +154,11 @@ def run_once(load: Load, cpus: tuple[int, ...], workers: int = 1, workdir: Path 
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        raise LoadError(
-            f"locust did not stop within {load.timeout:g} s; killed. Log:\n{log.read_text()[-3000:]}"
-        ) from None
+        raise LoadError(f"locust did not stop within {load.timeout:g} s; killed", log.read_text()[-3000:]) from None
     except BaseException:  # interrupted: leave no load running
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     if not out.exists():
-        raise LoadError(f"locust exited {code} without a result. Log:\n{log.read_text()[-3000:]}")
+        raise LoadError(f"locust exited {code} without a result", log.read_text()[-3000:])
     return LoadResult.model_validate_json(out.read_text())

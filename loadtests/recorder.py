@@ -1,8 +1,8 @@
 """Per-request latency at microsecond resolution in an HDR histogram, and errors by reason.
 
-One Recorder per load-generator process; snapshots travel to the Locust master as encoded histograms and are
-merged there. Locust's own statistics are kept for its UI, but no reported latency comes from them: they are whole
-milliseconds.
+One Recorder per load-generator process; its `Snapshot` (encoded histograms, counts, CPU) travels to the Locust
+master as JSON and is merged there. Locust's own statistics are kept for its UI, but no reported latency comes from
+them: they are whole milliseconds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from core.host import cpu_times
+from core.model import Record
 from loadtests.load import Latency, LoadGenerator
 
 LOWEST_US = 1
@@ -27,6 +28,39 @@ QUARTERS = 4  # buckets per second of the window's answer counts: fine enough to
 REPORTED = (50.0, 90.0, 99.0, 99.9, 99.99)
 # The percentile curve: 0, 50, 75, 90, ... 99.999, evenly spaced in "nines" (log of 1/(1-p)), then the max.
 CURVE = tuple(round(100 * (1 - 10 ** (-k / 4)), 6) for k in range(0, 21))
+
+
+class CpuUse(Record):
+    """One process's CPU over the window, and how busy each of its CPUs was (with anything, and stolen, and in
+    interrupts): seconds per CPU, as (cpu, seconds) pairs."""
+
+    pid: int
+    cpus: list[int]
+    seconds: float
+    window: float
+    busy: list[tuple[int, float]]
+    steal: list[tuple[int, float]]
+    irq: list[tuple[int, float]]
+
+
+class Snapshot(Record):
+    """What one load-generator process measured in the window: sent to the master, merged into a LoadResult."""
+
+    hdr: str  # the latency histogram, encoded
+    late_hdr: str | None  # the open model's send lateness, encoded
+    errors: dict[str, int]
+    started: float | None  # None: the window never opened (stopped during the warm-up)
+    ended: float | None
+    per_quarter: list[int]
+    owed: int
+    scheduled: int
+    peak_connections: int
+    cpu: CpuUse
+
+    @property
+    def ok(self) -> int:
+        """Successful requests."""
+        return HdrHistogram.decode(self.hdr.encode()).get_total_count()
 
 
 def new_histogram() -> HdrHistogram:
@@ -94,41 +128,41 @@ class Recorder:
         self.pending.clear()
         return self.histogram
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         late = new_histogram()
         for value, count in self.late.items():
             late.record_value(min(HIGHEST_US, max(LOWEST_US, value)), count)
         span = (self.ended or time.time()) - (self.started or time.time())
         quarters = [self.per_quarter.get(i, 0) for i in range(max(int(span * QUARTERS), 0))]  # whole ones only
-        return {
-            "hdr": self.flush().encode(),
-            "late_hdr": late.encode() if self.late else None,
-            "errors": dict(self.errors),
-            "started": self.started,
-            "ended": self.ended,
-            "per_quarter": quarters,
-            "owed": self.owed,
-            "scheduled": self.scheduled,
-            "peak_connections": self.peak_connections,
-            "cpu": self.cpu_used(),
-        }
+        return Snapshot(
+            hdr=self.flush().encode().decode(),
+            late_hdr=late.encode().decode() if self.late else None,
+            errors=dict(self.errors),
+            started=self.started,
+            ended=self.ended,
+            per_quarter=quarters,
+            owed=self.owed,
+            scheduled=self.scheduled,
+            peak_connections=self.peak_connections,
+            cpu=self.cpu_used(),
+        )
 
-    def cpu_used(self) -> dict[str, Any]:
+    def cpu_used(self) -> CpuUse:
         """This process's CPU seconds in the window, and how busy each of its CPUs was (with anything), and how
         much of that was stolen by the hypervisor."""
         start, end = self.cpu.get("start"), self.cpu.get("end") or cpu_reading()
         if not start:
-            return {"pid": os.getpid(), "cpus": [], "seconds": 0.0, "window": 0.0, "busy": [], "steal": [], "irq": []}
+            return CpuUse(pid=os.getpid(), cpus=[], seconds=0.0, window=0.0, busy=[], steal=[], irq=[])
         cpus = self.cpu["cpus"]
-        return {
-            "pid": self.cpu["pid"],
-            "cpus": cpus,
-            "seconds": end["process"] - start["process"],
-            "window": end["time"] - start["time"],
-            "busy": [[c, end["busy"][c] - start["busy"][c]] for c in cpus],  # lists: msgpack wants str map keys
-            "steal": [[c, end["steal"][c] - start["steal"][c]] for c in cpus],
-            "irq": [[c, end["irq"][c] - start["irq"][c]] for c in cpus],
-        }
+        return CpuUse(
+            pid=self.cpu["pid"],
+            cpus=cpus,
+            seconds=end["process"] - start["process"],
+            window=end["time"] - start["time"],
+            busy=[(c, end["busy"][c] - start["busy"][c]) for c in cpus],
+            steal=[(c, end["steal"][c] - start["steal"][c]) for c in cpus],
+            irq=[(c, end["irq"][c] - start["irq"][c]) for c in cpus],
+        )
 
 
 def cpu_reading() -> dict[str, Any]:
@@ -143,43 +177,38 @@ def cpu_reading() -> dict[str, Any]:
     }
 
 
-def load_generator(workers: list[dict[str, Any]], master: dict[str, Any] | None, client: str) -> LoadGenerator:
+def load_generator(workers: list[CpuUse], master: CpuUse | None, client: str) -> LoadGenerator:
     """The load side's own figures from each worker process's CPU reading (and the master's, when there is one):
     each worker's share of a core, each load CPU's busy share (with anything on it, the master included)."""
-    cpus = sorted({c for w in workers for c in w["cpus"]})
+    cpus = sorted({c for w in workers for c in w.cpus})
     shares: dict[str, dict[int, float]] = {"busy": {}, "steal": {}, "irq": {}}
     for w in workers:
-        if w["window"] > 0:
+        if w.window > 0:
             for kind, per_cpu in shares.items():
-                for cpu, seconds in w.get(kind, []):
-                    per_cpu[cpu] = max(per_cpu.get(cpu, 0.0), seconds / w["window"])
+                for cpu, seconds in getattr(w, kind):
+                    per_cpu[cpu] = max(per_cpu.get(cpu, 0.0), seconds / w.window)
     return LoadGenerator(
         cpus=cpus,
         processes=len(workers),
         client=client,
-        cpu_seconds=round(sum(w["seconds"] for w in workers), 3),
-        worker_utilization=[round(w["seconds"] / w["window"], 4) if w["window"] > 0 else 0.0 for w in workers],
+        cpu_seconds=round(sum(w.seconds for w in workers), 3),
+        worker_utilization=[round(w.seconds / w.window, 4) if w.window > 0 else 0.0 for w in workers],
         cpu_busy={str(c): round(b, 4) for c, b in sorted(shares["busy"].items())},
         cpu_steal={str(c): round(b, 4) for c, b in sorted(shares["steal"].items())},
         cpu_irq={str(c): round(b, 4) for c, b in sorted(shares["irq"].items())},
-        master_utilization=round(master["seconds"] / master["window"], 4) if master and master["window"] > 0 else None,
+        master_utilization=round(master.seconds / master.window, 4) if master and master.window > 0 else None,
     )
 
 
-def merge(snapshots: Iterable[dict[str, Any]]) -> tuple[HdrHistogram, HdrHistogram, Counter[str]]:
+def merge(snapshots: Iterable[Snapshot]) -> tuple[HdrHistogram, HdrHistogram, Counter[str]]:
     """The processes' latency and send-lateness histograms merged, and their errors added up."""
     histogram, late, errors = new_histogram(), new_histogram(), Counter()
     for snap in snapshots:
-        histogram.add(HdrHistogram.decode(snap["hdr"]))
-        if snap.get("late_hdr"):
-            late.add(HdrHistogram.decode(snap["late_hdr"]))
-        errors.update(snap["errors"])
+        histogram.add(HdrHistogram.decode(snap.hdr.encode()))
+        if snap.late_hdr:
+            late.add(HdrHistogram.decode(snap.late_hdr.encode()))
+        errors.update(snap.errors)
     return histogram, late, errors
-
-
-def count(snapshot: dict[str, Any]) -> int:
-    """Successful requests in one process's snapshot."""
-    return HdrHistogram.decode(snapshot["hdr"]).get_total_count()
 
 
 def latency_summary(histogram: HdrHistogram) -> Latency:

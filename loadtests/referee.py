@@ -19,13 +19,12 @@ import time
 import psutil
 
 from core.host import child_setup
-from loadtests import scenarios
 from loadtests.load import Load, LoadError, RefereeResult
 
 
 def can_referee(load: Load) -> bool:
     """Whether wrk can replay this load's scenario."""
-    return scenarios.plan(load.scenario, scenarios.Target.parse(load.target), load.params).method in ("GET", "POST")
+    return load.plan().method in ("GET", "POST")
 
 
 def busy(cpus: tuple[int, ...]) -> dict[int, float]:
@@ -38,7 +37,7 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
     exe = shutil.which("wrk")
     if exe is None or not can_referee(load):
         return None
-    plan = scenarios.plan(load.scenario, scenarios.Target.parse(load.target), load.params)
+    plan = load.plan()
     threads = max(1, min(len(cpus), load.users))
     seconds = max(1, round(load.duration))
     argv = [exe, f"-t{threads}", f"-c{load.users}", f"-d{seconds}s", "--timeout", "10s"]
@@ -66,7 +65,7 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
         after_children, after_cpus = resource.getrusage(resource.RUSAGE_CHILDREN), busy(cpus)
     found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     if done.returncode != 0 or not found:
-        raise LoadError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+        raise LoadError(f"wrk failed ({done.returncode})", log_tail=f"{done.stdout[-500:]} {done.stderr[-500:]}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
     cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)

@@ -8,33 +8,31 @@ address shows every run live. The referee (wrk) runs in the master's container, 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import asdict
-from typing import Any
+from typing import TypeVar
 
-from loadtests.load import USER_CLASSES, Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
+from pydantic import BaseModel
+
+from loadtests.api import Info, Outcome, RefereeReply, Seq, SwarmReply, WorkerCount
+from loadtests.load import Load, LoadError, LoadResult, LoadSideLostError, RefereeResult
+
+R = TypeVar("R", bound=BaseModel)
 
 CONNECT_TIMEOUT = 60.0  # at the start, for the workers to join
 REJOIN_TIMEOUT = 10.0  # later, for a worker that is missing: then the load side counts as lost
 
 
-def _get(url: str, timeout: float = 10) -> Any:
+def get(url: str, kind: type[R], timeout: float = 10) -> R:
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
+        return kind.model_validate_json(response.read())
 
 
-def _post(url: str, body: dict[str, Any], timeout: float = 10, form: bool = False) -> Any:
-    """POST a JSON body, or (form=True) form fields as Locust's /swarm takes them."""
-    if form:
-        data, kind = urllib.parse.urlencode(body).encode(), "application/x-www-form-urlencoded"
-    else:
-        data, kind = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(url, data=data, headers={"content-type": kind})
+def post(url: str, data: bytes, kind: type[R], content_type: str, timeout: float = 10) -> R:
+    request = urllib.request.Request(url, data=data, headers={"content-type": content_type})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+        return kind.model_validate_json(response.read())
 
 
 class MasterLocust:
@@ -45,7 +43,7 @@ class MasterLocust:
         self.workers = workers
         self.connect_timeout = connect_timeout
         try:
-            self.cpus: tuple[int, ...] = tuple(_get(f"{self.url}/lab/info")["cpus"])
+            self.cpus: tuple[int, ...] = tuple(get(f"{self.url}/lab/info", Info).cpus)
         except OSError as exc:
             raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
         self.joined = False
@@ -57,7 +55,7 @@ class MasterLocust:
         count = 0
         while time.monotonic() < deadline:
             try:
-                count = _get(f"{self.url}/worker-count")["worker_count"]
+                count = get(f"{self.url}/worker-count", WorkerCount).worker_count
             except OSError as exc:
                 raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
             if count >= self.workers:
@@ -74,52 +72,39 @@ class MasterLocust:
 
     def run(self, load: Load) -> LoadResult:
         self.wait_for_workers()
-        form = {
-            "user_count": load.users,
-            "spawn_rate": max(load.users * 10, 100),
-            "host": load.target,
-            "lab_scenario": load.scenario,
-            "lab_params": ",".join(f"{k}={v}" for k, v in load.params.items()),
-            "lab_rate": load.rate,
-            "lab_arrivals": load.arrivals,
-            "lab_max_connections": load.max_connections,
-            "lab_warmup": load.warmup,
-            "lab_duration": load.duration,
-            "lab_out": "",
-            "user_classes": USER_CLASSES[load.client],
-        }
         try:
-            before = _get(f"{self.url}/lab/seq")["seq"]
-            reply = _post(f"{self.url}/swarm", form, form=True)
+            before = get(f"{self.url}/lab/seq", Seq).seq
+            form = urllib.parse.urlencode(load.form()).encode()
+            reply = post(f"{self.url}/swarm", form, SwarmReply, "application/x-www-form-urlencoded")
         except OSError as exc:
             raise LoadSideLostError(f"the Locust master at {self.url} did not answer: {exc}") from None
-        if not reply.get("success"):
-            raise LoadError(f"Locust master refused the run: {reply.get('message')}")
+        if not reply.success:
+            raise LoadError(f"Locust master refused the run: {reply.message}")
         deadline = time.monotonic() + load.timeout
         time.sleep(load.warmup + load.duration)  # no polling while the window is open: the load CPUs are measuring
         while time.monotonic() < deadline:
             time.sleep(0.05)
             try:
-                if _get(f"{self.url}/lab/seq")["seq"] <= before:
+                if get(f"{self.url}/lab/seq", Seq).seq <= before:
                     continue
-                latest = _get(f"{self.url}/lab/result")
+                latest = get(f"{self.url}/lab/result", Outcome)
             except OSError as exc:
                 raise LoadSideLostError(f"the Locust master at {self.url} stopped answering: {exc}") from None
-            if latest["seq"] > before:
-                if latest.get("error"):
-                    raise LoadError(f"the Locust master gave no result: {latest['error']}")
-                return LoadResult.model_validate_json(json.dumps(latest["result"]))
+            if latest.seq > before:
+                if latest.result is None:
+                    raise LoadError(f"the Locust master gave no result: {latest.error}")
+                return latest.result
         raise LoadError(f"no result from Locust master {self.url} within {load.timeout:g} s")
 
     def referee(self, load: Load) -> RefereeResult | None:
-        fields = {k: v for k, v in asdict(load).items() if k in ("target", "scenario", "params", "users", "duration")}
         try:
-            reply = _post(f"{self.url}/lab/referee", fields, timeout=load.duration + 60)
+            data = load.model_dump_json().encode()
+            reply = post(f"{self.url}/lab/referee", data, RefereeReply, "application/json", timeout=load.duration + 60)
         except OSError as exc:
             raise LoadSideLostError(f"the Locust master at {self.url} did not run the referee: {exc}") from None
-        if "error" in reply:
-            raise LoadError(f"referee failed in the master's container: {reply['error']}")
-        return RefereeResult.model_validate_json(json.dumps(reply["result"])) if reply["result"] else None
+        if reply.error is not None:
+            raise LoadError(f"referee failed in the master's container: {reply.error}")
+        return reply.result
 
     def close(self) -> None:
         """Make the master quit (its workers then quit too): the end of a compose run."""

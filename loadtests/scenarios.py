@@ -14,8 +14,8 @@ from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from apps import common
-from core.host import UsageError
-from servers.matrix import Matrix, MatrixError, load
+from core.errors import UsageError
+from servers.matrix import MatrixError, Scenario
 
 WS_MASK = b"\x5a\x13\xc4\x7e"  # clients must mask frames; the key needs no secrecy on loopback
 
@@ -136,9 +136,8 @@ def payload(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
 
 
-def plan(name: str, target: Target, overrides: dict[str, str] | None = None, matrix: Matrix | None = None) -> Plan:
-    matrix = matrix or load()
-    scenario = matrix.scenario(name)
+def plan(scenario: Scenario, target: Target, overrides: dict[str, str] | None = None) -> Plan:
+    name = scenario.name
     params = parse_params(name, {**scenario.query, **scenario.params}, overrides or {})
     query = {k: params[k] for k in scenario.query}
     path = scenario.path + ("?" + urlencode(query) if query else "")

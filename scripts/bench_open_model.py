@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core.host import free_port, machine_cpus
+from core.host import free_port, plan_cpus
 from loadtests.load import Load
 from loadtests.local import LocalLocust
 from servers.local import LocalTargets
@@ -36,8 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     matrix = load()
     cell = matrix.cell_from_key(args.cell) if args.cell else matrix.calibration[0]
-    cpus = machine_cpus()
-    server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
+    cpus = plan_cpus(None, None, None)  # the lab's own defaults: the server on the first CPU, the load on the rest
+    server_cpus, load_cpus = cpus.server, cpus.load
     workdir = Path(tempfile.mkdtemp(prefix="lab-bench-open-"))
     targets = LocalTargets(workdir, server_cpus)
     with LocalLocust(load_cpus, len(load_cpus), workdir / "load") as loads, targets.serve(cell, free_port()) as server:

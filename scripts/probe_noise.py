@@ -34,7 +34,6 @@ Four measurements, one per mode:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import statistics
@@ -43,17 +42,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as scipy_stats
 
-from core.host import free_port, machine_cpus
+from core.host import free_port, plan_cpus
+from lab import config as run_config
+from lab import stats
 from lab.fingerprint import PROBE_INSERTS, inserts_per_second, probe
-from lab.measure import PROBE_SETTLE, SLOW_BELOW
+from lab.measure import PROBE_SETTLE, SLOW_BELOW, Measure, Refereed
+from lab.plan import Work
 from lab.speedometer import Speedometer, full_speed, in_window
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from loadtests.load import Load
 from loadtests.local import LocalLocust
 from loadtests.referee import can_referee, wrk
 from servers.local import LocalTargets
-from servers.matrix import load
+from servers.matrix import Cell, load
 
 TRACE_EVERY = 0.025  # seconds between the trace's samples
 TRACE_INSERTS = PROBE_INSERTS // 4  # one sample: a quarter of the probe's pass, ~3 ms here
@@ -70,7 +73,7 @@ def windows(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
     cell = load().cell_from_key(args.cell)
     with LocalTargets(Path(tempfile.mkdtemp(prefix="lab-noise-")), server_cpus).serve(cell, free_port()) as server:
         spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds)
-        wrk(dataclasses.replace(spec, duration=1.0), tuple(load_cpus))  # warm-up
+        wrk(spec.model_copy(update={"duration": 1.0}), tuple(load_cpus))  # warm-up
         for _ in range(args.windows):
             before = probe(server_cpus[0])
             found = wrk(spec, tuple(load_cpus))
@@ -132,7 +135,8 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
     means = [statistics.fmean(speeds[i : i + per]) for i in range(0, len(speeds) - per + 1, per)]
     if len(means) >= 2:
         noise = statistics.stdev(means) / statistics.fmean(means)
-        need = math.ceil((1.96 * noise / 0.05) ** 2)
+        z = float(scipy_stats.norm.ppf(0.5 + stats.CONFIDENCE / 2))
+        need = math.ceil((z * noise / 0.05) ** 2)
         print(f"mean speed over {len(means)} windows of {args.seconds:g} s: spread {noise:.1%} (1 sd) — a cell's "
               f"median within +-5% at 95% would need about {need} such windows")  # fmt: skip
 
@@ -140,58 +144,39 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
 Pair = tuple[float, float, float, float]  # (lab RPS, its window's mean CPU speed, wrk RPS, its mean CPU speed)
 
 
-def alternate(spec: Load, pairs: int, locust: LocalLocust, meter: Speedometer, load_cpus: list[int]) -> list[Pair]:
-    """`pairs` lab windows and wrk runs, alternating on one warm server, the speedometer on in both."""
-
-    def timed(started: float, ended: float) -> float:
-        samples = [x for found in meter.stop().values() for x in in_window(found, started, ended)]
-        return statistics.fmean(samples) if samples else math.nan
-
+def alternate(measure: Measure, server: object, cell: Cell, scenario: str, pairs: int) -> list[Pair]:
+    """`pairs` of the run's own measurements on one warm server: a repeat (warm-up, window) then the referee (wrk),
+    the speedometer on in both, as a run measures a point's first round."""
     rows: list[Pair] = []
-    meter.start()  # the sampler's process starts (the first time) while the master, the worker and the server warm
-    locust.run(dataclasses.replace(spec, duration=1.0))
-    meter.stop()
+    c = measure.config
+    measure.repeat(server, cell, Work(scenario, 0.0, 0, 1.0, 1.0), Refereed(None))  # warms the master, worker, server
     for i in range(1, pairs + 1):
-        meter.start()
-        lab = locust.run(spec)
-        lab_speed = timed(lab.window.start, lab.window.end)
-        meter.start()
-        started = time.time()
-        referee = wrk(dataclasses.replace(spec, warmup=0.0), tuple(load_cpus))
-        wrk_speed = timed(started, time.time())
-        if referee is None:
-            raise SystemExit("probe_noise: needs wrk (apt-get install wrk) and a scenario it can replay")
-        print(f"{i:3d}  lab {lab.rps:9,.0f} RPS (CPU mean {lab_speed:,.0f})  "
-              f"wrk {referee.rps:9,.0f} RPS (CPU mean {wrk_speed:,.0f})", flush=True)  # fmt: skip
-        rows.append((lab.rps, lab_speed, referee.rps, wrk_speed))
+        lab = measure.repeat(server, cell, Work(scenario, 0.0, i, c.warmup, c.duration), Refereed(None))
+        referee = measure.referee(server, scenario)
+        if referee.wrk is None or lab.load is None or lab.conditions is None:
+            raise SystemExit(f"probe_noise: no pair: {referee.why or lab.failure}")
+        lab_speed = statistics.fmean(lab.conditions.speed_samples or [math.nan])
+        wrk_speed = statistics.fmean(referee.speed or [math.nan])
+        print(f"{i:3d}  lab {lab.load.rps:9,.0f} RPS (CPU mean {lab_speed:,.0f})  "
+              f"wrk {referee.wrk.rps:9,.0f} RPS (CPU mean {wrk_speed:,.0f})", flush=True)  # fmt: skip
+        rows.append((lab.load.rps, lab_speed, referee.wrk.rps, wrk_speed))
     return rows
 
 
-@dataclasses.dataclass(frozen=True)
-class AtEqualSpeed:
-    """lab ÷ wrk with the CPU's speed taken out: least squares of log RPS = a + d·[lab] + β·log speed."""
-
-    ratio: float
-    low: float  # its 95% interval
-    high: float
-    beta: float
-    left: float  # the spread (1 sd) the fit leaves
-
-    def __str__(self) -> str:
-        return (f"{self.ratio:.3f} (95% {self.low:.3f}–{self.high:.3f}); beta {self.beta:.2f}; "
-                f"spread left {self.left:.1%}")  # fmt: skip
+def at_equal_speed(rows: list[Pair]) -> tuple[stats.Comparison, stats.Noise]:
+    """lab ÷ wrk with the CPU's speed taken out, as a run's analysis takes it out (lab/stats.py): each pair a block,
+    log RPS = client + pair + beta * log speed; the interval from Student's t at the fit's degrees of freedom."""
+    rps = {"lab": {i: r[0] for i, r in enumerate(rows)}, "wrk": {i: r[2] for i, r in enumerate(rows)}}
+    speeds = {"lab": {i: r[1] for i, r in enumerate(rows)}, "wrk": {i: r[3] for i, r in enumerate(rows)}}
+    noise = stats.blocked_noise(rps, speeds)
+    found = stats.compare("", "client", "lab", "wrk", noise.adjusted("lab", rps["lab"]),
+                          noise.adjusted("wrk", rps["wrk"]), noise)  # fmt: skip
+    return found, noise
 
 
-def at_equal_speed(rows: list[Pair]) -> AtEqualSpeed:
-    y = np.log([v for r in rows for v in (r[0], r[2])])
-    x = np.array([row for r in rows for row in ([1.0, 1.0, math.log(r[1])], [1.0, 0.0, math.log(r[3])])])
-    coef, residual, *_ = np.linalg.lstsq(x, y, rcond=None)
-    dof = len(y) - 3
-    sigma2 = float(residual[0]) / dof if len(residual) and dof > 0 else math.nan
-    se = math.sqrt(sigma2 * np.linalg.inv(x.T @ x)[1, 1])
-    d = float(coef[1])
-    return AtEqualSpeed(math.exp(d), math.exp(d - 1.96 * se), math.exp(d + 1.96 * se), float(coef[2]),
-                        math.sqrt(sigma2))  # fmt: skip
+def said(fit: stats.Comparison, noise: stats.Noise) -> str:
+    beta = f"{noise.beta:.2f}" if noise.beta is not None else "not fitted"
+    return f"{fit.ratio:.3f} (95% {fit.low:.3f}–{fit.high:.3f}); beta {beta}; spread left {noise.percent:.1f}%"
 
 
 def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[int]) -> None:
@@ -201,34 +186,39 @@ def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
     matrix = load()
     if args.preset:
         preset = matrix.preset(args.preset)
-        replayable = [s for s in preset.scenarios if can_referee(Load(target="http://127.0.0.1:8000", scenario=s))]
-        plan = [(c, [s for s in replayable if matrix.supports(c, s)]) for c in preset.cells]
+        stand_in = "http://127.0.0.1:8000"
+        replayable = [s for s in preset.scenarios if can_referee(Load(target=stand_in, scenario=matrix.scenario(s)))]
+        points = [(c, [s for s in replayable if matrix.supports(c, s)]) for c in preset.cells]
     else:
-        plan = [(matrix.cell_from_key(args.cell), [args.scenario])]
+        points = [(matrix.cell_from_key(args.cell), [args.scenario])]
+    config = run_config.parse(
+        ["--cell", points[0][0].key, "--users", str(args.users), "--duration", str(args.seconds), "--warmup", "1",
+         "--referee-seconds", str(args.seconds), "--server-cpus", ",".join(map(str, server_cpus)),
+         "--load-cpus", ",".join(map(str, load_cpus)), "--load-workers", "1"],
+        matrix,
+    )  # fmt: skip
     print(f"server CPU {server_cpus[0]}, load on {list(load_cpus)}, {args.users} users, {args.clients} pairs of "
           f"{args.seconds:g}-s windows per point, the lab's after a 1-s warm-up, the speedometer on")  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
-    meter = Speedometer(tuple(server_cpus))
-    found: list[tuple[str, str, AtEqualSpeed]] = []
-    try:
-        with LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust:
-            for cell, scenarios in plan:
-                with LocalTargets(workdir, server_cpus).serve(cell, free_port()) as server:
+    found: list[tuple[str, str, stats.Comparison]] = []
+    with LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust:
+        measure = Measure(config, matrix, "probe", locust, tuple(server_cpus))
+        try:
+            for cell, scenarios in points:
+                with LocalTargets(workdir, tuple(server_cpus), matrix=matrix).serve(cell, free_port()) as server:
                     for scenario in scenarios:
                         print(f"{cell.key} {scenario}:", flush=True)
-                        spec = Load(target=server.url, scenario=scenario, users=args.users, duration=args.seconds,
-                                    warmup=1.0)  # fmt: skip
-                        rows = alternate(spec, args.clients, locust, meter, load_cpus)
+                        rows = alternate(measure, server, cell, scenario, args.clients)
                         labs, wrks = [r[0] for r in rows], [r[2] for r in rows]
                         ratios = [math.log(r[0] / r[2]) for r in rows]
                         print(f"spread (1 sd): lab {spread(labs)}, wrk {spread(wrks)}; lab / wrk as measured: mean "
                               f"{statistics.fmean(labs) / statistics.fmean(wrks):.3f}, paired log-ratio sd "
                               f"{statistics.stdev(ratios):.3f}")  # fmt: skip
-                        fit = at_equal_speed(rows)
-                        print(f"lab / wrk at equal CPU speed: {fit}", flush=True)
+                        fit, noise = at_equal_speed(rows)
+                        print(f"lab / wrk at equal CPU speed: {said(fit, noise)}", flush=True)
                         found.append((cell.key, scenario, fit))
-    finally:
-        meter.close()
+        finally:
+            measure.close()
     if len(found) > 1:
         print(f"\nlab / wrk at equal CPU speed, {len(found)} points (the band {BAND[0]}–{BAND[1]}):")
         for key, scenario, fit in found:
@@ -250,7 +240,7 @@ def speedometer(args: argparse.Namespace, server_cpus: list[int], load_cpus: lis
         with LocalTargets(Path(tempfile.mkdtemp(prefix="lab-noise-")), server_cpus).serve(cell, free_port()) as server:
             spec = Load(target=server.url, scenario=args.scenario, users=args.users, duration=args.seconds)
             meter.start()  # the sampler's process starts here, not in the first window
-            wrk(dataclasses.replace(spec, duration=1.0), tuple(load_cpus))
+            wrk(spec.model_copy(update={"duration": 1.0}), tuple(load_cpus))
             meter.stop()
             for i in range(1, args.speedometer + 1):
                 meter.start()
@@ -304,8 +294,8 @@ def main() -> int:
     for name in ("clients", "speedometer"):
         if getattr(args, name) is not None and not 3 <= getattr(args, name) <= 100:
             parser.error(f"--{name} takes 3-100 windows")
-    cpus = machine_cpus()
-    server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
+    cpus = plan_cpus(None, None, None)  # the lab's own defaults: the server on the first CPU, the load on the rest
+    server_cpus, load_cpus = list(cpus.server), list(cpus.load)
     if args.trace is not None:
         trace(args, server_cpus[0])
     elif args.clients is not None:

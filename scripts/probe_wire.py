@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from core.host import free_port, machine_cpus
+from core.host import free_port, plan_cpus
 from loadtests.load import Load
 from loadtests.local import LocalLocust
 from servers.local import LocalTargets
@@ -95,8 +95,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
     matrix = load()
-    cpus = machine_cpus()
-    server_cpus, load_cpus = cpus[:1], cpus[1:] or cpus[:1]
+    cpus = plan_cpus(None, None, None)  # the lab's own defaults: the server on the first CPU, the load on the rest
+    server_cpus, load_cpus = cpus.server, cpus.load
     workdir = Path(tempfile.mkdtemp(prefix="lab-probe-"))
     wrk = shutil.which("wrk")
     seconds = round(args.seconds)

@@ -3,9 +3,11 @@
     python -m servers.agent --port 7900          # binds 127.0.0.1; cells run on this process's CPUs
 
 The runner, in another container, drives it through servers/remote.py (AgentTargets); no Docker socket is needed.
+Every request and reply is a record of servers/agent_api.py.
 
-    GET  /health                                     alive, its CPUs, the running cell
-    POST /start {"cell", "port"}                     start a cell and wait until it answers correctly
+    GET  /health                                     alive, its CPUs, the running cell, its matrix's digest
+    POST /start {"cell", "port", "matrix"}           start a cell of its matrix (the run's, by digest) and wait
+                                                     until it answers correctly
     GET  /status                                     is it alive, its exit code
     GET  /log                                        the running server's log tail
     POST /sample/open, /sample/close {"start","end"} the server's CPU and RSS during a load window
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import signal
 import sys
 import tempfile
@@ -26,9 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from core.errors import UsageError, say
 from core.host import machine_cpus
+from core.model import Record
+from servers.agent_api import Empty, Health, LogTail, Refusal, Start, Started, Status, Stop, Stopped, Window
 from servers.local import LocalServer, LocalTargets
-from servers.matrix import MatrixError, load
+from servers.matrix import Matrix, MatrixError, load
 from servers.target import ServerError
 
 DEFAULT_PORT = 7900
@@ -37,32 +43,38 @@ DEFAULT_PORT = 7900
 class Agent:
     """One cell at a time, through the local backend, on this process's CPUs."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, matrix: Matrix) -> None:
         # Cells start from the HTTP server's short-lived request threads: tying them to their starter would stop them
         # when the request ends. The agent stops them itself, and its container's end ends them all.
-        self.targets = LocalTargets(workdir, machine_cpus(), die_with_parent=False)
+        self.matrix = matrix
+        self.targets = LocalTargets(workdir, machine_cpus(), die_with_parent=False, matrix=matrix)
         self.lock = threading.Lock()
         self.stack: contextlib.ExitStack | None = None
         self.server: LocalServer | None = None
 
-    def start(self, body: dict[str, Any]) -> dict[str, Any]:
-        cell = load().cell_from_key(body["cell"])
+    def start(self, asked: Start) -> Started:
+        if asked.matrix != self.matrix.digest:
+            raise MatrixError(
+                f"the target side's matrix (sha256 {self.matrix.digest[:12]}…) is not the run's "
+                f"({asked.matrix[:12]}…): give both sides the same matrix file (LAB_MATRIX)"
+            )
+        cell = self.matrix.cell_from_key(asked.cell)
         if self.server is not None:
             raise ServerError(f"{self.server.cell.key} is still running; stop it first")
         stack = contextlib.ExitStack()
-        self.server = stack.enter_context(self.targets.serve(cell, int(body["port"])))  # type: ignore[arg-type]
+        self.server = stack.enter_context(self.targets.serve(cell, asked.port))  # type: ignore[arg-type]
         self.stack = stack
-        return {"report": self.server.report.model_dump(), "pid": self.server.process.pid}
+        return Started(report=self.server.report, pid=self.server.process.pid)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         if self.server is None:
-            return {"running": None, "alive": False, "exit_code": None}
+            return Status(running=None, alive=False, exit_code=None)
         alive = self.server.alive()
-        return {"running": self.server.cell.key, "alive": alive, "exit_code": self.server.exit_code}
+        return Status(running=self.server.cell.key, alive=alive, exit_code=self.server.exit_code)
 
-    def stop(self, timeout: float = 20.0) -> dict[str, Any]:
+    def stop(self, timeout: float = 20.0) -> Stopped:
         if self.server is None:
-            return {"exit_code": None, "log_tail": ""}
+            return Stopped(exit_code=None, log_tail="")
         server, stack = self.server, self.stack
         self.server = self.stack = None
         try:
@@ -70,44 +82,44 @@ class Agent:
         finally:
             assert stack is not None
             stack.close()
-        return {"exit_code": code, "log_tail": server.log_tail()}
+        return Stopped(exit_code=code, log_tail=server.log_tail())
 
-    def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, Record]:
         with self.lock:
             try:
                 match (method, path):
                     case ("GET", "/health"):
                         running = self.server.cell.key if self.server else None
-                        return 200, {"ok": True, "cpus": list(self.targets.cpus), "running": running}
+                        return 200, Health(ok=True, cpus=list(self.targets.cpus), running=running,
+                                           matrix=self.matrix.digest)  # fmt: skip
                     case ("GET", "/status"):
                         return 200, self.status()
                     case ("POST", "/start"):
-                        return 200, self.start(body)
+                        return 200, self.start(Start.model_validate_json(body))
                     case ("POST", "/stop") | ("POST", "/shutdown"):
-                        return 200, self.stop(float(body.get("timeout", 20.0)))
+                        return 200, self.stop(Stop.model_validate_json(body or b"{}").timeout)
                     case ("GET", "/log"):
-                        return 200, {"log_tail": self.server.log_tail() if self.server else ""}
+                        return 200, LogTail(log_tail=self.server.log_tail() if self.server else "")
                     case ("POST", "/sample/open") if self.server:
                         self.server.sample_open()
-                        return 200, {}
+                        return 200, Empty()
                     case ("POST", "/sample/close") if self.server:
-                        return 200, self.server.sample_close(body["start"], body["end"]).model_dump()
-                return 404, {"error": f"no {method} {path} (or no server running)"}
-            except MatrixError as exc:
-                return 400, {"error": str(exc)}
-            except (ServerError, KeyError) as exc:
-                message, _, log_tail = str(exc).partition("\n")
+                        window = Window.model_validate_json(body)
+                        return 200, self.server.sample_close(window.start, window.end)
+                return 404, Refusal(error=f"no {method} {path} (or no server running)")
+            except (UsageError, ValidationError) as exc:
+                return 400, Refusal(error=str(exc))
+            except ServerError as exc:
                 self.server = self.stack = None
-                return 500, {"error": message, "log_tail": log_tail}
+                return 500, Refusal(error=str(exc), log_tail=exc.log_tail)
 
 
 def make_handler(agent: Agent, httpd_ref: list[ThreadingHTTPServer]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _respond(self, method: str) -> None:
             length = int(self.headers.get("content-length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-            status, reply = agent.handle(method, self.path, body)
-            data = json.dumps(reply).encode()
+            status, reply = agent.handle(method, self.path, self.rfile.read(length) if length else b"")
+            data = reply.model_dump_json().encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
@@ -127,7 +139,7 @@ def make_handler(agent: Agent, httpd_ref: list[ThreadingHTTPServer]) -> type[Bas
                 super().log_request(code, size)
 
         def log_message(self, format: str, *args: Any) -> None:
-            sys.stderr.write(f"asgi-bench-lab agent: {format % args}\n")
+            say(f"agent: {format % args}")
 
     return Handler
 
@@ -138,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workdir", type=Path, default=None, help="server logs (default: a temporary directory)")
     args = parser.parse_args(argv)
-    agent = Agent(args.workdir or Path(tempfile.mkdtemp(prefix="lab-agent-")))
+    agent = Agent(args.workdir or Path(tempfile.mkdtemp(prefix="lab-agent-")), load())
     ref: list[ThreadingHTTPServer] = []
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(agent, ref))
     ref.append(httpd)
-    print(f"asgi-bench-lab agent: listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    say(f"agent: listening on http://{args.host}:{args.port}")
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # docker stop: stop the running server, then exit 0

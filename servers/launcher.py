@@ -19,13 +19,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from core.host import ROOT, UsageError, atomic_write, check_port_free
+from core.errors import LabError, say
+from core.host import ROOT, atomic_write, check_port_free
 from servers.matrix import Cell, Matrix, MatrixError, load
 from servers.target import StartupReport
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-PREFIX = "asgi-bench-lab:"
 
 
 def argv(matrix: Matrix, cell: Cell, host: str, port: int) -> list[str]:
@@ -104,7 +104,7 @@ def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, r
         status, body = get(host, port, "/debug/loop")
         loop_seen = json.loads(body)["loop"] if status == 200 else None
     except (TimeoutError, OSError, ValueError) as exc:
-        print(f"{PREFIX} {cell.key} not ready: {exc}; stopping the server", file=sys.stderr, flush=True)
+        say(f"{cell.key} not ready: {exc}; stopping the server")
         os.kill(server_pid, signal.SIGTERM)
         return 1
     expected = matrix.loops[cell.loop].reports
@@ -112,14 +112,12 @@ def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, r
     if ns.report:
         atomic_write(ns.report, report.model_dump_json(indent=2) + "\n")
     if not report.ready:
-        print(f"{PREFIX} {cell.key} runs loop {loop_seen!r}, not {expected!r}; stopping", file=sys.stderr)
+        say(f"{cell.key} runs loop {loop_seen!r}, not {expected!r}; stopping")
         os.kill(server_pid, signal.SIGTERM)
         return 1
-    print(
-        f"{PREFIX} {cell.key} ready on http://{host}:{port} in {startup:.2f} s "
-        f"({', '.join(f'{k} {v}' for k, v in report.versions.items())})",
-        file=sys.stderr,
-        flush=True,
+    say(
+        f"{cell.key} ready on http://{host}:{port} in {startup:.2f} s "
+        f"({', '.join(f'{k} {v}' for k, v in report.versions.items())})"
     )
     return 0
 
@@ -138,45 +136,49 @@ def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, help="write startup time, versions and argv here as JSON")
     parser.add_argument("--list", nargs="?", const="full", metavar="PRESET", help="print a preset's cells and exit")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the command, start nothing")
+    parser.add_argument("--matrix", type=Path, help="the matrix file (default: LAB_MATRIX, else servers/matrix.toml)")
     return parser.parse_args(args)
 
 
 def main(args: list[str] | None = None) -> int:
     try:
-        matrix = load()
-    except MatrixError as exc:
-        print(f"{PREFIX} error: {exc}", file=sys.stderr)
-        return 2
+        return launch(args)
+    except LabError as exc:
+        say(exc.line())
+        return exc.exit_code
+
+
+def launch(args: list[str] | None) -> int:
+    """Validate the cell, then become its server (a forked watcher reports when it is ready)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--matrix", type=Path)
+    matrix = load(first.parse_known_args(args)[0].matrix)  # the rest of the options' help names its choices
     ns = parse_args(matrix, args)
-    try:
-        if ns.list:
-            for cell in matrix.preset(ns.list).cells:
-                print(cell.key)
-            return 0
-        if ns.cell:
-            cell = matrix.cell_from_key(ns.cell)
-        elif ns.server and ns.loop:
-            cell = matrix.cell(ns.server, ns.loop, ns.http, ns.workers, ns.app)
-        else:
-            raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
-        command = argv(matrix, cell, ns.host, ns.port)
-        record: dict[str, Any] = {
-            "key": cell.key,
-            "host": ns.host,
-            "port": ns.port,
-            "argv": command,
-            "versions": versions(matrix, cell),
-        }
-        if ns.dry_run:
-            print(json.dumps(record, indent=2))
-            return 0
-        check_port_free(ns.host, ns.port)
-        if ns.report:
-            ns.report.parent.mkdir(parents=True, exist_ok=True)
-            ns.report.unlink(missing_ok=True)
-    except (MatrixError, UsageError) as exc:
-        print(f"{PREFIX} error: {exc}", file=sys.stderr)
-        return 2
+    if ns.list:
+        for cell in matrix.preset(ns.list).cells:
+            print(cell.key)
+        return 0
+    if ns.cell:
+        cell = matrix.cell_from_key(ns.cell)
+    elif ns.server and ns.loop:
+        cell = matrix.cell(ns.server, ns.loop, ns.http, ns.workers, ns.app)
+    else:
+        raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
+    command = argv(matrix, cell, ns.host, ns.port)
+    record: dict[str, Any] = {
+        "key": cell.key,
+        "host": ns.host,
+        "port": ns.port,
+        "argv": command,
+        "versions": versions(matrix, cell),
+    }
+    if ns.dry_run:
+        print(json.dumps(record, indent=2))
+        return 0
+    check_port_free(ns.host, ns.port)
+    if ns.report:
+        ns.report.parent.mkdir(parents=True, exist_ok=True)
+        ns.report.unlink(missing_ok=True)
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -188,7 +190,7 @@ def main(args: list[str] | None = None) -> int:
             os._exit(code)
         os._exit(0)
     os.wait()
-    print(f"{PREFIX} starting {cell.key}: {' '.join(command)}", file=sys.stderr, flush=True)
+    say(f"starting {cell.key}: {' '.join(command)}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     os.chdir(ROOT)
     os.execve(command[0], command, env)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import interrupts
 from core.host import ROOT, child_setup, machine_cpus
-from servers.matrix import Cell
+from servers.matrix import Cell, Matrix
 from servers.sampler import TreeSampler
 from servers.target import RunningServer, ServerError, ServerSample, StartupReport
 
@@ -89,7 +89,9 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-                raise ServerError(f"{self.cell.key} did not stop within {timeout:g} s of SIGTERM") from None
+                raise ServerError(
+                    f"{self.cell.key} did not stop within {timeout:g} s of SIGTERM", tail(self.log)
+                ) from None
         self.exit_code = self.process.returncode
         return self.exit_code
 
@@ -102,6 +104,7 @@ class LocalTargets:
     cpus: tuple[int, ...] = field(default_factory=machine_cpus)
     ready_timeout: float = READY_TIMEOUT
     die_with_parent: bool = True  # the server gets SIGTERM when the process that started it dies
+    matrix: Matrix | None = None  # the run's, whose file the launcher reads (None: the launcher's default)
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
@@ -111,6 +114,8 @@ class LocalTargets:
         report.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)]
         argv += ["--ready-timeout", str(self.ready_timeout)]
+        if self.matrix is not None and self.matrix.source:
+            argv += ["--matrix", str(self.matrix.source)]
         cpus = self.cpus
         process: subprocess.Popen[bytes] | None = None
         server: LocalServer | None = None
@@ -127,15 +132,13 @@ class LocalTargets:
             deadline = time.monotonic() + self.ready_timeout + 5
             while not report.exists():
                 if process.poll() is not None:
-                    raise ServerError(f"{cell.key} exited {process.returncode} before it was ready:\n{tail(log)}")
+                    raise ServerError(f"{cell.key} exited {process.returncode} before it was ready", tail(log))
                 if time.monotonic() > deadline:
-                    raise ServerError(f"{cell.key} not ready within {self.ready_timeout:g} s:\n{tail(log)}")
+                    raise ServerError(f"{cell.key} not ready within {self.ready_timeout:g} s", tail(log))
                 time.sleep(0.05)
             started = StartupReport.model_validate_json(report.read_text())
             if not started.ready:
-                raise ServerError(
-                    f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}:\n{tail(log)}"
-                )
+                raise ServerError(f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}", tail(log))
             server = LocalServer(cell, port, log, process, started, self.cpus)
             yield server
         finally:

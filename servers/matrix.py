@@ -1,19 +1,25 @@
 """The lab's matrix, loaded from matrix.toml into frozen, validated objects.
 
 Everything that needs to know which servers, loops, apps or scenarios exist asks this module; nothing else lists
-them. Bad input fails here, with the valid choices named, before any process starts.
+them. Bad input fails here, with the valid choices named, before any process starts. The matrix is loaded once, by
+each program's entry point (`load`), and passed from there; a run records its file and digest in its manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from core.errors import UsageError
+from core.model import Record
 from core.settings import settings
 
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
@@ -21,7 +27,7 @@ SCHEMA = 1
 AXES = ("server", "loop", "http", "workers", "app")
 
 
-class MatrixError(ValueError):
+class MatrixError(UsageError):
     """A cell, preset or scenario the matrix does not have, or a malformed matrix file."""
 
 
@@ -62,18 +68,22 @@ class Rule:
         return all(getattr(cell, axis) == value for axis, value in self.match.items() if axis != "scenario")
 
 
-@dataclass(frozen=True)
-class Scenario:
+class Scenario(Record):
+    """What the load generator sends and the kind of answer that must come back; a load carries it whole, so the
+    load side needs no matrix of its own."""
+
     name: str
     method: str
     path: str
     answer: str  # the kind of answer that must come back (loadtests/scenarios.py ANSWERS)
-    query: Mapping[str, int] = field(default_factory=dict)
-    params: Mapping[str, int] = field(default_factory=dict)
+    query: dict[str, int] = Field(default_factory=dict)
+    params: dict[str, int] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True, order=True)
-class Cell:
+class Cell(Record):
+    """One combination of the axes: what a server process runs. Bundles record it as this record; files, logs and the
+    command line name it by its key."""
+
     server: str
     loop: str
     http: str
@@ -84,6 +94,14 @@ class Cell:
     def key(self) -> str:
         """A name for files and logs: granian-uvloop-hyper-w1-raw."""
         return f"{self.server}-{self.loop}-{self.http}-w{self.workers}-{self.app}"
+
+    @classmethod
+    def parse(cls, key: str) -> Cell:
+        """The cell a key names, by its syntax alone (Matrix.cell_from_key also checks it against the matrix)."""
+        parts = key.split("-")
+        if len(parts) != 5 or not parts[3].startswith("w") or not parts[3][1:].isdigit():
+            raise MatrixError(f"cell key {key!r} is not SERVER-LOOP-HTTP-wN-APP, e.g. granian-uvloop-hyper-w1-raw")
+        return cls(server=parts[0], loop=parts[1], http=parts[2], workers=int(parts[3][1:]), app=parts[4])
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,8 @@ class Matrix:
     scenarios: Mapping[str, Scenario]
     presets: Mapping[str, Preset]
     calibration: tuple[Cell, str] | None = None  # the cell and scenario the load generator calibrates on
+    source: Path | None = None  # the file it was read from
+    digest: str = ""  # sha256 of that file: what a resumed run checks it still has
 
     def choices(self, axis: str, server: str | None = None) -> tuple[Any, ...]:
         if axis == "http":
@@ -135,7 +155,7 @@ class Matrix:
     def all_cells(self) -> tuple[Cell, ...]:
         """Every combination of the axes, valid or not."""
         return tuple(
-            Cell(server, loop, http, workers, app)
+            Cell(server=server, loop=loop, http=http, workers=workers, app=app)
             for server in self.servers
             for loop, http, workers, app in itertools.product(
                 self.loops, self.servers[server].http, self.workers, self.apps
@@ -163,17 +183,18 @@ class Matrix:
         self._check_choice("workers", workers)
         http = http or self.servers[server].http[0]
         self._check_choice("http", http, self.choices("http", server), f" for {server}")
-        cell = Cell(server, loop, http, workers, app)
+        cell = Cell(server=server, loop=loop, http=http, workers=workers, app=app)
         reason = self.invalid_reason(cell)
         if reason:
             raise MatrixError(f"invalid cell {cell.key}: {reason}")
         return cell
 
     def cell_from_key(self, key: str) -> Cell:
-        parts = key.split("-")
-        if len(parts) != 5 or not parts[3].startswith("w") or not parts[3][1:].isdigit():
-            raise MatrixError(f"cell key {key!r} is not SERVER-LOOP-HTTP-wN-APP, e.g. {self.valid_cells()[0].key}")
-        return self.cell(parts[0], parts[1], parts[2], int(parts[3][1:]), parts[4])
+        return self.valid(Cell.parse(key))
+
+    def valid(self, cell: Cell) -> Cell:
+        """The cell itself, when this matrix has it; else a MatrixError naming the valid choices."""
+        return self.cell(cell.server, cell.loop, cell.http, cell.workers, cell.app)
 
     def preset(self, name: str) -> Preset:
         self._check_choice("preset", name, tuple(self.presets))
@@ -197,7 +218,7 @@ def _fields(kind: str, name: str, table: Mapping[str, Any], required: set[str], 
         raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name}: missing {sorted(missing)}, unknown {sorted(extra)}")
 
 
-def parse(data: Mapping[str, Any]) -> Matrix:
+def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "") -> Matrix:
     """Build and validate a Matrix from the TOML document's data."""
     _fields(
         "document",
@@ -239,7 +260,12 @@ def parse(data: Mapping[str, Any]) -> Matrix:
     for name, t in data["scenarios"].items():
         _fields("scenario", name, t, {"method", "path", "answer"}, {"query", "params"})
         scenarios[name] = Scenario(
-            name, t["method"], t["path"], t["answer"], dict(t.get("query", {})), dict(t.get("params", {}))
+            name=name,
+            method=t["method"],
+            path=t["path"],
+            answer=t["answer"],
+            query=dict(t.get("query", {})),
+            params=dict(t.get("params", {})),
         )
     matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
     for rule in matrix.rules:
@@ -269,20 +295,25 @@ def parse(data: Mapping[str, Any]) -> Matrix:
         matrix.cell_from_key(data["calibration"]["cell"]),
         matrix.scenario(data["calibration"]["scenario"]).name,
     )
-    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration)
+    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, source, digest)
 
 
 def load(path: Path | None = None) -> Matrix:
-    """The matrix from `path`, else from $LAB_MATRIX (a user's own matrix file), else servers/matrix.toml."""
+    """The matrix from `path`, else from $LAB_MATRIX (a user's own matrix file), else servers/matrix.toml. Called by
+    entry points only; everything else is handed the Matrix."""
     return _load(Path(path or settings().matrix_file or MATRIX_FILE).resolve())
+
+
+def digest_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @cache
 def _load(path: Path) -> Matrix:
     try:
-        with open(path, "rb") as f:
-            return parse(tomllib.load(f))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = path.read_bytes()
+        return parse(tomllib.loads(data.decode()), path, hashlib.sha256(data).hexdigest())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise MatrixError(f"cannot read the matrix file {path}: {exc}") from None
     except MatrixError:
         raise

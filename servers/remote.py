@@ -1,32 +1,39 @@
-"""Cells in the target container: the TargetBackend that drives the agent (servers/agent.py) over loopback HTTP."""
+"""Cells in the target container: the TargetBackend that drives the agent (servers/agent.py) over loopback HTTP,
+with the records of servers/agent_api.py."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TypeVar
 
-from servers.matrix import Cell, MatrixError
+from core.errors import UsageError
+from core.model import Record
+from servers.agent_api import Empty, Health, LogTail, Refusal, Start, Started, Status, Stop, Stopped, Window
+from servers.matrix import Cell, Matrix
 from servers.target import RunningServer, ServerError, ServerSample, StartupReport, TargetSideLostError
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
+R = TypeVar("R", bound=Record)
 
 
-def call(agent_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> Any:
-    data = json.dumps(body or {}).encode() if method == "POST" else None
-    request = urllib.request.Request(agent_url + path, data=data, method=method)
+def call(agent_url: str, path: str, kind: type[R], body: Record | None = None, timeout: float = 60) -> R:
+    """One request to the agent (a POST when it has a body) and its reply; the agent's refusals as the lab's errors:
+    bad input as a UsageError, a failed server as a ServerError with its log's tail, no answer as the target side
+    lost."""
+    data = body.model_dump_json().encode() if body is not None else None
+    request = urllib.request.Request(agent_url + path, data=data, method="POST" if body is not None else "GET")
     request.add_header("content-type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            return kind.model_validate_json(response.read())
     except urllib.error.HTTPError as exc:
-        reply = json.loads(exc.read() or b"{}")
+        refusal = Refusal.model_validate_json(exc.read() or b'{"error": ""}')
         if exc.code == 400:
-            raise MatrixError(reply.get("error", str(exc))) from None
-        raise ServerError(f"{reply.get('error', exc)}\n{reply.get('log_tail', '')}") from None
+            raise UsageError(refusal.error) from None
+        raise ServerError(refusal.error or str(exc), refusal.log_tail) from None
     except OSError as exc:
         raise TargetSideLostError(f"the server agent at {agent_url} (the target side) did not answer: {exc}") from None
 
@@ -44,39 +51,47 @@ class RemoteServer:
         return f"http://127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
-        status = call(self.agent_url, "GET", "/status")
-        self.exit_code = status["exit_code"]
-        return bool(status["alive"])
+        status = call(self.agent_url, "/status", Status)
+        self.exit_code = status.exit_code
+        return status.alive
 
     def log_tail(self) -> str:
         if self.exit_code is None:
-            return str(call(self.agent_url, "GET", "/log").get("log_tail", ""))
+            return call(self.agent_url, "/log", LogTail).log_tail
         return self._tail
 
     def sample_open(self) -> None:
-        call(self.agent_url, "POST", "/sample/open")
+        call(self.agent_url, "/sample/open", Empty, Empty())
 
     def sample_close(self, start: float, end: float) -> ServerSample:
-        return ServerSample.model_validate(call(self.agent_url, "POST", "/sample/close", {"start": start, "end": end}))
+        return call(self.agent_url, "/sample/close", ServerSample, Window(start=start, end=end))
 
     def stop(self, timeout: float = 20.0) -> int:
-        stopped = call(self.agent_url, "POST", "/stop", {"timeout": timeout}, timeout=timeout + 30)
-        self.exit_code, self._tail = stopped["exit_code"], stopped["log_tail"]
+        stopped = call(self.agent_url, "/stop", Stopped, Stop(timeout=timeout), timeout=timeout + 30)
+        self.exit_code, self._tail = stopped.exit_code, stopped.log_tail
         return self.exit_code if self.exit_code is not None else 0
 
 
 class AgentTargets:
-    """The TargetBackend of the compose lab: the agent at `url` runs each cell on its own (the target's) CPUs."""
+    """The TargetBackend of the compose lab: the agent at `url` runs each cell on its own (the target's) CPUs, from
+    the same matrix as the run's (`matrix`: its digest is sent with every start; None: the agent's own)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, matrix: Matrix | None = None) -> None:
         self.url = url.rstrip("/")
-        health = call(self.url, "GET", "/health", timeout=10)
-        self.cpus: tuple[int, ...] = tuple(health["cpus"])
+        health = call(self.url, "/health", Health, timeout=10)
+        self.cpus: tuple[int, ...] = tuple(health.cpus)
+        self.digest = matrix.digest if matrix is not None else health.matrix
+        if health.matrix != self.digest:
+            raise UsageError(
+                f"the target agent's matrix (sha256 {health.matrix[:12]}…) is not this run's ({self.digest[:12]}…): "
+                "give the runner and the target the same matrix file (LAB_MATRIX)"
+            )
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
-        started = call(self.url, "POST", "/start", {"cell": cell.key, "port": port}, timeout=READY_ALLOWANCE)
-        server = RemoteServer(self.url, cell, port, StartupReport.model_validate(started["report"]))
+        asked = Start(cell=cell.key, port=port, matrix=self.digest)
+        started = call(self.url, "/start", Started, asked, timeout=READY_ALLOWANCE)
+        server = RemoteServer(self.url, cell, port, started.report)
         try:
             yield server
         finally:
@@ -86,5 +101,5 @@ class AgentTargets:
 
     def close(self) -> None:
         """End the agent (and with it the target container): the end of a compose run."""
-        with contextlib.suppress(ServerError):
-            call(self.url, "POST", "/shutdown", timeout=30)
+        with contextlib.suppress(ServerError, TargetSideLostError):
+            call(self.url, "/shutdown", Stopped, Stop(), timeout=30)

@@ -9,22 +9,17 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
-
+from core.errors import ProcessFailedError, ServiceLostError
+from core.model import Record
 from servers.matrix import Cell
 
 
-class ServerError(RuntimeError):
-    """The server did not become ready, died, hung or did not stop cleanly; the text after the first line is its
-    log's tail."""
+class ServerError(ProcessFailedError):
+    """The server did not become ready, died, hung or did not stop cleanly (its log's tail in `log_tail`)."""
 
 
-class TargetSideLostError(ServerError):
+class TargetSideLostError(ServiceLostError):
     """The target side itself is gone (the agent does not answer): no later cell can run."""
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StartupReport(Record):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ def make_bundle(
             wrk_rps = None if rate or n > len(wrk_rounds) else wrk_rounds[n - 1]
             record = bundle.Repeat(
                 schema_version=bundle.SCHEMA_VERSION, kind="repeat", run_id=run_id, key=key,
-                cell=bundle.CellInfo(**asdict(cell)), scenario=scenario, offered_rps=float(rate) or None, repeat=n,
+                cell=cell, scenario=scenario, offered_rps=float(rate) or None, repeat=n,
                 status="ok" if ok else "failed", failure=None if ok else "synthetic failure", load=result,
                 server=bundle.ServerFigures(
                     cpus=[0], startup_seconds=0.25, cpu_seconds=5.0 * server_cores, cpu_cores=server_cores,

@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from lab.measure import Refereed, conditions
-from lab.runner import RERUNS_PER_RUN, Progress, Runner
+from lab.budget import RERUNS_PER_RUN, Budget
+from lab.measure import conditions
 from loadtests.load import LoadResult
 from loadtests.recorder import QUARTERS, Recorder, whole_seconds
-from tests import synthetic
 from tests.test_verdict import result, server
 
 
@@ -65,27 +62,24 @@ def test_the_recorder_counts_quarter_seconds_and_sums_them_into_whole_seconds() 
     for quarter in range(11):
         recorder.per_quarter[quarter] = 10 + quarter
     found = recorder.snapshot()
-    assert found["per_quarter"] == [10 + q for q in range(10)]
-    assert whole_seconds(found["per_quarter"]) == [sum(range(10, 14)), sum(range(14, 18))]
+    assert found.per_quarter == [10 + q for q in range(10)]
+    assert whole_seconds(found.per_quarter) == [sum(range(10, 14)), sum(range(14, 18))]
     assert QUARTERS == 4
 
 
-def runner_with(budget: float, started_ago: float, left: int) -> Runner:
-    keys = ["uvicorn-asyncio-h11-w1-raw", "granian-asyncio-hyper-w1-raw"]
-    config = synthetic.config(keys, ["plaintext"], budget_seconds=budget, sweep_seconds=0.0, duration=3.0)
-    runner = Runner(config, Path("/nonexistent"), "run", SimpleNamespace(cpus=[0]), SimpleNamespace())  # type: ignore[arg-type]
-    runner.progress = Progress(total=left + 1, done=0, write=lambda line: None)
-    runner.manifest = SimpleNamespace(started=time.time() - started_ago, sweep=None)  # type: ignore[assignment]
-    runner.referees = {(k, "plaintext"): Refereed(None) for k in keys}
-    return runner
+def budget_with(seconds: float, started_ago: float) -> Budget:
+    """A run with 1-s warm-ups and 3-s windows, every first referee run and no sweep still to come."""
+    return Budget(seconds, time.time() - started_ago, repeat_seconds=1.0 + 3.0, sweep_seconds=0.0, referee_seconds=2.0)
 
 
 def test_a_disturbed_repeat_is_measured_again_only_while_the_run_still_fits_its_budget() -> None:
     """Each repeat left costs warm-up + window + overhead + its share of the visit: 1 + 3 + 1 + 0.5 s here."""
-    assert runner_with(budget=600, started_ago=100, left=10).may_rerun(5.0)  # 100 + 5 + 55 s of 600
-    assert not runner_with(budget=600, started_ago=560, left=10).may_rerun(5.0)  # 560 + 5 + 55 s > 600
-    unbounded = runner_with(budget=0, started_ago=10_000, left=10)
+    rest = budget_with(600, 0).rest(repeats=10, referees=0, sweep=0.0)
+    assert rest == 55.0
+    assert budget_with(600, started_ago=100).may_rerun(5.0, rest)  # 100 + 5 + 55 s of 600
+    assert not budget_with(600, started_ago=560).may_rerun(5.0, rest)  # 560 + 5 + 55 s > 600
+    unbounded = budget_with(0, started_ago=10_000)
     unbounded.reruns = RERUNS_PER_RUN - 1
-    assert unbounded.may_rerun(5.0)
+    assert unbounded.may_rerun(5.0, rest)
     unbounded.reruns = RERUNS_PER_RUN
-    assert not unbounded.may_rerun(5.0)
+    assert not unbounded.may_rerun(5.0, rest)

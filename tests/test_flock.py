@@ -16,6 +16,7 @@ from core.host import free_port, machine_cpus
 from loadtests import flock, recorder, scenarios
 from loadtests.load import Load
 from loadtests.local import run_once
+from servers.matrix import load
 
 TARGET = scenarios.Target("127.0.0.1", 9)
 HEAD = b"HTTP/1.1 200 OK\r\ndate: now\r\ncontent-length: 13\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
@@ -24,7 +25,9 @@ HEAD = b"HTTP/1.1 200 OK\r\ndate: now\r\ncontent-length: 13\r\ncontent-type: tex
 @pytest.fixture
 def plaintext() -> Iterator[tuple[flock.Flock, flock.Conn]]:
     left, right = socket.socketpair()
-    client = flock.Flock(scenarios.plan("plaintext", TARGET), TARGET, recorder.Recorder(), lambda *a: None)
+    client = flock.Flock(
+        scenarios.plan(load().scenario("plaintext"), TARGET), TARGET, recorder.Recorder(), lambda *a: None
+    )
     yield client, flock.Conn(left)
     left.close()
     right.close()
@@ -103,7 +106,7 @@ def test_websocket_frames_of_every_length_form() -> None:
     left, right = socket.socketpair()
     try:
         for size in (5, 300, 70_000):
-            plan = scenarios.plan("ws", TARGET, {"message_bytes": str(size)})
+            plan = scenarios.plan(load().scenario("ws"), TARGET, {"message_bytes": str(size)})
             client = flock.Flock(plan, TARGET, recorder.Recorder(), lambda *a: None)
             conn = flock.Conn(left)
             conn.ws_ready = True

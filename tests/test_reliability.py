@@ -96,6 +96,8 @@ BAD_INPUTS = [
     (["--rate", "1e9", "--sweep-seconds", "1"], "give distinct offered rates"),
     (["--rate", "100", "--rate", "100", "--sweep-seconds", "1"], "give distinct offered rates"),
     (["--rate", "100", "--sweep-seconds", "0"], "--rate needs a sweep"),
+    (["--sweep-seconds", "0.01"], "--sweep-seconds 0.01 must be 0 (no sweep) or at least 0.5"),
+    (["--rate", "2", "--sweep-seconds", "1"], "--rate 2: a 1-s window would be offered 2 requests"),
     (["--referee-seconds", "0.5"], "--referee-seconds 0.5 must be 0 (no referee) or at least 1"),
     (["--sweep-seconds", "-1"], "--sweep-seconds -1.0 must be in"),
     (["--repeats", "3", "--max-repeats", "2"], "--max-repeats 2 must be in 3-100"),
@@ -218,6 +220,7 @@ def test_a_server_that_will_not_start_is_recorded_and_skipped(tmp_path: Path) ->
 
 def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_path: Path) -> None:
     from lab.measure import Measure, Refereed
+    from lab.plan import Work
     from loadtests.local import LocalLocust
     from servers.local import LocalTargets
     from servers.matrix import load
@@ -229,8 +232,8 @@ def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_pat
     with LocalLocust(machine_cpus()[-1:], 1, tmp_path / "load") as loads, targets.serve(cell, free_port()) as server:
         server.process.kill()
         server.process.wait()
-        measure = Measure(settings, "run", loads, (0,))
-        record = measure.repeat(server, cell, "plaintext", 0.0, 1, Refereed(None), 0.2, 1.0)
+        measure = Measure(settings, load(), "run", loads, (0,))
+        record = measure.repeat(server, cell, Work("plaintext", 0.0, 1, 0.2, 1.0), Refereed(None))
     assert not record.ok and record.load is None and record.failure.startswith("before the window: the server exited")
 
 
@@ -334,7 +337,7 @@ def test_the_runner_killed_leaves_nothing_running_and_its_run_resumes(tmp_path: 
 
 
 def test_a_damaged_calibration_is_measured_again_and_a_running_run_is_not_taken(tmp_path: Path) -> None:
-    from lab.runner import holding
+    from lab.ledger import holding
 
     calibrating = [a for a in QUICK if a != "--no-calibrate"]
     done = lab("--cell", GOOD, *calibrating, "--port", str(free_port()), results=tmp_path)

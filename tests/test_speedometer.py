@@ -8,16 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from core.host import ROOT
-from lab import results
+from lab import referee_rule, results
 from lab.bundle import load_bundle
-from lab.runner import REFEREE_AGAIN_SECONDS, Runner
 from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
-from tests.synthetic import config, make_bundle
+from tests.synthetic import make_bundle
 
 
 def test_the_sampler_times_the_cpu_between_start_and_stop_and_only_then() -> None:
@@ -131,10 +129,10 @@ def test_the_rough_ratio_brings_locust_to_wrks_cpu_speed(tmp_path: Path) -> None
         ceiling=None,
     )  # fmt: skip
     repeats = load_bundle(root).repeats
-    assert results.rough_referee_ratio(repeats) == pytest.approx(20_000 / 12_000 * 0.6**results.REFEREE_BETA)
+    assert referee_rule.rough_ratio(repeats) == pytest.approx(20_000 / 12_000 * 0.6**referee_rule.BETA)
     unsampled = [r.model_copy(update={"conditions": None}) for r in repeats]
-    assert results.rough_referee_ratio(unsampled) == pytest.approx(20_000 / 12_000)  # as measured
-    assert results.rough_referee_ratio([r for r in repeats if not r.referee]) is None
+    assert referee_rule.rough_ratio(unsampled) == pytest.approx(20_000 / 12_000)  # as measured
+    assert referee_rule.rough_ratio([r for r in repeats if not r.referee]) is None
 
 
 @pytest.mark.parametrize(
@@ -143,7 +141,7 @@ def test_the_rough_ratio_brings_locust_to_wrks_cpu_speed(tmp_path: Path) -> None
         (15_000, 2.0, 0.0, True),  # 1.33x wrk: its run is suspect
         (23_000, 2.0, 0.0, True),  # 0.87x
         (20_000, 2.0, 0.0, False),  # in 0.9-1.05: once is enough
-        (15_000, 2.0, REFEREE_AGAIN_SECONDS - 2.5, False),  # no allowance left for a 3-s run
+        (15_000, 2.0, referee_rule.AGAIN_SECONDS - 2.5, False),  # no allowance left for a 3-s run
         (15_000, 0.0, 0.0, False),  # no referee in this run
     ],
 )
@@ -152,7 +150,5 @@ def test_the_runner_runs_wrk_again_while_the_ratio_so_far_is_outside_the_range(
 ) -> None:
     x = "uvicorn-uvloop-httptools-w1-raw"
     root = make_bundle(tmp_path, {(x, "plaintext", 0): [20_000]}, referees={(x, "plaintext"): wrk}, ceiling=None)
-    settings = config([x], ["plaintext"], referee_seconds=seconds)
-    runner = Runner(settings, root, root.name, SimpleNamespace(cpus=(0,)), None)  # type: ignore[arg-type]
-    runner.referee_again_seconds = spent
-    assert runner.wrk_again(settings.matrix.cell_from_key(x), "plaintext") is again
+    rule = referee_rule.RefereeRule(seconds, spent)
+    assert rule.again(load_bundle(root).repeats) is again

@@ -1,0 +1,107 @@
+"""What a run measures and in which order, as typed work items: pure functions of the configuration, the matrix and
+the run's id, so that a resumed run plans exactly what the first part planned and skips what its ledger holds.
+
+A visit is one start of one cell's server; on it, each work item is one measured repeat (a warm-up, then a window).
+Every round visits every cell in a new random order, seeded by the run and the round, so no cell is always measured
+first, or always warmer; each visit starts the server afresh and every repeat has the same warm-up on its own
+connections. The sweep visits every cell once, at each offered rate in ascending order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from lab.config import RunConfig
+from servers.matrix import Cell, Matrix
+
+SWEEP_WARMUP = 0.5  # seconds of load at a cell's first swept rate before its window opens
+
+
+def point_label(scenario: str, rate: float) -> str:
+    """A scenario, or a scenario at an offered rate: json, json@2000."""
+    return f"{scenario}@{rate:g}" if rate else scenario
+
+
+@dataclass(frozen=True)
+class Work:
+    """One measured repeat of a point: its scenario, offered rate (0: the closed model), number and timing."""
+
+    scenario: str
+    rate: float
+    number: int  # the round (throughput and extra rounds); 1 in the sweep
+    warmup: float
+    duration: float
+
+    @property
+    def label(self) -> str:
+        return point_label(self.scenario, self.rate)
+
+
+@dataclass(frozen=True)
+class Visit:
+    cell: Cell
+    phase: Literal["round", "sweep"]
+    work: tuple[Work, ...]
+
+
+def round_order(run_id: str, number: int, cells: list[Cell]) -> list[Cell]:
+    """A round's cell order: a shuffle seeded by the run and the round, so a resumed run keeps it."""
+    order = list(cells)
+    random.Random(f"{run_id}/{number}").shuffle(order)
+    return order
+
+
+def round_visits(config: RunConfig, matrix: Matrix, number: int, order: list[Cell]) -> list[Visit]:
+    """One round: each cell of `order` once, with one repeat of each scenario it can run."""
+    return [
+        Visit(cell, "round", tuple(Work(s, 0.0, number, config.warmup, config.duration) for s in scenarios))
+        for cell in order
+        if (scenarios := config.scenarios_of(cell, matrix))
+    ]
+
+
+def plan(config: RunConfig, matrix: Matrix, run_id: str) -> list[list[Visit]]:
+    """The throughput rounds, each a list of visits in its own order."""
+    return [round_visits(config, matrix, n, round_order(run_id, n, config.cells)) for n in range(1, config.repeats + 1)]
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One scenario's offered rates: every cell runs `common`; a cell runs a `fast` rate when it can serve it."""
+
+    common: list[float]
+    fast: list[float]
+
+
+def sweep_work(
+    config: RunConfig, matrix: Matrix, cell: Cell, rates: dict[str, Rates], serves: dict[tuple[str, float], bool]
+) -> tuple[Work, ...]:
+    """A cell's sweep: each rate it runs, per scenario, the first one after a warm-up. `serves` says, per
+    (scenario, fast rate), whether this cell's capacity reaches it."""
+    work: list[Work] = []
+    for scenario in config.scenarios_of(cell, matrix):
+        chosen = rates.get(scenario)
+        if chosen is None:
+            continue
+        mine = chosen.common + [r for r in chosen.fast if serves.get((scenario, r), False)]
+        work += [
+            Work(scenario, r, 1, SWEEP_WARMUP if i == 0 else 0.0, config.sweep_seconds) for i, r in enumerate(mine)
+        ]
+    return tuple(work)
+
+
+def sweep_visits(
+    config: RunConfig,
+    matrix: Matrix,
+    run_id: str,
+    rates: dict[str, Rates],
+    serves: dict[str, dict[tuple[str, float], bool]],
+) -> list[Visit]:
+    """The sweep: every cell once, in an order of its own (`serves`: cell key -> what its capacity reaches)."""
+    visits = [
+        Visit(cell, "sweep", sweep_work(config, matrix, cell, rates, serves.get(cell.key, {})))
+        for cell in round_order(run_id, 0, config.cells)
+    ]
+    return [v for v in visits if v.work]

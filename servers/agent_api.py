@@ -1,0 +1,61 @@
+"""The records of the target agent's HTTP API (servers/agent.py serves them, servers/remote.py sends and reads them),
+each as JSON: the wire format alone."""
+
+from __future__ import annotations
+
+from core.model import Record
+from servers.target import StartupReport
+
+
+class Health(Record):
+    ok: bool
+    cpus: list[int]
+    running: str | None  # the running cell's key
+    matrix: str  # the digest of the agent's matrix: the runner's must be the same
+
+
+class Start(Record):
+    cell: str  # a cell key of the agent's matrix
+    port: int
+    matrix: str  # the digest of the runner's matrix
+
+
+class Started(Record):
+    report: StartupReport
+    pid: int
+
+
+class Status(Record):
+    running: str | None
+    alive: bool
+    exit_code: int | None
+
+
+class Stop(Record):
+    timeout: float = 20.0
+
+
+class Stopped(Record):
+    exit_code: int | None
+    log_tail: str
+
+
+class LogTail(Record):
+    log_tail: str
+
+
+class Window(Record):
+    start: float
+    end: float
+
+
+class Empty(Record):
+    pass
+
+
+class Refusal(Record):
+    """What the agent answers instead: 400 bad input (the matrix's words), 404 no such request, 500 the server
+    failed (with its log's tail)."""
+
+    error: str
+    log_tail: str = ""
