@@ -219,10 +219,12 @@ def run_main(args: argparse.Namespace) -> int:
 def outcome(root: Path, code: int, args: argparse.Namespace) -> list[str]:
     """What the run's last lines say: the headline and the results, or how to resume."""
     from lab import findings
+    from lab.analysis import analyze
     from lab.bundle import load_bundle
+    from servers.matrix import load
 
     bundle = load_bundle(root)
-    lines = [f"{PREFIX} {line}" for line in findings.headline(bundle)]
+    lines = [f"{PREFIX} {line}" for line in findings.headline(analyze(bundle, load()))]
     resume = (
         f"RESUME={bundle.run_id} docker compose up"
         if args.server_agent

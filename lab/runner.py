@@ -611,12 +611,15 @@ class Runner:
         return statistics.median(self.overheads) if self.overheads else 1.0
 
     def write_outputs(self, charts: bool = True) -> bool:
-        """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""
+        """summary.csv, charts, report.html and summary.md, from the bundle's one analysis as it is on disk."""
         from lab import charts as drawing
-        from lab import report, results
+        from lab import report
+        from lab.analysis import analyze
+        from servers.matrix import load
 
         result = bundle.load_bundle(self.root)
-        results.write_summary_csv(result)
+        analysis = analyze(result, load())
+        report.write_summary_csv(analysis)
         if not charts:
             self.line(f"summary.csv written; charts and report: python -m lab plot {self.root}")
             return True
@@ -624,12 +627,12 @@ class Runner:
             self.line("no measured results, so no charts")
             return True
         try:
-            data, files = drawing.render(result)
-            pages = report.write(result, data, files)
+            drawn = drawing.render(analysis)
+            pages = report.write(analysis, drawn)
         except Exception as exc:  # a chart bug must not lose the run: the bundle is already on disk
             self.line(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m lab plot {self.root}")
             return False
-        self.line(f"{len(files)} chart files, {pages[0]} and {pages[1]}")
+        self.line(f"{sum(len(c.files) for c in drawn)} chart files, {pages[0]} and {pages[1]}")
         return True
 
     def run_calibration(self) -> None:
