@@ -77,3 +77,18 @@ def test_readme_images_exist() -> None:
         assert not link.startswith(("http://", "https://")), link
         assert (ROOT / link).is_file(), f"README image {link} does not exist"
 
+
+def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) -> None:
+    from lab.bundle import BundleError
+    from lab.reference import publish
+    from tests.synthetic import make_bundle
+
+    run = make_bundle(tmp_path / "run", {("granian-uvloop-hyper-w1-raw", "plaintext", 0): [20_000, 21_000, 22_000]})
+    assert charts.main(run) == 0
+    (run / "logs").mkdir()
+    (run / "logs" / "server.log").write_text("not for committing\n")
+    target = publish(run, "synthetic", tmp_path / "reference")
+    assert (target / "charts" / "throughput-plaintext.svg").is_file() and not (target / "logs").exists()
+    (run / "charts" / "throughput-plaintext.svg").unlink()  # the report still names it
+    with pytest.raises(BundleError, match=r"names charts/throughput-plaintext\.svg"):
+        publish(run, "synthetic", tmp_path / "reference")
