@@ -155,7 +155,7 @@ def layout(fig: plt.Figure, top: float, left: float = 0.06, bottom: float = 0.1,
     fig.subplots_adjust(left=left, right=0.99, bottom=bottom, top=top, wspace=wspace, hspace=hspace)
 
 
-kilo_ticks = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0")
+KILO_TICKS = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0")
 
 
 def log_axis(axis: matplotlib.axis.Axis) -> None:
@@ -209,7 +209,7 @@ def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Char
         ax.set_yticks(range(len(bars)), [b.stack for b in bars], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, top * 1.28)
-        ax.xaxis.set_major_formatter(kilo_ticks)
+        ax.xaxis.set_major_formatter(KILO_TICKS)
         ax.grid(axis="x", alpha=0.3)
         if ceiling and ceiling.ceiling_rps <= top * 1.28:
             ax.axvline(ceiling.ceiling_rps, color="#d62728", linestyle="--", linewidth=1)

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import sys
+import textwrap
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
@@ -31,7 +32,7 @@ from core.host import atomic_write
 from lab import findings
 from lab.analysis import Analysis, analyze, app_title
 from lab.bundle import BundleError, CellInfo, load_bundle
-from lab.charts import DPI, Style
+from lab.charts import DPI, KILO_TICKS, Style
 from lab.report import key_packages
 from servers.matrix import Matrix, load
 
@@ -306,7 +307,7 @@ def draw(result: Compared, scenario: str, out: Path) -> list[Path]:
     ax.set_yticks(ys, [r.label for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(left=0)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+    ax.xaxis.set_major_formatter(KILO_TICKS)
     ax.set_xlabel("requests/s (median as measured)", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     logs = [abs(math.log(v)) for r in rows for v in (r.rps_ratio, r.rps_ratio_normalized) if v]
@@ -326,11 +327,12 @@ def draw(result: Compared, scenario: str, out: Path) -> list[Path]:
         handles.append(Line2D([], [], marker="D", linestyle="", color="#555555",
                               label=f"B/A ÷ the CPUs' speed ratio ({result.speed_ratio:g})"))  # fmt: skip
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.045))  # fmt: skip
+               bbox_to_anchor=(0.5, 0.075))  # fmt: skip
     tau, n = result.ranks[scenario]
     fig.suptitle(f"{scenario}: run B against run A, cell by cell (Kendall's tau {tau} over {n} cells)", fontsize=11)
-    fig.text(0.01, 0.005, f"A = {result.a[:170]}\nB = {result.b[:170]}", fontsize=6, color="#555555", va="bottom")
-    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
+    runs = "\n".join(textwrap.wrap(f"A = {result.a}", 250) + textwrap.wrap(f"B = {result.b}", 250))
+    fig.text(0.01, 0.005, runs, fontsize=6, color="#555555", va="bottom")
+    fig.tight_layout(rect=(0, 0.13, 1, 0.97))
     files = []
     for suffix in ("png", "svg"):
         fig.savefig(out / f"compare-{scenario}.{suffix}", dpi=DPI)

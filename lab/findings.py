@@ -71,8 +71,9 @@ def plus_minus(level: float, interval: tuple[float, float] | None) -> str:
 def p99_text(us: int | None, interval: tuple[int, int] | None, unit: bool = True) -> str:
     if us is None:
         return ""
-    text = f"{us / 1000:.2f}" + (" ms" if unit else "")
-    return text + (f" ({interval[0] / 1000:.2f}–{interval[1] / 1000:.2f})" if interval else "")
+    if not unit:
+        return f"{us / 1000:.2f}" + (f" ({interval[0] / 1000:.2f}–{interval[1] / 1000:.2f})" if interval else "")
+    return f"{us / 1000:.2f} ms" + (f" (95% CI {interval[0] / 1000:.2f}–{interval[1] / 1000:.2f})" if interval else "")
 
 
 def names(keys: list[str], a: Analysis, scenario: str) -> str:
@@ -85,7 +86,7 @@ def names(keys: list[str], a: Analysis, scenario: str) -> str:
     said = []
     for members in groups.values():
         figs = [a.point(k, scenario) for k in members]
-        limited = any(f and f.shown_limit in ("client", "unclear") for f in figs)  # `shared`: one warning says it
+        limited = next((f.shown_limit for f in figs if f and f.shown_limit in ("client", "unclear")), None)
         if len(members) == 1 and figs[0]:
             text = figs[0].stack
         else:
@@ -94,7 +95,7 @@ def names(keys: list[str], a: Analysis, scenario: str) -> str:
             rest = first.stack.split(" · ")[2:]  # the HTTP implementation and workers, when the name has them
             loops = " or ".join(f.cell.loop for f in figs if f)
             text = " · ".join([first.cell.server, *rest]) + f" ({loops})"
-        said.append(text + (" (client-limited)" if limited else ""))
+        said.append(text + (f" ({limited}-limited)" if limited else ""))  # `shared`: one warning says it
     return " ≈ ".join(said)
 
 
@@ -215,12 +216,12 @@ def leaders_text(lead: Leaders, a: Analysis) -> str:
 
     first = a.point(lead.p99_tied[0], lead.scenario, lead.rate)
     if lead.lowest_p99 and first:
-        p99 = f"lowest p99 {a.label(lead.lowest_p99)} ({p99_text(first.p99_us, first.p99_interval)})"
+        p99 = f"lowest p99 {a.label(lead.lowest_p99)}, {p99_text(first.p99_us, first.p99_interval)}"
     else:
         p99 = f"lowest p99 indistinguishable at this noise among {named(lead.p99_tied)}"
     cheap = a.point(lead.cost_tied[0], lead.scenario, lead.rate) if lead.cost_tied else None
     if lead.cheapest and cheap:
-        cost = f"cheapest {a.label(lead.cheapest)} ({cheap.server_us:.0f} µs of its processes' CPU per request)"
+        cost = f"cheapest {a.label(lead.cheapest)}, {cheap.server_us:.0f} µs of its processes' CPU per request"
     elif lead.cost_tied:
         cost = f"cheapest indistinguishable among {named(lead.cost_tied)}"
     else:
