@@ -206,7 +206,8 @@ def change_title(changes: tuple[str, ...]) -> str:
 
 def leaders_text(lead: Leaders, a: Analysis) -> str:
     """At one rate: who has the lowest p99 and who is cheapest, where the lab can tell; else who is level."""
-    where = f"at {lead.rate:,.0f} requests/s ({lead.scenario}, {len(lead.served)} of {lead.offered_to} cells served it)"
+    cells = f"{len(lead.served)} of {lead.offered_to} cell{'s' if lead.offered_to != 1 else ''}"
+    where = f"at {lead.rate:,.0f} requests/s ({lead.scenario}, {cells} served it)"
     if len(lead.served) < 2:
         return f"{where}: one cell served it, nothing to compare"
 
@@ -249,13 +250,25 @@ def text_table(a: Analysis) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *body]]
 
 
+def fastest(a: Analysis) -> str:
+    """The fastest cell per scenario, with its interval and limit."""
+    tops = []
+    for scenario in a.scenarios:
+        top = max(a.closed(scenario), key=lambda f: f.level or 0.0)
+        interval = ci(top.interval)
+        tops.append(f"{scenario}: {top.label} {top.level or 0:,.0f} RPS ({interval}, {top.shown_limit}-limited)")
+    return "fastest — " + ("; ".join(tops) if tops else "nothing measured")
+
+
 def headline(a: Analysis) -> list[str]:
-    """What a run prints last: the bottom-line table (RPS ±95% interval, rank), one sentence per app and scenario,
-    the leaders at equal load, and how sure."""
+    """What a run prints last: the bottom-line table (RPS ±95% interval, rank) and one sentence per app and scenario,
+    then three lines: the fastest cell per scenario, the leaders at equal load, and how sure."""
     lines = [f"bottom line — RPS ±95% CI and rank (#1 = fastest; equal ranks: not told apart) of run {a.run_id}:"]
     lines += [f"  {line}" for line in text_table(a)] if a.rankings else ["  nothing measured"]
     lines += sentences(a)
-    lines += [f"equal load — {leaders_text(x, a)}" for x in at_common_rate(a)] or ["equal load — no sweep in this run"]
+    lines.append(fastest(a))
+    leading = [leaders_text(x, a) for x in at_common_rate(a)]
+    lines.append("equal load — " + ("; ".join(leading) if leading else "no sweep in this run"))
     significant = sum(s.comparison.significant for s in a.comparisons)
     weighty = sum(c.stakes == "conclusion" for c in a.caveats)
     lines.append(

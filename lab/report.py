@@ -259,7 +259,6 @@ def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
             )
             for i, p in enumerate(m.parts, start=1)
         ],
-        "headline": findings.headline(a),
     }
 
 

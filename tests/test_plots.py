@@ -145,6 +145,9 @@ def test_the_bottom_line_comes_first_in_the_report_the_summary_and_the_headline(
     )
     lines = findings.headline(a)
     assert lines[0].startswith("bottom line") and any("granian · uvloop" in line and "#1" in line for line in lines)
+    # the last three: tests/test_compose.py reads the fastest cell right above the line naming the results
+    assert lines[-3].startswith("fastest — plaintext: raw ASGI on granian · uvloop ") and "client-limited" in lines[-3]
+    assert lines[-2].startswith("equal load — at 500 requests/s") and lines[-1].startswith("4 of 4 comparisons differ")
     assert any(line.startswith("Starlette, plaintext: ") for line in lines)
 
 
