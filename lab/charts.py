@@ -33,6 +33,8 @@ from lab.findings import rank_text
 from servers.matrix import Cell, Matrix
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: smaller SVGs, written faster, still searchable
+matplotlib.rcParams["svg.hashsalt"] = "asgi-bench-lab"  # the same ids each time: a redrawn chart is the same file
+SVG_METADATA = {"Date": None}
 NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 HATCHES = {"client": "///", "unclear": "...", "shared": "xx"}
 LIMIT_LABELS = {
@@ -119,7 +121,7 @@ def save(fig: plt.Figure, a: Analysis, out: Path, name: str) -> tuple[Path, ...]
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     image = Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     image.save(paths[0], optimize=True)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata=SVG_METADATA)
     plt.close(fig)
     return paths
 

@@ -32,7 +32,7 @@ from core.host import atomic_write
 from lab import findings
 from lab.analysis import Analysis, analyze, app_title
 from lab.bundle import BundleError, CellInfo, load_bundle
-from lab.charts import DPI, KILO_TICKS, Style
+from lab.charts import DPI, KILO_TICKS, SVG_METADATA, Style
 from lab.report import key_packages
 from servers.matrix import Matrix, load
 
@@ -334,9 +334,9 @@ def draw(result: Compared, scenario: str, out: Path) -> list[Path]:
     fig.text(0.01, 0.005, runs, fontsize=6, color="#555555", va="bottom")
     fig.tight_layout(rect=(0, 0.13, 1, 0.97))
     files = []
-    for suffix in ("png", "svg"):
-        fig.savefig(out / f"compare-{scenario}.{suffix}", dpi=DPI)
-        files.append(out / f"compare-{scenario}.{suffix}")
+    fig.savefig(out / f"compare-{scenario}.png", dpi=DPI)
+    fig.savefig(out / f"compare-{scenario}.svg", metadata=SVG_METADATA)
+    files += [out / f"compare-{scenario}.png", out / f"compare-{scenario}.svg"]
     plt.close(fig)
     return files
 
