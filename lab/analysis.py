@@ -563,7 +563,9 @@ def caveats(
 def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
     """The bundle's one analysis (see the module's docstring)."""
     found = points(bundle, matrix)
-    noises = noise(found)
+    fitted = noise(found)
+    order = [*matrix.scenarios, *sorted(set(fitted) - set(matrix.scenarios))]
+    noises = {s: fitted[s] for s in order if s in fitted}  # matrix order: the pages are the same file each time
     shared = tuple(sorted(set(bundle.manifest.config.server_cpus) & set(bundle.manifest.config.load_cpus)))
     server_cpus = len(bundle.manifest.config.server_cpus)
     figs = [figures(p, found, noises, server_cpus, bool(shared), matrix) for p in found]
