@@ -45,9 +45,11 @@ def test_reference_bundle_validates(plotted: tuple[Path, Path]) -> None:
 
 
 def test_todays_analysis_gives_the_committed_summary(plotted: tuple[Path, Path]) -> None:
-    """The measurements are the bundle's; the committed summary.csv is what today's analysis makes of them."""
+    """The measurements are the bundle's; the committed summary.csv and summary.md are what today's analysis makes of
+    them (report.html too, but its PNGs are the fonts' of the machine that drew them)."""
     root, copy = plotted
-    assert (copy / "summary.csv").read_text() == (root / "summary.csv").read_text()
+    for name in ("summary.csv", "summary.md"):
+        assert (copy / name).read_text() == (root / name).read_text(), name
 
 
 def test_every_file_a_committed_report_names_exists(plotted: tuple[Path, Path]) -> None:
