@@ -112,15 +112,16 @@ def nines(percentile: float) -> float:
 
 def save(fig: plt.Figure, a: Analysis, out: Path, name: str) -> tuple[Path, ...]:
     """The run's caption under the figure, then PNG and SVG. The PNG is drawn once on the canvas and kept in 256
-    colours (they hold every line and bar here; a fast octree palette: a third of the time of a median cut, and
-    smaller files, so reports and bundles stay small)."""
+    colours, which hold every line and bar here: a third of the bytes, so reports and bundles stay small. A fast
+    octree palette and zlib's default level: under cProfile, a default bundle's 13 median cuts took 1.08 s (octree
+    0.12 s) and encoding them with `optimize` 0.69 s, for a tenth fewer bytes."""
     fig.text(0.01, 0.005, caption(a), fontsize=6.5, color="#555555", ha="left", va="bottom")
     paths = (out / f"{name}.png", out / f"{name}.svg")
     fig.set_dpi(DPI)
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     image = Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    image.save(paths[0], optimize=True)
+    image.save(paths[0])
     fig.savefig(paths[1], metadata=SVG_METADATA)
     plt.close(fig)
     return paths
