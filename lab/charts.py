@@ -416,14 +416,12 @@ def draw_resources(a: Analysis, style: Style, out: Path) -> Chart:
         if f.startup_s is not None:
             startups.setdefault(f.cell.server, []).append(f.startup_s)
     servers = list(startups)
-    start.barh(servers, [statistics.median(v) for v in startups.values()], color="#7f7f7f")
-    start.invert_yaxis()
-    start.yaxis.tick_right()
-    start.set_xlabel("startup to first correct\nanswer, s (median per server)", fontsize=8)
+    start.bar(servers, [statistics.median(v) for v in startups.values()], color="#7f7f7f")
+    start.set_title("startup to first correct\nanswer, s (median)", fontsize=8)
     start.tick_params(labelsize=8)
-    start.grid(axis="x", alpha=0.3)
+    start.grid(axis="y", alpha=0.3)
     fig.suptitle("Server cost and resources during load, and startup time", fontsize=11)
-    layout(fig, 0.92, left=0.17, bottom=0.14, wspace=0.08)
+    layout(fig, 0.92, left=0.17, bottom=0.14, wspace=0.14)
     return Chart("resources", "Server CPU per request, cores busy, peak RSS per cell; startup per server",
                  save(fig, a, out, "resources"))  # fmt: skip
 
