@@ -27,6 +27,7 @@ from core.errors import LabError, ServiceLostError, say
 from core.host import LOOPBACK, check_port_free, format_cpus, machine_cpus
 from core.settings import settings
 from lab import config as options
+from lab.analysis import Analysis
 from lab.bundle import Manifest, read_model
 from lab.config import RunConfig
 from lab.ledger import DEFAULT_RESULTS, check_writable, find_run, holding, new_run_dir
@@ -96,8 +97,9 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
         else:
             targets, loads = open_backends(config, matrix, run_dir / "logs")
         with holding(run_dir):
-            code = Runner(config, matrix, run_dir, targets, loads).run(manifest)
-        final = outcome(run_dir, code, args)
+            runner = Runner(config, matrix, run_dir, targets, loads)
+            code = runner.run(manifest)
+        final = outcome(run_dir, code, args, runner.analysis)
     except LabError as exc:
         final, code = [exc.line()], exc.exit_code
     finally:
@@ -115,28 +117,29 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
     return code
 
 
-def outcome(root: Path, code: int, args: argparse.Namespace) -> list[str]:
+def outcome(root: Path, code: int, args: argparse.Namespace, analysis: Analysis | None) -> list[str]:
     """What the run's last lines say: the headline and the results, or how to resume."""
     from lab import findings
+    from lab.analysis import analyze
     from lab.bundle import load_bundle
 
-    bundle = load_bundle(root)
-    lines = list(findings.headline(bundle))
+    analysis = analysis or analyze(load_bundle(root), load())
+    lines = list(findings.headline(analysis))
     resume = (
-        f"RESUME={bundle.run_id} docker compose up"
+        f"RESUME={analysis.run_id} docker compose up"
         if args.target_agent
-        else f"python -m lab run --resume {bundle.run_id}"
+        else f"python -m lab run --resume {analysis.run_id}"
     )
-    status = bundle.manifest.status
+    status = analysis.manifest.status
     host = settings().results_host  # in a container: where the results folder is on the host
     where = f"{host.rstrip('/')}/{root.name}" if host and root.parent == Path("/lab/results") else str(root)
     if status == "interrupted":
         lines.append(f"interrupted; results so far in {where}; continue with: {resume}")
     elif status == "stopped":
-        note = bundle.manifest.parts[-1].note
+        note = analysis.manifest.parts[-1].note
         lines.append(f"stopped ({note}); results so far in {where}; once it is back: {resume}")
     else:
-        failed = f"; {len(bundle.failures)} failure(s), see report.html" if bundle.failures else ""
+        failed = f"; {len(analysis.failures)} failure(s), see report.html" if analysis.failures else ""
         lines.append(f"results in {where} (report.html, summary.md){failed}; exit {code}")
     return lines
 

@@ -1,12 +1,13 @@
 """Compare two result bundles, e.g. the same preset on two machines or on two days: python -m lab compare A B
 
-What a reader needs to know when reproducing: for every conclusion A states (each comparison of lab/stats.py),
-whether B says the same (held), the opposite (flipped), or that the difference is inside B's noise (became
-indistinguishable); how well the two rank the cells (Kendall's tau, per scenario); and for every cell in both, the
-RPS ratio B/A, raw and normalized by how fast the two runs' server CPUs ran, so that a faster machine is not mistaken
-for a faster server: the mean of the speedometer's samples over every throughput window when both runs have them
-(lab/speedometer.py: thousands of samples, taken while measuring), else the speed index (the fixed CPU workload each
-run times on its server CPUs a few times). Writes compare.md, compare.csv and a chart per scenario.
+What a reader needs to know when reproducing, from the two runs' analyses (lab/analysis.py): for every conclusion A
+states (each comparison of lab/stats.py), whether B says the same (held), the opposite (flipped), or that the
+difference is inside B's noise (became indistinguishable); per app and scenario, which orders of the stacks held and
+which depend on the machine; how well the two rank the cells (Kendall's tau, per scenario); and for every cell in
+both, the RPS ratio B/A, raw and normalized by how fast the two runs' server CPUs ran, so that a faster machine is not
+mistaken for a faster server: the mean of the speedometer's samples over every throughput window when both runs have
+them (lab/speedometer.py: thousands of samples, taken while measuring), else the speed index (the fixed CPU workload
+each run times on its server CPUs a few times). Writes compare.md, compare.csv and a chart per scenario.
 """
 
 from __future__ import annotations
@@ -15,41 +16,46 @@ import csv
 import io
 import math
 import sys
-from dataclasses import dataclass
+import textwrap
+from dataclasses import asdict, dataclass
+from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from scipy import stats as scipy_stats
 
 from core.host import atomic_write
 from lab import findings
-from lab.bundle import Bundle, BundleError, load_bundle
+from lab.analysis import Analysis, analyze, app_title
+from lab.bundle import BundleError, load_bundle
+from lab.charts import DPI, KILO_TICKS, SVG_METADATA, Style
 from lab.report import key_packages
-from lab.results import Point, closed, noise, points, window_speed
+from servers.matrix import Cell, Matrix, load
 
 FIELDS = ["scenario", "key", "offered_rps", "rps_a", "rps_b", "rps_ratio", "rps_ratio_normalized", "p99_us_a",
-          "p99_us_b", "p99_ratio", "server_cpus_us_a", "server_cpus_us_b", "limit_a", "limit_b"]  # fmt: skip
+          "p99_us_b", "p99_ratio", "server_cpus_us_a", "server_cpus_us_b", "limit_a", "limit_b", "label"]  # fmt: skip
 
 
 def _ratio(b: float | None, a: float | None) -> float | None:
     return round(b / a, 3) if a and b is not None else None
 
 
-def fingerprint_line(bundle: Bundle, during: tuple[float, int] | None) -> str:
-    """The bundle's machine, CPU sets and speed (`during`: results.window_speed of its points)."""
-    m = bundle.manifest.machine
-    speed = bundle.manifest.speed
+def fingerprint_line(a: Analysis) -> str:
+    """The run's machine, CPU sets and speed (in its throughput windows, when the speedometer sampled them)."""
+    m = a.manifest.machine
+    speed = a.manifest.speed
     windows = ""
-    if during:
+    if a.window_speed:
+        during = a.window_speed
         windows = f", server CPU speed in its windows {during[0]:,.0f} inserts/CPU-s ({during[1]:,} samples)"
     return (
-        f"{bundle.run_id}: {m.cpu_model}, {m.logical_cpus} CPUs, {m.memory_bytes / 2**30:.0f} GiB, {m.os}, "
-        f"kernel {m.kernel}, Python {m.python}, server CPUs {bundle.manifest.config.server_cpus}, "
-        f"load CPUs {bundle.manifest.config.load_cpus}, machine {m.machine_id}"
+        f"{a.run_id}: {m.cpu_model}, {m.logical_cpus} CPUs, {m.memory_bytes / 2**30:.0f} GiB, {m.os}, "
+        f"kernel {m.kernel}, Python {m.python}, server CPUs {a.manifest.config.server_cpus}, "
+        f"load CPUs {a.manifest.config.load_cpus}, machine {m.machine_id}"
         + (
             f", speed index {speed.server_ops:,.0f} ops/s (median of {len(speed.server_samples)}: "
             f"{min(speed.server_samples):,.0f}–{max(speed.server_samples):,.0f})"
@@ -60,37 +66,92 @@ def fingerprint_line(bundle: Bundle, during: tuple[float, int] | None) -> str:
     )
 
 
-def speed_ratio(
-    a: Bundle, b: Bundle, wa: tuple[float, int] | None, wb: tuple[float, int] | None
-) -> tuple[float, str] | None:
-    """How much faster B's server CPUs ran than A's, and by which measure: during the throughput windows (`wa`, `wb`:
-    results.window_speed, the speedometer) when both runs have it, else the speed index."""
-    if wa and wb:
-        return wb[0] / wa[0], "server CPU speed in the throughput windows"
-    if a.manifest.speed and b.manifest.speed and a.manifest.speed.server_ops:
-        return b.manifest.speed.server_ops / a.manifest.speed.server_ops, "speed index"
+def speed_ratio(a: Analysis, b: Analysis) -> tuple[float, str] | None:
+    """How much faster B's server CPUs ran than A's, and by which measure: during the throughput windows (the
+    speedometer) when both runs have it, else the speed index."""
+    if a.window_speed and b.window_speed:
+        return b.window_speed[0] / a.window_speed[0], "server CPU speed in the throughput windows"
+    sa, sb = a.manifest.speed, b.manifest.speed
+    if sa and sb and sa.server_ops:
+        return sb.server_ops / sa.server_ops, "speed index"
     return None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A point in both runs (as measured: the medians of the repeats)."""
+
+    scenario: str
+    key: str
+    offered_rps: float | None
+    rps_a: float
+    rps_b: float
+    rps_ratio: float | None
+    rps_ratio_normalized: float | None
+    p99_us_a: int | None
+    p99_us_b: int | None
+    p99_ratio: float | None
+    server_cpus_us_a: float | None
+    server_cpus_us_b: float | None
+    limit_a: str
+    limit_b: str
+    label: str
+    cell: Cell
 
 
 @dataclass(frozen=True)
 class Conclusion:
     scenario: str
-    role: str
+    changes: tuple[str, ...]
     cells: tuple[str, str]
     said_a: str
     said_b: str
     status: str  # held, flipped, became indistinguishable, became significant, indistinguishable in both
 
 
-def conclusions(a: list[Point], b: list[Point]) -> list[Conclusion]:
-    """Each comparison stated in A or B, and what became of it in the other."""
-    in_b = {(c.scenario, c.a, c.b): c for c in findings.verdicts(b)}
-    noise_a, noise_b = noise(a), noise(b)
+@dataclass(frozen=True)
+class Order:
+    """One app and scenario: which pairs of stacks kept their order, and which swapped between the runs."""
+
+    scenario: str
+    app: str
+    title: str  # the app's, as reports name it
+    held: int  # pairs told apart the same way in both runs
+    pairs: int
+    flipped: tuple[tuple[str, str, float, float], ...]  # (x, y, level x/y in A, in B): one run told them apart
+
+    def sentence(self) -> str:
+        head = f"{self.title}, {self.scenario}: "
+        if not self.flipped:
+            return head + f"the same order in both runs ({self.held} of {self.pairs} pairs told apart in both)."
+        said = "; ".join(f"{x} vs {y}: A {ra:.2f}×, B {rb:.2f}×" for x, y, ra, rb in self.flipped)
+        return head + f"the order depends on the machine — {said} ({self.held} of {self.pairs} pairs held)."
+
+
+@dataclass(frozen=True)
+class Compared:
+    a: str  # fingerprint lines
+    b: str
+    speed_ratio: float | None
+    speed_measure: str | None
+    rows: tuple[Row, ...]
+    conclusions: tuple[Conclusion, ...]
+    orders: tuple[Order, ...]
+    ranks: dict[str, tuple[float | None, int]]  # scenario -> (Kendall's tau, cells)
+    warnings: tuple[str, ...]
+    matrix: Matrix
+
+
+def conclusions(a: Analysis, b: Analysis) -> list[Conclusion]:
+    """Each comparison stated in A, and what became of it in B."""
+    in_b = {(s.comparison.scenario, s.comparison.a, s.comparison.b): s for s in b.comparisons}
     out = []
-    for ca in findings.verdicts(a):
-        cb = in_b.get((ca.scenario, ca.a, ca.b))
-        if cb is None:
+    for sa in a.comparisons:
+        ca = sa.comparison
+        sb = in_b.get((ca.scenario, ca.a, ca.b))
+        if sb is None:
             continue
+        cb = sb.comparison
         if ca.significant and cb.significant:
             status = "held" if ca.faster == cb.faster else "flipped"
         elif ca.significant:
@@ -101,53 +162,64 @@ def conclusions(a: list[Point], b: list[Point]) -> list[Conclusion]:
             status = "indistinguishable in both"
         out.append(
             Conclusion(
-                ca.scenario,
-                ca.role,
-                (ca.a, ca.b),
-                findings.verdict_text(ca, a, noise_a),
-                findings.verdict_text(cb, b, noise_b),
-                status,
+                ca.scenario, sa.changes, (ca.a, ca.b), findings.verdict_text(sa), findings.verdict_text(sb), status
             )
         )
     return out
 
 
-def rank_agreement(a: list[Point], b: list[Point], scenario: str) -> tuple[float | None, int]:
-    """Kendall's tau between the two bundles' medians of the cells both have (1 = the same order)."""
-    ma = {p.key: p.median for p in closed(a, scenario)}
-    mb = {p.key: p.median for p in closed(b, scenario)}
-    keys = sorted(ma.keys() & mb.keys())
-    if len(keys) < 2:
-        return None, len(keys)
-    tau = scipy_stats.kendalltau([ma[k] for k in keys], [mb[k] for k in keys]).statistic
-    return (round(float(tau), 3) if not math.isnan(tau) else None), len(keys)
+def orders(a: Analysis, b: Analysis) -> list[Order]:
+    """Per app and scenario in both: a pair flipped when its order by level reverses and a run told it apart."""
+    out = []
+    for ra in a.rankings:
+        rb = b.ranking(ra.scenario, ra.app)
+        if rb is None:
+            continue
+        in_a, in_b = {s.stack: s for s in ra.stacks}, {s.stack: s for s in rb.stacks}
+        both = [s.stack for s in ra.stacks if s.stack in in_b]
+        held, flipped, pairs = 0, [], 0
+        for x, y in combinations(both, 2):
+            pairs += 1
+            xa, ya, xb, yb = in_a[x], in_a[y], in_b[x], in_b[y]
+            told_a, told_b = xa.rank != ya.rank, xb.rank != yb.rank
+            same = (xa.level > ya.level) == (xb.level > yb.level)
+            if same and told_a and told_b:
+                held += 1
+            elif not same and (told_a or told_b):
+                flipped.append((x, y, xa.level / ya.level, xb.level / yb.level))
+        out.append(Order(ra.scenario, ra.app, app_title(ra.app, a.matrix), held, pairs, tuple(flipped)))
+    return out
 
 
-def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
-    pa, pb = points(a), points(b)
-    wa, wb = window_speed(pa), window_speed(pb)
-    by_b = {(p.key, p.scenario, p.offered): p for p in pb if p.repeats}
-    measured = speed_ratio(a, b, wa, wb)
+def rank_agreement(rows: list[Row], scenario: str) -> tuple[float | None, int]:
+    """Kendall's tau between the two runs' medians of the cells both have (1 = the same order)."""
+    mine = [r for r in rows if r.scenario == scenario and not r.offered_rps]
+    if len(mine) < 2:
+        return None, len(mine)
+    tau = scipy_stats.kendalltau([r.rps_a for r in mine], [r.rps_b for r in mine]).statistic
+    return (round(float(tau), 3) if not math.isnan(tau) else None), len(mine)
+
+
+def compare(a: Analysis, b: Analysis) -> Compared:
+    measured = speed_ratio(a, b)
     speed = measured[0] if measured else None
+    by_b = {(p.key, p.scenario, p.offered): p for p in b.points if p.ok}
     rows = []
-    for p in pa:
+    for p in a.points:
         q = by_b.get((p.key, p.scenario, p.offered))
-        if q is None or not p.repeats:
+        if q is None or not p.ok:
             continue
         ratio = _ratio(q.median, p.median)
         rows.append(
-            {
-                "scenario": p.scenario, "key": p.key, "offered_rps": p.offered or None, "rps_a": p.median,
-                "rps_b": q.median, "rps_ratio": ratio,
-                "rps_ratio_normalized": round(ratio / speed, 3) if ratio is not None and speed else None,
-                "p99_us_a": p.latency.percentiles_us.get("p99"), "p99_us_b": q.latency.percentiles_us.get("p99"),
-                "p99_ratio": _ratio(q.latency.percentiles_us.get("p99"), p.latency.percentiles_us.get("p99")),
-                "server_cpus_us_a": p.server_cpus_us, "server_cpus_us_b": q.server_cpus_us,
-                "limit_a": p.cpu_limit, "limit_b": q.cpu_limit,
-            }
+            Row(
+                p.scenario, p.key, p.offered or None, p.median, q.median, ratio,
+                round(ratio / speed, 3) if ratio is not None and speed else None, p.p99_us, q.p99_us,
+                _ratio(q.p99_us, p.p99_us), p.server_cpus_us, q.server_cpus_us, p.shown_limit, q.shown_limit, p.label,
+                p.cell,
+            )
         )  # fmt: skip
     warnings = []
-    keys_a = {(p.key, p.scenario, p.offered) for p in pa if p.repeats}
+    keys_a = {(p.key, p.scenario, p.offered) for p in a.points if p.ok}
     for label, only in (("A", keys_a - by_b.keys()), ("B", by_b.keys() - keys_a)):
         for key, scenario, _ in sorted(k for k in only if not k[2]):
             warnings.append(f"only in {label}: {key} {scenario}")
@@ -162,90 +234,110 @@ def compare(a: Bundle, b: Bundle) -> dict[str, Any]:
                 + (", ".join(f"{r:g}" for r in shared) if shared else "no common rate")
             )
     va, vb = a.manifest.versions, b.manifest.versions
-    for package in (*key_packages(), "python"):
+    for package in (*key_packages(a.matrix), "python"):
         left = a.manifest.machine.python if package == "python" else va.get(package)
         right = b.manifest.machine.python if package == "python" else vb.get(package)
         if left != right:
             warnings.append(f"version differs: {package} {left} (A) vs {right} (B)")
-    scenarios = sorted({r["scenario"] for r in rows if not r["offered_rps"]})
-    return {
-        "a": fingerprint_line(a, wa),
-        "b": fingerprint_line(b, wb),
-        "speed_ratio": round(speed, 3) if speed else None,
-        "speed_measure": measured[1] if measured else None,
-        "rows": rows,
-        "conclusions": conclusions(pa, pb),
-        "ranks": {s: rank_agreement(pa, pb, s) for s in scenarios},
-        "warnings": warnings,
-    }
+    scenarios = [s for s in a.matrix.scenarios if any(r.scenario == s and not r.offered_rps for r in rows)]
+    return Compared(
+        fingerprint_line(a), fingerprint_line(b), round(speed, 3) if speed else None,
+        measured[1] if measured else None, tuple(rows), tuple(conclusions(a, b)), tuple(orders(a, b)),
+        {s: rank_agreement(rows, s) for s in scenarios}, tuple(warnings), a.matrix,
+    )  # fmt: skip
 
 
-def write(result: dict[str, Any], out: Path) -> list[Path]:
+def write(result: Compared, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    files = []
     table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=FIELDS)
+    writer = csv.DictWriter(table, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(result["rows"])
+    writer.writerows(asdict(r) for r in result.rows)
     atomic_write(out / "compare.csv", table.getvalue())
-    files.append(out / "compare.csv")
-    said: list[Conclusion] = result["conclusions"]
+    files = [out / "compare.csv"]
+    said = result.conclusions
     counts = {s: sum(c.status == s for c in said) for s in dict.fromkeys(c.status for c in said)}
-    md = ["# Comparison", "", f"- A: {result['a']}", f"- B: {result['b']}"]
-    if result["speed_ratio"]:
-        md.append(f"- speed B/A ({result['speed_measure']}): {result['speed_ratio']}")
+    md = ["# Comparison", "", f"- A: {result.a}", f"- B: {result.b}"]
+    if result.speed_ratio:
+        md.append(f"- speed B/A ({result.speed_measure}): {result.speed_ratio}")
+    md += ["", "## The bottom line in both runs", ""]
+    md += [f"- {o.sentence()}" for o in result.orders] or ["No app and scenario in both."]
     md += ["", "## Conclusions", ""]
     md += [
         f"Of {len(said)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "." if said else "None."
     ]
-    md += ["", "| scenario | kind | A says | B says | |", "|---|---|---|---|---|"]
-    md += [f"| {c.scenario} | {c.role} | {c.said_a} | {c.said_b} | {c.status} |" for c in said]
+    md += ["", "| scenario | what changes | A says | B says | |", "|---|---|---|---|---|"]
+    md += [f"| {c.scenario} | {' + '.join(c.changes)} | {c.said_a} | {c.said_b} | {c.status} |" for c in said]
     md += ["", "## Rank agreement of the cells (Kendall's tau; 1 = the same order)", ""]
-    for scenario, (tau, n) in result["ranks"].items():
+    for scenario, (tau, n) in result.ranks.items():
         md.append(f"- {scenario}: tau {tau if tau is not None else 'n/a'} over {n} cells")
-    md += ["", "## Warnings", ""] + ([f"- {w}" for w in result["warnings"]] or ["None."])
-    md += ["", "## Cells in both", "", "| scenario | cell | RPS A | RPS B | B/A | B/A ÷ speed | p99 µs A | p99 µs B "
-           "| limit A | limit B |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
-    for r in result["rows"]:
-        offered = f" @{r['offered_rps']:g}" if r["offered_rps"] else ""
+    md += ["", "## Warnings", ""] + ([f"- {w}" for w in result.warnings] or ["None."])
+    header = "| scenario | cell | RPS A | RPS B | B/A | B/A ÷ speed | p99 µs A | p99 µs B | limit A | limit B |"
+    md += ["", "## Cells in both (medians as measured)", "", header, "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in result.rows:
+        offered = f" @{r.offered_rps:g}" if r.offered_rps else ""
         md.append(
-            f"| {r['scenario']}{offered} | {r['key']} | {r['rps_a']:,.0f} | {r['rps_b']:,.0f} | {r['rps_ratio']} "
-            f"| {r['rps_ratio_normalized']} | {r['p99_us_a']} | {r['p99_us_b']} | {r['limit_a']} | {r['limit_b']} |"
+            f"| {r.scenario}{offered} | {r.label} | {r.rps_a:,.0f} | {r.rps_b:,.0f} | {r.rps_ratio} "
+            f"| {r.rps_ratio_normalized} | {r.p99_us_a} | {r.p99_us_b} | {r.limit_a} | {r.limit_b} |"
         )
     atomic_write(out / "compare.md", "\n".join(md) + "\n")
     files.append(out / "compare.md")
-    for scenario in result["ranks"]:
+    for scenario in result.ranks:
         files += draw(result, scenario, out)
     return files
 
 
-def draw(result: dict[str, Any], scenario: str, out: Path) -> list[Path]:
-    rows = [r for r in result["rows"] if r["scenario"] == scenario and not r["offered_rps"]]
-    fig, (ax, ratio) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
-    ys = range(len(rows))
-    ax.barh([y - 0.2 for y in ys], [r["rps_a"] for r in rows], 0.4, label="A", color="#4c72b0")
-    ax.barh([y + 0.2 for y in ys], [r["rps_b"] for r in rows], 0.4, label="B", color="#dd8452")
-    ax.set_yticks(list(ys), [r["key"] for r in rows], fontsize=7)
+def draw(result: Compared, scenario: str, out: Path) -> list[Path]:
+    """Per cell: RPS in A (filled) and B (open) in the stack's colour, and B/A on a log axis centred on 1."""
+    rows = [r for r in result.rows if r.scenario == scenario and not r.offered_rps]
+    style = Style.of(result.matrix)
+    apps = list(result.matrix.apps)
+    rows.sort(key=lambda r: (apps.index(r.cell.app) if r.cell.app in apps else 99, -r.rps_a))
+    fig, (ax, ratio) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.27 * len(rows) + 2.2)), sharey=True,
+                                    gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    ys = list(range(len(rows)))
+    for y, r in zip(ys, rows, strict=True):
+        c = style.colour(r.cell)
+        ax.plot([r.rps_a, r.rps_b], [y, y], color=c, linewidth=1, alpha=0.6)
+        ax.plot(r.rps_a, y, "o", color=c, markersize=6)
+        ax.plot(r.rps_b, y, "o", markerfacecolor="white", markeredgecolor=c, markersize=6, markeredgewidth=1.5)
+        if r.rps_ratio:
+            ratio.barh(y, math.log(r.rps_ratio), left=0, color="#c8c8c8", height=0.6)
+        if r.rps_ratio_normalized:
+            ratio.plot(math.log(r.rps_ratio_normalized), y, "D", color=c, markersize=5)
+    ax.set_yticks(ys, [r.label for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("requests/s (median)")
-    ax.legend()
-    ratio.barh(list(ys), [r["rps_ratio"] or 0 for r in rows], color="#8c8c8c", label="RPS B/A")
-    if result["speed_ratio"]:
-        ratio.plot([r["rps_ratio_normalized"] or 0 for r in rows], list(ys), "o", color="#c44e52",
-                   label="B/A ÷ speed B/A")  # fmt: skip
-    ratio.axvline(1, color="black", linewidth=0.8)
-    ratio.set_yticks(list(ys), [""] * len(rows))
-    ratio.invert_yaxis()
-    ratio.set_xlabel("ratio B / A")
-    ratio.legend(fontsize=8)
-    tau, n = result["ranks"][scenario]
-    fig.suptitle(f"{scenario}: Kendall's tau {tau} over {n} cells\nA = {result['a'][:100]}\nB = {result['b'][:100]}",
-                 fontsize=8)  # fmt: skip
-    fig.tight_layout()
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_formatter(KILO_TICKS)
+    ax.set_xlabel("requests/s (median as measured)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    logs = [abs(math.log(v)) for r in rows for v in (r.rps_ratio, r.rps_ratio_normalized) if v]
+    span = max([*logs, math.log(1.1)]) * 1.15
+    ratio.set_xlim(-span, span)  # centred on 1: as far each way
+    ticks = [t for t in (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0) if abs(math.log(t)) <= span]
+    ratio.set_xticks([math.log(t) for t in ticks], [f"{t:g}" for t in ticks], fontsize=7.5)
+    ratio.axvline(0, color="black", linewidth=0.8)
+    ratio.set_xlabel("B / A (log scale, 1 = the same)", fontsize=8)
+    ratio.grid(axis="x", alpha=0.3)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color="#555555", label="A"),
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="#555555", label="B"),
+        matplotlib.patches.Patch(color="#c8c8c8", label="B/A as measured"),
+    ]
+    if result.speed_ratio:
+        handles.append(Line2D([], [], marker="D", linestyle="", color="#555555",
+                              label=f"B/A ÷ the CPUs' speed ratio ({result.speed_ratio:g})"))  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.075))  # fmt: skip
+    tau, n = result.ranks[scenario]
+    fig.suptitle(f"{scenario}: run B against run A, cell by cell (Kendall's tau {tau} over {n} cells)", fontsize=11)
+    runs = "\n".join(textwrap.wrap(f"A = {result.a}", 250) + textwrap.wrap(f"B = {result.b}", 250))
+    fig.text(0.01, 0.005, runs, fontsize=6, color="#555555", va="bottom")
+    fig.tight_layout(rect=(0, 0.13, 1, 0.97))
     files = []
-    for suffix in ("png", "svg"):
-        fig.savefig(out / f"compare-{scenario}.{suffix}", dpi=110)
-        files.append(out / f"compare-{scenario}.{suffix}")
+    fig.savefig(out / f"compare-{scenario}.png", dpi=DPI)
+    fig.savefig(out / f"compare-{scenario}.svg", metadata=SVG_METADATA)
+    files += [out / f"compare-{scenario}.png", out / f"compare-{scenario}.svg"]
     plt.close(fig)
     return files
 
@@ -253,14 +345,15 @@ def draw(result: dict[str, Any], scenario: str, out: Path) -> list[Path]:
 def main(path_a: Path, path_b: Path, out: Path | None = None) -> int:
     """python -m lab compare A B [--out DIR]"""
     try:
-        a, b = load_bundle(path_a), load_bundle(path_b)
+        bundle_a, bundle_b = load_bundle(path_a), load_bundle(path_b)
     except BundleError as exc:
         print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
         return 2
-    result = compare(a, b)
-    out = out or path_a.parent / f"compare-{a.run_id}-vs-{b.run_id}"
+    matrix = load()
+    result = compare(analyze(bundle_a, matrix), analyze(bundle_b, matrix))
+    out = out or path_a.parent / f"compare-{bundle_a.run_id}-vs-{bundle_b.run_id}"
     for path in write(result, out):
         print(path)
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

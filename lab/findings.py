@@ -1,126 +1,279 @@
-"""What a run says, in sentences a reader can act on: who leads at each common offered rate, a verdict for every
-comparison the lab states, and the three-line headline printed at the end of a run."""
+"""What a run says, in words, from its one analysis (lab/analysis.py): the bottom-line table, one sentence per app and
+scenario, a verdict for every comparison, the leaders at equal load, and the headline printed at the end of a run.
+The report (HTML and Markdown) and compare read these; none of them computes a figure.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from lab import stats
-from lab.bundle import Bundle
-from lab.results import Point, closed, comparisons, noise, points
+from lab.analysis import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, app_title, known
 
-ROLE_TITLES = {
-    "server": "Server vs server (same app and event loop)",
-    "app": "Raw ASGI vs Starlette vs FastAPI (same stack)",
-    "loop": "Event loop vs event loop (same server and app)",
-    "workers": "Worker count (same stack and app)",
+# What changes between a comparison's two cells -> its section's title (lab/stats.py: role treats the HTTP
+# implementation as going with the server and with the loop, so these pairs are what a run compares).
+CHANGE_TITLES = {
+    ("server",): "Server alone (same loop, HTTP implementation and app)",
+    ("server", "http"): "Server, each with its own HTTP implementation (same loop and app)",
+    ("app",): "Raw ASGI vs Starlette vs FastAPI (same stack)",
+    ("loop",): "Event loop alone (same server, HTTP implementation and app)",
+    ("loop", "http"): "Event loop and HTTP implementation together (same server and app)",
+    ("workers",): "Worker count (same stack and app)",
+}
+CHANGE_NOTES = {
+    ("loop", "http"): "Both change in each of these pairs (this run has no cells that change the loop alone here), so "
+    "a difference belongs to the pair, not to the loop.",
+    ("server", "http"): "A server and its HTTP implementation go together: granian parses HTTP in Rust, uvicorn here "
+    "with httptools or h11, hypercorn with h11.",
 }
 
+# The glossary on every report: a cell key's parts, and the words the report uses.
+GLOSSARY = (
+    ("cell", "one server × event loop × HTTP implementation × workers × app, e.g. `granian-uvloop-hyper-w1-fastapi` "
+     "(server-loop-http-wWorkers-app); a stack is a cell without its app, named `granian · uvloop`"),
+    ("server", "uvicorn, hypercorn or granian, each serving the same three apps"),
+    ("loop", "the asyncio event loop: asyncio's own, uvloop (libuv, C) or rloop (Rust)"),
+    ("HTTP implementation", "what parses HTTP/1.1: uvicorn offers h11 (pure Python) or httptools (C); hypercorn "
+     "uses h11; granian parses it in Rust (the hyper crate) with no choice, so its name leaves it out"),
+    ("workers", "server processes; ×2 in a name means two, none means one"),
+    ("app", "raw ASGI (by hand), Starlette, FastAPI: the same answers byte for byte"),
+    ("preset", "a named set of cells and settings in servers/matrix.toml (quick, default, full)"),
+    ("closed model", "a fixed number of connections, each sending its next request when the last is answered: "
+     "measures throughput (RPS), whose latency only restates it"),
+    ("open model", "requests sent on a Poisson schedule at an offered rate whatever the server does, latency counted "
+     "from each request's scheduled time: compares latency and cost at equal load"),
+    ("knee", "the first offered rate a cell could not serve (fewer than 95% of the scheduled requests answered)"),
+    ("limit", "server: its CPUs were the limit, as it should be; client: Locust was, so the figure is a floor (wrk's "
+     "is beside it); unclear: both near saturation; shared: the server and Locust took CPU from each other"),
+    ("rank", "1 + the number of stacks significantly faster (95%), from every pairwise comparison; stacks the lab "
+     "cannot tell apart share a rank"),
+    ("95% CI", "the interval from the run's pooled repeat noise, at the run's mean machine speed; for a p99, the "
+     "order statistics at binomial ranks of one window's latencies"),
+)  # fmt: skip
 
-def name(key: str, found: list[Point]) -> str:
-    """A cell's readable name: 'granian uvloop/hyper · raw'."""
-    point = next((p for p in found if p.key == key), None)
-    return f"{point.stack} · {point.cell.app}" if point else key
+
+def rank_text(rank: int | None) -> str:
+    return f"#{rank}" if rank else "no rank"
+
+
+def kilo(rps: float) -> str:
+    return f"{rps / 1000:.1f}k" if rps >= 1000 else f"{rps:.0f}"
+
+
+def ci(interval: tuple[float, float] | None) -> str:
+    return f"95% CI {interval[0]:,.0f}–{interval[1]:,.0f}" if interval else "no interval: too few repeats"
+
+
+def plus_minus(level: float, interval: tuple[float, float] | None) -> str:
+    """The interval as ± its half-width in % of the level ('±2%'), or '±?' without one."""
+    return f"±{100 * (interval[1] - interval[0]) / 2 / level:.0f}%" if interval and level else "±?"
+
+
+def p99_text(us: int | None, interval: tuple[int, int] | None, unit: bool = True) -> str:
+    if us is None:
+        return ""
+    if not unit:
+        return f"{us / 1000:.2f}" + (f" ({interval[0] / 1000:.2f}–{interval[1] / 1000:.2f})" if interval else "")
+    return f"{us / 1000:.2f} ms" + (f" (95% CI {interval[0] / 1000:.2f}–{interval[1] / 1000:.2f})" if interval else "")
+
+
+def names(keys: list[str], a: Analysis, scenario: str) -> str:
+    """Stacks joined by ≈, those that differ only in the loop merged: 'granian (uvloop or asyncio)'."""
+    groups: dict[tuple[str, str, int], list[str]] = {}
+    for key in keys:
+        f = a.point(key, scenario)
+        if f is not None:
+            groups.setdefault((f.cell.server, f.cell.http, f.cell.workers), []).append(key)
+    said = []
+    for members in groups.values():
+        figs = [a.point(k, scenario) for k in members]
+        limited = next((f.shown_limit for f in figs if f and f.shown_limit in ("client", "unclear")), None)
+        if len(members) == 1 and figs[0]:
+            text = figs[0].stack
+        else:
+            first = figs[0]
+            assert first is not None
+            rest = first.stack.split(" · ")[2:]  # the HTTP implementation and workers, when the name has them
+            loops = " or ".join(f.cell.loop for f in figs if f)
+            text = " · ".join([first.cell.server, *rest]) + f" ({loops})"
+        said.append(text + (f" ({limited}-limited)" if limited else ""))  # `shared`: one warning says it
+    return " ≈ ".join(said)
+
+
+def sentence(r: Ranking, a: Analysis) -> str:
+    """One app and scenario in plain words: who leads, by how much, and whether the order would hold elsewhere."""
+    head = f"{app_title(r.app, a.matrix)}, {r.scenario}: "
+    stacks = list(r.stacks)
+    if not stacks:
+        return head + "nothing measured."
+    if len(stacks) == 1:
+        return head + f"only {names([stacks[0].key], a, r.scenario)} was measured ({kilo(stacks[0].level)} RPS)."
+    # the leaders: every stack not told apart from the best, and each next one within a few percent of the one above
+    lead = 1
+    while lead < len(stacks) and (
+        stacks[lead].rank == 1 or 100 * stacks[lead].level >= (100 - FEW_PERCENT) * stacks[lead - 1].level
+    ):
+        lead += 1
+    top, rest = stacks[:lead], stacks[lead:]
+    if not known(a.noise.get(r.scenario)):
+        measured = ", ".join(f"{names([s.key], a, r.scenario)} {kilo(s.level)}" for s in stacks)
+        return head + f"no interval (too few repeats), so no order can be stated; as measured: {measured}."
+    if len(top) == 1:
+        second = rest[0]
+        ratio = top[0].level / second.level if second.level else float("inf")
+        text = f"{names([top[0].key], a, r.scenario)} fastest, {ratio:.2f}× the next"
+    else:
+        spread = 100 - top[-1].pct_of_best
+        text = f"{names([s.key for s in top], a, r.scenario)}, within {max(spread, 1):.0f}%"
+        told = any((s.rank or 1) > 1 for s in top)
+        text += (
+            ": the order among them depends on the machine"
+            if told
+            else " (indistinguishable at this noise; the order among them depends on the machine)"
+        )
+    if rest:
+        tiers: dict[int, list[Ranked]] = {}
+        for s in rest:
+            tiers.setdefault(s.rank or 0, []).append(s)
+        parts = [
+            f"{names([s.key for s in tier], a, r.scenario)} at {tier[0].pct_of_best:.0f}%" for tier in tiers.values()
+        ]
+        slowest = rest[-1]
+        ratio = stacks[0].level / slowest.level if slowest.level else 0.0
+        text += (
+            "; then "
+            + ", ".join(parts)
+            + " of the best"
+            + (f" (the best {ratio:.1f}× the slowest)" if ratio >= 2 else "")
+        )
+    return head + text + "."
+
+
+def sentences(a: Analysis) -> list[str]:
+    return [sentence(r, a) for r in a.rankings]
 
 
 @dataclass(frozen=True)
-class Leaders:
-    """At one offered rate of one scenario: the cell with the lowest p99 and the cheapest per answer."""
+class Compact:
+    """The bottom-line table: stacks as rows, app x scenario as columns, each cell a stack's ranked figure."""
 
-    scenario: str
-    rate: float
-    cells: int  # how many cells served this rate without shortfall
-    lowest_p99: tuple[str, int]
-    cheapest: tuple[str, float] | None  # by the server processes' own CPU per answer
+    columns: tuple[tuple[str, str], ...]  # (scenario, app)
+    rows: tuple[tuple[str, tuple[Ranked | None, ...]], ...]  # (stack, one entry per column)
 
-    def text(self, found: list[Point]) -> str:
-        p99 = f"lowest p99 is {name(self.lowest_p99[0], found)} ({self.lowest_p99[1] / 1000:.2f} ms)"
-        who, us = self.cheapest if self.cheapest else ("", 0.0)
-        cheap = f"; cheapest per request is {name(who, found)} ({us:.0f} µs of its processes' CPU)"
-        return f"at {self.rate:,.0f} requests/s ({self.scenario}, {self.cells} cells served it): {p99}" + (
-            cheap if self.cheapest else ""
+
+def compact(a: Analysis) -> Compact:
+    """Rows ordered by the stacks' mean share of the best over the columns: the fastest stack first."""
+    columns = tuple((r.scenario, r.app) for r in a.rankings)
+    rows = []
+    for stack in a.stacks:
+        entries = tuple(next((s for s in r.stacks if s.stack == stack), None) for r in a.rankings)
+        if any(entries):
+            rows.append((stack, entries))
+    rows.sort(key=lambda row: -sum(e.pct_of_best for e in row[1] if e) / sum(1 for e in row[1] if e))
+    return Compact(columns, tuple(rows))
+
+
+def verdict_text(s: Stated) -> str:
+    """The comparison in words: what stays the same first, then the faster side as a ratio, with its interval."""
+    c = s.comparison
+    a_label, b_label = s.a, s.b
+    if "app" in s.changes:
+        same = a_label.split(" on ", 1)[1]
+        a_part, b_part = a_label.split(" on ", 1)[0], b_label.split(" on ", 1)[0]
+    else:
+        same = a_label.split(" on ", 1)[0]
+        a_part, b_part = a_label.split(" on ", 1)[1], b_label.split(" on ", 1)[1]
+    head = f"{same}, {c.scenario}: "
+    if not s.measurable:
+        return head + f"{a_part} vs {b_part}: no interval, too few repeats"
+    if not c.significant:
+        said = (
+            f"{a_part} vs {b_part}: indistinguishable at this noise (ratio {c.ratio:.2f}×, 95% CI "
+            f"{c.low:.2f}–{c.high:.2f}×)"
         )
+    else:
+        fast, slow, ratio, low, high = a_part, b_part, c.ratio, c.low, c.high
+        if ratio < 1:
+            fast, slow, ratio, low, high = b_part, a_part, 1 / c.ratio, 1 / c.high, 1 / c.low
+        said = f"{fast} {ratio:.2f}× as fast as {slow} (95% CI {low:.2f}–{high:.2f}×)"
+    if s.limited:
+        said += f" — {' and '.join(s.limited)}: a floor (not server-limited)"
+    return head + said
 
 
-def leaders(found: list[Point]) -> list[Leaders]:
-    """For every offered rate of the sweep: among the cells that served it, who answered fastest and cheapest."""
-    out = []
-    rates = sorted({(p.scenario, p.offered) for p in found if p.offered})
-    for scenario, rate in rates:
-        served = [
-            p for p in found if p.scenario == scenario and p.offered == rate and p.repeats and not p.rate_shortfall
+def change_title(changes: tuple[str, ...]) -> str:
+    return CHANGE_TITLES.get(changes, " and ".join(changes) + " change together")
+
+
+def leaders_text(lead: Leaders, a: Analysis) -> str:
+    """At one rate: who has the lowest p99 and who is cheapest, where the lab can tell; else who is level."""
+    cells = f"{len(lead.served)} of {lead.offered_to} cell{'s' if lead.offered_to != 1 else ''}"
+    where = f"at {lead.rate:,.0f} requests/s ({lead.scenario}, {cells} served it)"
+    if len(lead.served) < 2:
+        return f"{where}: one cell served it, nothing to compare"
+
+    def named(keys: tuple[str, ...]) -> str:
+        shown = [a.label(k) for k in keys[:3]]
+        return ", ".join(shown) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    first = a.point(lead.p99_tied[0], lead.scenario, lead.rate)
+    if lead.lowest_p99 and first:
+        p99 = f"lowest p99 {a.label(lead.lowest_p99)}, {p99_text(first.p99_us, first.p99_interval)}"
+    else:
+        p99 = f"lowest p99 indistinguishable at this noise among {named(lead.p99_tied)}"
+    cheap = a.point(lead.cost_tied[0], lead.scenario, lead.rate) if lead.cost_tied else None
+    if lead.cheapest and cheap:
+        cost = f"cheapest {a.label(lead.cheapest)}, {cheap.server_us:.0f} µs of its processes' CPU per request"
+    elif lead.cost_tied:
+        cost = f"cheapest indistinguishable among {named(lead.cost_tied)}"
+    else:
+        cost = ""
+    return f"{where}: {p99}" + (f"; {cost}" if cost else "")
+
+
+def at_common_rate(a: Analysis) -> list[Leaders]:
+    """The leaders at each swept scenario's common rate (the highest every cell served)."""
+    return [x for x in a.leaders if a.common_rate.get(x.scenario) == x.rate]
+
+
+def text_table(a: Analysis) -> list[str]:
+    """The bottom-line table in fixed-width text: stacks as rows, app x scenario as columns, 'RPS ±CI rank'."""
+    table = compact(a)
+    header = ["stack", *(f"{app_title(app, a.matrix)} {scenario}" for scenario, app in table.columns)]
+    body = [
+        [
+            stack,
+            *(f"{kilo(e.level)} {plus_minus(e.level, e.interval)} {rank_text(e.rank)}" if e else "—" for e in entries),
         ]
-        with_p99 = [p for p in served if p.latency.percentiles_us.get("p99")]
-        if not with_p99:
-            continue
-        fastest = min(with_p99, key=lambda p: p.latency.percentiles_us["p99"])
-        costed = [p for p in served if p.server_us]  # the processes' own CPU: what the lab's sampling cannot touch
-        cheapest = min(costed, key=lambda p: p.server_us or math.inf) if costed else None
-        out.append(
-            Leaders(
-                scenario,
-                rate,
-                len(served),
-                (fastest.key, fastest.latency.percentiles_us["p99"]),
-                (cheapest.key, cheapest.server_us) if cheapest and cheapest.server_us else None,
-            )
-        )
-    return out
+        for stack, entries in table.rows
+    ]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *body]]
 
 
-def verdicts(found: list[Point]) -> list[stats.Comparison]:
-    """Every comparison the lab states, ordered by scenario, kind and size of the difference."""
-    order = list(ROLE_TITLES)
-    return sorted(comparisons(found), key=lambda c: (c.scenario, order.index(c.role), -abs(math.log(c.ratio))))
-
-
-def limit_of(key: str, scenario: str, found: list[Point], noises: dict[str, stats.Noise]) -> str:
-    point = next((p for p in closed(found, scenario) if p.key == key), None)
-    return point.verdict(noises.get(scenario))[0] if point else ""
-
-
-def verdict_text(c: stats.Comparison, found: list[Point], noises: dict[str, stats.Noise]) -> str:
-    """The comparison in words, with the cells' names, and which of them the client limited (`noises`: the run's,
-    lab/results.py: noise)."""
-    text = c.text().replace(c.a, name(c.a, found), 1).replace(c.b, name(c.b, found), 1)
-    limited = [k for k in (c.a, c.b) if limit_of(k, c.scenario, found, noises) == "client"]
-    if limited:
-        text += f" — but {', '.join(name(k, found) for k in limited)} was limited by the client, not the server"
-    return text
-
-
-def headline(bundle: Bundle) -> list[str]:
-    """Three lines: the fastest cell per scenario, the leaders at the highest rate all cells served, and how sure."""
-    found = points(bundle)
-    noises = noise(found)
-    lines = []
+def fastest(a: Analysis) -> str:
+    """The fastest cell per scenario, with its interval and limit."""
     tops = []
-    for scenario in dict.fromkeys(p.scenario for p in found if not p.offered):
-        mine = closed(found, scenario)
-        if mine:
-            top = max(mine, key=lambda p: p.level(noises[scenario]))
-            low, high = top.interval(noises[scenario])
-            tops.append(
-                f"{scenario}: {name(top.key, found)} {top.level(noises[scenario]):,.0f} RPS "
-                f"(95% CI {low:,.0f}-{high:,.0f}, {top.verdict(noises[scenario])[0]}-limited)"
-            )
-    lines.append("fastest — " + ("; ".join(tops) if tops else "nothing measured"))
-    found_leaders = leaders(found)
-    everyone = {}
-    for lead in found_leaders:
-        swept = len({p.key for p in found if p.scenario == lead.scenario and p.offered})
-        if lead.cells == swept:
-            everyone[lead.scenario] = lead  # the highest rate every cell served wins (rates ascend)
+    for scenario in a.scenarios:
+        top = max(a.closed(scenario), key=lambda f: f.level or 0.0)
+        interval = ci(top.interval)
+        tops.append(f"{scenario}: {top.label} {top.level or 0:,.0f} RPS ({interval}, {top.shown_limit}-limited)")
+    return "fastest — " + ("; ".join(tops) if tops else "nothing measured")
+
+
+def headline(a: Analysis) -> list[str]:
+    """What a run prints last: the bottom-line table (RPS ±95% interval, rank) and one sentence per app and scenario,
+    then three lines: the fastest cell per scenario, the leaders at equal load, and how sure."""
+    lines = [f"bottom line — RPS ±95% CI and rank (#1 = fastest; equal ranks: not told apart) of run {a.run_id}:"]
+    lines += [f"  {line}" for line in text_table(a)] if a.rankings else ["  nothing measured"]
+    lines += sentences(a)
+    lines.append(fastest(a))
+    leading = [leaders_text(x, a) for x in at_common_rate(a)]
+    lines.append("equal load — " + ("; ".join(leading) if leading else "no sweep in this run"))
+    significant = sum(s.comparison.significant for s in a.comparisons)
+    weighty = sum(c.stakes == "conclusion" for c in a.caveats)
     lines.append(
-        "equal load — "
-        + ("; ".join(lead.text(found) for lead in everyone.values()) if everyone else "no sweep in this run")
-    )
-    said = verdicts(found)
-    significant = sum(c.significant for c in said)
-    limited = sum(1 for p in closed(found) if p.verdict(noises.get(p.scenario))[0] == "client")
-    lines.append(
-        f"{significant} of {len(said)} comparisons differ at 95% confidence, the rest are indistinguishable at this "
-        f"noise; {limited} client-limited point(s), {len(bundle.failures)} failure(s); status {bundle.manifest.status}"
+        f"{significant} of {len(a.comparisons)} comparisons differ at 95% confidence; {weighty} warning(s) that can "
+        f"change a conclusion, {len(a.caveats) - weighty} other(s); {len(a.failures)} failure(s); status "
+        f"{a.manifest.status}"
     )
     return lines

@@ -1,12 +1,13 @@
 """Copy a run's bundle into results/reference/<machine-id>/<name>/ for committing: python -m lab reference RUN NAME
 
-Everything a reader needs (manifest, calibration, every repeat, failures, summary, PNG charts, report) and nothing
-they do not (the server and Locust logs; the SVG charts, which `python -m lab plot` redraws from the bundle).
-The bundle is validated before it is copied.
+Everything a reader needs (manifest, calibration, every repeat, failures, summary, the charts as PNG and SVG, the
+report) and nothing they do not (the server and Locust logs). The bundle is validated before it is copied, and the copy
+after, so that every file its report names is there.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -27,10 +28,15 @@ def publish(run_dir: Path, name: str, reference: Path = REFERENCE) -> Path:
     for item in KEEP:
         source = run_dir / item
         if source.is_dir():
-            shutil.copytree(source, target / item, ignore=shutil.ignore_patterns("*.svg"))
+            shutil.copytree(source, target / item)
         elif source.exists():
             shutil.copy2(source, target / item)
     load_bundle(target)  # still a valid bundle without its logs
+    report = target / "report.html"
+    named = set(re.findall(r"charts/[\w.-]+\.(?:png|svg)", report.read_text())) if report.exists() else set()
+    missing = sorted(n for n in named if not (target / n).is_file())
+    if missing:
+        raise BundleError(f"{report} names {', '.join(missing)}, not in the bundle: python -m lab plot {run_dir} first")
     return target
 
 

@@ -1,35 +1,40 @@
-"""report.html (self-contained: images inline, no network) and summary.md for a result bundle.
+"""A bundle's text outputs from its one analysis (lab/analysis.py): summary.csv, report.html (self-contained: images
+inline, no network) and summary.md, the last two rendered from the Jinja2 templates in lab/templates/.
 
-Both lead with what the run says (lab/findings.py): who leads at each common offered rate, then a verdict for every
-comparison with its 95% interval; then warnings, the charts, the full table, calibration, and the machine.
+Both pages open with the bottom line (lab/findings.py): one table of every stack x app x scenario with its RPS,
+interval and rank, and one sentence per app and scenario; then per app and scenario the ranked stacks, the warnings
+that can change a conclusion, a glossary, the charts, the leaders at equal load, every comparison, the full table,
+the calibration, how the run went, and the machine with every version.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import csv
+import io
 import json
 import math
-from collections import Counter
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
 from core.host import atomic_write
 from lab import findings
-from lab.bundle import Bundle
-from lab.results import noise, points, summarize
-from lab.stats import Noise
+from lab.analysis import Analysis, Figures, Stated, app_title
+from lab.charts import Chart, caption
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
-from servers.matrix import Matrix, load
+from servers.matrix import Matrix
 
-TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy")
+TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy", "numpy", "jinja2")
 
 
-def key_packages(matrix: Matrix | None = None) -> list[str]:
+def key_packages(matrix: Matrix) -> list[str]:
     """The packages a result depends on: every one the matrix names (servers, HTTP parsers, loops, apps), then the
     lab's own measuring and drawing tools."""
-    matrix = matrix or load()
     names = [
         p for s in matrix.servers.values() for p in (*s.packages, *(q for h in s.http_packages.values() for q in h))
     ]
@@ -38,94 +43,114 @@ def key_packages(matrix: Matrix | None = None) -> list[str]:
     return list(dict.fromkeys([*names, *TOOL_PACKAGES]))
 
 
+# --- summary.csv: one row per point, and one per failure -------------------------------------------------------------
+
+SUMMARY_FIELDS = [
+    "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
+    "repeats_failed", "rps_median", "rps_at_mean_speed", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit",
+    "referee_rps", "lab_vs_referee", "limit_reason", "referee_server_cpus_us_per_req", "p50_us", "p90_us", "p99_us",
+    "p99_9_us", "max_us", "send_late_p99_us", "errors", "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req",
+    "client_us_per_req", "projected_rps", "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu",
+    "unsteady", "disturbed",
+    # added after the columns above, which keep their meaning: the cell's one name, and the limit as the report
+    # states it (`shared` where the server and Locust shared CPUs), the p99's 95% interval at equal load
+    "label", "limit_shown", "p99_ci_low_us", "p99_ci_high_us",
+]  # fmt: skip
+
+
+def summary_row(f: Figures) -> dict[str, Any]:
+    base = {
+        "key": f.key, **f.cell.model_dump(), "scenario": f.scenario, "offered_rps": f.offered or None,
+        "repeats": f.repeats, "repeats_failed": f.failed, "label": f.label,
+    }  # fmt: skip
+    if not f.ok or f.latency is None:
+        return {**base, "status": "failed: every repeat"}
+    latency = f.latency.percentiles_us
+    interval = f.interval
+    return {
+        **base,
+        "status": "ok",
+        "rps_median": f.median,
+        "rps_at_mean_speed": f.level,
+        "rps_ci_low": round(interval[0], 1) if interval else None,
+        "rps_ci_high": round(interval[1], 1) if interval else None,
+        "rps_min": round(min(f.rps), 1),
+        "rps_max": round(max(f.rps), 1),
+        "limit": f.limit,
+        "referee_rps": f.referee_rps,
+        "lab_vs_referee": round(f.referee_ratio, 3) if f.referee_ratio is not None else None,
+        "limit_reason": f.limit_reason,
+        "referee_server_cpus_us_per_req": f.referee_server_cpus_us,
+        "p50_us": latency.get("p50"),
+        "p90_us": latency.get("p90"),
+        "p99_us": latency.get("p99"),
+        "p99_9_us": latency.get("p99.9"),
+        "max_us": f.latency.max_us,
+        "send_late_p99_us": f.late_p99_us,
+        "errors": f.errors,
+        "rate_shortfall": f.rate_shortfall if f.offered else None,
+        "server_us_per_req": f.server_us,
+        "server_cpus_us_per_req": f.server_cpus_us,
+        "client_us_per_req": f.client_us,
+        "projected_rps": f.projected_rps,
+        "server_cpu_cores": f.server_cpu_cores,
+        "server_rss_mb": f.server_rss_mb,
+        "startup_s": f.startup_s,
+        "busiest_load_cpu": f.busiest_load_cpu,
+        "unsteady": f.unsteady,
+        "disturbed": f.disturbed,
+        "limit_shown": f.shown_limit,
+        "p99_ci_low_us": f.p99_interval[0] if f.p99_interval else None,
+        "p99_ci_high_us": f.p99_interval[1] if f.p99_interval else None,
+    }
+
+
+def summary_rows(a: Analysis) -> list[dict[str, Any]]:
+    """One row per point (median RPS with its 95% interval and min/max, merged latency, verdict, cost), then one
+    per failure."""
+    rows = [summary_row(f) for f in a.points]
+    for f in a.failures:
+        rows.append({"key": f.key, **f.cell.model_dump(), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
+    return rows
+
+
+def write_summary_csv(a: Analysis) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, restval="")
+    writer.writeheader()
+    writer.writerows(summary_rows(a))
+    path = a.root / "summary.csv"
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
+# --- report.html and summary.md ----------------------------------------------------------------------------------
+
 TABLE_COLUMNS = [
-    ("scenario", "scenario"), ("key", "cell"), ("offered_rps", "offered RPS"), ("rps_median", "RPS (median)"),
+    ("scenario", "scenario"), ("label", "cell"), ("offered_rps", "offered RPS"), ("rps_median", "RPS (median)"),
     ("rps_at_mean_speed", "at mean speed"),
     ("rps_ci_low", "95% CI low"), ("rps_ci_high", "95% CI high"), ("rps_min", "min"), ("rps_max", "max"),
-    ("limit", "limit"), ("referee_rps", "wrk RPS"), ("lab_vs_referee", "Locust ÷ wrk"), ("p50_us", "p50 µs"),
+    ("limit_shown", "limit"), ("referee_rps", "wrk RPS"), ("lab_vs_referee", "Locust ÷ wrk"), ("p50_us", "p50 µs"),
     ("p99_us", "p99 µs"), ("p99_9_us", "p99.9 µs"), ("send_late_p99_us", "send late p99 µs"), ("errors", "errors"),
     ("server_cpus_us_per_req", "server CPU µs/req"), ("client_us_per_req", "client µs/req"),
     ("projected_rps", "projected capacity"), ("server_rss_mb", "RSS MiB"), ("startup_s", "startup s"),
     ("repeats", "repeats"), ("repeats_failed", "failed"), ("unsteady", "unsteady"), ("disturbed", "re-run"),
-    ("status", "status"),
+    ("status", "status"), ("key", "cell key"),
 ]  # fmt: skip
 
 
-def warnings(bundle: Bundle, rows: list[dict[str, Any]]) -> list[str]:
-    m = bundle.manifest
-    out = []
-    if m.status != "complete":
-        note = m.parts[-1].note if m.parts else None
-        out.append(f"The run is {m.status}{f' ({note})' if note else ''}: the results below are partial.")
-    for limit, meaning in (
-        ("client", "the load generator, not the server, was the limit (wrk's figure is beside each)"),
-        ("unclear", "both sides were near saturation, or the referee ran out of CPU: read them as approximate"),
-    ):
-        hit = [f"{r['key']} {r['scenario']}" for r in rows if r.get("limit") == limit and not r.get("offered_rps")]
-        if hit:
-            out.append(f"{len(hit)} result(s) {limit}-limited — {meaning}: {', '.join(hit)}.")
-    for f in bundle.failures:
-        out.append(f"FAILED {f.key} {f.scenario or ''} during {f.phase}: {f.error}")
-    for r in rows:
-        label = f"{r['key']} {r['scenario']}" + (f" at {r['offered_rps']:g} RPS" if r.get("offered_rps") else "")
-        if r.get("repeats_failed"):
-            out.append(f"{label}: {r['repeats_failed']} failed repeat(s), left out of every figure.")
-        if r.get("errors"):
-            out.append(f"{label}: {r['errors']} wrong or failed answers (not counted as RPS).")
-        if r.get("unsteady"):
-            out.append(f"{label}: {r['unsteady']} unsteady repeat(s) (a quarter-second below 80% of the median one).")
-    for s in m.skipped:
-        out.append(f"Skipped {s.key} {s.scenario}: {s.reason}")
-    shared = sorted(set(m.config.server_cpus) & set(m.config.load_cpus))
-    if shared:
-        out.append(
-            f"The server and the load generator shared CPUs {shared}: the client competed with the server, so every "
-            "figure here includes that contention."
-        )
-    if bundle.calibration is None:
-        out.append("No calibration in this run: the charts have no load-generator ceiling line.")
-    return out
-
-
-def _cell(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A table cell's text: thousands separated, small values as they are, booleans as 'yes'."""
     if value is None or value == "":
         return ""
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:g}"
-    return html.escape(str(value))
+    return str(value)
 
 
-SORT_SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0];
-  const dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
-  const key = tr => { const t = tr.children[col].dataset.v; const n = parseFloat(t); return isNaN(n) ? t : n; };
-  [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * dir).forEach(r => body.append(r));
-}));
-window.addEventListener('load', () => {
-  const imgs = [...document.images];
-  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.imagesTotal = imgs.length;
-  document.body.dataset.tableRows = document.querySelectorAll('#summary tbody tr').length;
-});
-"""
-
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}h3{font-size:15px}
-.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:8px 12px;margin:6px 0}
-.lead{background:#eef6ee;border-left:4px solid #3a8a3a;padding:8px 12px;margin:6px 0}
-li.same{color:#666}figure{margin:16px 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:12px}
-table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
-th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}td:nth-child(-n+2){text-align:left}
-tr.client td{background:#fbeaea}tr.unclear td{background:#fdf6e3}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#666}
-"""
-
-
-def noise_line(noises: dict[str, Noise]) -> str:
+def noise_lines(a: Analysis) -> list[str]:
     """The run's noise per scenario: with what is fitted out (the rounds' drift, the CPU's speed during the windows),
     without the speed term, without anything; the rounds' factors and the speed term's exponent."""
 
@@ -133,165 +158,114 @@ def noise_line(noises: dict[str, Noise]) -> str:
         return f"{100 * (math.exp(sd) - 1):.1f}%" if math.isfinite(sd) else "?"
 
     said = []
-    for scenario, n in sorted(noises.items()):
-        if not math.isfinite(n.sd):
+    for scenario, n in a.noise.items():
+        if not math.isfinite(n.sd) or n.df == 0:
+            said.append(f"{scenario}: unknown — the fit left no degrees of freedom (too few repeats)")
             continue
         rounds = ", ".join(f"{f:.2f}" for _, f in sorted(n.factors.items()))
         if n.beta is not None:
             text = (
-                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift and the server CPU's "
-                f"speed fitted out (RPS ∝ speed^{n.beta:.2f}), {pct(n.unspeeded_sd)} with the rounds' only, "
-                f"{pct(n.unblocked_sd)} with neither"
+                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd, {n.df} degrees of freedom) with the rounds' "
+                f"drift and the server CPU's speed fitted out (RPS ∝ speed^{n.beta:.2f}), {pct(n.unspeeded_sd)} with "
+                f"the rounds' only, {pct(n.unblocked_sd)} with neither"
             )
         else:
-            text = f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd) with the rounds' drift fitted out, " + (
-                f"{pct(n.unblocked_sd)} without"
+            text = (
+                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd, {n.df} degrees of freedom) with the rounds' "
+                f"drift fitted out, {pct(n.unblocked_sd)} without"
             )
         said.append(text + (f"; round factors {rounds}" if rounds else ""))
-    return "Noise — " + "; ".join(said) + "." if said else ""
+    return said
 
 
-def write(bundle: Bundle, data: dict[str, Any], charts: list[Path]) -> list[Path]:
-    rows = summarize(bundle)
-    found = points(bundle)
-    notes = warnings(bundle, rows)
-    leads = findings.leaders(found)
-    said = findings.verdicts(found)
-    noises = noise(found)
-    noise_said = noise_line(noises)
-    m = bundle.manifest
-    when = datetime.fromtimestamp(m.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>ASGI Bench Lab — {html.escape(m.run_id)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>ASGI Bench Lab — run {html.escape(m.run_id)}</h1>",
-        f"<p>{when} · status <b>{m.status}</b> · preset {html.escape(m.config.preset or 'none (cells chosen)')} · "
-        f"{html.escape(data['caption'])}</p>",
-        "<h2>At equal load</h2>",
-        *(f"<div class=lead>{html.escape(lead.text(found))}</div>" for lead in leads),
-        "" if leads else "<p>No equal-load sweep in this run.</p>",
-        "<h2>Verdicts</h2><p>Each comparison between cells that differ in one thing, with its 95% interval from the "
-        "run's pooled repeat noise (lab/stats.py); a difference inside the noise is called indistinguishable. "
-        f"{html.escape(noise_said)}</p>",
+def verdict_groups(a: Analysis) -> list[tuple[str, str, list[Stated]]]:
+    """The comparisons by what changes between their cells: (title, note, comparisons)."""
+    groups: dict[tuple[str, ...], list[Stated]] = {}
+    for s in a.comparisons:
+        groups.setdefault(s.changes, []).append(s)
+    return [
+        (findings.change_title(changes), findings.CHANGE_NOTES.get(changes, ""), said)
+        for changes, said in groups.items()
     ]
-    for role, title in findings.ROLE_TITLES.items():
-        mine = [c for c in said if c.role == role]
-        if mine:
-            parts.append(f"<h3>{html.escape(title)}</h3><ul>")
-            parts += [
-                f"<li class={'diff' if c.significant else 'same'}>{html.escape(c.scenario)}: "
-                f"{html.escape(findings.verdict_text(c, found, noises))}</li>"
-                for c in mine
-            ]
-            parts.append("</ul>")
-    parts += ["<h2>Warnings</h2>", *(f"<div class=warn>{html.escape(n)}</div>" for n in notes)]
-    parts += ["" if notes else "<p>None.</p>", "<h2>Charts</h2>"]
-    for path in charts:
-        if path.suffix == ".png":
-            encoded = base64.b64encode(path.read_bytes()).decode()
-            parts.append(
-                f"<figure><img alt='{html.escape(path.stem)}' src='data:image/png;base64,{encoded}'>"
-                f"<figcaption>{html.escape(path.stem)} (SVG: charts/{html.escape(path.stem)}.svg)</figcaption></figure>"
-            )
-    parts.append("<h2>Results</h2><p>Click a column to sort. Red rows: client-limited; yellow: unclear.</p>")
-    parts.append("<table id=summary class=sortable><thead><tr>")
-    parts += [f"<th>{html.escape(title)}</th>" for _, title in TABLE_COLUMNS]
-    parts.append("</tr></thead><tbody>")
-    for r in rows:
-        parts.append(f"<tr class={r.get('limit') or 'none'}>")
-        parts += [f"<td data-v='{html.escape(str(r.get(k, '')))}'>{_cell(r.get(k))}</td>" for k, _ in TABLE_COLUMNS]
-        parts.append("</tr>")
-    parts.append("</tbody></table>")
-    if bundle.calibration:
-        c = bundle.calibration
-        parts.append(
-            f"<h2>Load generator calibration</h2><p>On {html.escape(c.cell)}, through this run's backends:</p><ul>"
-        )
-        for p in c.points:
-            wrk = f"wrk {p.referee.rps:,.0f} RPS, Locust ÷ wrk {p.lab_vs_referee}" if p.referee else "no referee"
-            parts.append(
-                f"<li>{html.escape(p.scenario)}: Locust {p.lab_rps:,.0f} RPS ({wrk}); client CPU {p.client_us} µs and "
-                f"server CPUs {p.server_cpus_us} µs per answer; limit {p.limit}; ceiling {p.ceiling_rps:,.0f} RPS "
-                f"({p.ceiling})</li>"
-            )
-        parts.append("</ul>")
-    parts.append(f"<h2>How the run went</h2><p>Extra repeats: {html.escape(m.extra_rule)}.</p><ul>")
-    parts += [f"<li>round {i}: {html.escape(', '.join(order))}</li>" for i, order in enumerate(m.rounds, start=1)]
-    again = Counter((r.key, r.scenario) for r in bundle.repeats if r.referee)
-    if any(n > 1 for n in again.values()):
-        parts.append(
-            "<li>wrk ran in more than one round on these points (Locust ÷ wrk outside "
-            f"{REFEREE_SHARE:g}–{REFEREE_ABOVE:g} after the rounds before): "
-            + html.escape(", ".join(f"{k} {s} ({n} rounds)" for (k, s), n in again.items() if n > 1))
-            + "</li>"
-        )
-    parts.append("</ul><ul>")
-    parts += [
-        f"<li>{html.escape(s)} sweep: {', '.join(f'{r:g}' for r in r_.common)} for every cell"
-        + (f"; {', '.join(f'{r:g}' for r in r_.fast)} for the cells that reach them" if r_.fast else "")
-        + f" ({html.escape(r_.chosen_from)})</li>"
-        for s, r_ in m.sweep.items()
-    ]
-    parts.append("</ul><ul>")
-    parts += [
-        f"<li>part {i}: {datetime.fromtimestamp(p.started, UTC):%H:%M:%S}–"
-        f"{datetime.fromtimestamp(p.ended, UTC):%H:%M:%S} UTC {p.status}"
-        if p.ended
-        else f"<li>part {i}: running"
-        for i, p in enumerate(m.parts, start=1)
-    ]
-    parts.append("</ul>")
-    machine = m.machine.model_dump()
-    parts.append("<h2>Machine and versions</h2><dl>")
-    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in machine.items()]
-    if m.speed:
-        parts.append(
-            f"<dt>speed index</dt><dd>server CPU {m.speed.server_ops:,.0f} ops/s (samples "
-            f"{min(m.speed.server_samples):,.0f}–{max(m.speed.server_samples):,.0f}), load CPU "
-            f"{m.speed.load_ops:,.0f} ops/s ({min(m.speed.load_samples):,.0f}–{max(m.speed.load_samples):,.0f}); "
-            f"{len(m.speed.server_samples)} samples of {html.escape(m.speed.workload)}</dd>"
-        )
-    parts.append(f"<dt>lab commit</dt><dd>{html.escape(str(m.lab_commit))}</dd>")
-    parts += [f"<dt>{p}</dt><dd>{html.escape(m.versions[p])}</dd>" for p in key_packages() if p in m.versions]
-    parts.append("</dl><details><summary>Run configuration and every installed package</summary><pre>")
-    parts.append(
-        html.escape(json.dumps({"config": m.config.model_dump(mode="json"), "versions": m.versions}, indent=1))
+
+
+def code(text: str) -> Markup:
+    """Plain text for HTML, with `backticked` names as <code>."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("lab", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
     )
-    parts.append(f"</pre></details><script>{SORT_SCRIPT}</script></body></html>")
-    report = bundle.root / "report.html"
-    atomic_write(report, "".join(parts))
+    env.filters.update(
+        kilo=findings.kilo, ci=findings.ci, pm=findings.plus_minus, app=app_title, shown=shown,
+        verdict=findings.verdict_text, leaders=findings.leaders_text, rank=findings.rank_text, code=code,
+    )  # fmt: skip
+    env.globals.update(p99=findings.p99_text)
+    return env
 
-    md = [f"# ASGI Bench Lab — run {m.run_id}", "", f"{when}, status {m.status}. {data['caption']}", ""]
-    md += ["## At equal load", ""] + ([f"- {lead.text(found)}" for lead in leads] or ["No sweep in this run."]) + [""]
-    md += ["## Verdicts (95% confidence; differences inside the noise are indistinguishable)", ""]
-    md += [noise_said, ""] if noise_said else []
-    for role, title in findings.ROLE_TITLES.items():
-        mine = [c for c in said if c.role == role]
-        if mine:
-            md += (
-                [f"### {title}", ""]
-                + [f"- {c.scenario}: {findings.verdict_text(c, found, noises)}" for c in mine]
-                + [""]
-            )
-    md += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["None."]) + [""]
-    md += [
-        "## Results",
-        "",
-        "| scenario | cell | RPS median at the run's mean speed (95% CI) | limit | p50 µs | p99 µs | server µs/req "
-        "| errors |",
-    ]
-    md += ["|---|---|---:|---|---:|---:|---:|---:|"]
-    for r in rows:
-        if r["status"] != "ok":
-            md.append(f"| {r['scenario']} | {r['key']} | {r['status']} | | | | | |")
+
+def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
+    """What both templates read: the analysis, and the words and tables lab/findings.py makes of it."""
+    m = a.manifest
+    figures = []
+    for chart in charts:
+        png = next((p for p in chart.files if p.suffix == ".png" and p.exists()), None)
+        if png is None:
             continue
-        offered = f" @{r['offered_rps']:g}" if r.get("offered_rps") else ""
-        ci = f" ({r['rps_ci_low']:,.0f}–{r['rps_ci_high']:,.0f})" if r.get("rps_ci_low") is not None else ""
-        level = r.get("rps_at_mean_speed") or r["rps_median"]
-        md.append(
-            f"| {r['scenario']}{offered} | {r['key']} | {level:,.0f}{ci} | {r['limit']} | {r['p50_us']} "
-            f"| {r['p99_us']} | {r['server_cpus_us_per_req']} | {r['errors']} |"
+        svg = png.with_suffix(".svg")
+        figures.append(
+            {
+                "name": chart.name,
+                "title": chart.title,
+                "png": base64.b64encode(png.read_bytes()).decode(),
+                # captions name only files that exist: a reference bundle keeps its PNGs, not its SVGs
+                "files": f"charts/{png.name}" + (f", charts/{svg.name}" if svg.exists() else " (PNG only)"),
+            }
         )
-    summary = bundle.root / "summary.md"
-    atomic_write(summary, "\n".join(md) + "\n")
+    rows = summary_rows(a)
+    table = findings.compact(a)
+    return {
+        "a": a,
+        "m": m,
+        "when": datetime.fromtimestamp(m.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "caption": caption(a),
+        "compact": table,
+        "spans": [(s, sum(1 for c in table.columns if c[0] == s)) for s in dict.fromkeys(c[0] for c in table.columns)],
+        "sentences": findings.sentences(a),
+        "at_common": findings.at_common_rate(a),
+        "glossary": findings.GLOSSARY,
+        "noise": noise_lines(a),
+        "groups": verdict_groups(a),
+        "figures": figures,
+        "rows": rows,
+        "columns": TABLE_COLUMNS,
+        "referee_band": f"{REFEREE_SHARE:g}–{REFEREE_ABOVE:g}",
+        "machine": m.machine.model_dump(),
+        "packages": [(p, m.versions[p]) for p in key_packages(a.matrix) if p in m.versions],
+        "config_json": json.dumps({"config": m.config.model_dump(mode="json"), "versions": m.versions}, indent=1),
+        "parts": [
+            (
+                i,
+                datetime.fromtimestamp(p.started, UTC).strftime("%H:%M:%S"),
+                datetime.fromtimestamp(p.ended, UTC).strftime("%H:%M:%S") if p.ended else None,
+                p.status,
+            )
+            for i, p in enumerate(m.parts, start=1)
+        ],
+    }
+
+
+def write(a: Analysis, charts: list[Chart]) -> list[Path]:
+    env = environment()
+    data = context(a, charts)
+    report, summary = a.root / "report.html", a.root / "summary.md"
+    atomic_write(report, env.get_template("report.html.j2").render(data))
+    atomic_write(summary, env.get_template("summary.md.j2").render(data))
     return [report, summary]

@@ -1,13 +1,12 @@
-"""A bundle's repeats grouped into points (cell x scenario x offered rate), with their merged latency, intervals,
-verdicts and cost: the one place that groups and merges, for summary.csv, the charts, the report and compare.
+"""A bundle's repeats grouped into points (cell x scenario x offered rate), with the rules for their figures: merged
+latency, interval, level, verdict, Locust ÷ wrk, cost; and the run's noise per scenario. lab/analysis.py applies these
+once per point; the runner reads the rough referee ratio and the speed shares while a run goes on.
 
 Only `ok` repeats count in a point's figures; failed ones are counted beside them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from collections.abc import Iterable
@@ -17,14 +16,13 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from core.host import atomic_write
 from lab import speedometer, stats
 from lab.bundle import Bundle, Repeat
 from lab.speedometer import MIN_SPEED_SAMPLES
 from lab.verdict import point_verdict, referee_ratio, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult
-from servers.matrix import Cell, Matrix, load
+from servers.matrix import Cell, Matrix
 
 
 def point_full_speed(repeats: Iterable[Repeat]) -> float | None:
@@ -208,9 +206,8 @@ class Point:
         return recorder.latency_summary(merged)
 
 
-def points(bundle: Bundle, matrix: Matrix | None = None) -> list[Point]:
+def points(bundle: Bundle, matrix: Matrix) -> list[Point]:
     """The bundle's points in matrix order (cells as the matrix lists them), then scenario, then offered rate."""
-    matrix = matrix or load()
     cell_order = {c.key: i for i, c in enumerate(matrix.all_cells())}
     scenario_order = {name: i for i, name in enumerate(matrix.scenarios)}
     groups: dict[tuple[str, str, float], list[Repeat]] = {}
@@ -246,104 +243,9 @@ def noise(found: list[Point]) -> dict[str, stats.Noise]:
     }
 
 
-def comparisons(found: list[Point], noises: dict[str, stats.Noise] | None = None) -> list[stats.Comparison]:
-    """Every comparison the lab states, per scenario, with its 95% interval."""
-    noises = noises or noise(found)
-    out = []
-    for scenario, scenario_noise in noises.items():
-        mine = closed(found, scenario)
-        cells = {p.key: p.cell.model_dump() for p in mine}
-        out += stats.comparisons(scenario, cells, {p.key: p.by_round for p in mine}, scenario_noise)
-    return out
+def summarize(bundle: Bundle, matrix: Matrix) -> list[dict[str, Any]]:
+    """summary.csv's rows (lab/report.py: summary_rows of the bundle's one analysis), for scripts and tests that read
+    a bundle's figures."""
+    from lab import analysis, report  # both build on this module
 
-
-def projected_capacity(found: list[Point], key: str, scenario: str, server_cpus: int) -> float | None:
-    """1e6 / the server CPUs' µs per answer at the highest swept rate the cell served: a projection, not a
-    measurement, of what the server would do were the client never the limit."""
-    served = [p for p in found if p.key == key and p.scenario == scenario and p.offered and p.repeats]
-    served = [p for p in served if not p.rate_shortfall and p.server_cpus_us]
-    if not served:
-        return None
-    top = max(served, key=lambda p: p.offered)
-    return round(1e6 * server_cpus / top.server_cpus_us, 0) if top.server_cpus_us else None
-
-
-# --- summary.csv: one row per point, and one per failure -------------------------------------------------------------
-
-SUMMARY_FIELDS = [
-    "key", "server", "loop", "http", "workers", "app", "scenario", "offered_rps", "status", "repeats",
-    "repeats_failed", "rps_median", "rps_at_mean_speed", "rps_ci_low", "rps_ci_high", "rps_min", "rps_max", "limit",
-    "referee_rps", "lab_vs_referee", "limit_reason", "referee_server_cpus_us_per_req", "p50_us", "p90_us", "p99_us",
-    "p99_9_us", "max_us", "send_late_p99_us", "errors", "rate_shortfall", "server_us_per_req", "server_cpus_us_per_req",
-    "client_us_per_req", "projected_rps", "server_cpu_cores", "server_rss_mb", "startup_s", "busiest_load_cpu",
-    "unsteady", "disturbed",
-]  # fmt: skip
-
-
-def summary_row(point: Point, found: list[Point], noises: dict[str, stats.Noise], server_cpus: int) -> dict[str, Any]:
-    base = {
-        "key": point.key, **point.cell.model_dump(), "scenario": point.scenario, "offered_rps": point.offered or None,
-        "repeats": len(point.repeats), "repeats_failed": len(point.failed),
-    }  # fmt: skip
-    if not point.repeats:
-        return {**base, "status": "failed: every repeat"}
-    rps, latency, reps = point.rps, point.latency.percentiles_us, point.repeats
-    low, high = point.interval(noises[point.scenario]) if not point.offered else (None, None)
-    scenario_noise = noises.get(point.scenario)
-    limit, reason = point.verdict(scenario_noise)
-    ratio = point.referee_ratio(scenario_noise)
-    loads = [r.load for r in reps if r.load]
-    servers = [r.server for r in reps if r.server]
-    return {
-        **base,
-        "status": "ok",
-        "rps_median": point.median,
-        "rps_at_mean_speed": point.level(scenario_noise) if not point.offered else None,
-        "rps_ci_low": round(low, 1) if low is not None else None,
-        "rps_ci_high": round(high, 1) if high is not None else None,
-        "rps_min": round(min(rps), 1),
-        "rps_max": round(max(rps), 1),
-        "limit": limit,
-        "referee_rps": point.referee_rps,
-        "lab_vs_referee": round(ratio, 3) if ratio is not None else None,
-        "limit_reason": reason,
-        "referee_server_cpus_us_per_req": median_of([r.referee_cost.server_cpus_us for r in reps if r.referee_cost]),
-        "p50_us": latency.get("p50"),
-        "p90_us": latency.get("p90"),
-        "p99_us": latency.get("p99"),
-        "p99_9_us": latency.get("p99.9"),
-        "max_us": point.latency.max_us,
-        "send_late_p99_us": point.lateness.percentiles_us.get("p99") if point.lateness else None,
-        "errors": sum(sum(x.errors.values()) for x in loads),
-        "rate_shortfall": point.rate_shortfall if point.offered else None,
-        "server_us_per_req": point.server_us,
-        "server_cpus_us_per_req": point.server_cpus_us,
-        "client_us_per_req": point.client_us,
-        "projected_rps": None if point.offered else projected_capacity(found, point.key, point.scenario, server_cpus),
-        "server_cpu_cores": round(statistics.median(s.cpu_cores for s in servers), 3),
-        "server_rss_mb": round(max(s.rss_peak_bytes or 0 for s in servers) / 2**20, 1),
-        "startup_s": servers[0].startup_seconds,
-        "busiest_load_cpu": round(statistics.median(x.load_generator.busiest_cpu for x in loads), 3),
-        "unsteady": sum(1 for r in reps if r.conditions and r.conditions.unsteady),
-        "disturbed": sum(1 for r in reps if r.attempt > 1),
-    }
-
-
-def summarize(bundle: Bundle, matrix: Matrix | None = None) -> list[dict[str, Any]]:
-    """One row per point (median RPS with its 95% interval and min/max, merged latency, verdict, cost), then one
-    per failure."""
-    found = points(bundle, matrix)
-    noises = noise(found)
-    server_cpus = len(bundle.manifest.config.server_cpus)
-    rows = [summary_row(p, found, noises, server_cpus) for p in found]
-    for f in bundle.failures:
-        rows.append({"key": f.key, **f.cell.model_dump(), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
-    return rows
-
-
-def write_summary_csv(bundle: Bundle, matrix: Matrix | None = None) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, restval="")
-    writer.writeheader()
-    writer.writerows(summarize(bundle, matrix))
-    atomic_write(bundle.root / "summary.csv", buffer.getvalue())
+    return report.summary_rows(analysis.analyze(bundle, matrix))

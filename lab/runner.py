@@ -21,6 +21,7 @@ from pathlib import Path
 from core import interrupts
 from core.errors import ProcessFailedError, ServiceLostError
 from lab import bundle, fingerprint, plan, stats, sweep
+from lab.analysis import Analysis
 from lab.budget import RERUNS, Budget
 from lab.bundle import Manifest, Part, Repeat, Skipped, SweepRates
 from lab.config import RunConfig
@@ -75,6 +76,7 @@ class Runner:
         self.left = 0  # throughput repeats still to measure (the budget's estimate of the rest)
         self.speed_due = False  # set at each round and the sweep: the next visit first times the machine
         self.capacity: dict[str, dict[str, float]] = {}  # scenario -> cell key -> capacity, once the sweep is planned
+        self.analysis: Analysis | None = None  # the bundle's, once the run has written its outputs
 
     @property
     def manifest(self) -> Manifest:
@@ -398,13 +400,15 @@ class Runner:
             self.ledger.calibrated(record)
 
     def write_outputs(self, charts: bool = True) -> bool:
-        """summary.csv, charts, report.html and summary.md, from the bundle as it is on disk."""
+        """summary.csv, charts, report.html and summary.md, from the bundle's one analysis (kept for the headline)."""
         from lab import charts as drawing
-        from lab import report, results
+        from lab import report
+        from lab.analysis import analyze
 
         root = self.ledger.root
         result = bundle.load_bundle(root)
-        results.write_summary_csv(result)
+        self.analysis = analyze(result, self.matrix)
+        report.write_summary_csv(self.analysis)
         if not charts:
             self.listener.say(f"summary.csv written; charts and report: python -m lab plot {root}")
             return True
@@ -412,12 +416,12 @@ class Runner:
             self.listener.say("no measured results, so no charts")
             return True
         try:
-            data, files = drawing.render(result)
-            pages = report.write(result, data, files)
+            drawn = drawing.render(self.analysis)
+            pages = report.write(self.analysis, drawn)
         except Exception as exc:  # a chart bug must not lose the run: the bundle is already on disk
             self.listener.say(f"charts failed: {type(exc).__name__}: {exc}; rerun: python -m lab plot {root}")
             return False
-        self.listener.say(f"{len(files)} chart files, {pages[0]} and {pages[1]}")
+        self.listener.say(f"{sum(len(c.files) for c in drawn)} chart files, {pages[0]} and {pages[1]}")
         return True
 
 

@@ -1,17 +1,12 @@
 """How fast the server's CPU ran during a window: a sampler beside the server, on its CPU.
 
-The 2-core VMs measured here switch between full speed and about 0.6 of it several times a second, about half the
-time slow, with nothing in the guest to show it (no steal time, no gaps in the clock) and independently on each CPU
-(README: noise; `python scripts/probe_noise.py --trace 60`). A 3-s window's mean CPU speed then spreads about 10%
-(1 sd), and so does its RPS: that was most of a run's repeat noise, and a probe before and after the window cannot
-tell what happened in between. So during every throughput window (and wrk's), one small process per server CPU
-times SAMPLE_INSERTS of the speed index's workload (lab/fingerprint.py: inserts_per_second) every SAMPLE_EVERY
-seconds, on that CPU, in its own CPU time (time.thread_time: the server preempting it does not count, a slow CPU
-does). The analysis relates each repeat's RPS to the mean of its samples (lab/stats.py: the speed term).
-
-Its price: about 0.3 ms of the server's CPU every 50 ms; `python scripts/probe_noise.py --speedometer 15` measured
-RPS with / without it at 0.979 (standard error 0.020) on the fastest cell (granian+uvloop raw), and the windows' RPS
-correlating 0.95 with their mean speed. It is off in the open-model sweep, where its bursts would sit in the latency.
+Shared VMs change their CPUs' speed within a second, with nothing in the guest to show it (no steal time), and a
+window's RPS follows its CPU's mean speed; a probe before and after the window cannot tell what happened in between
+(docs/method.md has the measurements and their commands). So during every throughput window (and wrk's),
+one small process per server CPU times SAMPLE_INSERTS of the speed index's workload (lab/fingerprint.py:
+inserts_per_second) every SAMPLE_EVERY seconds, on that CPU, in its own CPU time (time.thread_time: the server
+preempting it does not count, a slow CPU does). The analysis relates each repeat's RPS to the mean of its samples
+(lab/stats.py: the speed term). It is off in the open-model sweep, where its bursts would sit in the latency.
 
 The sampler lives for the run (one Python start per CPU, not per window): `start` and `stop` are lines on its stdin;
 at `stop` it writes the samples taken since `start` as one line of "time ops/s" pairs.

@@ -2,7 +2,7 @@
 
 The design. A run measures its repeats in rounds, each round over every cell in a new random order: the rounds are
 the blocks of a randomized block design. A machine whose speed drifts during a run (the 2-core VMs here ran one
-round 20% slower than the next) moves every cell of a round alike, so the lab fits that out: log RPS = cell + round,
+round much slower than the next) moves every cell of a round alike, so the lab fits that out: log RPS = cell + round,
 by least squares over every repeat of a scenario (round_effects); each repeat is divided by its round's factor (the
 factors' geometric mean is 1), and the fit's rounds - 1 degrees of freedom are taken from the noise's. Comparisons
 between cells are then, in effect, made within rounds. With one round, or without drift, this changes nothing.
@@ -238,3 +238,15 @@ def comparisons(
 def undecided(found: Iterable[Comparison]) -> set[str]:
     """Cells in a comparison that is not yet significant: they get more repeats while the budget allows."""
     return {key for c in found if not c.significant for key in (c.a, c.b)}
+
+
+def ranks(values: Mapping[str, Sequence[float]], noise: Noise) -> dict[str, int]:
+    """Ranks from the pairwise verdicts (cell -> its adjusted RPS): every two cells compared at the run's noise, and
+    a cell's rank is 1 + the number of cells significantly faster than it (95%). Cells the lab cannot tell apart
+    share a rank, and the ranks can skip (1, 1, 3); with the noise unknown every cell ranks 1."""
+    faster: dict[str, int] = dict.fromkeys(values, 0)
+    for a, b in combinations([k for k, v in values.items() if v], 2):
+        c = compare("", "rank", a, b, values[a], values[b], noise)
+        if c.faster is not None:
+            faster[b if c.faster == a else a] += 1
+    return {key: 1 + n for key, n in faster.items()}

@@ -11,7 +11,7 @@ Busiest CPU and busiest worker, never means: one saturated worker or CPU is enou
 
 A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict). wrk runs on the
 same warm server right after the point's first repeat, and again after a later round's repeat while the ratio so far
-lies outside REFEREE_SHARE-REFEREE_ABOVE (lab/runner.py). For each wrk run, the median of Locust's repeats, each
+lies outside REFEREE_SHARE-REFEREE_ABOVE (lab/referee_rule.py). For each wrk run, the median of Locust's repeats, each
 brought to the machine speed of that run's round and CPU (lab/stats.py: round and speed factors), over its figure;
 the point's ratio is the median over wrk's runs. At or above REFEREE_SHARE the repeats' verdicts stand. Below it the
 point is `client` when the gap is beyond the noise (twice the noise of that ratio: wrk's runs, each with a lone run's

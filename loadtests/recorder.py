@@ -12,8 +12,10 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+import numpy as np
 import psutil
 from hdrh.histogram import HdrHistogram
 
@@ -211,17 +213,55 @@ def merge(snapshots: Iterable[Snapshot]) -> tuple[HdrHistogram, HdrHistogram, Co
     return histogram, late, errors
 
 
+@cache
+def _equivalents(lowest: int, highest: int, digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per index of a histogram's counts: the lowest, highest and median value it stands for, by hdrh's own
+    arithmetic, once per layout (every lab histogram shares one), so that a summary needs no per-bucket Python loop."""
+    h = HdrHistogram(lowest, highest, digits)
+    values = [h.get_value_from_index(i) for i in range(h.counts_len)]
+    highs = [h.get_highest_equivalent_value(v) for v in values]
+    lows = [h.get_lowest_equivalent_value(v) for v in values]
+    medians = [h._hdr_median_equiv_value(v) for v in highs]  # what get_mean_value weighs each count by
+    return np.array(lows, np.int64), np.array(highs, np.int64), np.array(medians, np.int64)
+
+
+def values_at_ranks(histogram: HdrHistogram, ranks: Iterable[int], highest: bool = True) -> list[int]:
+    """The recorded values at these ranks (1 = the smallest value), each as the highest (or lowest) value of its
+    bucket: what get_value_at_percentile returns for the rank it targets, found by one cumulative sum."""
+    lows, highs, _ = _equivalents(
+        histogram.lowest_trackable_value, histogram.highest_trackable_value, histogram.significant_figures
+    )
+    cumulative = np.cumsum(np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len])
+    found = np.searchsorted(cumulative, list(ranks), side="left")  # the first index whose cumulative count reaches it
+    table = highs if highest else lows
+    return [int(table[i]) if i < len(table) else 0 for i in found]
+
+
 def latency_summary(histogram: HdrHistogram) -> Latency:
-    """Percentiles in microseconds, the full curve, and the encoded histogram itself."""
+    """Percentiles in microseconds, the full curve, and the encoded histogram itself. The same numbers as hdrh's
+    get_value_at_percentile and get_mean_value, from the counts array in numpy: those walk every bucket in Python,
+    and took most of `python -m lab plot`'s time (tests/test_analysis.py checks they agree)."""
     hdr = histogram.encode().decode()
-    if histogram.get_total_count() == 0:
+    total = histogram.get_total_count()
+    if total == 0:
         return Latency(count=0, percentiles_us={}, curve_us=[], hdr=hdr)
+    _, _, medians = _equivalents(
+        histogram.lowest_trackable_value, histogram.highest_trackable_value, histogram.significant_figures
+    )
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len].astype(np.int64)
+    # int64 holds the sum: a minute's worth of microseconds (6e7) times 1e11 answers would be needed to overflow it
+    mean = float(int(counts @ medians)) / total
+    wanted = (*REPORTED, *CURVE)
+    at = values_at_ranks(histogram, [histogram.get_target_count_at_percentile(p) for p in wanted if p])
+    values = dict(zip([p for p in wanted if p], at, strict=True))
+    if 0.0 in wanted:  # hdrh gives the lowest value of the first bucket for the 0th percentile
+        values[0.0] = values_at_ranks(histogram, [histogram.get_target_count_at_percentile(0.0)], highest=False)[0]
     return Latency(
-        count=histogram.get_total_count(),
-        mean_us=round(histogram.get_mean_value(), 1),
+        count=total,
+        mean_us=round(mean, 1),
         min_us=histogram.get_min_value(),
         max_us=histogram.get_max_value(),
-        percentiles_us={f"p{p:g}": histogram.get_value_at_percentile(p) for p in REPORTED},
-        curve_us=[(p, histogram.get_value_at_percentile(p)) for p in CURVE] + [(100.0, histogram.get_max_value())],
+        percentiles_us={f"p{p:g}": values[p] for p in REPORTED},
+        curve_us=[(p, values[p]) for p in CURVE] + [(100.0, histogram.get_max_value())],
         hdr=hdr,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from lab.bundle import load_bundle
 from lab.results import Point, closed, noise, points
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, referee_ratio
+from servers.matrix import load
 
 
 def in_range(ratio: float | None) -> bool:
@@ -39,8 +40,8 @@ def share_gap(p: Point) -> float | None:
 
 def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
     bundle = load_bundle(root)
-    found = closed(points(bundle))
-    noises = noise(points(bundle))
+    everything = points(bundle, load())
+    found, noises = closed(everything), noise(everything)
     verdicts, first, every, logs, gaps = {}, 0, 0, [], {}
     several = [p for p in found if len(p.carriers) > 1]
     for p in found:

@@ -36,6 +36,7 @@ class App:
     name: str
     target: str
     packages: tuple[str, ...]
+    title: str  # how reports name it
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,8 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         raise MatrixError(f"{MATRIX_FILE.name}: schema {data['schema']!r}, this lab reads schema {SCHEMA}")
     apps = {}
     for name, t in data["apps"].items():
-        _fields("app", name, t, {"target", "packages"}, set())
-        apps[name] = App(name, t["target"], tuple(t["packages"]))
+        _fields("app", name, t, {"target", "packages"}, {"title"})
+        apps[name] = App(name, t["target"], tuple(t["packages"]), t.get("title", name))
     loops = {}
     for name, t in data["loops"].items():
         _fields("loop", name, t, {"packages", "reports"}, set())

@@ -66,12 +66,15 @@ def make_bundle(
     speed: tuple[float, float] | None = (2_000_000.0, 2_000_000.0),
     samples: dict[tuple[str, str], list[list[int]]] | None = None,
     referee_samples: dict[tuple[str, str], list[int] | list[list[int]]] | None = None,
+    unsteady: set[tuple[str, str, float, int]] = frozenset(),
+    config_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs.
     client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS after
     the first repeat, or per round (None: no wrk in that round); shortfall: open points that did not serve their rate;
     failed: (key, scenario, rate, repeat) that failed; samples: (key, scenario) -> the speedometer's samples of each
-    closed repeat; referee_samples: those of wrk's run (or per round, as referees)."""
+    closed repeat; referee_samples: those of wrk's run (or per round, as referees); unsteady: (key, scenario, rate,
+    repeat) flagged unsteady; config_overrides: the run's configuration (e.g. shared CPUs)."""
     matrix = load()
     root = root / run_id
     keys = sorted({k for k, _, _ in points}, key=lambda k: [c.key for c in matrix.all_cells()].index(k))
@@ -83,7 +86,7 @@ def make_bundle(
             sweep[scenario] = bundle.SweepRates(common=rates, fast=[], chosen_from="synthetic")
     manifest = bundle.Manifest(
         schema_version=bundle.SCHEMA_VERSION, kind="manifest", run_id=run_id, status="complete", started=T0,
-        ended=T0 + 600, config=config(keys, scenarios, calibrate=ceiling is not None),
+        ended=T0 + 600, config=config(keys, scenarios, calibrate=ceiling is not None, **(config_overrides or {})),
         machine=bundle.Machine(**machine(**(machine_overrides or {}))),
         versions=versions or {"uvicorn": "0.54.0", "granian": "2.8.7", "locust": "2.47.0"},
         lab_commit="0" * 40, skipped=[], failures=[],
@@ -139,7 +142,8 @@ def make_bundle(
                 cost=bundle.Cost(server_us=round(1e6 * server_cores / rps, 2),
                                  server_cpus_us=round(1e6 * server_cores / rps, 2), client_us=round(5e5 / rps, 2)),
                 conditions=bundle.Conditions(
-                    steal=0.0, other_server=0.0, other_load=0.0, unsteady=False, disturbed=False, note="quiet",
+                    steal=0.0, other_server=0.0, other_load=0.0, unsteady=(key, scenario, rate, n) in unsteady,
+                    disturbed=False, note="quiet",
                     speed_samples=[] if rate else (samples or {}).get((key, scenario), [[]] * n)[n - 1],
                     referee_speed=wrk_speeds[n - 1] if n <= len(wrk_speeds) and not rate else [],
                 ),

@@ -15,6 +15,7 @@ from core.host import ROOT
 from lab import referee_rule, results
 from lab.bundle import load_bundle
 from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
+from servers.matrix import load
 from tests.synthetic import make_bundle
 
 
@@ -73,7 +74,7 @@ def speed_bundle(tmp_path: Path, referee_share: float) -> Path:
 
 
 def test_the_analysis_fits_the_cpus_speed_out_and_brings_locust_to_wrks_speed(tmp_path: Path) -> None:
-    found = results.points(load_bundle(speed_bundle(tmp_path, referee_share=0.7)))
+    found = results.points(load_bundle(speed_bundle(tmp_path, referee_share=0.7)), load())
     noise = results.noise(found)["plaintext"]
     assert noise.beta is not None and 0.8 < noise.beta < 1.2, noise.beta
     assert noise.sd < 0.03 < noise.unspeeded_sd, (noise.sd, noise.unspeeded_sd)
@@ -99,7 +100,7 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
         tmp_path, {(x, "plaintext", 0): [20_000, 20_100, 19_900], (y, "plaintext", 0): [30_000, 30_150, 29_850]},
         referees={(x, "plaintext"): [15_000, 20_600, 20_400], (y, "plaintext"): 30_300.0}, ceiling=None,
     )  # fmt: skip
-    found = {p.key: p for p in results.closed(results.points(load_bundle(root)))}
+    found = {p.key: p for p in results.closed(results.points(load_bundle(root), load()))}
     noise = results.noise(list(found.values()))["plaintext"]
     point = found[x]
     assert [c.repeat for c in point.carriers] == [1, 2, 3] and point.referee_rps == 20_400
@@ -108,7 +109,7 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
     limit, reason = point.verdict(noise)
     assert limit == "server" and "wrk's 3 rounds" in reason, reason
     assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
-    row = next(r for r in results.summarize(load_bundle(root)) if r["key"] == x)
+    row = next(r for r in results.summarize(load_bundle(root), load()) if r["key"] == x)
     assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
     checked = subprocess.run(
         [sys.executable, "scripts/referee_check.py", str(root), "--show", "uvicorn"], cwd=ROOT, capture_output=True,
