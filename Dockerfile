@@ -12,7 +12,7 @@ RUN if [ "$INSTALL_WRK" = 1 ]; then \
     fi
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
-    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH LAB_IN_CONTAINER=1
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH LAB_IN_CONTAINER=1 LAB_VARIANTS=/lab/variants
 WORKDIR /lab
 
 # Dependencies first, in their own layer: editing the lab's code does not reinstall them.
@@ -29,7 +29,7 @@ RUN pip install -q --no-deps -e . \
     && (pip freeze; find apps core servers loadtests lab -type f -name '*.py' -o -name '*.toml' | sort | xargs cat) \
        | sha256sum | cut -c1-16 > /lab/.image-content \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin lab \
-    && mkdir -p /lab/results && chown lab /lab/results
+    && mkdir -p /lab/results /lab/variants && chown lab /lab/results /lab/variants
 
 # Containers start as root only for the entrypoint (core/entrypoint.py): it drops to the owner of the mounted results
 # folder (or LAB_UID/LAB_GID; without a results folder, the `lab` user above) and execs the command. Every service

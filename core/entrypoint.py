@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from core.errors import say
+from core.settings import settings
 
 RESULTS = Path("/lab/results")
 LAB_USER = 1000  # the image's `lab` user (Dockerfile)
@@ -23,8 +24,6 @@ LAB_USER = 1000  # the image's `lab` user (Dockerfile)
 
 def owner(results: Path = RESULTS) -> tuple[int, int]:
     """The uid and gid to run as: LAB_UID/LAB_GID if set, else the results folder's owner, else the lab user."""
-    from core.settings import settings
-
     env = settings()
     if env.uid is not None:
         return env.uid, env.gid if env.gid is not None else env.uid
@@ -41,6 +40,9 @@ def main(argv: list[str]) -> int:
     if os.getuid() == 0:
         uid, gid = owner()
         if (uid, gid) != (0, 0):
+            cache = settings().variants_dir
+            if cache is not None and cache.is_dir() and cache.stat().st_uid != uid:
+                os.chown(cache, uid, gid)  # the variants volume is made as the image's: its user may be another
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)

@@ -23,20 +23,51 @@ VARIABLES: dict[str, str] = {
     "LAB_IN_CONTAINER": "set by the Dockerfile: the manifest records that the run was in a container",
     "LAB_UID": "run the containers as this user id instead of the results folder's owner",
     "LAB_GID": "run the containers as this group id instead of the results folder's group",
+    "LAB_VARIANTS": "where variants' environments are kept between runs (default ~/.cache/asgi-bench-lab/variants)",
+    "LAB_OWN_APP": "set by the launcher for your app's servers: its MODULE:ATTRIBUTE (apps/own_app.py reads it)",
+    "LAB_OWN_CODE": "set by the launcher for your app's servers: the folder it is imported from",
     "LAB_RESULTS": "the host folder mounted as the results folder (default ./results); named in the last lines",
 }
 
 # Read by docker compose from the shell or .env, not by the lab's Python code; listed with the others.
-COMPOSE_VARIABLES: dict[str, str] = {}
+COMPOSE_VARIABLES: dict[str, str] = {
+    "CODE": "a host folder mounted read-only at /lab/code: your app, or a checkout or wheels for a variant "
+    "(default ./apps)",
+}
 
 # The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
 CPU_VARIABLES = ("SERVER_CPUS", "LOAD_CPUS", "LOCUST_WORKERS")
+# What one run measures, from compose (each is a run option's variable: lab/config.py).
+FOCUS_VARIABLES: dict[str, str] = {
+    "CELLS": "cell keys to run instead of the preset's, comma-separated",
+    "SERVERS": "only the preset's cells of these servers, comma-separated (e.g. granian,uvicorn)",
+    "LOOPS": "only the preset's cells of these event loops",
+    "APPS": "only the preset's cells of these apps (e.g. fastapi)",
+    "SCENARIOS": "only these scenarios (e.g. json)",
+    "AB": "A/B: the image's packages (A) against these requirements (B), e.g. uvicorn==0.53.0",
+    "VARIANTS": "named variants instead of AB, ';'-separated: A=uvicorn==0.53.0;B=/lab/code/uvicorn",
+    "FAIL_IF_SLOWER": "exit 3 when B is slower than A by more than this % with 95% confidence",
+    "APP": "your own ASGI app instead of the lab's three, as MODULE:ATTRIBUTE (e.g. shop:app)",
+    "APP_CODE": "the folder your app is imported from (default: /lab/code in compose, where CODE is mounted; else .)",
+    "REQUESTS": "your app's requests file (default: APP_CODE/requests.toml)",
+}
 # The variables that give a run option its value when the command line does not (lab/config.py), and their fields.
 RUN_OPTIONS = {
     "SERVER_CPUS": "server_cpus",
     "LOAD_CPUS": "load_cpus",
     "LOCUST_WORKERS": "locust_workers",
     "LAB_ALLOW_SHARED_CPUS": "allow_shared_cpus",
+    "CELLS": "cells",
+    "SERVERS": "servers",
+    "LOOPS": "loops",
+    "APPS": "apps",
+    "SCENARIOS": "scenarios",
+    "VARIANTS": "variants",
+    "AB": "ab",
+    "FAIL_IF_SLOWER": "fail_if_slower",
+    "APP": "own_app",
+    "APP_CODE": "own_code",
+    "REQUESTS": "requests",
 }
 
 
@@ -50,11 +81,26 @@ class Settings:
     docker_version: str | None = None
     in_container: bool = False
     results_host: str | None = None
+    variants_dir: Path | None = None
     uid: int | None = None
     gid: int | None = None
     server_cpus: str | None = None  # SERVER_CPUS
     load_cpus: str | None = None  # LOAD_CPUS
     locust_workers: str | None = None  # LOCUST_WORKERS
+    # A run's focus and variants, as compose passes them (lab/config.py reads each as its option's value).
+    cells: str | None = None
+    servers: str | None = None
+    loops: str | None = None
+    apps: str | None = None
+    scenarios: str | None = None
+    variants: str | None = None
+    ab: str | None = None
+    fail_if_slower: str | None = None
+    own_app: str | None = None
+    own_code: str | None = None
+    requests: str | None = None
+    own_app_target: str | None = None  # LAB_OWN_APP
+    own_app_code: str | None = None  # LAB_OWN_CODE
 
     def variable(self, name: str) -> str | bool | None:
         """A run option's value from its environment variable (lab/config.py: Option.env), as read here."""
@@ -82,11 +128,15 @@ class Settings:
             docker_version=text("LAB_DOCKER_VERSION"),
             in_container=text("LAB_IN_CONTAINER") == "1",
             results_host=text("LAB_RESULTS"),
+            variants_dir=Path(v) if (v := text("LAB_VARIANTS")) else None,
             uid=number("LAB_UID"),
             gid=number("LAB_GID"),
             server_cpus=text("SERVER_CPUS"),
             load_cpus=text("LOAD_CPUS"),
             locust_workers=text("LOCUST_WORKERS"),
+            **{RUN_OPTIONS[name]: text(name) for name in FOCUS_VARIABLES},
+            own_app_target=text("LAB_OWN_APP"),
+            own_app_code=text("LAB_OWN_CODE"),
         )
 
 

@@ -33,6 +33,7 @@ from lab.results import Point, closed, median_of, noise, points, window_speed
 from loadtests import recorder
 from loadtests.load import Latency
 from servers.matrix import AXES, Cell, Matrix
+from servers.own_app import with_own
 
 # Stacks closer than this are said to depend on the machine: within it, the order of the FastAPI stacks flipped
 # between two hosts of one type (docs/reference-runs.md).
@@ -53,7 +54,8 @@ def stack_label(cell: Cell, matrix: Matrix) -> str:
     then the workers when more than one."""
     server = matrix.servers.get(cell.server)
     parts = [cell.server, cell.loop] + ([cell.http] if server is None or len(server.http) > 1 else [])
-    return " · ".join(parts) + (f" ×{cell.workers}" if cell.workers > 1 else "")
+    workers = f" ×{cell.workers}" if cell.workers > 1 else ""
+    return " · ".join(parts) + workers + (f" @{cell.variant}" if cell.variant else "")
 
 
 def cell_label(cell: Cell, matrix: Matrix) -> str:
@@ -176,6 +178,22 @@ class Overhead:
 
 
 @dataclass(frozen=True)
+class Versus:
+    """B against A (the run's two variants) on one cell and scenario: throughput paired by round, and at the common
+    offered rate each side's p99 (order-statistic interval) and the server's CPU per request."""
+
+    scenario: str
+    cell: Cell  # in the image's terms (no variant)
+    label: str  # cell_label
+    paired: stats.Paired
+    rate: float | None
+    p99: tuple[int | None, int | None]  # A, B at `rate`
+    p99_interval: tuple[tuple[int, int] | None, tuple[int, int] | None]
+    cost: tuple[float | None, float | None]  # the server's own CPU µs per request, A, B at `rate`
+    cost_verdict: stats.Comparison | None  # A vs B at the run's noise of one window's CPU per request
+
+
+@dataclass(frozen=True)
 class Caveat:
     """A warning, with whether it can change a conclusion, only a figure, or neither."""
 
@@ -202,6 +220,15 @@ class Analysis:
     window_speed: tuple[float, int] | None  # the servers' CPU speed in the throughput windows (lab/results.py)
     shared_cpus: tuple[int, ...]
     referee_again: tuple[tuple[str, str, int], ...]  # (key, scenario, rounds) where wrk ran in more than one round
+    versus: tuple[Versus, ...] = ()  # B against A per cell and scenario, when the run compared two variants
+
+    @property
+    def ab(self) -> tuple[str, str] | None:
+        return self.manifest.config.ab_pair
+
+    def slower(self, pct: float) -> list[Versus]:
+        """Where B is slower than A by more than pct% with 95% confidence."""
+        return [v for v in self.versus if v.paired.slower_than(pct)]
 
     @property
     def run_id(self) -> str:
@@ -366,8 +393,8 @@ def common_rate(found: list[Figures], rates: list[float]) -> float | None:
     return None
 
 
-def same_stack(cell: Cell, app: str) -> tuple[str, str, str, int, str]:
-    return (cell.server, cell.loop, cell.http, cell.workers, app)
+def same_stack(cell: Cell, app: str) -> tuple[str, str, str, int, str, str]:
+    return (cell.server, cell.loop, cell.http, cell.workers, app, cell.variant)
 
 
 def rankings(
@@ -558,8 +585,44 @@ def caveats(
     return sorted(out, key=lambda c: order.index(c.stakes))
 
 
+def versus(
+    found: list[Point], figures_of: Mapping[tuple[str, str, float], Figures], noises: Mapping[str, stats.Noise],
+    costs: Mapping[str, stats.Noise], rates: Mapping[str, float | None], pair: tuple[str, str], matrix: Matrix,
+) -> list[Versus]:  # fmt: skip
+    """B against A on every cell and scenario measured in both (lab/stats.py: ab)."""
+    out = []
+    for scenario, n in noises.items():
+        mine = {p.key: p for p in closed(found, scenario)}
+        pairs = {
+            p.cell.base.key: (p.key, other)
+            for p in mine.values()
+            if p.cell.variant == pair[0] and (other := p.cell.model_copy(update={"variant": pair[1]}).key) in mine
+        }
+        speeded = {key: {r: v / n.speed_factor(n.shares.get(key, {}).get(r)) for r, v in p.by_round.items()}
+                   for key, p in mine.items()}  # fmt: skip
+        group = {base: mine[a].cell.server for base, (a, _) in pairs.items()}
+        rate = rates.get(scenario)
+        for paired in stats.ab(scenario, pairs, speeded, group):
+            at = [figures_of.get((key, scenario, rate)) if rate else None for key in (paired.a, paired.b)]
+            cost = tuple(f.server_us if f else None for f in at)
+            verdict = None
+            if cost[0] and cost[1] and known(costs.get(scenario)):
+                verdict = stats.compare(scenario, "cost", paired.a, paired.b, [cost[0]], [cost[1]], costs[scenario])
+            cell = mine[paired.a].cell.base
+            out.append(
+                Versus(
+                    scenario, cell, cell_label(cell, matrix), paired, rate,
+                    (at[0].p99_us if at[0] else None, at[1].p99_us if at[1] else None),
+                    (at[0].p99_interval if at[0] else None, at[1].p99_interval if at[1] else None),
+                    (cost[0], cost[1]), verdict,
+                )
+            )  # fmt: skip
+    return sorted(out, key=lambda v: (list(noises).index(v.scenario), v.paired.ratio))
+
+
 def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
     """The bundle's one analysis (see the module's docstring)."""
+    matrix = with_own(matrix, bundle.manifest.config.own)  # a run of your app has it as the app `own`
     found = points(bundle, matrix)
     fitted = noise(found)
     order = [*matrix.scenarios, *sorted(set(fitted) - set(matrix.scenarios))]
@@ -588,6 +651,7 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
             if lead:
                 leading.append(lead)
     again = Counter((r.key, r.scenario) for r in bundle.repeats if r.referee)
+    pair = bundle.manifest.config.ab_pair
     return Analysis(
         root=bundle.root,
         manifest=bundle.manifest,
@@ -606,4 +670,5 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
         window_speed=window_speed(found),
         shared_cpus=shared,
         referee_again=tuple((k, s, n) for (k, s), n in again.items() if n > 1),
+        versus=tuple(versus(found, figures_of, noises, costs, rates, pair, matrix)) if pair else (),
     )

@@ -27,6 +27,7 @@ from lab.verdict import Verdict
 from loadtests.load import LoadResult, RefereeResult
 from servers.matrix import Cell
 from servers.target import ServerSample
+from servers.variants import Environment
 
 SCHEMA_VERSION = 2
 
@@ -190,6 +191,7 @@ class Manifest(Record):
     sweep: dict[str, SweepRates]
     extra_rule: str  # the rule that gave some cells extra repeats, with the run's budget
     speed: Speed | None
+    environments: list[Environment] = Field(default_factory=list)  # the run's variants as installed (none before them)
 
 
 class CalibrationPoint(Record):

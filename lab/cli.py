@@ -8,7 +8,8 @@
     python -m lab reference results/<run-id> NAME        copy a bundle into results/reference/ for committing
 
 `run` exits 0 when every cell ran, 1 when something failed or a service was lost (recorded in the bundle), 2 for
-bad input (nothing started, nothing written), 130 when interrupted (resume with --resume RUN_ID, or --resume last).
+bad input (nothing started, nothing written), 3 when --fail-if-slower's gate fails, 130 when interrupted (resume
+with --resume RUN_ID, or --resume last).
 Whatever happens, its last lines say how it ended: the headline and where the results are, or the error and its fix.
 The lab's own errors are one line each (core/errors.py); anything else is a bug and shows its traceback (exit 1).
 """
@@ -34,7 +35,10 @@ from lab.ledger import DEFAULT_RESULTS, check_writable, find_run, holding, new_r
 from loadtests.load import LoadBackend
 from servers.matrix import Matrix, load
 from servers.target import TargetBackend
+from servers.variants import Environment
+from servers.variants import check as check_variants
 
+GATE_EXIT = 3  # --fail-if-slower: B measured slower than A by more than the given %
 SERVICE_PORTS = {7900: "the target agent's port", 8089: "Locust's web UI port", 5557: "the Locust master's port"}
 
 
@@ -70,6 +74,10 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
         config = config.check(matrix)
     else:
         config, run_dir, manifest = options.from_args(args, matrix), None, None
+        matrix = config.matrix_of(matrix)  # with your app, when it runs one
+        check_variants(config.variants)  # resolved, not installed: an unknown package stops here
+        if config.own and not config.own.requirements and not config.variants:
+            config.own.check_imports(sys.executable)  # else where it is installed, before the first cell
     if not config.target_agent:
         check_port_free(LOOPBACK, config.port, "server port")
     check_writable(args.results)
@@ -91,15 +99,21 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
             run_dir = new_run_dir(args.results)
             try:
                 targets, loads = open_backends(config, matrix, run_dir / "logs")
+                environments = installed(config, targets)
             except BaseException:
                 run_dir.rmdir()  # still empty: a refused run leaves nothing behind
                 raise
         else:
             targets, loads = open_backends(config, matrix, run_dir / "logs")
+            environments = installed(config, targets)
         with holding(run_dir):
-            runner = Runner(config, matrix, run_dir, targets, loads)
+            runner = Runner(config, matrix, run_dir, targets, loads, environments=environments)
             code = runner.run(manifest)
         final = outcome(run_dir, code, args, runner.analysis)
+        gate = config.fail_if_slower
+        if gate is not None and code == 0 and runner.analysis is not None and runner.analysis.slower(gate):
+            code = GATE_EXIT
+            final.append(f"exit {GATE_EXIT}: B is slower than A by more than {gate:g}% with 95% confidence (above)")
     except LabError as exc:
         final, code = [exc.line()], exc.exit_code
     finally:
@@ -115,6 +129,24 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
     for line in final:  # the last lines, after every other service has stopped
         say(line)
     return code
+
+
+def installed(config: RunConfig, targets: TargetBackend) -> list[Environment]:
+    """The run's variants installed on the target side (from its cache when they were before), said in one line."""
+    if not config.variants and not config.own:
+        return []
+    found = targets.prepare(config.variants, config.own)
+    if not found:
+        return []
+    say(
+        "variants: "
+        + "; ".join(
+            f"{e.variant} = {', '.join(f'{k} {v}' for k, v in e.own.items()) or 'the image'}"
+            + (f" (installed in {e.install_seconds:.1f} s)" if not e.cached else "")
+            for e in found
+        )
+    )
+    return found
 
 
 def outcome(root: Path, code: int, args: argparse.Namespace, analysis: Analysis | None) -> list[str]:

@@ -25,14 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer
 
 from core.errors import UsageError
 from core.host import check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
 from loadtests.load import MAX_CONNECTIONS, MAX_DURATION, MAX_RATE, MAX_USERS, Arrivals, Client, Load
-from servers.matrix import Cell, Matrix, MatrixError, Preset, digest_of
+from servers.matrix import AXES, Cell, Expected, Matrix, MatrixError, Preset, Scenario, digest_of
+from servers.own_app import NAME as OWN
+from servers.own_app import OwnApp, with_own
+from servers.variants import Variant
 
 MAX_REPEATS = 100
 MAX_BUDGET_MINUTES = 7 * 24 * 60.0
@@ -55,6 +58,7 @@ class Option:
     env: str | None = None  # the environment variable (compose passes it) used when the flag is not given
     scale: float = 1.0  # the field's value = the flag's value x scale (minutes -> seconds)
     repeat: bool = False  # the flag may be given several times
+    each: str = ","  # what separates a repeatable option's values in its environment variable (spaces do too)
     negate: bool = False  # a flag that turns the field off (--no-calibrate)
     text: bool = False  # the flag takes text that from_args parses (CPU sets and counts, as compose passes them)
     check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag) -> None or a UsageError
@@ -68,6 +72,14 @@ def cell_of(value: Any) -> Any:
 CellKey = Annotated[Cell, BeforeValidator(cell_of), PlainSerializer(lambda cell: cell.key, return_type=str)]
 
 
+def variant_of(value: Any) -> Any:
+    return Variant.parse(value) if isinstance(value, str) else value
+
+
+VariantSpec = Annotated[Variant, BeforeValidator(variant_of)]  # NAME=REQ on the command line, a record in the manifest
+AB_NAMES = ("A", "B")
+
+
 class MatrixRef(Record):
     """The matrix file a run was planned from, and its sha256: a resumed run uses that file, unchanged."""
 
@@ -77,8 +89,13 @@ class MatrixRef(Record):
 
 class RunConfig(Record):
     preset: Annotated[str | None, Option("a preset of the matrix (default: default, unless --cell)")]
-    cells: Annotated[list[CellKey], Option("a cell key; repeatable (instead of the preset's)", "--cell", repeat=True)]
-    scenarios: Annotated[list[str], Option("a scenario; repeatable (default: the preset's)", "--scenario", repeat=True)]
+    cells: Annotated[
+        list[CellKey],
+        Option("a cell key; repeatable (instead of the preset's)", "--cell", repeat=True, env="CELLS"),
+    ]
+    scenarios: Annotated[
+        list[str], Option("a scenario; repeatable (default: the preset's)", "--scenario", repeat=True, env="SCENARIOS")
+    ]
     repeats: Annotated[int, Option("measured repeats per cell x scenario", low=1, high=MAX_REPEATS, preset="repeats")]
     duration: Annotated[
         float, Option("measured seconds per repeat", low=0.5, high=MAX_DURATION, unit="seconds", preset="duration")
@@ -142,6 +159,49 @@ class RunConfig(Record):
         str | None, Option("run cells under this agent (python -m servers.agent)", "--server-agent")
     ]
     locust_master: Annotated[str | None, Option("drive this long-lived Locust master (its web UI)", "--locust-master")]
+    # --- the run's focus and its variants (bundles from before them have none) ---------------------------------
+    servers: Annotated[
+        list[str], Option("only the preset's cells of this server; repeatable", "--server", repeat=True, env="SERVERS")
+    ] = Field(default_factory=list)
+    loops: Annotated[
+        list[str], Option("only the preset's cells of this event loop; repeatable", "--loop", repeat=True, env="LOOPS")
+    ] = Field(default_factory=list)
+    https: Annotated[
+        list[str], Option("only the preset's cells of this HTTP implementation; repeatable", "--http", repeat=True)
+    ] = Field(default_factory=list)
+    apps: Annotated[
+        list[str], Option("only the preset's cells of this app; repeatable", "--app", repeat=True, env="APPS")
+    ] = Field(default_factory=list)
+    variants: Annotated[
+        list[VariantSpec],
+        Option("NAME=REQUIREMENTS: every cell once more in that package environment (servers/variants.py); "
+               "repeatable; NAME= alone is the image's own", "--variant", repeat=True, env="VARIANTS", each=";"),
+    ] = Field(default_factory=list)  # fmt: skip
+    ab: Annotated[
+        str | None,
+        Option("A/B: the image's environment (A) against these requirements (B), e.g. uvicorn==0.53.0, on the cells "
+               "whose packages they change", "--ab", env="AB"),
+    ] = None  # fmt: skip
+    fail_if_slower: Annotated[
+        float | None,
+        Option("exit 3 when B is slower than A by more than this % with 95% confidence (in any cell and scenario)",
+               "--fail-if-slower", low=0.01, high=99, unit="%", env="FAIL_IF_SLOWER"),
+    ] = None  # fmt: skip
+    own_app: Annotated[
+        str | None,
+        Option("your own ASGI app, MODULE:ATTRIBUTE, under the preset's servers and loops instead of the lab's three "
+               "apps (servers/own_app.py)", "--own-app", env="APP"),
+    ] = None  # fmt: skip
+    own_code: Annotated[
+        str | None,
+        Option("the folder your app is imported from, with its requests.toml and requirements.txt (default .; in "
+               "compose /lab/code, where CODE is mounted)", "--own-code", env="APP_CODE"),
+    ] = None  # fmt: skip
+    requests: Annotated[
+        str | None,
+        Option("your app's requests file (default: its folder's requests.toml)", "--requests", env="REQUESTS"),
+    ] = None
+    own: OwnApp | None = None  # your app as read from those three: the run's matrix has it as the app `own`
     matrix: MatrixRef | None = None  # None in bundles from before it was recorded: they ran on servers/matrix.toml
 
     # --- the checks -----------------------------------------------------------------------------------------------
@@ -153,8 +213,15 @@ class RunConfig(Record):
                 check_bound(option, item)
         if not self.cells:
             raise UsageError("no cells to run")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise UsageError(f"--variant names {names}: give each variant its own name")
         for cell in self.cells:
             matrix.valid(cell)
+            if cell.variant and cell.variant not in names:
+                raise UsageError(f"cell {cell.key}: no variant {cell.variant!r} in this run (--variant NAME=REQ)")
+        if self.fail_if_slower is not None and len(self.variants) != 2:
+            raise UsageError("--fail-if-slower compares two variants: give --ab REQ (AB=…) or --variant twice")
         if not self.scenarios:
             raise UsageError("no scenarios to run")
         for name in self.scenarios:
@@ -185,17 +252,25 @@ class RunConfig(Record):
                 "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
             )
         for name in self.scenarios:  # each load on a stand-in target: scenario parameters, client, users, rates
+            scenario = matrix.scenario(name)
+            if scenario.answer == "given" and scenario.expect is None:  # recorded from the app's first answer
+                scenario = scenario.model_copy(update={"expect": Expected.of("", "length", b"")})
             for rate in [0.0, *self.rates]:
-                self.load("http://127.0.0.1:1", name, rate, self.duration, self.warmup, matrix)
+                self.load("http://127.0.0.1:1", scenario, rate, self.duration, self.warmup)
         if self.sweep_seconds and self.client != "lean":
             raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
         check_open_files(self.users, self.load_workers)
         return self
 
-    def load(self, target: str, scenario: str, rate: float, duration: float, warmup: float, matrix: Matrix) -> Load:
+    @property
+    def ab_pair(self) -> tuple[str, str] | None:
+        """The run's A and B variant names, when it compares two."""
+        return (self.variants[0].name, self.variants[1].name) if len(self.variants) == 2 else None
+
+    def load(self, target: str, scenario: Scenario, rate: float, duration: float, warmup: float) -> Load:
         """One of this run's loads, checked where it is made."""
         return Load(
-            target=target, scenario=matrix.scenario(scenario), users=self.users, duration=duration, rate=rate,
+            target=target, scenario=scenario, users=self.users, duration=duration, rate=rate,
             client=self.client, warmup=warmup, arrivals=self.arrivals, max_connections=self.max_connections,
         )  # fmt: skip
 
@@ -212,10 +287,10 @@ class RunConfig(Record):
         return [c.key for c in self.cells]
 
     def matrix_of(self, current: Matrix) -> Matrix:
-        """The matrix this run was planned from: `current` when it is that file unchanged (or the run predates the
-        record), else a refusal naming both."""
+        """The matrix this run was planned from, with your app when it ran one: `current` when it is that file
+        unchanged (or the run predates the record), else a refusal naming both."""
         if self.matrix is None or self.matrix.digest == current.digest:
-            return current
+            return with_own(current, self.own)
         path = Path(self.matrix.path)
         if not path.is_file() or digest_of(path) != self.matrix.digest:
             raise MatrixError(
@@ -224,7 +299,7 @@ class RunConfig(Record):
             )
         from servers.matrix import load
 
-        return load(path)
+        return with_own(load(path), self.own)
 
 
 def check_bound(option: Option, value: Any) -> None:
@@ -303,17 +378,59 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     """The run's configuration: each option from the command line, else its environment variable, else the preset,
     else its default; checked."""
     env = settings()
-    preset: Preset = matrix.preset(args.preset or ("default" if not args.cells else "quick"))
-    cells = [matrix.cell_from_key(k) for k in args.cells] if args.cells else list(preset.cells)
+
+    def given(name: str) -> Any:
+        """The option's value from its flag, else its environment variable (a list's items comma-separated)."""
+        option, value = options()[name], getattr(args, name)
+        if value is None and option.env and (text := env.variable(option.env)) is not None:
+            value = [t.strip() for t in str(text).split(option.each) if t.strip()] if option.repeat else text
+            value = [t for v in value for t in v.split()] if option.repeat and option.each == "," else value
+        return value
+
+    keys = given("cells")
+    preset: Preset = matrix.preset(args.preset or ("default" if not keys else "quick"))
+    own = None
+    if target := given("own_app"):
+        code = Path(given("own_code") or ("/lab/code" if env.in_container else "."))
+        own = OwnApp.read(target, code, Path(r) if (r := given("requests")) else None)
+        matrix = with_own(matrix, own)
+    focus = {axis: given(name) or [] for axis, name in FOCUS.items()}
+    cells = [matrix.cell_from_key(k) for k in keys] if keys else list(preset.cells)
+    if own:  # the preset's servers and loops, each once, running your app
+        cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
+    cells = focused(cells, focus, matrix, preset)
+    ab, variants = given("ab"), [variant_of(v) for v in given("variants") or []]
+    if ab and variants:
+        raise UsageError("give --ab (AB) or --variant (VARIANTS), not both")
+    if ab:
+        variants = [Variant(name=AB_NAMES[0], requirements=[]), Variant.parse(f"{AB_NAMES[1]}={ab}")]
+    if variants:
+        cells = touched(cells, variants, matrix) if not keys and not any(focus.values()) else cells
+        # A key that names its variant (KEY@B) runs in that one only; the others run in every variant.
+        cells = [
+            x
+            for c in cells
+            for x in ([c] if c.variant else [c.model_copy(update={"variant": v.name}) for v in variants])
+        ]
+    slower = given("fail_if_slower")
+    try:
+        slower = float(slower) if slower is not None else None
+    except ValueError:
+        raise UsageError(f"--fail-if-slower / FAIL_IF_SLOWER {slower!r}: give a percentage, e.g. 2") from None
     cpus = plan_cpus(
         args.server_cpus or env.variable("SERVER_CPUS"),
         args.load_cpus or env.variable("LOAD_CPUS"),
         args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
     )
     values: dict[str, Any] = {
-        "preset": None if args.cells else preset.name,
+        "preset": None if keys else preset.name,
         "cells": cells,
-        "scenarios": list(args.scenarios or preset.scenarios),
+        "scenarios": list(given("scenarios") or (own.scenarios if own else preset.scenarios)),
+        "own": own,
+        **{name: list(focus[axis]) for axis, name in FOCUS.items()},
+        "variants": variants,
+        "ab": ab,
+        "fail_if_slower": slower,
         "rates": list(args.rates or []),
         "server_cpus": list(cpus.server),
         "load_cpus": list(cpus.load),
@@ -338,6 +455,51 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     source = matrix.source
     ref = MatrixRef(path=str(source), digest=matrix.digest) if source else None
     return RunConfig(**values, matrix=ref).check(matrix)
+
+
+FOCUS = {"server": "servers", "loop": "loops", "http": "https", "app": "apps"}  # axis -> the option naming its values
+
+
+def focused(cells: list[Cell], focus: dict[str, list[str]], matrix: Matrix, preset: Preset) -> list[Cell]:
+    """The cells whose value on each focused axis is one of those asked for; a bad name, or a focus that leaves no
+    cell, refused in one line with the valid choices."""
+    for axis, wanted in focus.items():
+        for value in wanted:
+            matrix._check_choice(axis, value)
+    kept = [c for c in cells if all(not w or getattr(c, axis) in w for axis, w in focus.items())]
+    if not kept:
+        offered = "; ".join(
+            f"{FOCUS[axis]} {', '.join(dict.fromkeys(str(getattr(c, axis)) for c in cells))}"
+            for axis in AXES
+            if axis != "workers"
+        )
+        raise UsageError(f"no cell of preset {preset.name!r} has {focus_text(focus)}; it has {offered}")
+    return kept
+
+
+def focus_text(focus: dict[str, list[str]]) -> str:
+    return " and ".join(f"{axis} {' or '.join(w)}" for axis, w in focus.items() if w)
+
+
+def touched(cells: list[Cell], variants: list[Variant], matrix: Matrix) -> list[Cell]:
+    """The cells that run a package the variants change (all the cells when a requirement names none, as a bare URL
+    does); none of them: refused, naming the packages."""
+    projects = set().union(*(v.projects() for v in variants))
+    if not projects or any(v.requirements and not v.projects() for v in variants):
+        return cells
+    from packaging.utils import canonicalize_name
+
+    def packages(c: Cell) -> set[str]:
+        s = matrix.servers[c.server]
+        names = [*s.packages, *s.http_packages[c.http], *matrix.loops[c.loop].packages, *matrix.apps[c.app].packages]
+        return {canonicalize_name(n) for n in names}
+
+    kept = [c for c in cells if packages(c) & projects]
+    if not kept:
+        raise UsageError(
+            f"no cell of this run uses {', '.join(sorted(projects))}; name the cells to compare (--cell, CELLS=…)"
+        )
+    return kept
 
 
 def parse(argv: list[str], matrix: Matrix) -> RunConfig:

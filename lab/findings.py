@@ -5,9 +5,10 @@ The report (HTML and Markdown) and compare read these; none of them computes a f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from lab.analysis import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, app_title, known
+from lab.analysis import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, Versus, app_title, known
 
 # What changes between a comparison's two cells -> its section's title (lab/stats.py: role treats the HTTP
 # implementation as going with the server and with the loop, so these pairs are what a run compares).
@@ -260,10 +261,69 @@ def fastest(a: Analysis) -> str:
     return "fastest — " + ("; ".join(tops) if tops else "nothing measured")
 
 
+def variant_text(name: str, a: Analysis) -> str:
+    """What a variant is: 'B = uvicorn 0.53.0', or 'A = the image's (uvicorn 0.54.0)'."""
+    env = next((e for e in a.manifest.environments if e.variant == name), None)
+    if env is None or not env.own:
+        touched = sorted({p for e in a.manifest.environments for p in e.own})
+        known_here = [f"{p} {a.manifest.versions[p.lower()]}" for p in touched if p.lower() in a.manifest.versions]
+        return f"{name} = the image's" + (f" ({', '.join(known_here)})" if known_here else "")
+    said = ", ".join(f"{k} {v}" for k, v in env.own.items())
+    for s in env.sources:
+        said += f" from {s.path}" + (f" at {s.commit[:10]}{' (with uncommitted changes)' if s.dirty else ''}"
+                                     if s.commit else "")  # fmt: skip
+    return f"{name} = {said}"
+
+
+def versus_text(v: Versus, a: Analysis) -> str:
+    """'FastAPI on uvicorn · uvloop · httptools, json: B slower than A by 3.1% (95% CI 1.2-5.0%); …'."""
+    p = v.paired
+    a_name, b_name = a.ab or ("A", "B")
+    head = f"{v.label}, {v.scenario}: "
+    if not math.isfinite(p.half_pct):
+        said = f"{b_name} vs {a_name}: no interval ({p.rounds} round(s) measured both; more rounds give one)"
+    elif not p.significant:
+        said = f"{b_name} vs {a_name}: indistinguishable at this noise (±{p.half_pct:.1f}%)"
+    else:
+        word, pct = ("faster", p.ratio - 1) if p.ratio > 1 else ("slower", 1 - p.ratio)
+        low, high = sorted((abs(p.low - 1), abs(p.high - 1)))
+        said = f"{b_name} {word} than {a_name} by {100 * pct:.1f}% (95% CI {100 * low:.1f}–{100 * high:.1f}%)"
+    said += f" over {p.rounds} rounds"
+    if v.rate and v.p99[0] and v.p99[1]:
+        said += (
+            f"; at {v.rate:,.0f} requests/s p99 {a_name} {p99_text(v.p99[0], v.p99_interval[0])}, "
+            f"{b_name} {p99_text(v.p99[1], v.p99_interval[1])}"
+        )
+    if v.cost[0] and v.cost[1]:
+        same = v.cost_verdict is not None and not v.cost_verdict.significant
+        said += f"; server CPU per request {a_name} {v.cost[0]:.0f} µs, {b_name} {v.cost[1]:.0f} µs" + (
+            " (indistinguishable)" if same else ""
+        )
+    return head + said
+
+
+def ab_lines(a: Analysis) -> list[str]:
+    """The A/B verdicts, for the head of the headline and the report."""
+    if not a.ab:
+        return []
+    lines = [f"A/B — {variant_text(a.ab[0], a)}; {variant_text(a.ab[1], a)}; RPS paired by round, 95% CI:"]
+    lines += [f"  {versus_text(v, a)}" for v in a.versus] or ["  no cell was measured in both variants"]
+    gate = a.manifest.config.fail_if_slower
+    if gate is not None:
+        slow = a.slower(gate)
+        lines.append(
+            f"gate: {a.ab[1]} slower than {a.ab[0]} by more than {gate:g}% with 95% confidence in "
+            + (", ".join(f"{v.label} {v.scenario}" for v in slow) + " — FAIL" if slow else "no cell — pass")
+        )
+    return lines
+
+
 def headline(a: Analysis) -> list[str]:
-    """What a run prints last: the bottom-line table (RPS ±95% interval, rank) and one sentence per app and scenario,
-    then three lines: the fastest cell per scenario, the leaders at equal load, and how sure."""
-    lines = [f"bottom line — RPS ±95% CI and rank (#1 = fastest; equal ranks: not told apart) of run {a.run_id}:"]
+    """What a run prints last: the A/B verdicts when it compared two variants; the bottom-line table (RPS ±95%
+    interval, rank) and one sentence per app and scenario, then three lines: the fastest cell per scenario, the
+    leaders at equal load, and how sure."""
+    lines = ab_lines(a)
+    lines += [f"bottom line — RPS ±95% CI and rank (#1 = fastest; equal ranks: not told apart) of run {a.run_id}:"]
     lines += [f"  {line}" for line in text_table(a)] if a.rankings else ["  nothing measured"]
     lines += sentences(a)
     lines.append(fastest(a))

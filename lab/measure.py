@@ -21,7 +21,8 @@ from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, RefereeResult
 from servers.launcher import probe
-from servers.matrix import Cell, Matrix
+from servers.matrix import Cell, Expected, Matrix
+from servers.own_app import OwnAppError, first_answer
 from servers.target import RunningServer, ServerSample
 
 WINDOW_TOLERANCE = 0.25  # seconds, plus 5% of the duration: how far a window may stray from what was asked
@@ -41,7 +42,7 @@ def health(server: RunningServer) -> str | None:
     """None while the server runs and answers correctly, else what is wrong with it."""
     if not server.alive():
         return f"the server exited {server.exit_code}"
-    return probe("127.0.0.1", server.port)
+    return probe("127.0.0.1", server.port, path=server.report.ready_path)
 
 
 def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
@@ -160,6 +161,7 @@ class Measure:
     loads: LoadBackend
     server_cpus: tuple[int, ...]
     speeds: list[float] = field(default_factory=list)  # every probe of the first server CPU in this run
+    answers: dict[str, Expected] = field(default_factory=dict)  # your app's first correct answer per request
     speedometer: Speedometer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -203,7 +205,14 @@ class Measure:
         )
 
     def load(self, server: RunningServer, scenario: str, rate: float, duration: float, warmup: float) -> Load:
-        return self.config.load(server.url, scenario, rate, duration, warmup, self.matrix)
+        """The load; for a request of your own app's, against its first correct answer (OwnAppError when the first
+        answer is not one: servers/own_app.py)."""
+        found = self.matrix.scenario(scenario)
+        if found.answer == "given":
+            if scenario not in self.answers:
+                self.answers[scenario] = first_answer(found, server.report.host, server.port)
+            found = found.model_copy(update={"expect": self.answers[scenario]})
+        return self.config.load(server.url, found, rate, duration, warmup)
 
     def referee(self, server: RunningServer, scenario: str) -> Refereed:
         """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
@@ -240,7 +249,6 @@ class Measure:
         """One measured window on the running server, checked before and after, judged with the point's referee so
         far (the closed model's)."""
         rate = work.rate
-        spec = self.load(server, work.scenario, rate, work.duration, work.warmup)
         record = {
             "schema_version": bundle.SCHEMA_VERSION, "kind": "repeat", "run_id": self.run_id, "key": cell.key,
             "cell": cell, "scenario": work.scenario, "offered_rps": rate or None, "repeat": work.number,
@@ -251,6 +259,10 @@ class Measure:
         before = health(server)
         if before:
             return failed(record, f"before the window: {before}")
+        try:
+            spec = self.load(server, work.scenario, rate, work.duration, work.warmup)
+        except OwnAppError as exc:  # a wrong first answer: an error, measured as none
+            return failed(record, str(exc))
         speed_before = self.probe()
         server.sample_open()
         if not rate:  # the open model's latency would carry the sampler's bursts

@@ -27,7 +27,7 @@ from lab import findings
 from lab.analysis import Analysis, Figures, Stated, app_title
 from lab.charts import Chart, caption
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
-from servers.matrix import Matrix
+from servers.matrix import Cell, Matrix
 
 TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy", "numpy", "jinja2")
 
@@ -58,10 +58,15 @@ SUMMARY_FIELDS = [
 ]  # fmt: skip
 
 
+def axes(cell: Cell) -> dict[str, Any]:
+    """The cell's axes as columns; its variant is in the key (uvicorn-asyncio-h11-w1-raw@B)."""
+    return cell.model_dump(exclude={"variant"})
+
+
 def summary_row(f: Figures) -> dict[str, Any]:
     base = {
-        "key": f.key, **f.cell.model_dump(), "scenario": f.scenario, "offered_rps": f.offered or None,
-        "repeats": f.repeats, "repeats_failed": f.failed, "label": f.label,
+        "key": f.key, **axes(f.cell), "scenario": f.scenario, "offered_rps": f.offered or None, "repeats": f.repeats,
+        "repeats_failed": f.failed, "label": f.label,
     }  # fmt: skip
     if not f.ok or f.latency is None:
         return {**base, "status": "failed: every repeat"}
@@ -110,7 +115,7 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
     per failure."""
     rows = [summary_row(f) for f in a.points]
     for f in a.failures:
-        rows.append({"key": f.key, **f.cell.model_dump(), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
+        rows.append({"key": f.key, **axes(f.cell), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
     return rows
 
 
@@ -239,6 +244,7 @@ def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
         "compact": table,
         "spans": [(s, sum(1 for c in table.columns if c[0] == s)) for s in dict.fromkeys(c[0] for c in table.columns)],
         "sentences": findings.sentences(a),
+        "ab": findings.ab_lines(a),
         "at_common": findings.at_common_rate(a),
         "glossary": findings.GLOSSARY,
         "noise": noise_lines(a),

@@ -34,6 +34,7 @@ from lab.results import speed_shares
 from loadtests.load import LoadBackend, LoadError
 from servers.matrix import Cell, Matrix
 from servers.target import RunningServer, ServerError, TargetBackend
+from servers.variants import Environment
 
 HUNG_STOP = 3.0  # seconds a server that stopped answering gets to stop on SIGTERM before SIGKILL
 
@@ -59,8 +60,10 @@ class Runner:
         targets: TargetBackend,
         loads: LoadBackend,
         listener: Listener | None = None,
+        environments: list[Environment] | None = None,
     ) -> None:
         self.config, self.matrix, self.run_id = config, matrix, root.name
+        self.environments = environments or []  # the variants as the target side installed them
         self.targets, self.loads = targets, loads
         hint = " | after Ctrl-C: RESUME=last docker compose up" if config.target_agent else ""
         self.listener: Listener = listener or Progress(resume_hint=hint)
@@ -371,6 +374,7 @@ class Runner:
                 parts=[*(ended(p) for p in (resumed.parts if resumed else [])), part],
                 rounds=list(resumed.rounds) if resumed else [], sweep=dict(resumed.sweep) if resumed else {},
                 extra_rule=extra_rule(c), speed=resumed.speed if resumed else None,
+                environments=self.environments or (resumed.environments if resumed else []),
             )
         )  # fmt: skip
         self.listener.say(

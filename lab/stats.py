@@ -216,7 +216,10 @@ def compare(
 
 
 def role(a: dict[str, object], b: dict[str, object]) -> str | None:
-    """What two cells differ in, when it is one thing the lab compares (http goes with the server and the loop)."""
+    """What two cells differ in, when it is one thing the lab compares (http goes with the server and the loop);
+    cells of two variants are compared only with each other (paired: ab)."""
+    if a.get("variant", "") != b.get("variant", ""):
+        return None
     differ = [axis for axis in ROLES if a[axis] != b[axis]]
     return differ[0] if len(differ) == 1 else None
 
@@ -250,3 +253,62 @@ def ranks(values: Mapping[str, Sequence[float]], noise: Noise) -> dict[str, int]
         if c.faster is not None:
             faster[b if c.faster == a else a] += 1
     return {key: 1 + n for key, n in faster.items()}
+
+
+@dataclass(frozen=True)
+class Paired:
+    """B against A on one cell and scenario, from the rounds that measured both: the ratio B ÷ A of their RPS with
+    its 95% interval, at the noise of the paired differences pooled over the pairs of its group."""
+
+    scenario: str
+    a: str
+    b: str
+    group: str  # whose paired differences gave the noise (the cells' server)
+    ratio: float  # B ÷ A
+    low: float
+    high: float
+    rounds: int  # pairs measured
+    sd: float  # of one round's log(B ÷ A), pooled over the group
+    df: int
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 1 or self.high < 1
+
+    @property
+    def half_pct(self) -> float:
+        """The interval's half-width, in % of A."""
+        return 100 * (math.sqrt(self.high / self.low) - 1) if self.low > 0 else math.inf
+
+    def slower_than(self, pct: float) -> bool:
+        """B is slower than A by more than pct% with 95% confidence."""
+        return self.high < 1 - pct / 100
+
+
+def ab(
+    scenario: str, pairs: Mapping[str, tuple[str, str]], by_round: Mapping[str, Mapping[int, float]],
+    group_of: Mapping[str, str],
+) -> list[Paired]:  # fmt: skip
+    """Each A/B pair (name -> (A's key, B's key); key -> round -> RPS adjusted for the CPU's speed) compared on the
+    rounds that measured both: one round's log(B ÷ A) is a paired difference, its mean over the rounds the pair's
+    log ratio. The difference removes whatever moved the whole round (the rounds' drift). Its noise is pooled over the
+    pairs of the same group (server), not over the run: the noisiest servers' pairs get their own, wider, noise, so
+    the false-positive rate holds on them too (an A/A run on hypercorn would otherwise read the calmer granian's)."""
+    diffs: dict[str, list[float]] = {}
+    for name, (a, b) in pairs.items():
+        common = sorted(set(by_round.get(a, {})) & set(by_round.get(b, {})))
+        diffs[name] = [math.log(by_round[b][r] / by_round[a][r]) for r in common if by_round[a][r] > 0 < by_round[b][r]]
+    pooled: dict[str, Noise] = {}
+    for group in set(group_of.values()):
+        pooled[group] = pooled_noise([math.exp(d) for d in diffs[n]] for n in diffs if group_of[n] == group)
+    found = []
+    for name, ds in diffs.items():
+        if not ds:
+            continue
+        noise = pooled[group_of[name]]
+        mean = statistics.fmean(ds)
+        half = noise.t * noise.sd / math.sqrt(len(ds)) if math.isfinite(noise.sd) else math.inf
+        low, high = math.exp(mean - half), math.exp(min(mean + half, 700.0))
+        a, b = pairs[name]
+        found.append(Paired(scenario, a, b, group_of[name], math.exp(mean), low, high, len(ds), noise.sd, noise.df))
+    return found

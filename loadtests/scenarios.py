@@ -145,6 +145,8 @@ def plan(scenario: Scenario, target: Target, overrides: dict[str, str] | None = 
         sent = payload(params["message_bytes"])
         return Plan(name, "WS", path, params, ws_frame(sent), sent, 101, framing="ws")
 
+    if scenario.answer == "given":
+        return given(scenario, path, params, target)
     if scenario.answer not in ANSWERS:
         known = ", ".join(ANSWERS)
         raise MatrixError(
@@ -152,10 +154,7 @@ def plan(scenario: Scenario, target: Target, overrides: dict[str, str] | None = 
         )
     answer = ANSWERS[scenario.answer]
     sent = payload(params["body_bytes"]) if "body_bytes" in params else b""
-    head = f"{scenario.method} {path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-    if scenario.method == "POST":
-        head += f"Content-Length: {len(sent)}\r\nContent-Type: {common.OCTET_TYPE}\r\n"
-    request = head.encode() + b"\r\n" + sent
+    request = request_bytes(scenario.method, path, target, sent, common.OCTET_TYPE)
     return Plan(
         name,
         scenario.method,
@@ -166,6 +165,25 @@ def plan(scenario: Scenario, target: Target, overrides: dict[str, str] | None = 
         200,
         answer.content_type,
         answer.framing,
+    )
+
+
+def request_bytes(method: str, path: str, target: Target, sent: bytes, content_type: str) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+    if sent or method in ("POST", "PUT", "PATCH"):
+        head += f"Content-Length: {len(sent)}\r\n" + (f"Content-Type: {content_type}\r\n" if content_type else "")
+    return head.encode() + b"\r\n" + sent
+
+
+def given(scenario: Scenario, path: str, params: dict[str, int], target: Target) -> Plan:
+    """A request of your own app's (servers/own_app.py), against the answer recorded for it."""
+    if scenario.expect is None:
+        raise MatrixError(f"scenario {scenario.name!r}: its first correct answer was not recorded before the load")
+    sent = scenario.send.encode()
+    request = request_bytes(scenario.method, path, target, sent, scenario.send_type)
+    e = scenario.expect
+    return Plan(
+        scenario.name, scenario.method, path, params, request, e.body, scenario.status, e.content_type, e.framing
     )
 
 

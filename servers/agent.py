@@ -6,6 +6,8 @@ The runner, in another container, drives it through servers/remote.py (AgentTarg
 Every request and reply is a record of servers/agent_api.py.
 
     GET  /health                                     alive, its CPUs, the running cell, its matrix's digest
+    POST /prepare {"variants", "own"}                install the run's variants (or find them in its cache:
+                                                     LAB_VARIANTS) before any cell of theirs starts
     POST /start {"cell", "port", "matrix"}           start a cell of its matrix (the run's, by digest) and wait
                                                      until it answers correctly
     GET  /status                                     is it alive, its exit code
@@ -32,7 +34,20 @@ from pydantic import ValidationError
 from core.errors import UsageError, say
 from core.host import machine_cpus
 from core.model import Record
-from servers.agent_api import Empty, Health, LogTail, Refusal, Start, Started, Status, Stop, Stopped, Window
+from servers.agent_api import (
+    Empty,
+    Health,
+    LogTail,
+    Prepare,
+    Prepared,
+    Refusal,
+    Start,
+    Started,
+    Status,
+    Stop,
+    Stopped,
+    Window,
+)
 from servers.local import LocalServer, LocalTargets
 from servers.matrix import Matrix, MatrixError, load
 from servers.target import ServerError
@@ -94,6 +109,9 @@ class Agent:
                                            matrix=self.matrix.digest)  # fmt: skip
                     case ("GET", "/status"):
                         return 200, self.status()
+                    case ("POST", "/prepare"):
+                        asked = Prepare.model_validate_json(body)
+                        return 200, Prepared(environments=self.targets.prepare(asked.variants, asked.own))
                     case ("POST", "/start"):
                         return 200, self.start(Start.model_validate_json(body))
                     case ("POST", "/stop") | ("POST", "/shutdown"):

@@ -4,7 +4,9 @@ each as JSON: the wire format alone."""
 from __future__ import annotations
 
 from core.model import Record
+from servers.own_app import OwnApp
 from servers.target import StartupReport
+from servers.variants import Environment, Variant
 
 
 class Health(Record):
@@ -18,6 +20,15 @@ class Start(Record):
     cell: str  # a cell key of the agent's matrix
     port: int
     matrix: str  # the digest of the runner's matrix
+
+
+class Prepare(Record):
+    variants: list[Variant]
+    own: OwnApp | None = None
+
+
+class Prepared(Record):
+    environments: list[Environment]
 
 
 class Started(Record):

@@ -22,16 +22,17 @@ from typing import Any
 from core.errors import LabError, say
 from core.host import ROOT, atomic_write, check_port_free
 from servers.matrix import Cell, Matrix, MatrixError, load
+from servers.own_app import OwnApp, with_own
 from servers.target import StartupReport
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def argv(matrix: Matrix, cell: Cell, host: str, port: int) -> list[str]:
+def argv(matrix: Matrix, cell: Cell, host: str, port: int, python: str | None = None) -> list[str]:
     server = matrix.servers[cell.server]
     values = {
-        "python": sys.executable,
+        "python": python or sys.executable,
         "app": matrix.apps[cell.app].target,
         "host": host,
         "port": str(port),
@@ -43,20 +44,47 @@ def argv(matrix: Matrix, cell: Cell, host: str, port: int) -> list[str]:
     return [part.format(**values) for part in server.command]
 
 
-def versions(matrix: Matrix, cell: Cell) -> dict[str, str]:
-    """Exact versions of everything the cell runs on."""
+def versions(matrix: Matrix, cell: Cell, python: str | None = None) -> dict[str, str]:
+    """Exact versions of everything the cell runs on, as the interpreter that runs it (a variant's) sees them."""
     names = [
         *matrix.servers[cell.server].packages,
         *matrix.servers[cell.server].http_packages[cell.http],
         *matrix.loops[cell.loop].packages,
         *matrix.apps[cell.app].packages,
     ]
+    if python and python != sys.executable:
+        return versions_in(python, list(dict.fromkeys(names)), cell)
     found = {"python": platform.python_version()}
     for name in dict.fromkeys(names):
         try:
             found[name] = version(name)
         except PackageNotFoundError as exc:
             raise MatrixError(f"cell {cell.key} needs the package {name!r}, which is not installed") from exc
+    return found
+
+
+VERSIONS = """import json, platform, sys
+from importlib.metadata import PackageNotFoundError, version
+found = {"python": platform.python_version()}
+for name in sys.argv[1:]:
+    try:
+        found[name] = version(name)
+    except PackageNotFoundError:
+        found[name] = None
+print(json.dumps(found))
+"""
+
+
+def versions_in(python: str, names: list[str], cell: Cell) -> dict[str, str]:
+    import subprocess
+
+    done = subprocess.run([python, "-c", VERSIONS, *names], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise MatrixError(f"cell {cell.key}: its interpreter {python} does not run: {done.stderr.strip()[-200:]}")
+    found = json.loads(done.stdout)
+    missing = [name for name, v in found.items() if v is None]
+    if missing:
+        raise MatrixError(f"cell {cell.key} needs the package {missing[0]!r}, which its environment does not have")
     return found
 
 
@@ -70,45 +98,49 @@ def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
         conn.close()
 
 
-def probe(host: str, port: int, timeout: float = 2.0) -> str | None:
-    """None while the server answers GET /plaintext correctly within `timeout`, else what went wrong."""
+def probe(host: str, port: int, timeout: float = 2.0, path: str = "/plaintext") -> str | None:
+    """None while the server answers GET `path` (its app's readiness probe) correctly within `timeout`, else what
+    went wrong."""
     try:
-        status, body = get(host, port, "/plaintext", timeout)
+        status, body = get(host, port, path, timeout)
     except TimeoutError:
-        return f"no answer to GET /plaintext within {timeout:g} s (hung?)"
+        return f"no answer to GET {path} within {timeout:g} s (hung?)"
     except OSError as exc:
-        return f"GET /plaintext failed: {exc.strerror or type(exc).__name__}"
+        return f"GET {path} failed: {exc.strerror or type(exc).__name__}"
     if (status, body) != (200, b"Hello, World!"):
-        return f"GET /plaintext answered {status} {body[:40]!r}"
+        return f"GET {path} answered {status} {body[:40]!r}"
     return None
 
 
-def wait_ready(host: str, port: int, timeout: float) -> float:
-    """Seconds until GET /plaintext is answered correctly; TimeoutError after `timeout`."""
+def wait_ready(host: str, port: int, timeout: float, path: str = "/plaintext") -> float:
+    """Seconds until GET `path` (the app's readiness probe) is answered correctly; TimeoutError after `timeout`."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            if get(host, port, "/plaintext") == (200, b"Hello, World!"):
+            if get(host, port, path) == (200, b"Hello, World!"):
                 return time.monotonic() - started
         except OSError:
             pass
         time.sleep(0.02)
-    raise TimeoutError(f"no correct answer from {host}:{port}/plaintext within {timeout:g} s")
+    raise TimeoutError(f"no correct answer from {host}:{port}{path} within {timeout:g} s")
 
 
 def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, record: dict[str, Any]) -> int:
     """Runs in a forked grandchild while the launcher becomes the server. Returns the watcher's exit code."""
     host, port = ns.host, ns.port
     try:
-        startup = round(wait_ready(host, port, ns.ready_timeout), 4)
-        status, body = get(host, port, "/debug/loop")
+        app = matrix.apps[cell.app]
+        startup = round(wait_ready(host, port, ns.ready_timeout, app.ready), 4)
+        status, body = get(host, port, app.loop_probe)
         loop_seen = json.loads(body)["loop"] if status == 200 else None
     except (TimeoutError, OSError, ValueError) as exc:
         say(f"{cell.key} not ready: {exc}; stopping the server")
         os.kill(server_pid, signal.SIGTERM)
         return 1
     expected = matrix.loops[cell.loop].reports
-    report = StartupReport(**record, startup_seconds=startup, loop_seen=loop_seen, ready=loop_seen == expected)
+    report = StartupReport(
+        **record, startup_seconds=startup, loop_seen=loop_seen, ready=loop_seen == expected, ready_path=app.ready
+    )
     if ns.report:
         atomic_write(ns.report, report.model_dump_json(indent=2) + "\n")
     if not report.ready:
@@ -137,6 +169,9 @@ def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--list", nargs="?", const="full", metavar="PRESET", help="print a preset's cells and exit")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the command, start nothing")
     parser.add_argument("--matrix", type=Path, help="the matrix file (default: LAB_MATRIX, else servers/matrix.toml)")
+    parser.add_argument("--python", help="the interpreter the server runs (a variant's: servers/variants.py)")
+    parser.add_argument("--own-app", help="your app, MODULE:ATTRIBUTE, as the app `own` (servers/own_app.py)")
+    parser.add_argument("--own-code", default=".", help="the folder your app is imported from (default .)")
     return parser.parse_args(args)
 
 
@@ -152,7 +187,13 @@ def launch(args: list[str] | None) -> int:
     """Validate the cell, then become its server (a forked watcher reports when it is ready)."""
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--matrix", type=Path)
-    matrix = load(first.parse_known_args(args)[0].matrix)  # the rest of the options' help names its choices
+    first.add_argument("--own-app")
+    first.add_argument("--own-code", default=".")
+    known = first.parse_known_args(args)[0]
+    matrix = load(known.matrix)  # the rest of the options' help names its choices
+    if known.own_app:  # your app joins the matrix as the app `own` (servers/own_app.py)
+        own = OwnApp(target=known.own_app, code=str(Path(known.own_code).resolve()), requests=[], requirements=[])
+        matrix = with_own(matrix, own)
     ns = parse_args(matrix, args)
     if ns.list:
         for cell in matrix.preset(ns.list).cells:
@@ -164,13 +205,13 @@ def launch(args: list[str] | None) -> int:
         cell = matrix.cell(ns.server, ns.loop, ns.http, ns.workers, ns.app)
     else:
         raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
-    command = argv(matrix, cell, ns.host, ns.port)
+    command = argv(matrix, cell, ns.host, ns.port, ns.python)
     record: dict[str, Any] = {
         "key": cell.key,
         "host": ns.host,
         "port": ns.port,
         "argv": command,
-        "versions": versions(matrix, cell),
+        "versions": versions(matrix, cell, ns.python),
     }
     if ns.dry_run:
         print(json.dumps(record, indent=2))
@@ -192,6 +233,8 @@ def launch(args: list[str] | None) -> int:
     os.wait()
     say(f"starting {cell.key}: {' '.join(command)}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if ns.own_app:  # what apps/own_app.py imports, in every worker
+        env.update({"LAB_OWN_APP": ns.own_app, "LAB_OWN_CODE": str(Path(ns.own_code).resolve())})
     os.chdir(ROOT)
     os.execve(command[0], command, env)
     return 0  # unreachable

@@ -15,8 +15,11 @@ from pathlib import Path
 from core import interrupts
 from core.host import ROOT, child_setup, machine_cpus
 from servers.matrix import Cell, Matrix
+from servers.own_app import NAME as OWN
+from servers.own_app import OwnApp
 from servers.sampler import TreeSampler
 from servers.target import RunningServer, ServerError, ServerSample, StartupReport
+from servers.variants import Environment, Variant, prepare
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -105,6 +108,25 @@ class LocalTargets:
     ready_timeout: float = READY_TIMEOUT
     die_with_parent: bool = True  # the server gets SIGTERM when the process that started it dies
     matrix: Matrix | None = None  # the run's, whose file the launcher reads (None: the launcher's default)
+    variants_dir: Path | None = None  # where variants' environments are kept (None: servers/variants.py's default)
+    pythons: dict[str, str] = field(default_factory=dict)  # variant -> its interpreter, once prepared
+
+    own: OwnApp | None = None  # your app, once prepared: the app `own` of the run's matrix
+
+    def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
+        asked = [v.model_copy(update={"requirements": [*v.requirements, *own.requirements]}) for v in variants] \
+            if own else list(variants)  # fmt: skip
+        if own and own.requirements and not variants:  # your app's requirements, for every cell of the run
+            asked = [Variant(name=OWN, requirements=own.requirements)]
+        found = prepare(asked, self.variants_dir)
+        self.pythons = {e.variant: e.python for e in found}
+        if own and not variants:
+            self.pythons[""] = self.pythons.pop(OWN, sys.executable)
+        if own:
+            for python in set(self.pythons.values()) or {sys.executable}:
+                own.check_imports(python)
+        self.own = own
+        return found
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
@@ -116,6 +138,14 @@ class LocalTargets:
         argv += ["--ready-timeout", str(self.ready_timeout)]
         if self.matrix is not None and self.matrix.source:
             argv += ["--matrix", str(self.matrix.source)]
+        if cell.variant and cell.variant not in self.pythons:
+            raise ServerError(f"{cell.key}: the variant {cell.variant!r} was not prepared on the target side", "")
+        if python := self.pythons.get(cell.variant):
+            argv += ["--python", python]
+        if cell.app == OWN:
+            if self.own is None:
+                raise ServerError(f"{cell.key}: your app was not prepared on the target side", "")
+            argv += ["--own-app", self.own.target, "--own-code", self.own.code]
         cpus = self.cpus
         process: subprocess.Popen[bytes] | None = None
         server: LocalServer | None = None

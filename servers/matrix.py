@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -24,7 +25,8 @@ from core.settings import settings
 
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
 SCHEMA = 1
-AXES = ("server", "loop", "http", "workers", "app")
+AXES = ("server", "loop", "http", "workers", "app")  # the matrix's axes; a run's variants are one more (Cell.variant)
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
 class MatrixError(UsageError):
@@ -37,6 +39,8 @@ class App:
     target: str
     packages: tuple[str, ...]
     title: str  # how reports name it
+    ready: str = "/plaintext"  # answers "Hello, World!" once the app serves (servers/launcher.py)
+    loop_probe: str = "/debug/loop"  # answers which event loop runs it
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,27 @@ class Rule:
         return all(getattr(cell, axis) == value for axis, value in self.match.items() if axis != "scenario")
 
 
+class Expected(Record):
+    """An answer every later one must equal: status (the scenario's), content type, framing and body, byte for
+    byte. Headers that vary (date, server) are not compared."""
+
+    content_type: str
+    framing: Literal["length", "chunked"]
+    body_b64: str  # the body, base64: an answer need not be text
+
+    @property
+    def body(self) -> bytes:
+        import base64
+
+        return base64.b64decode(self.body_b64)
+
+    @classmethod
+    def of(cls, content_type: str, framing: Literal["length", "chunked"], body: bytes) -> Expected:
+        import base64
+
+        return cls(content_type=content_type, framing=framing, body_b64=base64.b64encode(body).decode())
+
+
 class Scenario(Record):
     """What the load generator sends and the kind of answer that must come back; a load carries it whole, so the
     load side needs no matrix of its own."""
@@ -76,33 +101,53 @@ class Scenario(Record):
     name: str
     method: str
     path: str
-    answer: str  # the kind of answer that must come back (loadtests/scenarios.py ANSWERS)
+    answer: str  # the kind of answer that must come back (loadtests/scenarios.py ANSWERS), or "given" (below)
     query: dict[str, int] = Field(default_factory=dict)
     params: dict[str, int] = Field(default_factory=dict)
+    # A request of your own app's (servers/own_app.py): what is sent and what must come back.
+    status: int = 200
+    send: str = ""  # the request's body
+    send_type: str = ""  # its content type
+    expect: Expected | None = None  # None until the first correct answer is recorded (`same = true`)
 
 
 class Cell(Record):
     """One combination of the axes: what a server process runs. Bundles record it as this record; files, logs and the
-    command line name it by its key."""
+    command line name it by its key. `variant` names the package environment it runs in (servers/variants.py): empty
+    for the image's own, else one of the run's variants, as in granian-uvloop-hyper-w1-raw@B."""
 
     server: str
     loop: str
     http: str
     workers: int
     app: str
+    variant: str = ""
 
     @property
     def key(self) -> str:
-        """A name for files and logs: granian-uvloop-hyper-w1-raw."""
-        return f"{self.server}-{self.loop}-{self.http}-w{self.workers}-{self.app}"
+        """A name for files and logs: granian-uvloop-hyper-w1-raw (@VARIANT when it runs in one)."""
+        base = f"{self.server}-{self.loop}-{self.http}-w{self.workers}-{self.app}"
+        return f"{base}@{self.variant}" if self.variant else base
+
+    @property
+    def base(self) -> Cell:
+        """The same cell in the image's own environment."""
+        return self.model_copy(update={"variant": ""})
 
     @classmethod
     def parse(cls, key: str) -> Cell:
         """The cell a key names, by its syntax alone (Matrix.cell_from_key also checks it against the matrix)."""
+        key, _, variant = key.partition("@")
         parts = key.split("-")
         if len(parts) != 5 or not parts[3].startswith("w") or not parts[3][1:].isdigit():
-            raise MatrixError(f"cell key {key!r} is not SERVER-LOOP-HTTP-wN-APP, e.g. granian-uvloop-hyper-w1-raw")
-        return cls(server=parts[0], loop=parts[1], http=parts[2], workers=int(parts[3][1:]), app=parts[4])
+            raise MatrixError(
+                f"cell key {key!r} is not SERVER-LOOP-HTTP-wN-APP[@VARIANT], e.g. granian-uvloop-hyper-w1-raw"
+            )
+        if "@" in variant or (variant and not VARIANT_NAME.fullmatch(variant)):
+            raise MatrixError(f"variant name {variant!r} in a cell key: give letters, digits, '.', '_' or '-'")
+        return cls(
+            server=parts[0], loop=parts[1], http=parts[2], workers=int(parts[3][1:]), app=parts[4], variant=variant
+        )
 
 
 @dataclass(frozen=True)
@@ -194,8 +239,10 @@ class Matrix:
         return self.valid(Cell.parse(key))
 
     def valid(self, cell: Cell) -> Cell:
-        """The cell itself, when this matrix has it; else a MatrixError naming the valid choices."""
-        return self.cell(cell.server, cell.loop, cell.http, cell.workers, cell.app)
+        """The cell itself, when this matrix has it; else a MatrixError naming the valid choices (its variant is the
+        run's to check: lab/config.py)."""
+        found = self.cell(cell.server, cell.loop, cell.http, cell.workers, cell.app)
+        return found.model_copy(update={"variant": cell.variant})
 
     def preset(self, name: str) -> Preset:
         self._check_choice("preset", name, tuple(self.presets))

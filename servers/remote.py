@@ -11,9 +11,24 @@ from typing import TypeVar
 
 from core.errors import UsageError
 from core.model import Record
-from servers.agent_api import Empty, Health, LogTail, Refusal, Start, Started, Status, Stop, Stopped, Window
+from servers.agent_api import (
+    Empty,
+    Health,
+    LogTail,
+    Prepare,
+    Prepared,
+    Refusal,
+    Start,
+    Started,
+    Status,
+    Stop,
+    Stopped,
+    Window,
+)
 from servers.matrix import Cell, Matrix
+from servers.own_app import OwnApp
 from servers.target import RunningServer, ServerError, ServerSample, StartupReport, TargetSideLostError
+from servers.variants import INSTALL_TIMEOUT, Environment, Variant
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
 R = TypeVar("R", bound=Record)
@@ -86,6 +101,11 @@ class AgentTargets:
                 f"the target agent's matrix (sha256 {health.matrix[:12]}…) is not this run's ({self.digest[:12]}…): "
                 "give the runner and the target the same matrix file (LAB_MATRIX)"
             )
+
+    def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
+        timeout = INSTALL_TIMEOUT * max(len(variants), 1) + 30
+        asked = Prepare(variants=variants, own=own)
+        return call(self.url, "/prepare", Prepared, asked, timeout=timeout).environments
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:

@@ -12,6 +12,8 @@ from typing import Protocol
 from core.errors import ProcessFailedError, ServiceLostError
 from core.model import Record
 from servers.matrix import Cell
+from servers.own_app import OwnApp
+from servers.variants import Environment, Variant
 
 
 class ServerError(ProcessFailedError):
@@ -33,6 +35,7 @@ class StartupReport(Record):
     startup_seconds: float
     loop_seen: str | None
     ready: bool
+    ready_path: str = "/plaintext"  # what answers "Hello, World!" while the server is healthy (lab/measure.py)
 
 
 class ServerSample(Record):
@@ -83,6 +86,13 @@ class TargetBackend(Protocol):
     """Starts cells on its server CPUs, one at a time."""
 
     cpus: tuple[int, ...]
+
+    def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
+        """Each of the run's variants installed (or found in the cache) on the target side, before any cell starts;
+        a cell whose key names a variant then runs in its environment. With your app, its requirements go into
+        each (or into an environment of their own) and it must import in each. A VariantError or UsageError (one
+        line) when one cannot be."""
+        ...
 
     def serve(self, cell: Cell, port: int) -> AbstractContextManager[RunningServer]:
         """Start the cell on 127.0.0.1:port; the server is ready inside the block and stopped after it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from core.host import ROOT
-from core.settings import COMPOSE_VARIABLES, VARIABLES, Settings
+from core.settings import COMPOSE_VARIABLES, FOCUS_VARIABLES, VARIABLES, Settings
 
 CODE = [p for d in ("apps", "core", "servers", "loadtests", "lab", "scripts") for p in (ROOT / d).rglob("*.py")]
 
@@ -18,7 +18,7 @@ def test_only_the_settings_module_reads_lab_variables() -> None:
 
 def test_every_variable_is_documented() -> None:
     readme, example = (ROOT / "README.md").read_text(), (ROOT / ".env.example").read_text()
-    for name in {**VARIABLES, **COMPOSE_VARIABLES}:
+    for name in {**VARIABLES, **COMPOSE_VARIABLES, **FOCUS_VARIABLES}:
         assert f"`{name}`" in readme, f"README.md does not list {name}"
         assert re.search(rf"^#? ?{name}=", example, re.M), f".env.example does not list {name}"
     used = set(re.findall(r"\bLAB_[A-Z_]+\b", (ROOT / "docker-compose.yml").read_text()))

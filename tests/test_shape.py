@@ -94,7 +94,8 @@ def test_each_bound_holds_on_the_command_line_and_on_a_resumed_configuration(nam
     with pytest.raises(UsageError, match=f"^{option.flag} "):
         config("--preset", "quick", option.flag, shown)
     good = config("--preset", "quick")
-    stored = good.model_copy(update={name: type(getattr(good, name))(bad * option.scale)})
+    now = getattr(good, name)
+    stored = good.model_copy(update={name: (float if now is None else type(now))(bad * option.scale)})  # None: unset
     with pytest.raises(UsageError, match=f"^{option.flag} "):
         stored.check(MATRIX)
 
@@ -105,7 +106,7 @@ def test_every_run_option_is_a_field_and_every_flag_is_on_the_parser() -> None:
     flags = {flag for action in parser._actions for flag in action.option_strings}
     table = run_config.options()
     assert {o.flag for o in table.values()} <= flags
-    assert set(run_config.RunConfig.model_fields) - set(table) == {"matrix"}  # the one field no option sets
+    assert set(run_config.RunConfig.model_fields) - set(table) == {"matrix", "own"}  # the fields no option sets
 
 
 def test_a_resumed_run_refuses_a_matrix_file_that_changed(tmp_path: Path) -> None:
