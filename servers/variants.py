@@ -8,7 +8,8 @@
 A variant's environment is a venv made without pip whose site-packages hold only what its requirements install; a
 .pth file adds the image's own site-packages after them, so everything else is the image's, at its pinned versions,
 and only the packages the variant names (and what they need that the image lacks or pins differently) differ. The
-image's pip installs into it (`pip --python`). Each environment is kept under the variant cache (LAB_VARIANTS; in
+image's pip installs into it (`pip --python`): the named packages always, even at the image's own version, so that
+an A/A run's two sides are two installs. Each environment is kept under the variant cache (LAB_VARIANTS; in
 compose the `variants` volume, so a later run finds it) in a folder named by the variant and a digest of what went in:
 the interpreter, the image's site-packages, the requirements and, for a local checkout, its commit and the digest of
 its uncommitted changes (for a folder without git, its files' sizes and times). A second run with the same inputs
@@ -157,6 +158,7 @@ def image_paths() -> list[str]:
 
 def cache_key(variant: Variant, sources: list[Source]) -> str:
     inputs = {
+        "scheme": 2,  # how an environment is installed (environment()): a change makes new ones
         "variant": variant.name,
         "requirements": variant.requirements,
         "python": sys.version,
@@ -250,9 +252,14 @@ def environment(variant: Variant, cache: Path) -> Environment:
         # A site directory after the variant's own (its .pth files run too: editable installs, say).
         lines = [f"import site; site.addsitedir({path!r})" for path in image_paths()]
         (site / "_lab_image.pth").write_text("\n".join(lines) + "\n")
-        done = pip(str(building / "bin" / "python"), "install", "--quiet", *copied(variant.requirements, building))
-        if done.returncode != 0:
-            raise VariantError(f"variant {variant.name}: {pip_error(done.stdout + done.stderr)}")
+        # The named packages always into the environment, even at the image's own version (an A/A's two sides are
+        # two installs); then what they need, from the image where its version fits.
+        wanted = copied(variant.requirements, building)
+        python = str(building / "bin" / "python")
+        for extra in (["--no-deps", "--ignore-installed"], []):
+            done = pip(python, "install", "--quiet", *extra, *wanted)
+            if done.returncode != 0:
+                raise VariantError(f"variant {variant.name}: {pip_error(done.stdout + done.stderr)}")
         if folder.exists():
             shutil.rmtree(folder)
         building.rename(folder)  # the lab runs `python -m …` only, so no script's shebang needs the old path

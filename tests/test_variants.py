@@ -135,8 +135,8 @@ def test_a_variant_environment_is_built_once_and_its_server_runs_from_it(cache: 
     assert b.own == {"uvicorn": "0.53.0"} and not b.cached and Path(b.python).exists()
     (again,) = prepare([Variant.parse(f"B={OLD_UVICORN}")], cache)
     assert again.cached and again.python == b.python and again.install_seconds < 5
-    (twin,) = prepare([Variant.parse(f"B2={OLD_UVICORN}")], cache)  # an A/A's other side: its own environment
-    assert twin.folder != b.folder
+    (twin,) = prepare([Variant.parse("B2=uvicorn==0.54.0")], cache)  # the image's version: installed all the same,
+    assert twin.folder != b.folder and twin.own == {"uvicorn": "0.54.0"}  # so an A/A's two sides are two installs
     targets = LocalTargets(tmp_path, matrix=load(), variants_dir=cache)
     assert [e.cached for e in targets.prepare([Variant.parse("A="), Variant.parse(f"B={OLD_UVICORN}")])] == [True] * 2
     for variant, expected in (("A", "0.54.0"), ("B", "0.53.0")):
