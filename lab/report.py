@@ -58,14 +58,14 @@ SUMMARY_FIELDS = [
 ]  # fmt: skip
 
 
-def axes(cell: Cell) -> dict[str, Any]:
+def columns(cell: Cell) -> dict[str, Any]:
     """The cell's axes as columns; its variant is in the key (uvicorn-asyncio-h11-w1-raw@B)."""
     return cell.model_dump(exclude={"variant"})
 
 
 def summary_row(f: Figures) -> dict[str, Any]:
     base = {
-        "key": f.key, **axes(f.cell), "scenario": f.scenario, "offered_rps": f.offered or None, "repeats": f.repeats,
+        "key": f.key, **columns(f.cell), "scenario": f.scenario, "offered_rps": f.offered or None, "repeats": f.repeats,
         "repeats_failed": f.failed, "label": f.label,
     }  # fmt: skip
     if not f.ok or f.latency is None:
@@ -115,7 +115,7 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
     per failure."""
     rows = [summary_row(f) for f in a.points]
     for f in a.failures:
-        rows.append({"key": f.key, **axes(f.cell), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
+        rows.append({"key": f.key, **columns(f.cell), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
     return rows
 
 
