@@ -10,6 +10,12 @@ saturation. Latency counts from the send (closed) or from the slot (open), never
 The sockets and epoll are the operating system's own, not gevent's: the loop blocks in epoll for at most a few
 milliseconds and yields to gevent's hub between batches, so Locust's heartbeats, its statistics and web UI keep
 running. Locust's request statistics are updated in batches (a dict of milliseconds per flush), not per request.
+
+A paired load (an A/B pair, lab/pairs.py) drives two servers from the same loop: every other user's connection goes
+to the second one, which has a recorder of its own, and each side's correct answers are also counted per bucket of
+the epoch, so that every worker process counts on the same clock. Together, both sides are loaded all the time; in
+slices, only the side whose turn it is (A in even buckets, B in odd ones) sends, the other's connections wait until
+its next turn, and only the answers after each slice's first settle seconds count.
 """
 
 from __future__ import annotations
@@ -44,6 +50,21 @@ class ProtocolError(Exception):
 
 
 @dataclass
+class Pairing:
+    """A paired load's second server and how the load is shared between the two (loadtests/load.py: PairResult)."""
+
+    target: Target
+    recorder: Recorder
+    mode: str  # together or slices
+    bucket: float  # seconds per bucket (together) or slice
+    settle: float  # slices: seconds at each slice's start whose answers do not count
+
+    @property
+    def slices(self) -> bool:
+        return self.mode == "slices"
+
+
+@dataclass
 class Schedule:
     """When this process's requests are due: Poisson arrivals at `rate` per second, or evenly spaced (uniform)."""
 
@@ -70,10 +91,14 @@ class Schedule:
 class Conn:
     """One keep-alive connection and its receive buffer."""
 
-    __slots__ = ("buf", "closing", "due", "fd", "filled", "head", "out", "sent", "sock", "whole", "ws_ready")
+    __slots__ = (
+        "buf", "closing", "due", "fd", "filled", "head", "out", "rec", "sent", "side", "sock", "whole", "ws_ready",
+    )  # fmt: skip
 
-    def __init__(self, sock: stdlib_socket.socket) -> None:
+    def __init__(self, sock: stdlib_socket.socket, rec: Recorder, side: int = 0) -> None:
         self.sock = sock
+        self.rec = rec  # the recorder of its side
+        self.side = side  # 0, or 1 for a paired load's second server
         self.fd = sock.fileno()
         self.buf = bytearray(BUFFER)
         self.filled = 0
@@ -97,18 +122,25 @@ class Flock:
         report: Callable[[Counter[int], int, int, str | None], None],
         schedule: Schedule | None = None,
         max_connections: int = 1024,
+        pair: Pairing | None = None,
     ) -> None:
         self.plan, self.target, self.recorder, self.report = plan, target, recorder, report
+        self.pair = pair
+        self.targets = (target, pair.target) if pair else (target,)
+        self.recorders = (recorder, pair.recorder) if pair else (recorder,)
+        self.parked: tuple[list[Conn], ...] = ([], [])  # slices: connections waiting for their side's turn
+        self.turn = 0  # slices: the side whose turn it is
+        self.wall = 0.0  # the epoch minus perf_counter(), set when the loop starts
         self.schedule = schedule
         self.max_connections = max_connections
         self.ep = epoll()
         self.conns: dict[int, Conn] = {}
         self.idle: deque[Conn] = deque()  # open model: connections with nothing in flight
         self.backlog: deque[float] = deque()  # open model: slots that found no free connection
-        self.retry: list[float] = []  # when a connection that failed to connect tries again
+        self.retry: list[tuple[float, int]] = []  # when a connection that failed to connect tries again, and its side
         self.users = 0
         self.next_due = 0.0
-        self.active = False
+        self.running = False
         self.loop: gevent.Greenlet | None = None
         self.ui_ms: list[int] = []  # milliseconds of the answers since the last update of Locust's statistics
         self.ui_errors: list[str] = []
@@ -122,11 +154,11 @@ class Flock:
     def join(self) -> None:
         """A Locust user started: one more connection (or, if it cannot connect, one that retries)."""
         self.users += 1
-        if not self.active:
-            self.active = True
+        if not self.running:
+            self.running = True
             self.loop = gevent.spawn(self.run)
         now = time.perf_counter()
-        conn = self.connect(now)
+        conn = self.connect(now, (self.users - 1) % len(self.targets))
         if conn is not None:
             self.start(conn, now)
 
@@ -139,25 +171,26 @@ class Flock:
             self.stop()
 
     def stop(self) -> None:
-        self.active = False
+        self.running = False
         for conn in list(self.conns.values()):
             self.close(conn)
         self.retry.clear()
         self.flush_ui()
 
     # --- connections ------------------------------------------------------------------------------------------
-    def connect(self, now: float) -> Conn | None:
+    def connect(self, now: float, side: int = 0) -> Conn | None:
         sock = Socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
+        target = self.targets[side]
         try:
-            sock.connect((self.target.host, self.target.port))
+            sock.connect((target.host, target.port))
         except OSError as exc:
             sock.close()
-            self.error(f"connect: {type(exc).__name__}")
-            self.retry.append(now + RETRY_AFTER)
+            self.error(f"connect: {type(exc).__name__}", side)
+            self.retry.append((now + RETRY_AFTER, side))
             return None
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        conn = Conn(sock)
+        conn = Conn(sock, self.recorders[side], side)
         self.conns[conn.fd] = conn
         if self.recorder.recording:
             self.recorder.peak_connections = max(self.recorder.peak_connections, len(self.conns))
@@ -173,13 +206,15 @@ class Flock:
             conn.sock.close()
         if conn in self.idle:
             self.idle.remove(conn)
+        if conn in self.parked[conn.side]:
+            self.parked[conn.side].remove(conn)
 
     def reconnect(self, conn: Conn, now: float) -> None:
         """After an error that leaves the connection unusable: a new connection takes its place."""
         self.close(conn)
-        if not self.active or (self.schedule is None and len(self.conns) >= max(self.users, 1)):
+        if not self.running or (self.schedule is None and len(self.conns) >= max(self.users, 1)):
             return
-        fresh = self.connect(now)
+        fresh = self.connect(now, conn.side)
         if fresh is not None:
             self.start(fresh, now)
 
@@ -189,9 +224,16 @@ class Flock:
         if self.plan.websocket:
             return
         if self.schedule is None:
-            self.send_next(conn, time.perf_counter())
+            self.next_closed(conn)
         else:
             self.free(conn, now)
+
+    def next_closed(self, conn: Conn) -> None:
+        """The closed model's next request on conn, at once; in slices, only in its side's turn."""
+        if self.pair is not None and self.pair.slices and conn.side != self.turn:
+            self.parked[conn.side].append(conn)
+        else:
+            self.send_next(conn, time.perf_counter())
 
     def write(self, conn: Conn, data: bytes) -> None:
         try:
@@ -199,7 +241,7 @@ class Flock:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self.error(type(exc).__name__)
+            self.error(type(exc).__name__, conn.side)
             self.reconnect(conn, time.perf_counter())
             return
         if sent < len(data):
@@ -218,7 +260,8 @@ class Flock:
         """Whether conn's answer counts in the measured window: any answered while it is open (closed model); in the
         open model only one whose slot was due inside it — an answer in the window to a slot due before it (a backlog
         left by a stall in the warm-up) is neither the window's throughput nor its latency."""
-        return self.recorder.recording and (self.schedule is None or conn.due >= self.recorder.opened)
+        rec = conn.rec
+        return rec.recording and (self.schedule is None or conn.due >= rec.opened)
 
     # --- the open model: slots, free connections, the backlog -------------------------------------------------
     def free(self, conn: Conn, now: float) -> None:
@@ -252,15 +295,19 @@ class Flock:
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> None:
-        ep, conns, recorder, ui_ms = self.ep, self.conns, self.recorder, self.ui_ms
+        ep, conns, recs, ui_ms = self.ep, self.conns, self.recorders, self.ui_ms
         perf = time.perf_counter
         request, body = self.plan.request, self.body
         request_len, body_len = len(request), len(body)
         fast = self.schedule is None and not self.plan.websocket
+        pair, parked = self.pair, self.parked
+        parking = pair is not None and pair.slices
+        self.wall = time.time() - perf()  # perf_counter() + wall = the epoch, on which a pair's buckets are counted
+        done = [0, 0]  # correct answers per side in one turn of the loop
         last_yield = last_ui = perf()
         if self.schedule is not None:
             self.next_due = self.schedule.first(perf())
-        while self.active:
+        while self.running:
             timeout = POLL_WAIT
             if self.schedule is not None:
                 wait = self.next_due - perf()
@@ -272,7 +319,7 @@ class Flock:
                     timeout = min(timeout, wait - 0.001)
             events = ep.poll(timeout)
             now = perf()
-            done = 0
+            done[0] = done[1] = 0
             for fd, mask in events:
                 conn = conns.get(fd)
                 if conn is None:
@@ -289,16 +336,20 @@ class Flock:
                     except BlockingIOError:
                         continue
                     except OSError as exc:  # as the general path: the error named, a new connection in its place
-                        self.error(type(exc).__name__)
+                        self.error(type(exc).__name__, conn.side)
                         self.reconnect(conn, now)
                         continue
                     buf = conn.buf
                     if n == conn.whole and buf.startswith(conn.head) and buf.startswith(body, n - body_len):
                         latency = int((now - conn.due) * 1_000_000 + 0.5)
                         ui_ms.append(latency // 1000)
-                        if recorder.recording:
-                            recorder.pending[latency] += 1
-                        done += 1
+                        rec = conn.rec
+                        if rec.recording:
+                            rec.pending[latency] += 1
+                        done[conn.side] += 1
+                        if parking and conn.side != self.turn:
+                            parked[conn.side].append(conn)
+                            continue
                         conn.sent = conn.due = perf()
                         try:
                             sent = conn.sock.send(request)
@@ -307,14 +358,19 @@ class Flock:
                         if sent != request_len:
                             self.write(conn, request[max(sent, 0) :])  # the rare case: the general path
                         continue
-                    done += self.readable(conn, now, n)
+                    done[conn.side] += self.readable(conn, now, n)
                     continue
-                done += self.readable(conn, now)
-            if done and recorder.recording:
-                recorder.per_quarter[int((now - recorder.opened) * QUARTERS)] += done
+                done[conn.side] += self.readable(conn, now)
+            for side, rec in enumerate(recs):
+                if done[side] and rec.recording:
+                    rec.per_quarter[int((now - rec.opened) * QUARTERS)] += done[side]
+                    if pair is not None:
+                        self.count_bucket(rec, side, done[side], now)
+            if parking:
+                self.take_turns(now)
             if self.schedule is not None:
                 self.release_due(perf())
-            if self.retry and self.retry[0] <= now:
+            if self.retry and self.retry[0][0] <= now:
                 self.retry_connections(now)
             if now - last_yield >= YIELD_EVERY or not events:
                 if now - last_ui >= UI_EVERY:
@@ -323,12 +379,34 @@ class Flock:
                 gevent.sleep(0)
                 last_yield = perf()
 
+    def count_bucket(self, rec: Recorder, side: int, answers: int, now: float) -> None:
+        """A paired load's answers of one side in this turn of the loop, into its bucket of the epoch; in slices, only
+        in the side's own turn and after the slice's settle time."""
+        pair = self.pair
+        assert pair is not None
+        at = now + self.wall
+        bucket = int(at / pair.bucket)
+        if pair.slices and (bucket % 2 != side or at - bucket * pair.bucket < pair.settle):
+            return
+        rec.buckets[bucket] += answers
+
+    def take_turns(self, now: float) -> None:
+        """Slices: at a new slice, the side whose turn it is sends on every connection that waited for it."""
+        pair = self.pair
+        assert pair is not None
+        turn = int((now + self.wall) / pair.bucket) % 2
+        if turn != self.turn:
+            self.turn = turn
+            waiting, self.parked[turn][:] = list(self.parked[turn]), []
+            for conn in waiting:
+                self.send_next(conn, time.perf_counter())
+
     def retry_connections(self, now: float) -> None:
         self.retry.sort()
-        while self.retry and self.retry[0] <= now and self.active:
-            self.retry.pop(0)
+        while self.retry and self.retry[0][0] <= now and self.running:
+            side = self.retry.pop(0)[1]
             if len(self.conns) < max(self.users, 1):
-                conn = self.connect(now)
+                conn = self.connect(now, side)
                 if conn is not None:
                     self.start(conn, now)
 
@@ -350,11 +428,11 @@ class Flock:
             except BlockingIOError:
                 return 0
             except OSError as exc:
-                self.error(type(exc).__name__)
+                self.error(type(exc).__name__, conn.side)
                 self.reconnect(conn, now)
                 return 0
         if n == 0:
-            self.error("server closed the connection")
+            self.error("server closed the connection", conn.side)
             self.reconnect(conn, now)
             return 0
         conn.filled += n
@@ -363,7 +441,7 @@ class Flock:
             try:
                 used, error = self.answer_ws(conn) if self.plan.websocket else self.answer(conn)
             except (ProtocolError, ValueError) as exc:
-                self.error(f"protocol: {exc}")
+                self.error(f"protocol: {exc}", conn.side)
                 self.reconnect(conn, now)
                 return ok
             if used == 0:
@@ -379,14 +457,14 @@ class Flock:
                 if error is None:
                     if self.counts(conn):
                         ok += 1
-                        self.recorder.pending[latency] += 1
+                        conn.rec.pending[latency] += 1
                 else:
-                    self.error(error)
+                    self.error(error, conn.side)
             if conn.closing:
                 self.reconnect(conn, now)
                 return ok
             if self.schedule is None:
-                self.send_next(conn, time.perf_counter())
+                self.next_closed(conn)
             else:
                 self.free(conn, now)
         return ok
@@ -474,9 +552,10 @@ class Flock:
         return end, None if got == self.body else f"wrong echo ({len(got)} bytes, expected {len(self.body)})"
 
     # --- errors and Locust's statistics -----------------------------------------------------------------------
-    def error(self, reason: str) -> None:
-        if self.recorder.recording:
-            self.recorder.errors[reason] += 1
+    def error(self, reason: str, side: int = 0) -> None:
+        rec = self.recorders[side]
+        if rec.recording:
+            rec.errors[reason] += 1
         self.ui_errors.append(reason)
 
     def flush_ui(self) -> None:

@@ -19,6 +19,7 @@ from servers.matrix import Scenario
 
 Client = Literal["lean", "stock"]
 Arrivals = Literal["poisson", "uniform"]  # the open model's schedules
+PairMode = Literal["together", "slices"]  # how a paired load shares itself between its two servers
 USER_CLASSES: dict[str, str] = {"lean": "LeanUser", "stock": "StockUser"}  # each Client's Locust user class
 STARTUP_ALLOWANCE = 60.0  # seconds for Locust to start, spawn and stop, on top of the measured duration
 MAX_DURATION = 3600.0
@@ -26,6 +27,7 @@ MAX_USERS = 10_000
 MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 65_000
 SHORTFALL_AT = 0.95  # open model: answered fewer than this share of the window's slots = the offer was not served
+MIN_SLICE, MAX_SLICE = 0.01, 5.0  # seconds: a paired load's buckets (together) or slices
 
 
 class LoadError(ProcessFailedError):
@@ -65,6 +67,12 @@ class Load(Record):
     warmup: Annotated[float, Field(description="unrecorded seconds before the window opens")] = 0.0
     arrivals: Annotated[str, Field(description="open model: poisson or uniform")] = "poisson"
     max_connections: Annotated[int, Field(description="open model: connections at most, all processes")] = 1024
+    # A paired load (an A/B pair: lab/pairs.py): `users` connections to each of two servers on the same CPUs, both
+    # loaded at once (together) or in turn (slices); the correct answers of each counted per bucket or slice.
+    pair_target: Annotated[str, Field(description="paired load: the second server (B); the first is --host")] = ""
+    pair_mode: Annotated[str, Field(description="paired load: together or slices")] = "together"
+    slice_seconds: Annotated[float, Field(description="paired load: seconds per bucket (together) or slice")] = 0.1
+    settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
@@ -86,10 +94,32 @@ class Load(Record):
             raise UsageError(f"warm-up {self.warmup:g} must be in [0, {MAX_DURATION:g}] seconds")
         if self.arrivals not in get_args(Arrivals):
             raise UsageError(f"arrivals {self.arrivals!r}: give poisson or uniform")
+        if self.pair_target:
+            self.check_pair(plan)
         if not self.users <= self.max_connections <= MAX_CONNECTIONS:
             raise UsageError(
                 f"max_connections {self.max_connections} must be in {self.users}-{MAX_CONNECTIONS} (at least the users)"
             )
+
+    def check_pair(self, plan: scenarios.Plan) -> None:
+        scenarios.Target.parse(self.pair_target)
+        if self.pair_mode not in get_args(PairMode):
+            raise UsageError(f"pair mode {self.pair_mode!r}: give together or slices")
+        if self.rate or plan.websocket or self.client != "lean":
+            raise UsageError("a paired load runs the lean client's closed model over HTTP: no rate, ws or stock client")
+        if not (math.isfinite(self.slice_seconds) and MIN_SLICE <= self.slice_seconds <= MAX_SLICE):
+            raise UsageError(f"slice {self.slice_seconds:g} s must be in [{MIN_SLICE:g}, {MAX_SLICE:g}] seconds")
+        if not (math.isfinite(self.settle_seconds) and 0 <= self.settle_seconds < self.slice_seconds):
+            raise UsageError(f"settle {self.settle_seconds:g} s must be in [0, {self.slice_seconds:g}) (the slice)")
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.pair_target)
+
+    @property
+    def connections(self) -> int:
+        """Locust's users: one connection each, to each server of a pair."""
+        return self.users * (2 if self.paired else 1)
 
     def plan(self) -> scenarios.Plan:
         """The bytes to send and what must come back."""
@@ -106,7 +136,7 @@ class Load(Record):
 
     def command_line(self) -> list[str]:
         """Locust's command-line options for this load (the user class last)."""
-        argv = ["--host", self.target, "-u", str(self.users), "-r", str(self.spawn_rate)]
+        argv = ["--host", self.target, "-u", str(self.connections), "-r", str(self.spawn_rate)]
         for option, value in self.lab_options().items():
             argv += ["--" + option.replace("_", "-"), value]
         return [*argv, USER_CLASSES[self.client]]
@@ -114,13 +144,13 @@ class Load(Record):
     def form(self) -> dict[str, str | int]:
         """The form fields of Locust's POST /swarm for this load (a long-lived master's way of starting one)."""
         return {
-            "user_count": self.users, "spawn_rate": self.spawn_rate, "host": self.target,
+            "user_count": self.connections, "spawn_rate": self.spawn_rate, "host": self.target,
             "user_classes": USER_CLASSES[self.client], **self.lab_options(),
         }  # fmt: skip
 
     @property
     def spawn_rate(self) -> int:
-        return max(self.users * 10, 100)  # every user at once: the window opens when all run
+        return max(self.connections * 10, 100)  # every user at once: the window opens when all run
 
     @classmethod
     def add_arguments(cls, group: Any) -> None:
@@ -139,6 +169,8 @@ class Load(Record):
         """The load a Locust process was started (or swarmed) with."""
         fields = {name: getattr(options, f"lab_{name}") for name in LAB_FIELDS}
         fields["params"] = scenarios.parse_overrides(fields["params"])
+        if fields["pair_target"]:  # Locust runs a user per connection, to each server of the pair
+            users = max(users // 2, 1)
         return cls(target=host, users=users, client=client, **fields)
 
 
@@ -192,8 +224,38 @@ class LoadGenerator(Record):
         return max(self.worker_utilization, default=0.0)
 
 
+class SideResult(Record):
+    """One server of a paired load: its answers, errors and latency, and its correct answers per bucket."""
+
+    target: str
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    latency: Latency
+    buckets: list[int]  # correct answers per bucket (together) or counted part of its slices (slices; 0 elsewhere)
+
+
+class PairResult(Record):
+    """A paired load's two servers over the same window, bucket by bucket. Bucket k spans [k, k + 1) x
+    bucket_seconds of the epoch (every worker process counts on the same clock); `first` is the window's first whole
+    bucket. Together: both servers are loaded in every bucket. Slices: A is loaded in even buckets and B in odd ones,
+    and each slice's first settle_seconds are not counted (the other server's last answers drain then)."""
+
+    mode: PairMode
+    bucket_seconds: float
+    settle_seconds: float
+    first: int
+    a: SideResult
+    b: SideResult
+
+    def counted_seconds(self) -> float:
+        """Seconds of one bucket in which its answers were counted."""
+        return self.bucket_seconds - (self.settle_seconds if self.mode == "slices" else 0.0)
+
+
 class LoadResult(Record):
-    """What one load run measured, merged over every worker process: made by the locustfile, read by the runner."""
+    """What one load run measured, merged over every worker process: made by the locustfile, read by the runner.
+    For a paired load its figures are both servers' together, and `pair` has each one's."""
 
     scenario: str
     params: dict[str, int]
@@ -220,6 +282,7 @@ class LoadResult(Record):
     processes: int
     per_process_ok: list[int]
     load_generator: LoadGenerator
+    pair: PairResult | None = None
 
 
 class RefereeResult(Record):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import psutil
 from hdrh.histogram import HdrHistogram
+from pydantic import Field
 
 from core.host import cpu_times
 from core.model import Record
@@ -58,6 +59,8 @@ class Snapshot(Record):
     scheduled: int
     peak_connections: int
     cpu: CpuUse
+    buckets: dict[int, int] = Field(default_factory=dict)  # a paired load: correct answers per bucket of the epoch
+    other: Snapshot | None = None  # a paired load: the second server's (B's) answers; this one's are A's
 
     @property
     def ok(self) -> int:
@@ -91,6 +94,7 @@ class Recorder:
     late: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     per_quarter: Counter[int] = field(default_factory=Counter)  # correct answers per quarter-second of the window
+    buckets: Counter[int] = field(default_factory=Counter)  # a paired load: correct answers per bucket of the epoch
     peak_connections: int = 0
     scheduled: int = 0  # open model: slots due inside the window
     owed: int = 0
@@ -102,7 +106,7 @@ class Recorder:
 
     def open(self) -> None:
         self.histogram.reset()
-        for counter in (self.pending, self.late, self.errors, self.per_quarter):
+        for counter in (self.pending, self.late, self.errors, self.per_quarter, self.buckets):
             counter.clear()
         self.peak_connections = self.scheduled = self.owed = 0
         self.cpu = {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "start": cpu_reading()}
@@ -147,6 +151,7 @@ class Recorder:
             scheduled=self.scheduled,
             peak_connections=self.peak_connections,
             cpu=self.cpu_used(),
+            buckets=dict(self.buckets),
         )
 
     def cpu_used(self) -> CpuUse:

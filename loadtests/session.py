@@ -10,8 +10,10 @@ outcome (loadtests/master.py serves it). The window opens `warmup` seconds after
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from core.errors import UsageError
 from core.host import atomic_write
 from loadtests import flock, recorder, scenarios, ui_stats
 from loadtests.api import Outcome
-from loadtests.load import SHORTFALL_AT, USER_CLASSES, Load, LoadError, LoadResult, Window
+from loadtests.load import SHORTFALL_AT, USER_CLASSES, Load, LoadError, LoadResult, PairResult, SideResult, Window
 
 log = logging.getLogger("asgi-bench-lab")
 STAND_IN = "http://127.0.0.1:1"  # a web-UI master starts without a host (each /swarm brings one)
@@ -34,6 +36,7 @@ class Session:
     def __init__(self) -> None:
         self.environment: Environment | None = None
         self.recorder = recorder.Recorder()
+        self.second = recorder.Recorder()  # a paired load's second server (B)
         self.load: Load | None = None
         self.plan: scenarios.Plan | None = None
         self.flock: flock.Flock | None = None
@@ -69,9 +72,15 @@ class Session:
         processes, index = options.lab_processes, getattr(runner, "worker_index", 0)
         load = self.load
         schedule = flock.Schedule(load.rate / processes, load.arrivals, phase=index / processes) if load.rate else None
+        pair = None
+        if load.paired:
+            pair = flock.Pairing(
+                scenarios.Target.parse(load.pair_target), self.second, load.pair_mode, load.slice_seconds,
+                load.settle_seconds,
+            )  # fmt: skip
         self.flock = flock.Flock(
             self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
-            max(1, load.max_connections // processes),
+            max(1, load.max_connections // processes), pair,
         )  # fmt: skip
 
     def spawned(self) -> None:
@@ -88,9 +97,12 @@ class Session:
     def open_window(self) -> None:
         self.recorder.open()
         self.recorder.peak_connections = len(self.flock.conns) if self.flock else 0
+        if self.load is not None and self.load.paired:
+            self.second.open()
 
     def stopping(self) -> None:
         self.recorder.close(self.flock.owed() if self.flock else 0)
+        self.second.close()
         if self.flock is not None:
             self.flock.stop()
 
@@ -98,7 +110,7 @@ class Session:
         runner = self.env.runner
         if isinstance(runner, WorkerRunner):
             # Sent before the worker reports it stopped, so the master has it once its stop returns.
-            runner.send_message("lab_result", self.recorder.snapshot().model_dump_json())
+            runner.send_message("lab_result", self.snapshot().model_dump_json())
 
     def receive(self, environment: Environment, msg: Message, **kwargs: Any) -> None:
         self.inbox.append(recorder.Snapshot.model_validate_json(msg.data))
@@ -122,9 +134,10 @@ class Session:
             snapshots = list(self.inbox)
         else:
             self.recorder.close(self.flock.owed() if self.flock else 0)
+            self.second.close()
             master_cpu = None
             runner.stop()
-            snapshots = [self.recorder.snapshot()]
+            snapshots = [self.snapshot()]
         seq = self.outcome.seq + 1
         try:
             result = merged(load, snapshots, master_cpu)
@@ -138,6 +151,13 @@ class Session:
                 atomic_write(Path(out), result.model_dump_json(indent=1) + "\n")
         if environment.parsed_options.headless or environment.parsed_options.autostart:
             runner.quit()
+
+    def snapshot(self) -> recorder.Snapshot:
+        """This process's window; for a paired load, the second server's beside the first's."""
+        mine = self.recorder.snapshot()
+        if self.load is not None and self.load.paired:
+            mine = mine.model_copy(update={"other": self.second.snapshot()})
+        return mine
 
     # --- helpers ----------------------------------------------------------------------------------------------
     @property
@@ -166,7 +186,10 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         raise LoadError("no worker sent a result")
     if not all(s.started for s in snapshots):
         raise LoadError("a worker never opened its measured window (stopped during its warm-up)")
-    histogram, late, errors = recorder.merge(snapshots)
+    others = [s.other for s in snapshots if s.other is not None]
+    if load.paired and len(others) != len(snapshots):
+        raise LoadError("a worker sent no figures for the pair's second server")
+    histogram, late, errors = recorder.merge([*snapshots, *others])
     started = min(s.started for s in snapshots if s.started)
     ended = max(s.ended or time.time() for s in snapshots)
     seconds = ended - started
@@ -200,7 +223,33 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         processes=len(snapshots),
         per_process_ok=[s.ok for s in snapshots],
         load_generator=recorder.load_generator([s.cpu for s in snapshots], master_cpu, client),
+        pair=paired(load, snapshots, others, started, ended) if load.paired else None,
     )
+
+
+def paired(
+    load: Load, firsts: list[recorder.Snapshot], seconds: list[recorder.Snapshot], started: float, ended: float
+) -> PairResult:
+    """Each server of a paired load: its answers and latency, and its correct answers in every whole bucket of the
+    window (a bucket that began before the window opened, or ends after it closed, is left out)."""
+    width = load.slice_seconds
+    first, last = math.ceil(started / width), math.floor(ended / width)  # buckets [first, last) lie inside
+
+    def side(target: str, snaps: list[recorder.Snapshot]) -> SideResult:
+        histogram, _, errors = recorder.merge(snaps)
+        counts: Counter[int] = Counter()
+        for snap in snaps:
+            counts.update(snap.buckets)
+        ok = histogram.get_total_count()
+        return SideResult(
+            target=target, requests=ok + sum(errors.values()), ok=ok, errors=dict(errors),
+            latency=recorder.latency_summary(histogram), buckets=[counts.get(k, 0) for k in range(first, last)],
+        )  # fmt: skip
+
+    return PairResult(
+        mode=load.pair_mode, bucket_seconds=width, settle_seconds=load.settle_seconds, first=first,
+        a=side(load.target, firsts), b=side(load.pair_target, seconds),
+    )  # fmt: skip
 
 
 def stop_now(runner: MasterRunner) -> None:

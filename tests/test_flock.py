@@ -28,7 +28,7 @@ def plaintext() -> Iterator[tuple[flock.Flock, flock.Conn]]:
     client = flock.Flock(
         scenarios.plan(load().scenario("plaintext"), TARGET), TARGET, recorder.Recorder(), lambda *a: None
     )
-    yield client, flock.Conn(left)
+    yield client, flock.Conn(left, client.recorder)
     left.close()
     right.close()
 
@@ -108,7 +108,7 @@ def test_websocket_frames_of_every_length_form() -> None:
         for size in (5, 300, 70_000):
             plan = scenarios.plan(load().scenario("ws"), TARGET, {"message_bytes": str(size)})
             client = flock.Flock(plan, TARGET, recorder.Recorder(), lambda *a: None)
-            conn = flock.Conn(left)
+            conn = flock.Conn(left, client.recorder)
             conn.ws_ready = True
             if size < 126:
                 length = bytes([size])

@@ -183,6 +183,34 @@ def test_a_server_limited_run_is_not_client_limited(server: str) -> None:
     assert result.rps == pytest.approx(4 / 0.05, rel=0.25)
 
 
+# --- a paired load (an A/B pair: lab/pairs.py) ---------------------------------------------------------------------
+
+
+def test_a_paired_load_checks_and_counts_each_server_apart(server: str) -> None:
+    """A right and a wrong server loaded together from two worker processes: each side's answers, errors and buckets
+    are its own, and the buckets of the epoch merge across processes."""
+    with uvicorn("tests.broken_app:app") as wrong:
+        result = quick(server, processes=2, scenario="plaintext", pair_target=wrong, duration=1.5, slice_seconds=0.1)
+    pair = result.pair
+    assert pair is not None and pair.mode == "together" and pair.a.target == server and pair.b.target == wrong
+    assert pair.a.ok > 0 and pair.a.errors == {} and pair.a.ok == pair.a.latency.count
+    assert pair.b.ok == 0 and set(pair.b.errors) == {"wrong body (13 bytes, expected 13)"} and not any(pair.b.buckets)
+    assert result.ok == pair.a.ok and result.errors == pair.b.errors  # the load's figures are both sides' together
+    assert 10 <= len(pair.a.buckets) <= 15 and 0 < sum(pair.a.buckets) <= pair.a.ok
+    assert min(pair.a.buckets) > 0  # every bucket inside the window had answers from both processes
+
+
+def test_slices_load_one_server_at_a_time(server: str) -> None:
+    result = quick(server, users=8, pair_target=server, pair_mode="slices", slice_seconds=0.2, settle_seconds=0.04)
+    pair = result.pair
+    assert pair is not None and pair.mode == "slices" and pair.counted_seconds() == pytest.approx(0.16)
+    turns = [(pair.first + k) % 2 for k in range(len(pair.a.buckets))]
+    assert all(n > 0 for n, turn in zip(pair.a.buckets, turns, strict=True) if turn == 0)
+    assert all(n == 0 for n, turn in zip(pair.a.buckets, turns, strict=True) if turn == 1)
+    assert all(n > 0 for n, turn in zip(pair.b.buckets, turns, strict=True) if turn == 1)
+    assert all(n == 0 for n, turn in zip(pair.b.buckets, turns, strict=True) if turn == 0)
+
+
 # --- distributed ------------------------------------------------------------------------------------------------------
 
 
@@ -277,6 +305,11 @@ def test_a_silent_server_does_not_hang_the_run() -> None:
         ({"client": "wrk"}, "unknown client 'wrk'"),
         ({"duration": 0}, "duration 0 must be in (0, 3600]"),
         ({"users": 0}, "must be in 1-"),
+        ({"pair_target": "http://10.0.0.1:80"}, "not a loopback address"),
+        ({"pair_target": "http://127.0.0.1:2", "pair_mode": "sideways"}, "give together or slices"),
+        ({"pair_target": "http://127.0.0.1:2", "rate": 100}, "a paired load runs the lean client's closed model"),
+        ({"pair_target": "http://127.0.0.1:2", "slice_seconds": 10}, "slice 10 s must be in [0.01, 5]"),
+        ({"pair_target": "http://127.0.0.1:2", "settle_seconds": 0.1}, "settle 0.1 s must be in [0, 0.1)"),
     ],
 )
 def test_bad_input_is_refused_before_anything_starts(kwargs: dict, message: str) -> None:
