@@ -5,15 +5,16 @@
 The runner, in another container, drives it through servers/remote.py (AgentTargets); no Docker socket is needed.
 Every request and reply is a record of servers/agent_api.py.
 
-    GET  /health                                     alive, its CPUs, the running cell, its matrix's digest
+    GET  /health                                     alive, its CPUs, the running cells, its matrix's digest
     POST /prepare {"variants", "own"}                install the run's variants (or find them in its cache:
                                                      LAB_VARIANTS) before any cell of theirs starts
     POST /start {"cell", "port", "matrix"}           start a cell of its matrix (the run's, by digest) and wait
-                                                     until it answers correctly
-    GET  /status                                     is it alive, its exit code
-    GET  /log                                        the running server's log tail
-    POST /sample/open, /sample/close {"start","end"} the server's CPU and RSS during a load window
-    POST /stop                                       SIGTERM it; its exit code and log tail
+                                                     until it answers correctly; at most two at once (an A/B pair)
+    GET  /status?port=N                              is the server on port N alive, its exit code
+    GET  /log?port=N                                 its log tail
+    POST /sample/open {"port"}, /sample/close {"start","end","port"}
+                                                     its CPU and RSS during a load window
+    POST /stop {"port"}                              SIGTERM it; its exit code and log tail
     POST /shutdown                                   stop everything and exit (the end of a compose run)
 """
 
@@ -28,6 +29,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
@@ -38,6 +40,7 @@ from servers.agent_api import (
     Empty,
     Health,
     LogTail,
+    Port,
     Prepare,
     Prepared,
     Refusal,
@@ -53,10 +56,12 @@ from servers.matrix import Matrix, MatrixError, load
 from servers.target import ServerError
 
 DEFAULT_PORT = 7900
+AT_ONCE = 2  # servers running at once: one cell, or the two sides of an A/B pair
 
 
 class Agent:
-    """One cell at a time, through the local backend, on this process's CPUs."""
+    """One cell at a time (or the two sides of an A/B pair), through the local backend, on this process's CPUs; each
+    running server is named by its port."""
 
     def __init__(self, workdir: Path, matrix: Matrix) -> None:
         # Cells start from the HTTP server's short-lived request threads: tying them to their starter would stop them
@@ -64,8 +69,7 @@ class Agent:
         self.matrix = matrix
         self.targets = LocalTargets(workdir, machine_cpus(), die_with_parent=False, matrix=matrix)
         self.lock = threading.Lock()
-        self.stack: contextlib.ExitStack | None = None
-        self.server: LocalServer | None = None
+        self.servers: dict[int, tuple[LocalServer, contextlib.ExitStack]] = {}
 
     def start(self, asked: Start) -> Started:
         if asked.matrix != self.matrix.digest:
@@ -74,62 +78,86 @@ class Agent:
                 f"({asked.matrix[:12]}…): give both sides the same matrix file (LAB_MATRIX)"
             )
         cell = self.matrix.cell_from_key(asked.cell)
-        if self.server is not None:
-            raise ServerError(f"{self.server.cell.key} is still running; stop it first")
+        if asked.port in self.servers:
+            raise ServerError(f"{self.servers[asked.port][0].cell.key} is still running on port {asked.port}", "")
+        if len(self.servers) >= AT_ONCE:
+            running = ", ".join(s.cell.key for s, _ in self.servers.values())
+            raise ServerError(f"{running} still running: at most {AT_ONCE} at once; stop one first", "")
         stack = contextlib.ExitStack()
-        self.server = stack.enter_context(self.targets.serve(cell, asked.port))  # type: ignore[arg-type]
-        self.stack = stack
-        return Started(report=self.server.report, pid=self.server.process.pid)
+        server = stack.enter_context(self.targets.serve(cell, asked.port))
+        assert isinstance(server, LocalServer)
+        self.servers[asked.port] = (server, stack)
+        return Started(report=server.report, pid=server.process.pid)
 
-    def status(self) -> Status:
-        if self.server is None:
+    def server(self, port: int) -> LocalServer:
+        if port not in self.servers:
+            raise LookupError(f"no server running on port {port}")
+        return self.servers[port][0]
+
+    def status(self, port: int) -> Status:
+        if port not in self.servers:
             return Status(running=None, alive=False, exit_code=None)
-        alive = self.server.alive()
-        return Status(running=self.server.cell.key, alive=alive, exit_code=self.server.exit_code)
+        server = self.server(port)
+        return Status(running=server.cell.key, alive=server.alive(), exit_code=server.exit_code)
 
-    def stop(self, timeout: float = 20.0) -> Stopped:
-        if self.server is None:
-            return Stopped(exit_code=None, log_tail="")
-        server, stack = self.server, self.stack
-        self.server = self.stack = None
-        try:
-            code = server.stop(timeout)
-        finally:
-            assert stack is not None
-            stack.close()
-        return Stopped(exit_code=code, log_tail=server.log_tail())
+    def stop(self, timeout: float = 20.0, port: int | None = None) -> Stopped:
+        """SIGTERM the server on `port` (every one when None); the last one's exit code and log tail."""
+        stopped = Stopped(exit_code=None, log_tail="")
+        for each in [port] if port is not None else list(self.servers):
+            if each not in self.servers:
+                continue
+            server, stack = self.servers.pop(each)
+            try:
+                code = server.stop(timeout)
+            finally:
+                stack.close()
+            stopped = Stopped(exit_code=code, log_tail=server.log_tail())
+        return stopped
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, Record]:
+    def handle(self, method: str, target: str, body: bytes) -> tuple[int, Record]:
+        path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
+        port = int(query["port"][0]) if query.get("port", [""])[0].isdigit() else None
         with self.lock:
             try:
                 match (method, path):
                     case ("GET", "/health"):
-                        running = self.server.cell.key if self.server else None
+                        running = [s.cell.key for s, _ in self.servers.values()]
                         return 200, Health(ok=True, cpus=list(self.targets.cpus), running=running,
                                            matrix=self.matrix.digest)  # fmt: skip
-                    case ("GET", "/status"):
-                        return 200, self.status()
+                    case ("GET", "/status") if port is not None:
+                        return 200, self.status(port)
                     case ("POST", "/prepare"):
                         asked = Prepare.model_validate_json(body)
                         return 200, Prepared(environments=self.targets.prepare(asked.variants, asked.own))
                     case ("POST", "/start"):
                         return 200, self.start(Start.model_validate_json(body))
                     case ("POST", "/stop") | ("POST", "/shutdown"):
-                        return 200, self.stop(Stop.model_validate_json(body or b"{}").timeout)
-                    case ("GET", "/log"):
-                        return 200, LogTail(log_tail=self.server.log_tail() if self.server else "")
-                    case ("POST", "/sample/open") if self.server:
-                        self.server.sample_open()
+                        stop = Stop.model_validate_json(body or b"{}")
+                        return 200, self.stop(stop.timeout, stop.port if path == "/stop" else None)
+                    case ("GET", "/log") if port is not None:
+                        return 200, LogTail(log_tail=self.server(port).log_tail() if port in self.servers else "")
+                    case ("POST", "/sample/open"):
+                        self.server(Port.model_validate_json(body).port).sample_open()
                         return 200, Empty()
-                    case ("POST", "/sample/close") if self.server:
+                    case ("POST", "/sample/close"):
                         window = Window.model_validate_json(body)
-                        return 200, self.server.sample_close(window.start, window.end)
-                return 404, Refusal(error=f"no {method} {path} (or no server running)")
+                        return 200, self.server(window.port).sample_close(window.start, window.end)
+                return 404, Refusal(error=f"no {method} {target}")
+            except LookupError as exc:
+                return 404, Refusal(error=str(exc))
             except (UsageError, ValidationError) as exc:
                 return 400, Refusal(error=str(exc))
             except ServerError as exc:
-                self.server = self.stack = None
+                self.forget_dead()
                 return 500, Refusal(error=str(exc), log_tail=exc.log_tail)
+
+    def forget_dead(self) -> None:
+        """A server that failed is no longer running: its stack (its process group) is closed."""
+        for port, (server, stack) in list(self.servers.items()):
+            if not server.alive():
+                del self.servers[port]
+                with contextlib.suppress(ServerError):
+                    stack.close()
 
 
 def make_handler(agent: Agent, httpd_ref: list[ThreadingHTTPServer]) -> type[BaseHTTPRequestHandler]:

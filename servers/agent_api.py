@@ -12,7 +12,7 @@ from servers.variants import Environment, Variant
 class Health(Record):
     ok: bool
     cpus: list[int]
-    running: str | None  # the running cell's key
+    running: list[str]  # the running cells' keys (two at once for an A/B pair)
     matrix: str  # the digest of the agent's matrix: the runner's must be the same
 
 
@@ -44,6 +44,7 @@ class Status(Record):
 
 class Stop(Record):
     timeout: float = 20.0
+    port: int | None = None  # the server on this port; None: every running one
 
 
 class Stopped(Record):
@@ -58,6 +59,13 @@ class LogTail(Record):
 class Window(Record):
     start: float
     end: float
+    port: int
+
+
+class Port(Record):
+    """Which running server (each has a port of its own)."""
+
+    port: int
 
 
 class Empty(Record):

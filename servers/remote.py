@@ -15,6 +15,7 @@ from servers.agent_api import (
     Empty,
     Health,
     LogTail,
+    Port,
     Prepare,
     Prepared,
     Refusal,
@@ -66,23 +67,23 @@ class RemoteServer:
         return f"http://127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
-        status = call(self.agent_url, "/status", Status)
+        status = call(self.agent_url, f"/status?port={self.port}", Status)
         self.exit_code = status.exit_code
         return status.alive
 
     def log_tail(self) -> str:
         if self.exit_code is None:
-            return call(self.agent_url, "/log", LogTail).log_tail
+            return call(self.agent_url, f"/log?port={self.port}", LogTail).log_tail
         return self._tail
 
     def sample_open(self) -> None:
-        call(self.agent_url, "/sample/open", Empty, Empty())
+        call(self.agent_url, "/sample/open", Empty, Port(port=self.port))
 
     def sample_close(self, start: float, end: float) -> ServerSample:
-        return call(self.agent_url, "/sample/close", ServerSample, Window(start=start, end=end))
+        return call(self.agent_url, "/sample/close", ServerSample, Window(start=start, end=end, port=self.port))
 
     def stop(self, timeout: float = 20.0) -> int:
-        stopped = call(self.agent_url, "/stop", Stopped, Stop(timeout=timeout), timeout=timeout + 30)
+        stopped = call(self.agent_url, "/stop", Stopped, Stop(timeout=timeout, port=self.port), timeout=timeout + 30)
         self.exit_code, self._tail = stopped.exit_code, stopped.log_tail
         return self.exit_code if self.exit_code is not None else 0
 

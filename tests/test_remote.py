@@ -46,7 +46,9 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         wait_http(f"http://127.0.0.1:{web_port}/")
         run = subprocess.run(
             [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port()),
-             "--cell", "granian-uvloop-hyper-w1-raw", "--cell", "uvicorn-uvloop-httptools-w1-starlette",
+             "--cell", "granian-uvloop-hyper-w1-raw@A", "--cell", "granian-uvloop-hyper-w1-raw@B",
+             "--cell", "uvicorn-uvloop-httptools-w1-starlette@A", "--variant", "A=", "--variant", "B=",
+             "--pair-rounds", "1", "--pair-seconds", "1",
              "--scenario", "plaintext", "--scenario", "json", "--repeats", "1", "--duration", "1", "--warmup", "0",
              "--users", "8", "--no-calibrate", "--server-agent", f"http://127.0.0.1:{agent_port}",
              "--locust-master", f"http://127.0.0.1:{web_port}", "--shutdown-services"],
@@ -61,8 +63,13 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
                 service.kill()
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     result = bundle.load_bundle(run_dir)
-    assert len(result.repeats) == 4 and not result.failures
+    assert len(result.repeats) == 6 and not result.failures
     for r in result.repeats:
         assert r.load.rps > 0 and r.load.errors == {} and r.load.processes == 1
         assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0  # sampled by the agent
+    # the agent ran both sides of the A/A pair at once, each sampled on its own
+    assert sorted(p.scenario for p in result.pairs) == ["json", "plaintext"]
+    for p in result.pairs:
+        assert p.ok and p.load.pair.a.ok > 0 < p.load.pair.b.ok, p.failure
+        assert p.server_a.cpu_seconds > 0 < p.server_b.cpu_seconds
     assert (run_dir / "report.html").exists()
