@@ -47,6 +47,7 @@ FOCUS_VARIABLES: dict[str, str] = {
     "AB": "A/B: the image's packages (A) against these requirements (B), e.g. uvicorn==0.53.0",
     "VARIANTS": "named variants instead of AB, ';'-separated: A=uvicorn==0.53.0;B=/lab/code/uvicorn",
     "FAIL_IF_SLOWER": "exit 3 when B is slower than A by more than this % with 95% confidence",
+    "PAIR_ROUNDS": "A/B: rounds with both variants' servers at once, loaded side by side (default 10; 0: none)",
     "APP": "your own ASGI app instead of the lab's three, as MODULE:ATTRIBUTE (e.g. shop:app)",
     "APP_CODE": "the folder your app is imported from (default: /lab/code in compose, where CODE is mounted; else .)",
     "REQUESTS": "your app's requests file (default: APP_CODE/requests.toml)",
@@ -65,6 +66,7 @@ RUN_OPTIONS = {
     "VARIANTS": "variants",
     "AB": "ab",
     "FAIL_IF_SLOWER": "fail_if_slower",
+    "PAIR_ROUNDS": "pair_rounds",
     "APP": "own_app",
     "APP_CODE": "own_code",
     "REQUESTS": "requests",
@@ -96,6 +98,7 @@ class Settings:
     variants: str | None = None
     ab: str | None = None
     fail_if_slower: str | None = None
+    pair_rounds: str | None = None
     own_app: str | None = None
     own_code: str | None = None
     requests: str | None = None

@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lab import stats
-from lab.bundle import Bundle, Calibration, Failure, Manifest
+from lab import pairs, stats
+from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow
 from lab.results import Point, closed, median_of, noise, points, window_speed
 from loadtests import recorder
 from loadtests.load import Latency
@@ -179,8 +179,9 @@ class Overhead:
 
 @dataclass(frozen=True)
 class Versus:
-    """B against A (the run's two variants) on one cell and scenario: throughput paired by round, and at the common
-    offered rate each side's p99 (order-statistic interval) and the server's CPU per request."""
+    """B against A (the run's two variants) on one cell and scenario: throughput measured side by side in the pair
+    rounds (lab/pairs.py), or else paired by throughput round; CPU per request side by side; and at the common offered
+    rate each side's p99 (order-statistic interval) and the server's CPU per request."""
 
     scenario: str
     cell: Cell  # in the image's terms (no variant)
@@ -191,6 +192,9 @@ class Versus:
     p99_interval: tuple[tuple[int, int] | None, tuple[int, int] | None]
     cost: tuple[float | None, float | None]  # the server's own CPU µs per request, A, B at `rate`
     cost_verdict: stats.Comparison | None  # A vs B at the run's noise of one window's CPU per request
+    cost_paired: stats.Paired | None = None  # the server's own CPU per answer, B ÷ A, from the pair rounds
+    unsaturated: int = 0  # pair windows whose server CPUs were not saturated (the client set the pace there)
+    within_pct: float | None = None  # the median pair window's own interval half-width, % (one start of each)
 
 
 @dataclass(frozen=True)
@@ -554,7 +558,9 @@ def caveats(
             )
     for f in figs:
         where = f"{f.label}, {f.scenario}" + (f" at {f.offered:,.0f} requests/s" if f.offered else "")
-        if f.failed:
+        if f.failed and not f.ok:  # nothing left of the point: it is missing from every table and comparison
+            out.append(Caveat("conclusion", f"{where}: every repeat ({f.failed}) failed, so it has no figure at all."))
+        elif f.failed:
             out.append(Caveat("figure", f"{where}: {f.failed} failed repeat(s), left out of every figure."))
         if f.errors:
             out.append(Caveat("figure", f"{where}: {f.errors} wrong or failed answers (not counted as RPS)."))
@@ -585,39 +591,81 @@ def caveats(
     return sorted(out, key=lambda c: order.index(c.stakes))
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """One cell and scenario of an A/B run's pair rounds (lab/pairs.py), read once."""
+
+    throughput: stats.Paired  # B ÷ A of correct answers per second, over the rounds
+    cost: stats.Paired | None  # B ÷ A of each server's own CPU per answer, over the rounds
+    unsaturated: int  # windows whose server CPUs were not saturated
+    within_pct: float | None  # the median window's own 95% half-width, %: what one start of each gives
+
+
+def side_by_side(windows: Sequence[PairWindow]) -> dict[tuple[str, str], SideBySide]:
+    """Per cell (in the image's terms) and scenario of the pair rounds: B ÷ A of throughput and of CPU per answer
+    (lab/stats.py: side_by_side), the unsaturated windows, and the median window's own half-width."""
+    grouped: dict[tuple[str, str], list[PairWindow]] = {}
+    for w in sorted(windows, key=lambda w: w.round):
+        if w.ok:
+            grouped.setdefault((w.key, w.scenario), []).append(w)
+    found = {}
+    for (key, scenario), mine in grouped.items():
+        a, b = (mine[0].cell.model_copy(update={"variant": v}).key for v in mine[0].variants)
+        logs = [x for w in mine if (x := pairs.log_ratio(w)) is not None]
+        costs = [x for w in mine if (x := pairs.cost_log_ratio(w)) is not None]
+        within = [x for w in mine if (x := pairs.within_sd(w)) is not None]
+        found[(key, scenario)] = SideBySide(
+            stats.side_by_side(scenario, a, b, logs),
+            stats.side_by_side(scenario, a, b, costs) if costs else None,
+            sum(not pairs.saturated(w) for w in mine),
+            100 * (math.exp(1.96 * statistics.median(within)) - 1) if within else None,
+        )
+    return found
+
+
 def versus(
     found: list[Point], figures_of: Mapping[tuple[str, str, float], Figures], noises: Mapping[str, stats.Noise],
     costs: Mapping[str, stats.Noise], rates: Mapping[str, float | None], pair: tuple[str, str], matrix: Matrix,
+    windows: Sequence[PairWindow] = (),
 ) -> list[Versus]:  # fmt: skip
-    """B against A on every cell and scenario measured in both (lab/stats.py: ab)."""
-    out = []
+    """B against A on every cell and scenario measured in both: from the pair rounds where the run had them
+    (lab/stats.py: side_by_side), else paired by throughput round (lab/stats.py: ab)."""
+    measured = side_by_side(windows)
+    chosen: dict[tuple[str, str], stats.Paired] = {}
     for scenario, n in noises.items():
         mine = {p.key: p for p in closed(found, scenario)}
-        pairs = {
+        named = {
             p.cell.base.key: (p.key, other)
             for p in mine.values()
             if p.cell.variant == pair[0] and (other := p.cell.model_copy(update={"variant": pair[1]}).key) in mine
         }
         speeded = {key: {r: v / n.speed_factor(n.shares.get(key, {}).get(r)) for r, v in p.by_round.items()}
                    for key, p in mine.items()}  # fmt: skip
-        group = {base: mine[a].cell.server for base, (a, _) in pairs.items()}
+        group = {base: mine[a].cell.server for base, (a, _) in named.items()}
+        for paired in stats.ab(scenario, named, speeded, group):
+            chosen[(Cell.parse(paired.a).base.key, scenario)] = paired
+    chosen.update({point: side.throughput for point, side in measured.items()})
+    out = []
+    for (key, scenario), paired in chosen.items():
         rate = rates.get(scenario)
-        for paired in stats.ab(scenario, pairs, speeded, group):
-            at = [figures_of.get((key, scenario, rate)) if rate else None for key in (paired.a, paired.b)]
-            cost = tuple(f.server_us if f else None for f in at)
-            verdict = None
-            if cost[0] and cost[1] and known(costs.get(scenario)):
-                verdict = stats.compare(scenario, "cost", paired.a, paired.b, [cost[0]], [cost[1]], costs[scenario])
-            cell = mine[paired.a].cell.base
-            out.append(
-                Versus(
-                    scenario, cell, cell_label(cell, matrix), paired, rate,
-                    (at[0].p99_us if at[0] else None, at[1].p99_us if at[1] else None),
-                    (at[0].p99_interval if at[0] else None, at[1].p99_interval if at[1] else None),
-                    (cost[0], cost[1]), verdict,
-                )
-            )  # fmt: skip
-    return sorted(out, key=lambda v: (list(noises).index(v.scenario), v.paired.ratio))
+        at = [figures_of.get((k, scenario, rate)) if rate else None for k in (paired.a, paired.b)]
+        cost = (at[0].server_us if at[0] else None, at[1].server_us if at[1] else None)
+        verdict = None
+        if cost[0] and cost[1] and known(costs.get(scenario)):
+            verdict = stats.compare(scenario, "cost", paired.a, paired.b, [cost[0]], [cost[1]], costs[scenario])
+        side = measured.get((key, scenario))
+        cell = Cell.parse(key)
+        out.append(
+            Versus(
+                scenario, cell, cell_label(cell, matrix), paired, rate,
+                (at[0].p99_us if at[0] else None, at[1].p99_us if at[1] else None),
+                (at[0].p99_interval if at[0] else None, at[1].p99_interval if at[1] else None),
+                cost, verdict, side.cost if side else None, side.unsaturated if side else 0,
+                side.within_pct if side else None,
+            )
+        )  # fmt: skip
+    order = list(matrix.scenarios)
+    return sorted(out, key=lambda v: (order.index(v.scenario) if v.scenario in order else len(order), v.paired.ratio))
 
 
 def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
@@ -670,5 +718,5 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
         window_speed=window_speed(found),
         shared_cpus=shared,
         referee_again=tuple((k, s, n) for (k, s), n in again.items() if n > 1),
-        versus=tuple(versus(found, figures_of, noises, costs, rates, pair, matrix)) if pair else (),
+        versus=tuple(versus(found, figures_of, noises, costs, rates, pair, matrix, bundle.pairs)) if pair else (),
     )

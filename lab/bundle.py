@@ -3,6 +3,7 @@
     results/<run-id>/manifest.json              the run: config, machine fingerprint, versions, status, failures
     results/<run-id>/calibration.json           the load generator's ceiling on this machine (when measured)
     results/<run-id>/runs/<cell>__<scenario>[@<rate>]__r<N>.json     one measured repeat
+    results/<run-id>/pairs/<cell>__<scenario>__r<N>.json    an A/B run: one pair round's window, both variants
     results/<run-id>/failures/<cell>[__<scenario>].json     a cell (or scenario) that failed, with its log tail
     results/<run-id>/summary.csv                one row per cell x scenario
 
@@ -13,7 +14,7 @@ atomically, so a reader never sees half a file. The loader reads schema_version 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +100,35 @@ class Repeat(Record):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+class PairWindow(Record):
+    """One pair round of an A/B run on one cell and scenario (lab/pairs.py): both variants' servers running at once
+    on the server CPUs, fresh in this round, and one window of load on both (loadtests/load.py: PairResult). Its
+    `load` holds both sides' answers together and `load.pair` each one's; `server_a` and `server_b` each server's own
+    CPU and its CPUs' busy time over the window."""
+
+    schema_version: int
+    kind: Literal["pair"]
+    run_id: str
+    key: str  # the cell in the image's terms (no variant)
+    cell: Cell
+    scenario: str
+    round: int
+    variants: tuple[str, str]  # A's name, B's
+    first: Literal["A", "B"]  # the side that started first, on the run's port
+    status: Literal["ok", "failed"]
+    failure: str | None
+    load: LoadResult | None
+    server_a: ServerFigures | None
+    server_b: ServerFigures | None
+    conditions: Conditions | None
+    attempt: int = 1  # 2 or 3 when the earlier windows were disturbed or their server CPUs not saturated
+    earlier: list[str] = Field(default_factory=list)  # why the earlier attempts were not kept
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.load is not None and self.load.pair is not None
 
 
 class Failure(Record):
@@ -230,6 +260,7 @@ class Calibration(Record):
 KINDS: dict[str, type[Record]] = {
     "manifest": Manifest,
     "repeat": Repeat,
+    "pair": PairWindow,
     "failure": Failure,
     "calibration": Calibration,
 }
@@ -282,6 +313,10 @@ def repeat_path(root: Path, key: str, scenario: str, repeat: int, rate: float = 
     return root / "runs" / f"{key}__{point}__r{repeat}.json"
 
 
+def pair_path(root: Path, key: str, scenario: str, number: int) -> Path:
+    return root / "pairs" / f"{key}__{scenario}__r{number}.json"
+
+
 def failure_path(root: Path, key: str, scenario: str | None) -> Path:
     return root / "failures" / (f"{key}__{scenario}.json" if scenario else f"{key}.json")
 
@@ -293,6 +328,7 @@ class Bundle:
     repeats: list[Repeat]
     failures: list[Failure]
     calibration: Calibration | None
+    pairs: list[PairWindow] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -308,9 +344,8 @@ def load_bundle(root: Path) -> Bundle:
     repeats = [read_model(p, "repeat") for p in sorted((root / "runs").glob("*.json"))]
     failures = [read_model(p, "failure") for p in sorted((root / "failures").glob("*.json"))]
     calibration = read_model(root / "calibration.json", "calibration") if (root / "calibration.json").exists() else None
-    for r in repeats:
+    pairs = [read_model(p, "pair") for p in sorted((root / "pairs").glob("*.json"))]
+    for r in [*repeats, *pairs]:
         if r.run_id != manifest.run_id:
-            raise BundleError(
-                f"{root}: {r.key} {r.scenario} r{r.repeat} belongs to run {r.run_id}, not {manifest.run_id}"
-            )
-    return Bundle(root, manifest, repeats, failures, calibration)
+            raise BundleError(f"{root}: {r.key} {r.scenario} {r.kind} belongs to run {r.run_id}, not {manifest.run_id}")
+    return Bundle(root, manifest, repeats, failures, calibration, pairs)

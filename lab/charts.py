@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,6 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from lab.analysis import Analysis, Figures, app_title
-from lab.bundle import BundleError, load_bundle
 from lab.findings import rank_text
 from servers.matrix import Cell, Matrix
 
@@ -451,24 +449,3 @@ def render(a: Analysis, out: Path | None = None) -> list[Chart]:
     if a.points:
         charts.append(draw_resources(a, style, out))
     return charts
-
-
-def main(path: Path) -> int:
-    """python -m lab plot BUNDLE: summary.csv, the charts, report.html and summary.md again from the repeats on disk
-    (as the runner writes them at the end of a run), e.g. after the lab's analysis changed."""
-    from lab import report
-    from lab.analysis import analyze
-    from servers.matrix import load
-
-    try:
-        bundle = load_bundle(path)
-    except BundleError as exc:
-        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
-    analysis = analyze(bundle, load())
-    csv = report.write_summary_csv(analysis)
-    charts = render(analysis)
-    pages = report.write(analysis, charts)
-    for p in [csv, *(f for c in charts for f in c.files), *pages]:
-        print(p)
-    return 0

@@ -79,7 +79,8 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
         if config.own and not config.own.requirements and not config.variants:
             config.own.check_imports(sys.executable)  # else where it is installed, before the first cell
     if not config.target_agent:
-        check_port_free(LOOPBACK, config.port, "server port")
+        for port in config.ports:
+            check_port_free(LOOPBACK, port, "server port")
     check_writable(args.results)
     return config, matrix, run_dir, manifest
 
@@ -220,7 +221,7 @@ def wait_gone(url: str, timeout: float = 15.0) -> None:
 def preflight_main(args: argparse.Namespace, matrix: Matrix) -> int:
     """python -m lab preflight: everything `run` checks, and the compose lab's ports, before any container starts."""
     config, matrix, run_dir, _ = prepare(args, matrix)
-    for port, what in {**SERVICE_PORTS, config.port: "the servers' port"}.items():
+    for port, what in {**SERVICE_PORTS, **dict.fromkeys(config.ports, "the servers' port")}.items():
         check_port_free(LOOPBACK, port, what, f"stop what holds it (`ss -ltnp 'sport = :{port}'` shows which)")
     what = f"resume {run_dir.name}" if run_dir else f"preset {config.preset or 'cells'}"
     say(
@@ -296,9 +297,9 @@ def dispatch(argv: list[str] | None) -> int:
     from lab import reference
 
     if args.command == "plot":
-        from lab import charts
+        from lab import report
 
-        return charts.main(args.bundle)
+        return report.plot(args.bundle)
     if args.command == "compare":
         return compare_module.main(args.a, args.b, args.out)
     return reference.main(args.run, args.name)

@@ -10,6 +10,9 @@ A run has up to four phases, all through the same backends:
                after a point's first repeat and again while Locust ÷ wrk is off (lab/referee_rule.py);
   extra        while `budget_seconds` allows, more rounds for the cells whose comparisons are still undecided, up
                to `max_repeats` (lab/budget.py);
+  pairs        in a run of two variants (A/B), `pair_rounds` rounds in which both variants of each cell run at once
+               on the server CPUs, fresh each round, and are loaded side by side for `pair_seconds` per scenario
+               (lab/pairs.py): the A/B verdict's throughput and CPU per request, measured in the same seconds;
   sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from the
                throughput phase's own figures (lab/sweep.py), or the ones given with --rate.
 The manifest stores the configuration; a resumed run reads it back from there, and the matrix file it names.
@@ -31,7 +34,18 @@ from core.errors import UsageError
 from core.host import check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
-from loadtests.load import MAX_CONNECTIONS, MAX_DURATION, MAX_RATE, MAX_USERS, Arrivals, Client, Load
+from loadtests.load import (
+    MAX_CONNECTIONS,
+    MAX_DURATION,
+    MAX_RATE,
+    MAX_SLICE,
+    MAX_USERS,
+    MIN_SLICE,
+    Arrivals,
+    Client,
+    Load,
+    PairMode,
+)
 from servers.matrix import AXES, Cell, Expected, Matrix, MatrixError, Preset, Scenario, digest_of
 from servers.own_app import NAME as OWN
 from servers.own_app import OwnApp, with_own
@@ -40,6 +54,10 @@ from servers.variants import Variant
 MAX_REPEATS = 100
 MAX_BUDGET_MINUTES = 7 * 24 * 60.0
 MIN_SWEPT = 10  # requests one swept window must be offered at the least: a rate below it measures nothing
+# An A/B run's pair rounds by default: fresh servers each round, since each start of a server has a speed of its own
+# (docs/method.md#ab-runs); with 5-s windows about a minute and a half per cell and scenario here, for about ±0.7%.
+PAIR_ROUNDS = 10
+SETTLE_SHARE = 0.2  # slices: the first fifth of each slice is not counted (the other side's answers drain then)
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,27 @@ class RunConfig(Record):
         Option("A/B: the image's environment (A) against these requirements (B), e.g. uvicorn==0.53.0, on the cells "
                "whose packages they change", "--ab", env="AB"),
     ] = None  # fmt: skip
+    pair_rounds: Annotated[
+        int,
+        Option("A/B: rounds of both variants' servers running at once, each round fresh, loaded side by side (0: "
+               f"none; default {PAIR_ROUNDS} in a run of two variants)", low=0, high=MAX_REPEATS, env="PAIR_ROUNDS",
+               default=lambda v: PAIR_ROUNDS if len(v["variants"]) == 2 else 0),
+    ] = 0  # fmt: skip
+    pair_seconds: Annotated[
+        float,
+        Option("A/B: measured seconds per scenario in each pair round", low=0.5, high=MAX_DURATION, unit="seconds",
+               default=5.0),
+    ] = 5.0  # fmt: skip
+    pair_mode: Annotated[
+        PairMode,
+        Option("A/B: load both servers of a pair at once (together), or in turn (slices of --slice-seconds)",
+               default="together"),
+    ] = "together"  # fmt: skip
+    slice_seconds: Annotated[
+        float,
+        Option("A/B: seconds per slice (slices) or per counted bucket (together)", low=MIN_SLICE, high=MAX_SLICE,
+               unit="seconds", default=0.1),
+    ] = 0.1  # fmt: skip
     fail_if_slower: Annotated[
         float | None,
         Option("exit 3 when B is slower than A by more than this % with 95% confidence (in any cell and scenario)",
@@ -222,6 +261,10 @@ class RunConfig(Record):
                 raise UsageError(f"cell {cell.key}: no variant {cell.variant!r} in this run (--variant NAME=REQ)")
         if self.fail_if_slower is not None and len(self.variants) != 2:
             raise UsageError("--fail-if-slower compares two variants: give --ab REQ (AB=…) or --variant twice")
+        if self.pair_rounds and len(self.variants) != 2:
+            raise UsageError("--pair-rounds compares two variants: give --ab REQ (AB=…) or --variant twice")
+        if self.pair_rounds and self.port >= 65535:
+            raise UsageError(f"--port {self.port}: a run of pairs uses it and the next one; give at most 65534")
         if not self.scenarios:
             raise UsageError("no scenarios to run")
         for name in self.scenarios:
@@ -257,10 +300,26 @@ class RunConfig(Record):
                 scenario = scenario.model_copy(update={"expect": Expected.of("", "length", b"")})
             for rate in [0.0, *self.rates]:
                 self.load("http://127.0.0.1:1", scenario, rate, self.duration, self.warmup)
+            if self.pair_rounds and scenario.method != "WS":
+                closed = self.load("http://127.0.0.1:1", scenario, 0.0, self.pair_seconds, self.warmup)
+                self.paired(closed, "http://127.0.0.1:2")
         if self.sweep_seconds and self.client != "lean":
             raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
         check_open_files(self.users, self.load_workers)
         return self
+
+    @property
+    def ports(self) -> list[int]:
+        """The servers' ports on 127.0.0.1: one, and the next one for the second server of a pair."""
+        return [self.port, self.port + 1] if self.pair_rounds else [self.port]
+
+    def paired(self, load: Load, second: str) -> Load:
+        """A closed load made paired: `users` connections to the second server too, shared as the run asks."""
+        settle = SETTLE_SHARE * self.slice_seconds if self.pair_mode == "slices" else 0.0
+        return Load.model_validate(
+            {**load.model_dump(), "pair_target": second, "pair_mode": self.pair_mode,
+             "slice_seconds": self.slice_seconds, "settle_seconds": settle}
+        )  # fmt: skip
 
     @property
     def ab_pair(self) -> tuple[str, str] | None:
@@ -444,8 +503,11 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         if given is not None:
             value = given * option.scale if isinstance(given, float) else given
             values[name] = not given if option.negate else value
-        elif option.env and env.variable(option.env) is not None:
-            values[name] = env.variable(option.env)
+        elif option.env and (text := env.variable(option.env)) is not None:
+            kind = RunConfig.model_fields[name].annotation
+            if kind is int and not str(text).isdigit():
+                raise UsageError(f"{option.env}={text!r}: give a whole number, e.g. 10")
+            values[name] = text
         elif option.preset:
             value = getattr(preset.run, option.preset)
             values[name] = float(value) * option.scale if RunConfig.model_fields[name].annotation is float else value

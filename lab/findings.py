@@ -288,7 +288,15 @@ def versus_text(v: Versus, a: Analysis) -> str:
         word, pct = ("faster", p.ratio - 1) if p.ratio > 1 else ("slower", 1 - p.ratio)
         low, high = sorted((abs(p.low - 1), abs(p.high - 1)))
         said = f"{b_name} {word} than {a_name} by {100 * pct:.1f}% (95% CI {100 * low:.1f}–{100 * high:.1f}%)"
-    said += f" over {p.rounds} rounds"
+    said += f" over {p.rounds} {'pair rounds, side by side' if p.side_by_side else 'rounds'}"
+    if v.unsaturated:
+        said += (
+            f" ({v.unsaturated} of {p.rounds} windows with the server CPUs not saturated, even when measured again: "
+            "there the client set the pace, and B ÷ A says less about the servers' costs)"
+        )
+    if v.cost_paired is not None and math.isfinite(v.cost_paired.half_pct):
+        c = v.cost_paired
+        said += f"; server CPU per answer {b_name} ÷ {a_name} {c.ratio:.3f} (95% CI {c.low:.3f}–{c.high:.3f})"
     if v.rate and v.p99[0] and v.p99[1]:
         said += (
             f"; at {v.rate:,.0f} requests/s p99 {a_name} {p99_text(v.p99[0], v.p99_interval[0])}, "
@@ -306,7 +314,12 @@ def ab_lines(a: Analysis) -> list[str]:
     """The A/B verdicts, for the head of the headline and the report."""
     if not a.ab:
         return []
-    lines = [f"A/B — {variant_text(a.ab[0], a)}; {variant_text(a.ab[1], a)}; RPS paired by round, 95% CI:"]
+    how = (
+        "RPS measured side by side (both servers at once on the server CPUs, fresh each round)"
+        if any(v.paired.side_by_side for v in a.versus)
+        else "RPS paired by round"
+    )
+    lines = [f"A/B — {variant_text(a.ab[0], a)}; {variant_text(a.ab[1], a)}; {how}, 95% CI:"]
     lines += [f"  {versus_text(v, a)}" for v in a.versus] or ["  no cell was measured in both variants"]
     gate = a.manifest.config.fail_if_slower
     if gate is not None:

@@ -19,8 +19,8 @@ from typing import Any
 from core.errors import UsageError
 from core.host import ROOT
 from lab import bundle, fingerprint
-from lab.bundle import Calibration, Failure, Manifest, Repeat
-from lab.plan import Work
+from lab.bundle import Calibration, Failure, Manifest, PairWindow, Repeat
+from lab.plan import PairVisit, Work
 from servers.matrix import Cell
 
 DEFAULT_RESULTS = ROOT / "results"
@@ -103,11 +103,21 @@ class Ledger:
                     root, record.key, record.scenario, record.repeat, record.offered_rps or 0
                 ):
                     self.repeats[((record.key, record.scenario, record.offered_rps or 0.0), record.repeat)] = record
+        self.pairs: dict[tuple[str, str, int], PairWindow] = {}
+        for path in sorted((root / "pairs").glob("*.json")):
+            with contextlib.suppress(bundle.BundleError):
+                pair = bundle.read_model(path, "pair")
+                if path == bundle.pair_path(root, pair.key, pair.scenario, pair.round):
+                    self.pairs[(pair.key, pair.scenario, pair.round)] = pair
         self.manifest: Manifest | None = None
 
     # --- what is known ------------------------------------------------------------------------------------------
     def done(self, cell: Cell, work: Work) -> bool:
         found = self.repeats.get(((cell.key, work.scenario, work.rate), work.number))
+        return found is not None and found.ok
+
+    def pair_done(self, visit: PairVisit, work: Work) -> bool:
+        found = self.pairs.get((visit.base.key, work.scenario, work.number))
         return found is not None and found.ok
 
     def ok(self, cell: Cell, scenario: str, rate: float = 0.0) -> list[Repeat]:
@@ -136,6 +146,10 @@ class Ledger:
         rate = repeat.offered_rps or 0.0
         bundle.write_record(bundle.repeat_path(self.root, repeat.key, repeat.scenario, repeat.repeat, rate), repeat)
         self.repeats[((repeat.key, repeat.scenario, rate), repeat.repeat)] = repeat
+
+    def record_pair(self, pair: PairWindow) -> None:
+        bundle.write_record(bundle.pair_path(self.root, pair.key, pair.scenario, pair.round), pair)
+        self.pairs[(pair.key, pair.scenario, pair.round)] = pair
 
     def fail(self, cell: Cell, scenario: str | None, phase: str, error: str, log_tail: str) -> None:
         record = Failure(

@@ -105,3 +105,42 @@ def sweep_visits(
         for cell in round_order(run_id, 0, config.cells)
     ]
     return [v for v in visits if v.work]
+
+
+@dataclass(frozen=True)
+class PairVisit:
+    """One pair round of one cell: its two variants' servers started together (`first` starts first, on the run's
+    port; the other on the next one), and on them one paired window per scenario."""
+
+    a: Cell
+    b: Cell
+    number: int
+    first: Literal["A", "B"]
+    work: tuple[Work, ...]
+
+    @property
+    def base(self) -> Cell:
+        return self.a.base
+
+
+def pair_rounds(config: RunConfig, matrix: Matrix, run_id: str) -> list[list[PairVisit]]:
+    """The pair rounds of an A/B run: each cell measured in both variants, once per round, in a new random order each
+    round; which side starts first (and takes the run's port) is drawn per visit, so neither side always has it."""
+    pair = config.ab_pair
+    if not config.pair_rounds or pair is None:
+        return []
+    bases = list(dict.fromkeys(c.base for c in config.cells if c.variant in pair))
+    found = []
+    for number in range(1, config.pair_rounds + 1):
+        draw = random.Random(f"{run_id}/pairs/{number}")
+        order = list(bases)
+        draw.shuffle(order)
+        visits = []
+        for base in order:
+            scenarios = [s for s in config.scenarios_of(base, matrix) if matrix.scenario(s).method != "WS"]
+            a, b = (base.model_copy(update={"variant": v}) for v in pair)
+            if scenarios and all(c in config.cells for c in (a, b)):
+                work = tuple(Work(s, 0.0, number, config.warmup, config.pair_seconds) for s in scenarios)
+                visits.append(PairVisit(a, b, number, draw.choice(("A", "B")), work))
+        found.append(visits)
+    return found

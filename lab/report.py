@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from markupsafe import Markup, escape
 
 from core.host import atomic_write
 from lab import findings
-from lab.analysis import Analysis, Figures, Stated, app_title
-from lab.charts import Chart, caption
+from lab.analysis import Analysis, Figures, Stated, analyze, app_title
+from lab.bundle import Bundle, BundleError, load_bundle
+from lab.charts import Chart, caption, render
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
-from servers.matrix import Cell, Matrix
+from servers.matrix import Cell, Matrix, load
 
 TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy", "numpy", "jinja2")
 
@@ -117,6 +119,11 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
     for f in a.failures:
         rows.append({"key": f.key, **columns(f.cell), "scenario": f.scenario or "", "status": f"failed: {f.phase}"})
     return rows
+
+
+def summarize(bundle: Bundle, matrix: Matrix) -> list[dict[str, Any]]:
+    """summary.csv's rows of a bundle's one analysis, for scripts and tests that read a bundle's figures."""
+    return summary_rows(analyze(bundle, matrix))
 
 
 def write_summary_csv(a: Analysis) -> Path:
@@ -275,3 +282,20 @@ def write(a: Analysis, charts: list[Chart]) -> list[Path]:
     atomic_write(report, env.get_template("report.html.j2").render(data))
     atomic_write(summary, env.get_template("summary.md.j2").render(data))
     return [report, summary]
+
+
+def plot(path: Path) -> int:
+    """python -m lab plot BUNDLE: summary.csv, the charts, report.html and summary.md again from the repeats on disk
+    (as the runner writes them at the end of a run), e.g. after the lab's analysis changed."""
+    try:
+        bundle = load_bundle(path)
+    except BundleError as exc:
+        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
+        return 2
+    analysis = analyze(bundle, load())
+    csv = write_summary_csv(analysis)
+    charts = render(analysis)
+    pages = write(analysis, charts)
+    for p in [csv, *(f for c in charts for f in c.files), *pages]:
+        print(p)
+    return 0

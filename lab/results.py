@@ -12,7 +12,6 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -241,11 +240,3 @@ def noise(found: list[Point]) -> dict[str, stats.Noise]:
         s: stats.blocked_noise({p.key: p.by_round for p in ps}, {p.key: p.shares for p in ps})
         for s, ps in by_scenario.items()
     }
-
-
-def summarize(bundle: Bundle, matrix: Matrix) -> list[dict[str, Any]]:
-    """summary.csv's rows (lab/report.py: summary_rows of the bundle's one analysis), for scripts and tests that read
-    a bundle's figures."""
-    from lab import analysis, report  # both build on this module
-
-    return report.summary_rows(analysis.analyze(bundle, matrix))

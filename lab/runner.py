@@ -13,6 +13,7 @@ manifest is marked `failed` with the error, and the error goes on to the command
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import statistics
 import time
@@ -20,14 +21,15 @@ from pathlib import Path
 
 from core import interrupts
 from core.errors import ProcessFailedError, ServiceLostError
-from lab import bundle, fingerprint, plan, stats, sweep
+from lab import bundle, fingerprint, pairs, plan, stats, sweep
 from lab.analysis import Analysis
 from lab.budget import RERUNS, Budget
-from lab.bundle import Manifest, Part, Repeat, Skipped, SweepRates
+from lab.bundle import Manifest, PairWindow, Part, Repeat, Skipped, SweepRates
 from lab.config import RunConfig
 from lab.ledger import Ledger
 from lab.measure import Measure, Refereed, health
-from lab.plan import Rates, Visit, Work
+from lab.pairs import log_ratio, measure_pair, saturated
+from lab.plan import PairVisit, Rates, Visit, Work
 from lab.progress import Listener, Progress
 from lab.referee_rule import RefereeRule
 from lab.results import speed_shares
@@ -116,6 +118,7 @@ class Runner:
         self.sample_speed()
         if c.calibrate and self.ledger.calibration() is None:
             self.calibrate()
+        self.pairs(plan.pair_rounds(c, self.matrix, self.run_id))
         rounds = plan.plan(c, self.matrix, self.run_id)
         self.left = sum(self.todo(visit) for visit in (v for r in rounds for v in r))
         self.listener.planned(sum(len(v.work) for r in rounds for v in r))
@@ -167,6 +170,88 @@ class Runner:
         self.speed_due = True
         for visit in visits:
             self.visit(visit)
+
+    def pairs(self, rounds: list[list[PairVisit]]) -> None:
+        """An A/B run's pair rounds first: the verdict's own measurement, kept even if the run is stopped later."""
+        if not rounds:
+            return
+        self.listener.planned(sum(len(v.work) for visits in rounds for v in visits))
+        c = self.config
+        self.listener.say(
+            f"A/B: {len(rounds)} pair rounds, both variants of each cell running at once on the server CPUs and "
+            f"loaded {'together' if c.pair_mode == 'together' else f'in turns of {c.slice_seconds:g} s'}, "
+            f"{c.pair_seconds:g} s per scenario"
+        )
+        for visits in rounds:
+            self.speed_due = True
+            for visit in visits:
+                self.pair_visit(visit)
+
+    def pair_visit(self, visit: PairVisit) -> None:
+        """Both variants' servers started afresh (the side drawn first on the run's port), a paired window per
+        scenario on them, both stopped."""
+        todo = [w for w in visit.work if not self.ledger.pair_done(visit, w)]
+        self.listener.passed(len(visit.work) - len(todo))
+        if not todo or {visit.a.key, visit.b.key} & self.dead:
+            self.listener.passed(len(todo))
+            return
+        if self.speed_due:
+            self.sample_speed()
+            self.speed_due = False
+        order = (visit.a, visit.b) if visit.first == "A" else (visit.b, visit.a)
+        servers: dict[str, RunningServer] = {}
+        current, phase = order[0], "start"
+        try:
+            with contextlib.ExitStack() as stack:
+                for cell, port in zip(order, self.config.ports, strict=True):
+                    current = cell
+                    servers[cell.key] = stack.enter_context(self.targets.serve(cell, port))
+                a, b = servers[visit.a.key], servers[visit.b.key]
+                phase = "load"
+                for work in todo:
+                    record = self.pair_window(a, b, visit, work)
+                    self.ledger.record_pair(record)
+                    self.report_pair(record)
+                    dead = [s for s in (a, b) if health(s)]
+                    if dead:
+                        current = dead[0].cell
+                        raise ServerError(f"{current.key} died or hung: {health(dead[0])}", dead[0].log_tail())
+                phase = "stop"
+                for cell in order:
+                    current = cell
+                    server = servers[cell.key]
+                    if (code := server.stop()) != 0:
+                        self.fail(cell, None, "stop", f"server exited {code} after SIGTERM", server.log_tail())
+        except ServerError as exc:
+            self.fail(current, None, phase, str(exc), exc.log_tail)  # type: ignore[arg-type]
+
+    def pair_window(self, a: RunningServer, b: RunningServer, visit: PairVisit, work: Work) -> PairWindow:
+        """One pair window, measured again (up to RERUNS times) while the machine disturbs it or the server CPUs
+        are not saturated: such a window's B ÷ A says more about the client's or the neighbour's order of service."""
+        earlier: list[str] = []
+        while True:
+            record = measure_pair(self.measure, a, b, visit, work, earlier)
+            why = pairs.again(record)
+            if why is None or len(earlier) >= RERUNS:
+                return record
+            found = pairs.log_ratio(record)
+            earlier.append(f"attempt {len(earlier) + 1}: B/A {math.exp(found or 0.0):.3f}, {why}")
+            self.listener.say(f"{visit.base.key} A/B {work.scenario} #{work.number}: {why}; measuring again")
+
+    def report_pair(self, record: PairWindow) -> None:
+        label = f"{record.key} A/B {record.scenario} #{record.round}"
+        found = log_ratio(record)
+        if not record.ok or found is None or record.load is None or record.load.pair is None:
+            self.listener.measured(f"{label}: FAILED: {record.failure}")
+            return
+        pair = record.load.pair
+        flags = "" if saturated(record) else " (server CPUs not saturated: the client set the pace)"
+        errors = sum(pair.a.errors.values()) + sum(pair.b.errors.values())
+        flags += f" errors={errors}" if errors else ""
+        self.listener.measured(
+            f"{label}: B/A {math.exp(found):.3f} ({pair.a.ok / record.load.window.seconds:,.0f} and "
+            f"{pair.b.ok / record.load.window.seconds:,.0f} RPS side by side){flags}"
+        )
 
     # --- one visit: a server started, its repeats measured, the server stopped ----------------------------------
     def todo(self, visit: Visit) -> int:

@@ -270,6 +270,7 @@ class Paired:
     rounds: int  # pairs measured
     sd: float  # of one round's log(B ÷ A), pooled over the group
     df: int
+    side_by_side: bool = False  # from pair rounds (lab/pairs.py), not from the throughput rounds' visits
 
     @property
     def significant(self) -> bool:
@@ -312,3 +313,17 @@ def ab(
         a, b = pairs[name]
         found.append(Paired(scenario, a, b, group_of[name], math.exp(mean), low, high, len(ds), noise.sd, noise.df))
     return found
+
+
+def side_by_side(scenario: str, a: str, b: str, logs: Sequence[float]) -> Paired:
+    """B against A from pair rounds (lab/pairs.py): each round's log(B ÷ A), measured on both at once and each round
+    on fresh servers, is one independent estimate; the interval is Student's t over the rounds, with this pair's own
+    noise (rounds - 1 degrees of freedom). Its noise is the starts' as much as the machine's: a server's start runs at
+    a speed of its own, and only other starts can show how much, so it is never pooled with other cells'."""
+    n = len(logs)
+    mean = statistics.fmean(logs) if logs else 0.0
+    sd = statistics.stdev(logs) if n >= 2 else math.inf
+    noise = Noise(sd, n - 1)
+    half = noise.t * sd / math.sqrt(n) if n >= 2 and math.isfinite(sd) else math.inf
+    low, high = math.exp(mean - half), math.exp(min(mean + half, 700.0))
+    return Paired(scenario, a, b, "its own rounds", math.exp(mean), low, high, n, sd, max(n - 1, 0), True)

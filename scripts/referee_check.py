@@ -24,6 +24,7 @@ from lab.bundle import load_bundle
 from lab.results import Point, closed, noise, points
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, referee_ratio
 from servers.matrix import load
+from servers.own_app import with_own
 
 
 def in_range(ratio: float | None) -> bool:
@@ -40,7 +41,7 @@ def share_gap(p: Point) -> float | None:
 
 def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
     bundle = load_bundle(root)
-    everything = points(bundle, load())
+    everything = points(bundle, with_own(load(), bundle.manifest.config.own))  # an own-app run's cells too
     found, noises = closed(everything), noise(everything)
     verdicts, first, every, logs, gaps = {}, 0, 0, [], {}
     several = [p for p in found if len(p.carriers) > 1]

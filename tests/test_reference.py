@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.host import ROOT
-from lab import charts
+from lab import report
 from lab.bundle import load_bundle
 from tests.browser import first_screen, render_dom
 
@@ -29,7 +29,7 @@ def plotted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     root: Path = request.param
     copy = tmp_path_factory.mktemp("plotted") / root.name
     shutil.copytree(root, copy)
-    assert charts.main(copy) == 0
+    assert report.plot(copy) == 0
     return root, copy
 
 
@@ -86,7 +86,7 @@ def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) ->
     from tests.synthetic import make_bundle
 
     run = make_bundle(tmp_path / "run", {("granian-uvloop-hyper-w1-raw", "plaintext", 0): [20_000, 21_000, 22_000]})
-    assert charts.main(run) == 0
+    assert report.plot(run) == 0
     (run / "logs").mkdir()
     (run / "logs" / "server.log").write_text("not for committing\n")
     target = publish(run, "synthetic", tmp_path / "reference")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.host import ROOT
-from lab import referee_rule, results
+from lab import referee_rule, report, results
 from lab.bundle import load_bundle
 from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
 from servers.matrix import load
@@ -109,7 +109,7 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
     limit, reason = point.verdict(noise)
     assert limit == "server" and "wrk's 3 rounds" in reason, reason
     assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
-    row = next(r for r in results.summarize(load_bundle(root), load()) if r["key"] == x)
+    row = next(r for r in report.summarize(load_bundle(root), load()) if r["key"] == x)
     assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
     checked = subprocess.run(
         [sys.executable, "scripts/referee_check.py", str(root), "--show", "uvicorn"], cwd=ROOT, capture_output=True,

@@ -7,14 +7,16 @@ import math
 import os
 import random
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from core.errors import UsageError
-from core.host import free_port
-from lab import bundle, config, stats
+from core.host import ROOT, free_port
+from lab import bundle, config, pairs, stats
+from loadtests.load import Latency, PairResult, SideResult
 from servers.local import LocalTargets
 from servers.matrix import Cell, MatrixError, load
 from servers.variants import Variant, VariantError, check, prepare
@@ -158,24 +160,63 @@ def test_bad_variants_are_refused_before_anything_starts(tmp_path: Path) -> None
     assert not results.exists() or not any(results.iterdir())
 
 
-def test_an_ab_run_states_b_against_a_first(cache: Path, tmp_path: Path) -> None:
-    """A/B through the runner on one quick cell: both variants in every round, each side's environment recorded, the
-    verdict first in the headline and in the report (the gate's rule: test_paired_ab_holds_its_false_positive…)."""
+def test_an_ab_run_finds_a_known_slowdown_side_by_side_states_it_first_and_fails_the_gate(
+    cache: Path, tmp_path: Path
+) -> None:
+    """A/B through the runner on one quick cell, B the pinned uvicorn with a fixed amount of work added to every
+    request (scripts/slow_variant.py): pair rounds with both variants' servers at once, a throughput round with each
+    alone, each side's environment recorded, the verdict first in the headline and the report, and --fail-if-slower
+    exits 3 (only when the whole interval is below its bound: test_paired_ab_holds_its_false_positive_rate…)."""
+    slow = tmp_path / "uvicorn-slow"
+    made = subprocess.run(
+        [sys.executable, "scripts/slow_variant.py", "--loops", "3000", "--out", str(slow)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
     env = {**os.environ, "LAB_VARIANTS": str(cache)}
-    short = ["--scenario", "plaintext", "--repeats", "3", "--duration", "1", "--warmup", "0.5", "--users", "8",
-             "--referee-seconds", "0", "--sweep-seconds", "0", "--no-calibrate"]  # fmt: skip
-    done = lab_run("--ab", OLD_UVICORN, "--cell", CELL, *short, results=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr
-    run = bundle.load_bundle(only_run(tmp_path))
+    short = ["--scenario", "plaintext", "--repeats", "1", "--duration", "1", "--warmup", "0.5", "--users", "8",
+             "--referee-seconds", "0", "--sweep-seconds", "0", "--no-calibrate", "--pair-rounds", "3",
+             "--pair-seconds", "1", "--fail-if-slower", "5"]  # fmt: skip
+    done = lab_run("--ab", str(slow), "--cell", CELL, *short, results=tmp_path / "results", env=env)
+    assert done.returncode == 3, done.stderr
+    run = bundle.load_bundle(only_run(tmp_path / "results"))
     assert run.manifest.status == "complete" and [e.variant for e in run.manifest.environments] == ["A", "B"]
-    assert run.manifest.environments[1].own == {"uvicorn": "0.53.0"}
+    assert run.manifest.environments[1].sources[0].path == str(slow)
     assert {r.key for r in run.repeats} == {f"{CELL}@A", f"{CELL}@B"}
-    assert all(sorted(r) == [f"{CELL}@A", f"{CELL}@B"] for r in run.manifest.rounds)
+    assert sorted((p.key, p.round) for p in run.pairs) == [(CELL, n) for n in (1, 2, 3)]
+    for p in run.pairs:
+        assert p.ok and p.variants == ("A", "B"), p.failure
+        assert p.load.pair.a.ok > 0 and p.load.pair.b.ok > 0 and p.server_a.cpu_seconds > 0 < p.server_b.cpu_seconds
     lines = done.stderr.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("asgi-bench-lab: A/B — "))
-    assert "B = uvicorn 0.53.0" in lines[head] and "A = the image's (uvicorn 0.54.0)" in lines[head]
-    assert (
-        "raw ASGI on uvicorn · asyncio · h11, plaintext: B " in lines[head + 1] and "over 3 rounds" in lines[head + 1]
-    )
+    assert f"B = uvicorn 0.54.0 from {slow}" in lines[head] and "A = the image's (uvicorn 0.54.0)" in lines[head]
+    assert "side by side" in lines[head]
+    said = lines[head + 1]
+    assert "raw ASGI on uvicorn · asyncio · h11, plaintext: B slower than A by " in said
+    assert "over 3 pair rounds, side by side" in said and "server CPU per answer B ÷ A" in said
+    assert "— FAIL" in lines[head + 2]
     report = (run.root / "report.html").read_text()
     assert report.index('id="ab"') < report.index('id="bottom-line"')
+
+
+def test_side_by_side_reads_each_window_and_gives_an_interval_over_the_rounds() -> None:
+    """One window's rates from its buckets (together: all of them; slices: each side's own turns, per counted
+    second), and B ÷ A with Student's t over the rounds: a known 3% slowdown found, with its interval."""
+    empty = Latency(count=0, percentiles_us={}, curve_us=[], hdr="")
+
+    def side(buckets: list[int]) -> SideResult:
+        return SideResult(target="t", requests=sum(buckets), ok=sum(buckets), errors={}, latency=empty, buckets=buckets)
+
+    together = PairResult(mode="together", bucket_seconds=0.1, settle_seconds=0.0, first=7,
+                          a=side([100, 110, 90]), b=side([97, 107, 87]))  # fmt: skip
+    assert pairs.rates(together) == pytest.approx((1000.0, 970.0))
+    sliced = PairResult(mode="slices", bucket_seconds=0.1, settle_seconds=0.02, first=7,  # A's turns: even indexes
+                        a=side([0, 80, 0, 84]), b=side([60, 0, 64, 0]))  # fmt: skip
+    assert pairs.rates(sliced) == pytest.approx((82 / 0.08, 62 / 0.08))
+    rng = random.Random(3)
+    logs = [math.log(0.97) + rng.gauss(0, 0.01) for _ in range(16)]
+    found = stats.side_by_side("plaintext", "x@A", "x@B", logs)
+    assert found.side_by_side and found.rounds == 16 and found.df == 15 and found.slower_than(1)
+    assert found.low < 0.97 < found.high and found.half_pct < 1
+    (one,) = [stats.side_by_side("json", "x@A", "x@B", [0.01])]
+    assert not math.isfinite(one.half_pct) and not one.significant  # one round: no interval, no verdict
