@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -182,15 +183,16 @@ def pip_error(output: str) -> str:
 
 
 def installed(python: str, site: Path) -> dict[str, str]:
+    """Distribution -> version installed into the environment's own site-packages. pip freeze says `name @ file://…`
+    for a checkout or wheel; the version from the distribution's metadata says what it is, its source says where
+    from."""
     frozen = pip(python, "freeze", "--path", str(site), timeout=120).stdout
+    versions = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions(path=[str(site)])}
     own = {}
     for line in frozen.splitlines():
-        name, sep, version = line.partition("==")
-        if sep:
-            own[name] = version
-        elif " @ " in line:
-            name, _, url = line.partition(" @ ")
-            own[name.strip()] = url.strip()
+        name = re.split(r"==| @ ", line, maxsplit=1)[0].strip()
+        if name and not name.startswith("#"):
+            own[name] = next((v for n, v in versions.items() if n.lower() == name.lower()), line.partition("==")[2])
     return own
 
 
