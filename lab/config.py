@@ -417,6 +417,7 @@ def add_options(parser: argparse.ArgumentParser, matrix: Matrix) -> None:
         help_text = option.help + (f" ({said[name]})" if name in said else "")
         help_text += f"; default: the preset's {option.preset}" if option.preset else ""
         help_text += f"; or {option.env}" if option.env else ""
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help
         metavar = option.flag.lstrip("-").split("-")[-1].upper()
         if kind is bool:
             parser.add_argument(option.flag, dest=name, action="store_true", default=None, help=help_text)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from lab import analysis, charts, findings, stats
+from lab import analysis, findings, report, stats
 from lab.analysis import analyze, stack_label
 from lab.bundle import load_bundle
 from loadtests import recorder
@@ -84,7 +84,7 @@ def test_the_analysis_is_computed_once_and_every_output_reads_it(
 
     monkeypatch.setattr(analysis, "analyze", counting_analyze)
     monkeypatch.setattr(recorder, "latency_summary", counting_summary)
-    assert charts.main(root) == 0
+    assert report.plot(root) == 0
     assert calls == {"analyze": 1, "summary": 4 + 2}  # 4 points' latency, the 2 open ones' lateness
     a = real_analyze(load_bundle(root), load())
     with pytest.raises(dataclasses.FrozenInstanceError):

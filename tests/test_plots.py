@@ -235,6 +235,6 @@ def test_a_median_outside_its_interval_still_draws(synthetic: Path, tmp_path: Pa
 def test_lab_plot_writes_summary_csv_again_with_the_charts_and_report(synthetic: Path) -> None:
     """After the lab's analysis changes, `python -m lab plot` brings every derived file of a bundle up to date."""
     (synthetic / "summary.csv").write_text("stale\n")
-    assert charts.main(synthetic) == 0
+    assert report.plot(synthetic) == 0
     assert (synthetic / "summary.csv").read_text().startswith("key,")
     assert (synthetic / "report.html").exists() and (synthetic / "summary.md").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from core.host import ROOT
 from core.settings import COMPOSE_VARIABLES, FOCUS_VARIABLES, VARIABLES, Settings
 
@@ -29,3 +31,14 @@ def test_settings_come_from_the_environment_given() -> None:
     s = Settings.from_env({"LAB_ALLOW_SHARED_CPUS": "1", "LAB_HOST_ID": " lab-7 ", "LAB_IN_CONTAINER": "1"})
     assert s.allow_shared_cpus and s.host_id == "lab-7" and s.in_container and s.matrix_file is None
     assert Settings.from_env({}) == Settings()
+
+
+def test_every_commands_help_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse %-formats help texts: a bare % in one (e.g. an option's unit) crashes `--help`."""
+    from lab.cli import main
+
+    for command in ("run", "preflight", "plot", "compare", "reference"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0, command
+        assert "usage: python -m lab " + command in capsys.readouterr().out
