@@ -117,8 +117,8 @@ def test_the_http_implementations_arguments_go_into_the_command() -> None:
     def args(key: str) -> list[str]:
         return argv(MATRIX, MATRIX.cell_from_key(key), "127.0.0.1", 8000)
 
-    assert args("uvicorn-uvloop-h2c-w1-raw")[11:15] == ["--http", "zttp", "--http2", "--lifespan"]
-    assert args("uvicorn-uvloop-zttp-w1-raw")[11:14] == ["--http", "zttp", "--lifespan"]
+    assert args("uvicorn-uvloop-h2c-w1-raw")[12:16] == ["--http", "zttp", "--http2", "--lifespan"]
+    assert args("uvicorn-uvloop-zttp-w1-raw")[12:15] == ["--http", "zttp", "--lifespan"]
     assert "--http" not in args("hypercorn-uvloop-h2c-w1-raw")
     assert args("granian-uvloop-h2c-w1-raw")[13:16] == ["--http", "2", "--no-access-log"]
     assert args("granian-uvloop-hyper-w1-raw")[13:16] == ["--http", "1", "--no-access-log"]
