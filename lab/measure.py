@@ -212,7 +212,7 @@ class Measure:
             if scenario not in self.answers:
                 self.answers[scenario] = first_answer(found, server.report.host, server.port)
             found = found.model_copy(update={"expect": self.answers[scenario]})
-        return self.config.load(server.url, found, rate, duration, warmup)
+        return self.config.load(server.url, found, rate, duration, warmup, server.report.protocol)
 
     def referee(self, server: RunningServer, scenario: str) -> Refereed:
         """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
