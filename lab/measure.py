@@ -238,7 +238,7 @@ class Measure:
         sample = server.sample_close(started, ended)
         timed = self.timed(started, ended)
         if found is None:
-            return Refereed(None, "wrk is not installed")
+            return Refereed(None, ("h2load" if spec.http == "h2" else "wrk") + " is not installed")
         self.probe(PROBE_SETTLE)
         wrk_cpu = found.cpu_utilization * found.threads * found.seconds
         return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), timed)

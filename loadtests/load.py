@@ -310,8 +310,12 @@ class LoadResult(Record):
     pair: PairResult | None = None
 
 
+H2LOAD_LIMITS = "h2load checks status codes only (no body or header check) and runs the closed model only"
+
+
 class RefereeResult(Record):
-    """wrk on the same target, connections and load CPUs: the server's capacity without Locust."""
+    """wrk (or h2load, over h2c) on the same target, connections and load CPUs: the server's capacity without
+    Locust."""
 
     rps: float
     non_2xx: int
@@ -321,6 +325,8 @@ class RefereeResult(Record):
     cpu_utilization: float  # wrk's CPU seconds per second per thread (1.0 = its threads' cores all busy)
     cpu_busy: dict[str, float]  # each load CPU: share of wrk's run busy with anything
     argv: list[str]
+    tool: Literal["wrk", "h2load"] = "wrk"  # wrk over HTTP/1.1, h2load over h2c
+    streams: int = 1  # h2load's -m: requests in flight per connection
 
     @property
     def saturated(self) -> bool:

@@ -294,3 +294,20 @@ def test_an_echo_larger_than_the_initial_window_flows() -> None:
     with h2_server(Misbehave()) as url:
         rec = drive(url, users=1, streams=2, body_bytes="200000")
     assert sum(rec.pending.values()) >= 20 and not rec.errors
+
+
+def test_h2load_referees_an_h2_load_with_its_streams_and_limits_stated() -> None:
+    import shutil
+
+    from core.host import machine_cpus
+    from loadtests.referee import referee
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load is not installed (Debian: nghttp2-client)")
+    with h2_server(Misbehave()) as url:
+        spec = Load(target=url, users=2, http="h2", streams=4, duration=1)
+        found = referee(spec, machine_cpus()[-1:])
+    assert found is not None and found.tool == "h2load" and found.streams == 4
+    assert found.rps > 100 and found.non_2xx == 0 and found.socket_errors == 0
+    assert "-c2" in found.argv and "-m4" in found.argv
+    assert found.argv[-1] == url + "/plaintext"
