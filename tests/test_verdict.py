@@ -126,6 +126,6 @@ def test_with_wrk_in_several_rounds_the_median_of_their_ratios_is_judged() -> No
 def test_over_h2c_the_referee_is_h2load_and_its_limits_are_said() -> None:
     h2load = referee(20_000).model_copy(update={"tool": "h2load", "streams": 16, "argv": ["h2load"]})
     verdict = judge_repeat(result(workers=(0.5,)), server(0.99), h2load)
-    assert verdict.limit == "server" and "0.99× h2load's 20,000" in verdict.reason, verdict.reason
+    assert verdict.limit == "server" and "1.00× h2load's 20,000" in verdict.reason, verdict.reason
     assert "16 streams per connection; h2load checks status codes only (no body or header check)" in verdict.reason
     assert "closed model only" in verdict.reason
