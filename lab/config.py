@@ -144,9 +144,13 @@ class RunConfig(Record):
     arrivals: Annotated[Arrivals, Option("the open model's arrivals", default="poisson")]
     streams: Annotated[
         int,
-        Option("h2c cells: requests in flight per connection (h2load's -m)", low=1, high=MAX_STREAMS,
-               default=DEFAULT_STREAMS),
-    ]  # fmt: skip
+        Option(
+            "h2c cells: requests in flight per connection (h2load's -m)",
+            low=1,
+            high=MAX_STREAMS,
+            default=DEFAULT_STREAMS,
+        ),
+    ] = DEFAULT_STREAMS  # fmt: skip  (runs recorded before HTTP/2 have none)
     max_connections: Annotated[
         int,
         Option("open model: connections at most (default 4 x --users)", low=1, high=MAX_CONNECTIONS,
@@ -344,8 +348,11 @@ class RunConfig(Record):
         )  # fmt: skip
 
     def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:
-        """The run's scenarios this cell can run, in the run's order."""
-        return [s for s in self.scenarios if matrix.supports(cell, s)]
+        """The run's scenarios this cell can run (and its preset does not leave out), in the run's order."""
+        preset = matrix.presets.get(self.preset or "")
+        return [
+            s for s in self.scenarios if matrix.supports(cell, s) and not (preset and preset.skips_scenario(cell, s))
+        ]
 
     def skipped(self, matrix: Matrix) -> list[tuple[Cell, str, str]]:
         """(cell, scenario, reason) for each scenario a chosen cell cannot run."""

@@ -173,6 +173,10 @@ class Preset:
     cells: tuple[Cell, ...]
     scenarios: tuple[str, ...]
     run: RunSettings = RunSettings()
+    skips: tuple[Rule, ...] = ()  # `exclude` entries with a scenario: that scenario is left out on matching cells
+
+    def skips_scenario(self, cell: Cell, scenario: str) -> bool:
+        return any(rule.matches(cell.base, scenario) for rule in self.skips)
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,9 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         )
         if not cells:
             raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
-        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), RunSettings(**t.get("run", {})))
+        skips = tuple(e for e in excludes if "scenario" in e.match)
+        run = RunSettings(**t.get("run", {}))
+        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), run, skips)
     _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
     calibration = (
         matrix.cell_from_key(data["calibration"]["cell"]),
