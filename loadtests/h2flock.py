@@ -89,7 +89,7 @@ class H2Conn(Conn):
         self.cache: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks decoded against the current table
         self.table: tuple[int, int, int] = (0, 0, 0)  # what the decoder's table was when the cache was filled
         self.block = b""  # a header block split over CONTINUATION frames
-        self.block_stream = 0
+        self.block_stream = 0  # the stream whose header block is being read (0: none)
         self.block_end = False  # that HEADERS frame ended its stream
         self.consumed = 0  # DATA bytes received and not yet given back to the connection's window
         self.send_window = DEFAULT_WINDOW  # the connection's window for request bodies
@@ -262,7 +262,7 @@ class H2Flock(Flock):
                 sid = int.from_bytes(data[at + 5 : at + 9], "big") & MAX_STREAM_ID
                 payload = data[at + 9 : at + 9 + length]
                 at += 9 + length
-                if conn.block and kind != CONTINUATION:
+                if conn.block_stream and kind != CONTINUATION:
                     raise H2ProtocolError("a header block interrupted before its end")
                 if kind == DATA:
                     ok += self.data(conn, flags, sid, payload, now)
@@ -317,12 +317,12 @@ class H2Flock(Flock):
             if flags & PRIORITY:
                 payload = payload[5:]
             conn.block_stream, conn.block_end = sid, bool(flags & END_STREAM)
-        elif sid != conn.block_stream or not conn.block:
+        elif sid != conn.block_stream:
             raise H2ProtocolError("CONTINUATION without its HEADERS")
         if not flags & END_HEADERS:
             conn.block += payload
             return 0
-        block, conn.block = conn.block + payload, b""
+        block, conn.block, conn.block_stream = conn.block + payload, b"", 0
         headers = self.decode(conn, block)
         stream = conn.streams.get(sid)
         if stream is None:

@@ -93,6 +93,19 @@ def test_a_literal_answer_is_counted_once_and_timed(client) -> None:
     assert list(conn.streams) == [3]  # the closed model's next request went out on the next stream
 
 
+def test_a_header_block_split_over_continuation_and_padded_data_are_followed(client) -> None:
+    flock, conn, _ = client
+    half = len(OK_BLOCK) // 2
+    headers = len(OK_BLOCK[:half]).to_bytes(3, "big") + b"\x01\x00\x00\x00\x00\x01" + OK_BLOCK[:half]  # no END_HEADERS
+    continuation = len(OK_BLOCK[half:]).to_bytes(3, "big") + b"\x09\x04\x00\x00\x00\x01" + OK_BLOCK[half:]
+    padded = b"\x03" + b"Hello, World!" + b"\x00\x00\x00"  # PADDED: a pad length, the data, the padding
+    data = len(padded).to_bytes(3, "big") + b"\x00\x09\x00\x00\x00\x01" + padded  # END_STREAM | PADDED
+    wire = SETTINGS + headers + continuation + data
+    assert flock.handle(conn, wire[:20], time.perf_counter()) == 0  # frames split across reads wait for the rest
+    assert flock.handle(conn, wire[20:], time.perf_counter()) == 1
+    assert not flock.recorder.errors
+
+
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
