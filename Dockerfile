@@ -4,10 +4,11 @@
 ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE}
 
-# wrk is the referee the lab checks its own client against (loadtests/referee.py).
+# wrk is the referee the lab checks its own client against over HTTP/1.1, h2load (nghttp2-client) over h2c
+# (loadtests/referee.py).
 ARG INSTALL_WRK=1
 RUN if [ "$INSTALL_WRK" = 1 ]; then \
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk \
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nghttp2-client \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 

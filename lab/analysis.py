@@ -50,10 +50,13 @@ def app_title(app: str, matrix: Matrix) -> str:
 
 def stack_label(cell: Cell, matrix: Matrix) -> str:
     """The stack's one name, from the matrix: server · loop, then the HTTP implementation where the server offers a
-    choice of it ("uvicorn · uvloop · httptools", "granian · uvloop": granian parses HTTP in Rust, with no choice),
+    choice of it ("uvicorn · uvloop · httptools", "granian · uvloop": granian parses HTTP/1.1 in Rust, with no choice)
+    and always for HTTP/2 ("granian · uvloop · h2c"),
     then the workers when more than one."""
     server = matrix.servers.get(cell.server)
-    parts = [cell.server, cell.loop] + ([cell.http] if server is None or len(server.http) > 1 else [])
+    h1 = [h for h in server.http if h not in matrix.http2] if server else []
+    shown = server is None or len(h1) > 1 or cell.http in matrix.http2  # h2c is always named
+    parts = [cell.server, cell.loop] + ([cell.http] if shown else [])
     workers = f" ×{cell.workers}" if cell.workers > 1 else ""
     return " · ".join(parts) + workers + (f" @{cell.variant}" if cell.variant else "")
 
@@ -376,7 +379,7 @@ def stated(
             fa, fb = by_key[(c.a, scenario)], by_key[(c.b, scenario)]
             floors = tuple(f.label for f in (fa, fb) if f.shown_limit in LIMITED)
             out.append(Stated(c, changes(fa.cell, fb.cell), fa.label, fb.label, floors, known(scenario_noise)))
-    order = [("server",), ("server", "http"), ("app",), ("loop",), ("loop", "http"), ("workers",)]
+    order = [("server",), ("server", "http"), ("app",), ("loop",), ("loop", "http"), ("http",), ("workers",)]
     return sorted(
         out,
         key=lambda s: (

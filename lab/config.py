@@ -35,10 +35,12 @@ from core.host import check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
 from loadtests.load import (
+    DEFAULT_STREAMS,
     MAX_CONNECTIONS,
     MAX_DURATION,
     MAX_RATE,
     MAX_SLICE,
+    MAX_STREAMS,
     MAX_USERS,
     MIN_SLICE,
     Arrivals,
@@ -46,7 +48,7 @@ from loadtests.load import (
     Load,
     PairMode,
 )
-from servers.matrix import AXES, Cell, Expected, Matrix, MatrixError, Preset, Scenario, digest_of
+from servers.matrix import AXES, Cell, Expected, HttpVersion, Matrix, MatrixError, Preset, Scenario, digest_of
 from servers.own_app import NAME as OWN
 from servers.own_app import OwnApp, with_own
 from servers.variants import Variant
@@ -140,6 +142,15 @@ class RunConfig(Record):
                zero_or_at_least=0.5, off="no sweep", preset="sweep"),
     ]  # fmt: skip
     arrivals: Annotated[Arrivals, Option("the open model's arrivals", default="poisson")]
+    streams: Annotated[
+        int,
+        Option(
+            "h2c cells: requests in flight per connection (h2load's -m)",
+            low=1,
+            high=MAX_STREAMS,
+            default=DEFAULT_STREAMS,
+        ),
+    ] = DEFAULT_STREAMS  # fmt: skip  (runs recorded before HTTP/2 have none)
     max_connections: Annotated[
         int,
         Option("open model: connections at most (default 4 x --users)", low=1, high=MAX_CONNECTIONS,
@@ -326,16 +337,22 @@ class RunConfig(Record):
         """The run's A and B variant names, when it compares two."""
         return (self.variants[0].name, self.variants[1].name) if len(self.variants) == 2 else None
 
-    def load(self, target: str, scenario: Scenario, rate: float, duration: float, warmup: float) -> Load:
-        """One of this run's loads, checked where it is made."""
+    def load(
+        self, target: str, scenario: Scenario, rate: float, duration: float, warmup: float, http: HttpVersion = "h1"
+    ) -> Load:
+        """One of this run's loads, checked where it is made: over HTTP/2 (an h2c cell) with the run's streams."""
         return Load(
             target=target, scenario=scenario, users=self.users, duration=duration, rate=rate,
             client=self.client, warmup=warmup, arrivals=self.arrivals, max_connections=self.max_connections,
+            http=http, streams=self.streams if http == "h2" else 1,
         )  # fmt: skip
 
     def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:
-        """The run's scenarios this cell can run, in the run's order."""
-        return [s for s in self.scenarios if matrix.supports(cell, s)]
+        """The run's scenarios this cell can run (and its preset does not leave out), in the run's order."""
+        preset = matrix.presets.get(self.preset or "")
+        return [
+            s for s in self.scenarios if matrix.supports(cell, s) and not (preset and preset.skips_scenario(cell, s))
+        ]
 
     def skipped(self, matrix: Matrix) -> list[tuple[Cell, str, str]]:
         """(cell, scenario, reason) for each scenario a chosen cell cannot run."""

@@ -18,9 +18,13 @@ CHANGE_TITLES = {
     ("app",): "Raw ASGI vs Starlette vs FastAPI (same stack)",
     ("loop",): "Event loop alone (same server, HTTP implementation and app)",
     ("loop", "http"): "Event loop and HTTP implementation together (same server and app)",
+    ("http",): "HTTP implementation alone, HTTP/1.1 vs HTTP/2 among them (same server, loop and app)",
     ("workers",): "Worker count (same stack and app)",
 }
 CHANGE_NOTES = {
+    ("http",): "An h2c cell keeps the run's connections and puts --streams requests in flight on each (docs/http2.md); "
+    "its HTTP/1.1 twin has one per connection. The ratio is the run's throughput over h2 ÷ over HTTP/1.1, with its "
+    "95% interval.",
     ("loop", "http"): "Both change in each of these pairs (this run has no cells that change the loop alone here), so "
     "a difference belongs to the pair, not to the loop.",
     ("server", "http"): "A server and its HTTP implementation go together: granian parses HTTP in Rust, uvicorn here "
@@ -33,8 +37,9 @@ GLOSSARY = (
      "(server-loop-http-wWorkers-app); a stack is a cell without its app, named `granian · uvloop`"),
     ("server", "uvicorn, hypercorn or granian, each serving the same three apps"),
     ("loop", "the asyncio event loop: asyncio's own, uvloop (libuv, C) or rloop (Rust)"),
-    ("HTTP implementation", "what parses HTTP/1.1: uvicorn offers h11 (pure Python) or httptools (C); hypercorn "
-     "uses h11; granian parses it in Rust (the hyper crate) with no choice, so its name leaves it out"),
+    ("HTTP implementation", "what parses HTTP/1.1: uvicorn offers h11 (pure Python), httptools (C) or zttp (Zig); "
+     "hypercorn uses h11; granian parses it in Rust (the hyper crate) with no choice, so its name leaves it out; "
+     "`h2c` is HTTP/2 in cleartext with prior knowledge, on each server's own implementation"),
     ("workers", "server processes; ×2 in a name means two, none means one"),
     ("app", "raw ASGI (by hand), Starlette, FastAPI: the same answers byte for byte"),
     ("preset", "a named set of cells and settings in servers/matrix.toml (quick, default, full)"),

@@ -42,7 +42,7 @@ def health(server: RunningServer) -> str | None:
     """None while the server runs and answers correctly, else what is wrong with it."""
     if not server.alive():
         return f"the server exited {server.exit_code}"
-    return probe("127.0.0.1", server.port, path=server.report.ready_path)
+    return probe("127.0.0.1", server.port, path=server.report.ready_path, http2=server.report.protocol == "h2")
 
 
 def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
@@ -212,7 +212,7 @@ class Measure:
             if scenario not in self.answers:
                 self.answers[scenario] = first_answer(found, server.report.host, server.port)
             found = found.model_copy(update={"expect": self.answers[scenario]})
-        return self.config.load(server.url, found, rate, duration, warmup)
+        return self.config.load(server.url, found, rate, duration, warmup, server.report.protocol)
 
     def referee(self, server: RunningServer, scenario: str) -> Refereed:
         """wrk on this server and scenario (closed model, the run's connections), with the server sampled meanwhile:
@@ -238,7 +238,7 @@ class Measure:
         sample = server.sample_close(started, ended)
         timed = self.timed(started, ended)
         if found is None:
-            return Refereed(None, "wrk is not installed")
+            return Refereed(None, ("h2load" if spec.http == "h2" else "wrk") + " is not installed")
         self.probe(PROBE_SETTLE)
         wrk_cpu = found.cpu_utilization * found.threads * found.seconds
         return Refereed(found, "", cost(found.rps * found.seconds, sample, wrk_cpu), timed)

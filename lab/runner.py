@@ -336,7 +336,8 @@ class Runner:
         if referee.wrk:
             said = f"again in round {number}, " if not first else ""
             self.listener.say(
-                f"{record.key} {record.scenario}: wrk {said}{referee.wrk.rps:,.0f} RPS ({referee.wrk.seconds:.0f} s)"
+                f"{record.key} {record.scenario}: {referee.wrk.tool} {said}{referee.wrk.rps:,.0f} RPS "
+                f"({referee.wrk.seconds:.0f} s)"
             )
         return self.measure.carrying(record, referee) if first or referee.wrk else record
 

@@ -216,11 +216,14 @@ def compare(
 
 
 def role(a: dict[str, object], b: dict[str, object]) -> str | None:
-    """What two cells differ in, when it is one thing the lab compares (http goes with the server and the loop);
+    """What two cells differ in, when it is one thing the lab compares (http goes with the server and the loop when
+    either changes too; alone, it is compared as itself);
     cells of two variants are compared only with each other (paired: ab)."""
     if a.get("variant", "") != b.get("variant", ""):
         return None
-    differ = [axis for axis in ROLES if a[axis] != b[axis]]
+    differ = [axis for axis in ROLES if a.get(axis) != b.get(axis)]
+    if not differ and a.get("http") != b.get("http"):
+        return "http"  # the HTTP implementation alone: HTTP/1.1 vs HTTP/2 on one server, or h11 vs httptools
     return differ[0] if len(differ) == 1 else None
 
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from loadtests.load import LoadResult, RefereeResult
+from loadtests.load import H2LOAD_LIMITS, LoadResult, RefereeResult
 from servers.target import ServerSample
 
 SATURATED = 0.90  # a CPU, or a worker's core, at least this busy is out of CPU
@@ -59,8 +59,12 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
     ratio = round(result.rps / referee.rps, 3) if referee and referee.rps > 0 else None
     figures = f"server CPUs {server_busy:.0%} busy; busiest load CPU {load_cpu:.0%}, busiest Locust worker {worker:.0%}"
     if referee is not None and ratio is not None:
-        figures += f"; Locust {result.rps:,.0f} RPS = {ratio:.2f}× wrk's {referee.rps:,.0f}"
-        figures += f" (wrk itself {referee.cpu_utilization:.0%} of its cores)"
+        tool = referee.tool
+        figures += f"; Locust {result.rps:,.0f} RPS = {ratio:.2f}× {tool}'s {referee.rps:,.0f}"
+        figures += f" ({tool} itself {referee.cpu_utilization:.0%} of its cores"
+        if tool == "h2load":
+            figures += f", {referee.streams} streams per connection; {H2LOAD_LIMITS}"
+        figures += ")"
     if referee is None:
         figures += f"; no referee{': ' + no_referee_why if no_referee_why else ''}, so decided on CPU alone"
     client_out = load_cpu >= SATURATED or worker >= SATURATED
@@ -83,7 +87,9 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
     if client_out:
         return verdict("client", "the load generator was out of CPU")
     if referee is not None and referee.saturated and not server_out:
-        return verdict("unclear", "wrk was out of CPU and the server was not, so its figure is wrk's own ceiling")
+        return verdict(
+            "unclear", f"{referee.tool} was out of CPU and the server was not, so its figure is its own ceiling"
+        )
     if server_out:
         return verdict("server", "the server's CPUs were saturated")
     return verdict("server", "neither side was out of CPU: the server's answer time set the pace")

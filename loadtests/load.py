@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field
 from core.errors import ProcessFailedError, ServiceLostError, UsageError
 from core.model import Record
 from loadtests import scenarios
-from servers.matrix import Scenario
+from servers.matrix import HttpVersion, Scenario
 
 Client = Literal["lean", "stock"]
 Arrivals = Literal["poisson", "uniform"]  # the open model's schedules
@@ -28,6 +28,11 @@ MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 65_000
 SHORTFALL_AT = 0.95  # open model: answered fewer than this share of the window's slots = the offer was not served
 MIN_SLICE, MAX_SLICE = 0.01, 5.0  # seconds: a paired load's buckets (together) or slices
+# h2: the runs' streams per connection. Measured on granian-uvloop-h2c-w1-raw with 64 connections (docs/http2.md):
+# 1, 4 and 16 streams gave 23.9k, 41.3k and 39.6k answers/s with p99 3.8, 13.3 and 45.9 ms. 4 reaches the server's
+# throughput; more only queues (and every server's limit, 100 concurrent streams for hypercorn, stays far off).
+DEFAULT_STREAMS = 4
+MAX_STREAMS = 1000  # h2: streams per connection; servers advertise 100-1000 (SETTINGS_MAX_CONCURRENT_STREAMS)
 
 
 class LoadError(ProcessFailedError):
@@ -73,6 +78,8 @@ class Load(Record):
     pair_mode: Annotated[str, Field(description="paired load: together or slices")] = "together"
     slice_seconds: Annotated[float, Field(description="paired load: seconds per bucket (together) or slice")] = 0.1
     settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
+    http: Annotated[str, Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)")] = "h1"
+    streams: Annotated[int, Field(description="h2: requests in flight per connection (1 over HTTP/1.1)")] = 1
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
@@ -96,6 +103,7 @@ class Load(Record):
             raise UsageError(f"arrivals {self.arrivals!r}: give poisson or uniform")
         if self.pair_target:
             self.check_pair(plan)
+        self.check_http(plan)
         if not self.users <= self.max_connections <= MAX_CONNECTIONS:
             raise UsageError(
                 f"max_connections {self.max_connections} must be in {self.users}-{MAX_CONNECTIONS} (at least the users)"
@@ -111,6 +119,21 @@ class Load(Record):
             raise UsageError(f"slice {self.slice_seconds:g} s must be in [{MIN_SLICE:g}, {MAX_SLICE:g}] seconds")
         if not (math.isfinite(self.settle_seconds) and 0 <= self.settle_seconds < self.slice_seconds):
             raise UsageError(f"settle {self.settle_seconds:g} s must be in [0, {self.slice_seconds:g}) (the slice)")
+
+    def check_http(self, plan: scenarios.Plan) -> None:
+        if self.http not in get_args(HttpVersion):
+            raise UsageError(f"http {self.http!r}: give h1 or h2")
+        if not 1 <= self.streams <= MAX_STREAMS:
+            raise UsageError(f"streams {self.streams} must be in 1-{MAX_STREAMS}")
+        if self.http == "h1" and self.streams != 1:
+            raise UsageError("streams above 1 need http h2: HTTP/1.1 has one request in flight per connection")
+        if self.http == "h2" and (self.pair_target or plan.websocket or self.client != "lean"):
+            raise UsageError("an h2 load runs the lean client over HTTP: no paired load, ws or stock client")
+
+    @property
+    def requests_in_flight(self) -> int:
+        """The closed model's concurrency: each connection's streams."""
+        return self.users * self.streams
 
     @property
     def paired(self) -> bool:
@@ -262,6 +285,8 @@ class LoadResult(Record):
     client: str
     model: Literal["open", "closed"]
     users: int
+    http: HttpVersion = "h1"  # the protocol spoken (not in bundles before HTTP/2 was added)
+    streams: int = 1  # h2: requests in flight per connection
     offered_rps: float | None
     arrivals: Literal["poisson", "uniform"] | None  # the open model's schedule
     rate_shortfall: bool | None  # open model: fewer correct answers than SHORTFALL_AT of the slots due
@@ -285,8 +310,12 @@ class LoadResult(Record):
     pair: PairResult | None = None
 
 
+H2LOAD_LIMITS = "h2load checks status codes only (no body or header check) and runs the closed model only"
+
+
 class RefereeResult(Record):
-    """wrk on the same target, connections and load CPUs: the server's capacity without Locust."""
+    """wrk (or h2load, over h2c) on the same target, connections and load CPUs: the server's capacity without
+    Locust."""
 
     rps: float
     non_2xx: int
@@ -296,6 +325,8 @@ class RefereeResult(Record):
     cpu_utilization: float  # wrk's CPU seconds per second per thread (1.0 = its threads' cores all busy)
     cpu_busy: dict[str, float]  # each load CPU: share of wrk's run busy with anything
     argv: list[str]
+    tool: Literal["wrk", "h2load"] = "wrk"  # wrk over HTTP/1.1, h2load over h2c
+    streams: int = 1  # h2load's -m: requests in flight per connection
 
     @property
     def saturated(self) -> bool:

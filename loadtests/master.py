@@ -5,7 +5,7 @@ is one of the records below, as JSON.
     GET  /lab/info            Info: the master's CPUs (the load CPUs)
     GET  /lab/seq             Seq: how many runs it has finished (polled while a run lasts: small on purpose)
     GET  /lab/result          Outcome: the latest run's result, or why there is none
-    POST /lab/referee  Load   RefereeReply: wrk on the master's CPUs against the load's target
+    POST /lab/referee  Load   RefereeReply: wrk (h2load over h2c) on the master's CPUs against the load's target
     POST /lab/quit            Quitting: the master ends (and its workers with it) once this reply is sent
 """
 
@@ -35,7 +35,7 @@ def serve(app: Flask, session: Session, environment: Environment) -> None:
     def run_referee() -> Response:
         try:
             load = Load.model_validate_json(request.get_data())
-            found = referee.wrk(load, tuple(sorted(os.sched_getaffinity(0))))
+            found = referee.referee(load, tuple(sorted(os.sched_getaffinity(0))))
         except ProcessFailedError as exc:
             return reply(RefereeReply(result=None, error=f"{exc}: {exc.log_tail.strip()[:500]}"))
         except LabError as exc:

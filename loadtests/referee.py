@@ -1,9 +1,15 @@
-"""wrk, the referee: the same target, connections and load CPUs as a Locust run, without Locust.
+"""wrk (HTTP/1.1) or h2load (h2c), the referee: the same target, connections and load CPUs as a Locust run, without
+Locust.
 
 What wrk gets from a server says what that server can do for a fast C client; the lab's Locust numbers are judged
 against it (lab/verdict.py). wrk runs one thread per load CPU, pinned to them, and is itself measured: its own CPU
 and the load CPUs' busy share, so a referee that was out of CPU is known to be one. It replays GET and POST
 scenarios (POST through a Lua script with the same body); it speaks no websocket.
+
+Over HTTP/2 the referee is nghttp2's h2load, run the same way: one thread per load CPU, the load's connections (-c)
+and streams per connection (-m), the measured seconds (-D). Its limits are stated with its figure (LIMITS): it
+checks status codes only, never a body or a header, and runs the closed model only (its -r is new connections per
+second, not requests).
 """
 
 from __future__ import annotations
@@ -23,8 +29,64 @@ from loadtests.load import Load, LoadError, RefereeResult
 
 
 def can_referee(load: Load) -> bool:
-    """Whether wrk can replay this load's scenario."""
+    """Whether wrk (or h2load, over h2) can replay this load's scenario."""
     return load.plan().method in ("GET", "POST")
+
+
+def referee(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
+    """The referee for the load's protocol: wrk over HTTP/1.1, h2load over h2c; None when it is not installed or
+    cannot replay the scenario."""
+    return h2load(load, cpus) if load.http == "h2" else wrk(load, cpus)
+
+
+def h2load(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
+    """h2load's requests/s for the load's scenario on `cpus`, over h2c with the load's streams per connection."""
+    exe = shutil.which("h2load")
+    if exe is None or not can_referee(load):
+        return None
+    plan = load.plan()
+    threads = max(1, min(len(cpus), load.users))
+    seconds = max(1, round(load.duration))
+    argv = [exe, f"-t{threads}", f"-c{load.users}", f"-m{load.streams}", f"-D{seconds}", "-T10"]
+    with tempfile.TemporaryDirectory(prefix="lab-h2load-") as tmp:
+        if plan.method == "POST":
+            data = os.path.join(tmp, "body")
+            with open(data, "wb") as f:
+                f.write(plan.request.partition(b"\r\n\r\n")[2])
+            argv += ["-d", data, "-H", f"content-type: {plan.content_type or 'application/octet-stream'}"]
+        argv.append(load.target + plan.path)
+        done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
+    found = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", done.stdout)
+    counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+                       r"(\d+) timeout", done.stdout)  # fmt: skip
+    statuses = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", done.stdout)
+    if done.returncode != 0 or not found or not counts:
+        raise LoadError(f"h2load failed ({done.returncode})", log_tail=f"{done.stdout[-500:]} {done.stderr[-500:]}")
+    return RefereeResult(
+        rps=float(found.group(1)),
+        non_2xx=sum(int(n) for n in statuses.groups()[1:]) if statuses else 0,
+        socket_errors=int(counts.group(5)) + int(counts.group(6)),
+        threads=threads,
+        seconds=round(elapsed, 3),
+        cpu_utilization=round(cpu / elapsed / threads, 4) if elapsed > 0 else 0.0,
+        cpu_busy=busy_share,
+        argv=argv,
+        tool="h2load",
+        streams=load.streams,
+    )
+
+
+def measured(
+    argv: list[str], cpus: tuple[int, ...], seconds: int
+) -> tuple[subprocess.CompletedProcess[str], float, float, dict[str, float]]:
+    """Run a referee on `cpus`: its output, wall seconds, CPU seconds, and each load CPU's busy share meanwhile."""
+    before_cpus, before_children, started = busy(cpus), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 40, preexec_fn=child_setup(cpus))
+    elapsed = time.time() - started
+    after_children, after_cpus = resource.getrusage(resource.RUSAGE_CHILDREN), busy(cpus)
+    cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
+    shares = {str(c): round((after_cpus[c] - before_cpus[c]) / elapsed, 4) for c in sorted(after_cpus)}
+    return done, elapsed, cpu, shares
 
 
 def busy(cpus: tuple[int, ...]) -> dict[int, float]:
@@ -53,22 +115,12 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
                 )
             argv += ["-s", script]
         argv.append(load.target + plan.path)
-        before_cpus, before_children, started = busy(cpus), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=seconds + 40,
-            preexec_fn=child_setup(cpus),
-        )
-        elapsed = time.time() - started
-        after_children, after_cpus = resource.getrusage(resource.RUSAGE_CHILDREN), busy(cpus)
+        done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
     found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     if done.returncode != 0 or not found:
         raise LoadError(f"wrk failed ({done.returncode})", log_tail=f"{done.stdout[-500:]} {done.stderr[-500:]}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
-    cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
     return RefereeResult(
         rps=float(found.group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
@@ -76,6 +128,6 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
         threads=threads,
         seconds=round(elapsed, 3),
         cpu_utilization=round(cpu / elapsed / threads, 4) if elapsed > 0 else 0.0,
-        cpu_busy={str(c): round((after_cpus[c] - before_cpus[c]) / elapsed, 4) for c in sorted(after_cpus)},
+        cpu_busy=busy_share,
         argv=argv,
     )

@@ -78,10 +78,18 @@ class Session:
                 scenarios.Target.parse(load.pair_target), self.second, load.pair_mode, load.slice_seconds,
                 load.settle_seconds,
             )  # fmt: skip
-        self.flock = flock.Flock(
-            self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
-            max(1, load.max_connections // processes), pair,
-        )  # fmt: skip
+        if load.http == "h2":
+            from loadtests.h2flock import H2Flock
+
+            self.flock = H2Flock(
+                self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
+                max(1, load.max_connections // processes), streams=load.streams,
+            )  # fmt: skip
+        else:
+            self.flock = flock.Flock(
+                self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
+                max(1, load.max_connections // processes), pair,
+            )  # fmt: skip
 
     def spawned(self) -> None:
         """Every user runs: the window opens after the warm-up; the driving process ends the run on time."""
@@ -205,6 +213,8 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         client=client,
         model="open" if open_model else "closed",
         users=load.users,
+        http=load.http,
+        streams=load.streams,
         offered_rps=float(load.rate) or None,
         arrivals=load.arrivals if open_model else None,  # type: ignore[arg-type]
         rate_shortfall=ok < SHORTFALL_AT * scheduled if open_model else None,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the lab's tests on a fresh machine: system tools the tests use (Debian's chromium for the report
-# test, wrk for the referee, when root with apt), a virtual environment in .venv with the pinned packages, ruff,
+# test, wrk and h2load for the referee, when root with apt), a virtual environment in .venv with the pinned packages, ruff,
 # pytest.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"  # the report test renders report.html in it
 command -v wrk >/dev/null || missing="$missing wrk"            # the referee of every local run
+command -v h2load >/dev/null || missing="$missing nghttp2-client"  # the referee over h2c
 if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "test.sh: installing Debian's$missing"
   apt-get update -qq >/dev/null

@@ -41,7 +41,10 @@ def argv(matrix: Matrix, cell: Cell, host: str, port: int, python: str | None = 
         "http": cell.http,
         "config": str(ROOT / server.config) if server.config else "",
     }
-    return [part.format(**values) for part in server.command]
+    out: list[str] = []
+    for part in server.command:
+        out += server.http_args[cell.http] if part == "{http_args}" else [part.format(**values)]
+    return out
 
 
 def versions(matrix: Matrix, cell: Cell, python: str | None = None) -> dict[str, str]:
@@ -88,7 +91,10 @@ def versions_in(python: str, names: list[str], cell: Cell) -> dict[str, str]:
     return found
 
 
-def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def get(host: str, port: int, path: str, timeout: float = 2.0, http2: bool = False) -> tuple[int, bytes]:
+    """GET `path` on a fresh connection: HTTP/1.1, or h2c with prior knowledge; (status, body)."""
+    if http2:
+        return get_h2(host, port, path, timeout)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
@@ -98,11 +104,52 @@ def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
         conn.close()
 
 
-def probe(host: str, port: int, timeout: float = 2.0, path: str = "/plaintext") -> str | None:
+def get_h2(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One GET over h2c with prior knowledge (the `h2` library's framing): (status, body); OSError when the server
+    does not speak HTTP/2 or resets the stream."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        headers = [(":method", "GET"), (":scheme", "http"), (":authority", f"{host}:{port}"), (":path", path)]
+        conn.send_headers(stream, headers, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, body = 0, bytearray()
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection before answering over HTTP/2")
+            try:
+                events = conn.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                raise ConnectionError(f"not an HTTP/2 answer ({type(exc).__name__}): {data[:40]!r}") from None
+            for event in events:
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
+                    raise ConnectionError(f"HTTP/2 {type(event).__name__}: {event.error_code!r}")
+                elif isinstance(event, h2.events.StreamEnded):
+                    conn.close_connection()
+                    sock.sendall(conn.data_to_send())
+                    return status, bytes(body)
+            sock.sendall(conn.data_to_send())
+
+
+def probe(host: str, port: int, timeout: float = 2.0, path: str = "/plaintext", http2: bool = False) -> str | None:
     """None while the server answers GET `path` (its app's readiness probe) correctly within `timeout`, else what
     went wrong."""
     try:
-        status, body = get(host, port, path, timeout)
+        status, body = get(host, port, path, timeout, http2)
     except TimeoutError:
         return f"no answer to GET {path} within {timeout:g} s (hung?)"
     except OSError as exc:
@@ -112,12 +159,12 @@ def probe(host: str, port: int, timeout: float = 2.0, path: str = "/plaintext") 
     return None
 
 
-def wait_ready(host: str, port: int, timeout: float, path: str = "/plaintext") -> float:
+def wait_ready(host: str, port: int, timeout: float, path: str = "/plaintext", http2: bool = False) -> float:
     """Seconds until GET `path` (the app's readiness probe) is answered correctly; TimeoutError after `timeout`."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            if get(host, port, path) == (200, b"Hello, World!"):
+            if get(host, port, path, http2=http2) == (200, b"Hello, World!"):
                 return time.monotonic() - started
         except OSError:
             pass
@@ -130,8 +177,9 @@ def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, r
     host, port = ns.host, ns.port
     try:
         app = matrix.apps[cell.app]
-        startup = round(wait_ready(host, port, ns.ready_timeout, app.ready), 4)
-        status, body = get(host, port, app.loop_probe)
+        http2 = matrix.protocol(cell) == "h2"
+        startup = round(wait_ready(host, port, ns.ready_timeout, app.ready, http2), 4)
+        status, body = get(host, port, app.loop_probe, http2=http2)
         loop_seen = json.loads(body)["loop"] if status == 200 else None
     except (TimeoutError, OSError, ValueError) as exc:
         say(f"{cell.key} not ready: {exc}; stopping the server")
@@ -139,7 +187,12 @@ def watch(matrix: Matrix, cell: Cell, server_pid: int, ns: argparse.Namespace, r
         return 1
     expected = matrix.loops[cell.loop].reports
     report = StartupReport(
-        **record, startup_seconds=startup, loop_seen=loop_seen, ready=loop_seen == expected, ready_path=app.ready
+        **record,
+        startup_seconds=startup,
+        loop_seen=loop_seen,
+        ready=loop_seen == expected,
+        ready_path=app.ready,
+        protocol=matrix.protocol(cell),
     )
     if ns.report:
         atomic_write(ns.report, report.model_dump_json(indent=2) + "\n")

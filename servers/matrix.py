@@ -26,6 +26,7 @@ from core.settings import settings
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
 SCHEMA = 1
 AXES = ("server", "loop", "http", "workers", "app")  # the matrix's axes; a run's variants are one more (Cell.variant)
+HttpVersion = Literal["h1", "h2"]  # HTTP/1.1, or HTTP/2 in cleartext with prior knowledge (h2c)
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
@@ -58,6 +59,7 @@ class Server:
     command: tuple[str, ...]
     loop_args: Mapping[str, str]
     http_packages: Mapping[str, tuple[str, ...]]
+    http_args: Mapping[str, tuple[str, ...]]  # what the command's "{http_args}" element becomes, per implementation
     config: str | None = None
 
 
@@ -171,6 +173,10 @@ class Preset:
     cells: tuple[Cell, ...]
     scenarios: tuple[str, ...]
     run: RunSettings = RunSettings()
+    skips: tuple[Rule, ...] = ()  # `exclude` entries with a scenario: that scenario is left out on matching cells
+
+    def skips_scenario(self, cell: Cell, scenario: str) -> bool:
+        return any(rule.matches(cell.base, scenario) for rule in self.skips)
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,7 @@ class Matrix:
     calibration: tuple[Cell, str] | None = None  # the cell and scenario the load generator calibrates on
     source: Path | None = None  # the file it was read from
     digest: str = ""  # sha256 of that file: what a resumed run checks it still has
+    http2: frozenset[str] = frozenset()  # HTTP implementations that speak h2c (prior knowledge); the rest HTTP/1.1
 
     def choices(self, axis: str, server: str | None = None) -> tuple[Any, ...]:
         if axis == "http":
@@ -207,6 +214,10 @@ class Matrix:
                 self.loops, self.servers[server].http, self.workers, self.apps
             )
         )
+
+    def protocol(self, cell: Cell) -> HttpVersion:
+        """The HTTP version the cell's server speaks to the client: h2 (cleartext, prior knowledge) or h1."""
+        return "h2" if cell.http in self.http2 else "h1"
 
     def valid_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.all_cells() if self.invalid_reason(c) is None)
@@ -273,7 +284,7 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         "matrix",
         data,
         {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets", "calibration"},
-        set(),
+        {"http2"},
     )
     if data["schema"] != SCHEMA:
         raise MatrixError(f"{MATRIX_FILE.name}: schema {data['schema']!r}, this lab reads schema {SCHEMA}")
@@ -287,9 +298,13 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         loops[name] = Loop(name, tuple(t["packages"]), t["reports"])
     servers = {}
     for name, t in data["servers"].items():
-        _fields("server", name, t, {"packages", "http", "command", "http_packages"}, {"loop_args", "config"})
+        _fields(
+            "server", name, t, {"packages", "http", "command", "http_packages"}, {"loop_args", "config", "http_args"}
+        )
         if set(t["http_packages"]) != set(t["http"]):
             raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_packages must name each of {t['http']}")
+        if not set(t.get("http_args", {})) <= set(t["http"]):
+            raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_args names an http not in {t['http']}")
         servers[name] = Server(
             name=name,
             packages=tuple(t["packages"]),
@@ -297,6 +312,7 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
             command=tuple(t["command"]),
             loop_args={loop: t.get("loop_args", {}).get(loop, loop) for loop in loops},
             http_packages={h: tuple(p) for h, p in t["http_packages"].items()},
+            http_args={h: tuple(t.get("http_args", {}).get(h, ())) for h in t["http"]},
             config=t.get("config"),
         )
     rules = []
@@ -315,7 +331,11 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
             query=dict(t.get("query", {})),
             params=dict(t.get("params", {})),
         )
-    matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {})
+    http2 = frozenset(data.get("http2", ()))
+    unknown = http2 - {h for s in servers.values() for h in s.http}
+    if unknown:
+        raise MatrixError(f"{MATRIX_FILE.name}: http2 names {sorted(unknown)}, which no server's http has")
+    matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {}, http2=http2)
     for rule in matrix.rules:
         for axis, value in rule.match.items():
             matrix.scenario(value) if axis == "scenario" else matrix._check_choice(axis, value)
@@ -337,13 +357,17 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         )
         if not cells:
             raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
-        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), RunSettings(**t.get("run", {})))
+        skips = tuple(e for e in excludes if "scenario" in e.match)
+        run = RunSettings(**t.get("run", {}))
+        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), run, skips)
     _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
     calibration = (
         matrix.cell_from_key(data["calibration"]["cell"]),
         matrix.scenario(data["calibration"]["scenario"]).name,
     )
-    return Matrix(apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, source, digest)
+    return Matrix(
+        apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, source, digest, http2
+    )
 
 
 def load(path: Path | None = None) -> Matrix:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from core.errors import ProcessFailedError, ServiceLostError
 from core.model import Record
-from servers.matrix import Cell
+from servers.matrix import Cell, HttpVersion
 from servers.own_app import OwnApp
 from servers.variants import Environment, Variant
 
@@ -36,6 +36,7 @@ class StartupReport(Record):
     loop_seen: str | None
     ready: bool
     ready_path: str = "/plaintext"  # what answers "Hello, World!" while the server is healthy (lab/measure.py)
+    protocol: HttpVersion = "h1"  # what the server speaks to clients, probes included: h1, or h2 (h2c)
 
 
 class ServerSample(Record):

@@ -203,3 +203,18 @@ def test_warnings_are_ranked_and_repeated_low_stakes_ones_summed_in_one_line(tmp
     assert a.caveats[0].stakes == "conclusion" and "raw ASGI on uvicorn · uvloop · httptools" in a.caveats[0].text
     low = [c for c in a.caveats if "unsteady" in c.text]
     assert len(low) == 1 and low[0].stakes == "low" and low[0].text.startswith("6 unsteady repeat(s) on 3 point(s)")
+
+
+def test_http1_and_h2c_on_the_same_server_loop_and_app_are_compared_with_an_interval(tmp_path: Path) -> None:
+    h2c = "granian-uvloop-h2c-w1-raw"
+    root = make_bundle(
+        tmp_path, {(GRANIAN, "plaintext", 0): noisy(30_000, 0.02), (h2c, "plaintext", 0): noisy(42_000, 0.02)}
+    )
+    a = analyze(load_bundle(root), load())
+    [said] = [s for s in a.comparisons if {s.comparison.a, s.comparison.b} == {GRANIAN, h2c}]
+    assert said.changes == ("http",) and said.comparison.significant
+    assert findings.change_title(said.changes).startswith("HTTP implementation alone, HTTP/1.1 vs HTTP/2")
+    c = said.comparison
+    assert 1.3 < max(c.ratio, 1 / c.ratio) < 1.5 and c.low <= c.ratio <= c.high  # h2 1.4x h1, with its interval
+    assert stack_label(Cell.parse(h2c), load()) == "granian · uvloop · h2c"
+    assert stack_label(Cell.parse(GRANIAN), load()) == "granian · uvloop"

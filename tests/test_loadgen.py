@@ -310,6 +310,12 @@ def test_a_silent_server_does_not_hang_the_run() -> None:
         ({"pair_target": "http://127.0.0.1:2", "rate": 100}, "a paired load runs the lean client's closed model"),
         ({"pair_target": "http://127.0.0.1:2", "slice_seconds": 10}, "slice 10 s must be in [0.01, 5]"),
         ({"pair_target": "http://127.0.0.1:2", "settle_seconds": 0.1}, "settle 0.1 s must be in [0, 0.1)"),
+        ({"http": "h3"}, "http 'h3': give h1 or h2"),
+        ({"streams": 4}, "streams above 1 need http h2"),
+        ({"http": "h2", "streams": 0}, "streams 0 must be in 1-1000"),
+        ({"http": "h2", "client": "stock"}, "an h2 load runs the lean client over HTTP"),
+        ({"http": "h2", "scenario": "ws"}, "an h2 load runs the lean client over HTTP"),
+        ({"http": "h2", "pair_target": "http://127.0.0.1:2"}, "an h2 load runs the lean client over HTTP"),
     ],
 )
 def test_bad_input_is_refused_before_anything_starts(kwargs: dict, message: str) -> None:

@@ -61,6 +61,11 @@ def launch(*args: str) -> subprocess.CompletedProcess[str]:
         (["--server", "uvicron", "--loop", "uvloop"], "unknown server 'uvicron'; valid: uvicorn, hypercorn, granian"),
         (["--server", "uvicorn", "--loop", "uvlop"], "unknown loop 'uvlop'; valid: asyncio, uvloop, rloop, trio"),
         (["--server", "granian", "--loop", "uvloop", "--http", "httptools"], "unknown http 'httptools' for granian"),
+        (
+            ["--server", "granian", "--loop", "uvloop", "--http", "zttp"],
+            "unknown http 'zttp' for granian; valid: hyper, h2c",
+        ),
+        (["--cell", "hypercorn-trio-h2c-w1-raw"], "raw app is written on asyncio"),
         (["--server", "uvicorn", "--loop", "uvloop", "--app", "flask"], "unknown app 'flask'"),
         (["--server", "uvicorn", "--loop", "uvloop", "--workers", "64"], "unknown workers 64"),
         (["--cell", "granian-uvloop"], "is not SERVER-LOOP-HTTP-wN-APP"),
@@ -93,6 +98,30 @@ def test_dry_run_prints_argv_and_versions() -> None:
     assert record["argv"][1:5] == ["-m", "granian", "--interface", "asgi"]
     assert record["argv"][record["argv"].index("--loop") + 1] == "rloop"
     assert set(record["versions"]) == {"python", "granian", "rloop", "starlette"}
+
+
+def test_h2c_is_declared_once_and_websockets_over_it_are_refused_with_their_rule() -> None:
+    h2 = [c for c in MATRIX.valid_cells() if MATRIX.protocol(c) == "h2"]
+    assert {c.server for c in h2} == {"uvicorn", "hypercorn", "granian"}
+    assert {c.http for c in h2} == {"h2c"}
+    for cell in h2:
+        assert not MATRIX.supports(cell, "ws")
+        assert "RFC 8441" in (MATRIX.invalid_reason(cell, "ws") or "")
+        assert MATRIX.supports(cell, "plaintext")
+    assert MATRIX.protocol(MATRIX.cell("uvicorn", "uvloop", "zttp")) == "h1"
+
+
+def test_the_http_implementations_arguments_go_into_the_command() -> None:
+    from servers.launcher import argv
+
+    def args(key: str) -> list[str]:
+        return argv(MATRIX, MATRIX.cell_from_key(key), "127.0.0.1", 8000)
+
+    assert args("uvicorn-uvloop-h2c-w1-raw")[12:16] == ["--http", "zttp", "--http2", "--lifespan"]
+    assert args("uvicorn-uvloop-zttp-w1-raw")[12:15] == ["--http", "zttp", "--lifespan"]
+    assert "--http" not in args("hypercorn-uvloop-h2c-w1-raw")
+    assert args("granian-uvloop-h2c-w1-raw")[13:16] == ["--http", "2", "--no-access-log"]
+    assert args("granian-uvloop-hyper-w1-raw")[13:16] == ["--http", "1", "--no-access-log"]
 
 
 def test_list_prints_a_presets_cells() -> None:
@@ -129,6 +158,59 @@ def test_matrix_errors_name_the_problem() -> None:
         lambda d: d["servers"]["granian"].update(threads=2)
     )
     assert "unknown loop 'curio'" in broken(lambda d: d["rules"].append({"loop": "curio", "reason": "x"}))
-    assert "http_packages must name each" in broken(lambda d: d["servers"]["uvicorn"]["http"].append("zttp"))
+    assert "http_packages must name each" in broken(lambda d: d["servers"]["uvicorn"]["http"].append("quic"))
+    assert "http2 names ['h3']" in broken(lambda d: d["http2"].append("h3"))
+    assert "http_args names an http not in" in broken(lambda d: d["servers"]["granian"]["http_args"].update(h3=[]))
     assert "unknown scenario 'grpc'" in broken(lambda d: d["presets"]["quick"].update(scenarios=["grpc"]))
     assert "selects no valid cell" in broken(lambda d: d["presets"]["quick"].update(loop=["trio"], app=["raw"]))
+
+
+H2_CELLS = [c for c in MATRIX.valid_cells() if MATRIX.protocol(c) == "h2" and c.loop == "uvloop" and c.app == "raw"]
+H2_CELLS = [c for c in H2_CELLS if c.workers == 1]
+
+
+@pytest.mark.parametrize("cell", H2_CELLS, ids=lambda c: c.key)
+def test_h2c_cells_answer_over_http2_as_over_http1(cell: Cell, tmp_path: Path) -> None:
+    """Each server that speaks h2c, on HTTP/2 with prior knowledge (the launcher's readiness check included): every
+    endpoint's status, app headers and body equal to the same server's over HTTP/1.1."""
+    h1 = next(c for c in MATRIX.valid_cells() if MATRIX.protocol(c) == "h1" and c.model_copy(update={"http": ""})
+              == cell.model_copy(update={"http": ""}))  # fmt: skip
+    with running(cell, tmp_path) as server:
+        assert server.report.protocol == "h2"
+        over_h2 = conformance(server)
+    with running(h1, tmp_path) as server:
+        over_h1 = conformance(server)
+
+    def unordered(answers):  # granian orders headers differently over h1 and h2; their set and values must agree
+        return [(label, status, sorted(headers), body) for label, status, headers, body in answers]
+
+    assert unordered(over_h2) == unordered(over_h1)
+
+
+def test_three_apps_answer_identically_over_h2c(tmp_path: Path) -> None:
+    answers = {}
+    for app in MATRIX.apps:
+        with running(MATRIX.cell("granian", "uvloop", "h2c", 1, app), tmp_path) as server:
+            answers[app] = conformance(server)
+    first = next(iter(answers.values()))
+    for app, answer in answers.items():
+        assert answer == first, f"{app} differs over h2c"
+
+
+def test_a_server_that_does_not_speak_h2_fails_the_h2_readiness_check() -> None:
+    from servers.launcher import get, probe
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "servers", "--cell", "granian-uvloop-hyper-w1-raw", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        from servers.launcher import wait_ready
+
+        wait_ready("127.0.0.1", port, 20)
+        assert get("127.0.0.1", port, "/plaintext") == (200, b"Hello, World!")
+        assert probe("127.0.0.1", port, http2=True) is not None
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -121,3 +121,11 @@ def test_with_wrk_in_several_rounds_the_median_of_their_ratios_is_judged() -> No
     assert found == "server" and "wrk's 3 rounds = 0.98×" in reason, reason
     found, reason = point_verdict(["server"] * 3, [(lab, 25_000), (lab, 24_000), (lab, 19_000)], 0.03)
     assert found == "client" and "= 0.83×" in reason, reason  # two of three runs: Locust well short of wrk
+
+
+def test_over_h2c_the_referee_is_h2load_and_its_limits_are_said() -> None:
+    h2load = referee(20_000).model_copy(update={"tool": "h2load", "streams": 16, "argv": ["h2load"]})
+    verdict = judge_repeat(result(workers=(0.5,)), server(0.99), h2load)
+    assert verdict.limit == "server" and "1.00× h2load's 20,000" in verdict.reason, verdict.reason
+    assert "16 streams per connection; h2load checks status codes only (no body or header check)" in verdict.reason
+    assert "closed model only" in verdict.reason

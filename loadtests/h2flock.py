@@ -1,0 +1,484 @@
+"""The lab's client over HTTP/2 (h2c, prior knowledge): Flock's loop and model, with streams multiplexed.
+
+Each Locust user is still one connection; on it, up to `streams` requests are in flight at once, each on its own
+stream. The framing is the lab's own, kept to what a client of these servers meets (RFC 9113), and HPACK is the
+`hpack` library's (the `h2` project's): the request's header block is encoded once, with representations that never
+touch the dynamic table, so every request's HEADERS frame is the same bytes but its stream id; every answer's header
+block is decoded by `hpack`, in order, and a block seen again while the decoder's table is unchanged is answered from
+a cache (the same bytes against the same table decode the same). With the `h2` library's state machines on the hot
+path the client spent about 200 µs of CPU per answer here; docs/http2.md has the figures.
+
+Every answer is checked whole (status, content type, content-length when the scenario's framing is "length" and its
+absence when it is "chunked", body) and timed per stream into the HDR histogram: from the send in the closed model,
+from the request's slot in the open model. A stream the server resets (RST_STREAM) is an error named with its code and
+its slot is used again; a GOAWAY is an error named with its code, and so is each stream it leaves unanswered; the
+connection is then replaced. Flow control: the client opens its receive windows wide (h2load's default) and gives
+back what it consumed; request bodies wait for the server's WINDOW_UPDATE. A server whose first frame is not SETTINGS,
+or whose frames this client cannot follow, is a protocol error, never an answer.
+
+In the open model a connection with a free stream offers that stream to the next due slot (`idle` holds one entry
+per free stream); a slot that finds none opens a new connection, up to the bound, as over HTTP/1.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import hpack
+from hpack.hpack import encode_integer
+
+from loadtests.flock import EPOLLIN, EPOLLOUT, Conn, Flock
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+WINDOW = 2**30 - 1  # what the client lets the server send before it gives back: h2load's default (-w 30, -W 30)
+DEFAULT_WINDOW = 65_535  # every window's size before SETTINGS say otherwise (RFC 9113 6.9.2)
+MAX_STREAM_ID = 2**31 - 1
+DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 5, 6, 7, 8, 9
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
+ERROR_CODES = (
+    "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
+    "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
+    "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+)  # fmt: skip
+SETTINGS_ENABLE_PUSH, SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 2, 4, 5
+
+
+class H2ProtocolError(Exception):
+    """The server's bytes are not HTTP/2 this client can follow."""
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
+
+
+def never_indexed(index: int, value: bytes) -> bytes:
+    """An HPACK literal header field never indexed, its name from the static table (RFC 7541 6.2.3)."""
+    name = encode_integer(index, 4)
+    name[0] |= 0x10
+    return bytes(name) + bytes(encode_integer(len(value), 7)) + value
+
+
+@dataclass(slots=True)
+class Stream:
+    """One request in flight: its slot (or send time), its answer's headers' verdict and its body so far."""
+
+    due: float
+    error: str | None = None
+    headed: bool = False
+    body: list[bytes] = field(default_factory=list)
+
+
+class H2Conn(Conn):
+    """One h2c connection: its streams in flight, its windows, its HPACK decoder and the bytes not yet a frame."""
+
+    __slots__ = (
+        "block", "block_end", "block_stream", "cache", "consumed", "decoder", "greeted", "next_id", "pending",
+        "send_window", "stream_window", "streams", "table", "uploads", "windows",
+    )  # fmt: skip
+
+    def __init__(self, sock, rec, side: int = 0) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(sock, rec, side)
+        self.streams: dict[int, Stream] = {}
+        self.next_id = 1
+        self.pending = b""  # received bytes that are not a whole frame yet
+        self.greeted = False  # the server's preface (a SETTINGS frame, RFC 9113 3.4) was seen
+        self.decoder = hpack.Decoder()
+        self.cache: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks decoded against the current table
+        self.table: tuple[int, int, int] = (0, 0, 0)  # what the decoder's table was when the cache was filled
+        self.block = b""  # a header block split over CONTINUATION frames
+        self.block_stream = 0  # the stream whose header block is being read (0: none)
+        self.block_end = False  # that HEADERS frame ended its stream
+        self.consumed = 0  # DATA bytes received and not yet given back to the connection's window
+        self.send_window = DEFAULT_WINDOW  # the connection's window for request bodies
+        self.stream_window = DEFAULT_WINDOW  # each new stream's (the server's SETTINGS_INITIAL_WINDOW_SIZE)
+        self.windows: dict[int, int] = {}  # streams with a body still to send: their windows
+        self.uploads: dict[int, memoryview] = {}  # request bodies still to send, waiting for the server's window
+
+
+class H2Flock(Flock):
+    """All h2c connections of one load-generator process, with `streams` requests in flight on each."""
+
+    def __init__(self, *args, streams: int = 1, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        if self.pair is not None or self.plan.websocket:
+            raise ValueError("the h2 client runs no paired load and no websocket")
+        self.streams = streams
+        plan, target = self.plan, self.target
+        self.upload = plan.request.partition(b"\r\n\r\n")[2]
+        method = {"GET": b"\x82", "POST": b"\x83"}.get(plan.method) or never_indexed(2, plan.method.encode())
+        block = method + b"\x86" + never_indexed(1, f"{target.host}:{target.port}".encode())
+        block += never_indexed(4, plan.path.encode())
+        if self.upload or plan.method in ("POST", "PUT", "PATCH"):
+            block += never_indexed(28, str(len(self.upload)).encode())
+            block += never_indexed(31, b"application/octet-stream")
+        self.block = block
+        flags = END_HEADERS | (0 if self.upload else END_STREAM)
+        self.head = len(block).to_bytes(3, "big") + bytes((HEADERS, flags))  # then the stream id, then the block
+        self.length = str(len(plan.body)).encode() if plan.framing == "length" else None
+        self.status_bytes = str(plan.status).encode()
+        self.batching = False  # inside a batch of events: new requests are written once, at its end
+        self.dirty: dict[H2Conn, list[bytes]] = {}  # connections with frames to write at the batch's end
+
+    # --- connections ------------------------------------------------------------------------------------------
+    def connect(self, now: float, side: int = 0) -> H2Conn | None:
+        conn = super().connect(now, side)
+        if conn is None:
+            return None
+        h2conn = H2Conn(conn.sock, conn.rec, side)
+        self.conns[conn.fd] = h2conn
+        self.preface(h2conn)
+        return h2conn
+
+    def preface(self, conn: H2Conn) -> None:
+        """The connection preface and SETTINGS (no push, the receive windows opened wide, as h2load's)."""
+        settings = (SETTINGS_ENABLE_PUSH.to_bytes(2, "big") + (0).to_bytes(4, "big")
+                    + SETTINGS_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + WINDOW.to_bytes(4, "big"))  # fmt: skip
+        self.send(conn, PREFACE + frame(SETTINGS, 0, 0, settings)
+                  + frame(WINDOW_UPDATE, 0, 0, (WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")))  # fmt: skip
+
+    def close(self, conn: Conn) -> None:
+        super().close(conn)
+        if self.idle and conn in self.idle:
+            self.idle = deque(c for c in self.idle if c is not conn)
+
+    def start(self, conn: Conn, now: float) -> None:
+        if self.schedule is None:
+            for _ in range(self.streams):
+                self.next_closed(conn)
+        else:
+            self.idle.extend([conn] * self.streams)
+
+    def next_closed(self, conn: Conn) -> None:
+        self.send_next(conn, time.perf_counter())
+
+    def send(self, conn: H2Conn, data: bytes) -> None:
+        """Write now, or at the end of the batch of events being handled."""
+        if self.batching:
+            self.dirty.setdefault(conn, []).append(data)
+        elif conn.out:
+            conn.out += data
+        else:
+            self.write(conn, data)
+
+    def send_next(self, conn: Conn, now: float, due: float | None = None) -> None:
+        """Open a stream with the next request on conn; its answer is timed from `due` (its slot), else from now."""
+        assert isinstance(conn, H2Conn)
+        if due is not None and self.counts_due(conn, due):
+            self.recorder.late[int((now - due) * 1_000_000 + 0.5)] += 1
+        sid = conn.next_id
+        if sid > MAX_STREAM_ID:  # stream ids are spent: a new connection takes over
+            conn.closing = True
+            self.lost(conn, "h2: stream ids exhausted", now)
+            return
+        conn.next_id = sid + 2
+        conn.streams[sid] = Stream(now if due is None else due)
+        wire = self.head + sid.to_bytes(4, "big") + self.block
+        if self.upload:
+            conn.uploads[sid] = memoryview(self.upload)
+            conn.windows[sid] = conn.stream_window
+            wire += self.pump(conn, sid)
+        self.send(conn, wire)
+
+    def counts_due(self, conn: Conn, due: float) -> bool:
+        rec = conn.rec
+        return rec.recording and (self.schedule is None or due >= rec.opened)
+
+    def pump(self, conn: H2Conn, sid: int) -> bytes:
+        """DATA frames for as much of the stream's request body as the server's windows allow; the rest waits for
+        its WINDOW_UPDATE."""
+        rest, out = conn.uploads[sid], []
+        while rest:
+            size = min(len(rest), conn.windows[sid], conn.send_window, 16_384)  # the smallest frame size allowed
+            if size <= 0:
+                conn.uploads[sid] = rest
+                return b"".join(out)
+            conn.windows[sid] -= size
+            conn.send_window -= size
+            out.append(frame(DATA, END_STREAM if size == len(rest) else 0, sid, rest[:size].tobytes()))
+            rest = rest[size:]
+        del conn.uploads[sid], conn.windows[sid]
+        return b"".join(out)
+
+    def owed(self) -> int:
+        in_flight = sum(len(c.streams) for c in self.conns.values() if isinstance(c, H2Conn))
+        return len(self.backlog) + (in_flight if self.schedule else 0)
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+    def release_due(self, now: float) -> None:
+        self.batching = True
+        try:
+            super().release_due(now)
+        finally:
+            self.batching = False
+            self.flush_dirty()
+
+    def flush_dirty(self) -> None:
+        dirty, self.dirty = self.dirty, {}
+        for conn, parts in dirty.items():
+            if self.conns.get(conn.fd) is conn:
+                self.send(conn, b"".join(parts))
+
+    def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
+        """Read what arrived (n bytes already read into the buffer by Flock.run, when given) and handle every frame
+        in it; returns how many correct answers."""
+        assert isinstance(conn, H2Conn)
+        if n is None:
+            try:
+                n = conn.sock.recv_into(conn.buf)
+            except BlockingIOError:
+                return 0
+            except OSError as exc:
+                self.lost(conn, type(exc).__name__, now)
+                return 0
+        if n == 0:
+            self.lost(conn, "server closed the connection", now)
+            return 0
+        self.batching = True
+        try:
+            return self.handle(conn, bytes(memoryview(conn.buf)[:n]), now)
+        finally:
+            self.batching = False
+            self.flush_dirty()
+
+    def handle(self, conn: H2Conn, data: bytes, now: float) -> int:
+        """Every whole frame in what arrived; returns how many correct answers."""
+        if conn.pending:
+            data = conn.pending + data
+        if not conn.greeted:  # an HTTP/1.1 answer would read as a "frame" whose length is the letters "HTT"
+            if len(data) < 4 or data[3] != SETTINGS:
+                self.lost(conn, f"protocol: not an HTTP/2 server preface: {data[:24]!r}", now)
+                return 0
+            conn.greeted = True
+        ok, at, end = 0, 0, len(data)
+        try:
+            while end - at >= 9:
+                length = int.from_bytes(data[at : at + 3], "big")
+                if at + 9 + length > end:
+                    break
+                kind, flags = data[at + 3], data[at + 4]
+                sid = int.from_bytes(data[at + 5 : at + 9], "big") & MAX_STREAM_ID
+                payload = data[at + 9 : at + 9 + length]
+                at += 9 + length
+                if conn.block_stream and kind != CONTINUATION:
+                    raise H2ProtocolError("a header block interrupted before its end")
+                if kind == DATA:
+                    ok += self.data(conn, flags, sid, payload, now)
+                elif kind in (HEADERS, CONTINUATION):
+                    ok += self.headers(conn, kind, flags, sid, payload, now)
+                elif kind == SETTINGS:
+                    self.settings(conn, flags, payload)
+                elif kind == WINDOW_UPDATE:
+                    self.window_update(conn, sid, int.from_bytes(payload[:4], "big") & MAX_STREAM_ID)
+                elif kind == RST_STREAM:
+                    self.reset(conn, sid, int.from_bytes(payload[:4], "big"), now)
+                elif kind == PING:
+                    if not flags & ACK:
+                        self.send(conn, frame(PING, ACK, 0, payload))
+                elif kind == GOAWAY:
+                    code = int.from_bytes(payload[4:8], "big")
+                    self.lost(conn, f"GOAWAY {code_name(code)}", now, goaway=True)
+                    return ok
+                elif kind == PUSH_PROMISE:
+                    raise H2ProtocolError("PUSH_PROMISE, though the client's SETTINGS turned push off")
+                if conn.closing:
+                    return ok
+        except (H2ProtocolError, hpack.HPACKError) as exc:
+            self.lost(conn, f"protocol: h2 {type(exc).__name__}: {str(exc)[:60]}", now)
+            return ok
+        conn.pending = data[at:] if at < end else b""
+        return ok
+
+    def data(self, conn: H2Conn, flags: int, sid: int, payload: bytes, now: float) -> int:
+        size = len(payload)  # flow control counts the padding too
+        if flags & PADDED:
+            payload = payload[1 : len(payload) - payload[0]]
+        conn.consumed += size
+        if conn.consumed >= WINDOW // 2:  # give the connection's window back in large steps
+            self.send(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
+            conn.consumed = 0
+        stream = conn.streams.get(sid)
+        if stream is None:
+            return 0  # a stream already reset or given up
+        if not stream.headed:
+            raise H2ProtocolError(f"DATA before HEADERS on stream {sid}")
+        stream.body.append(payload)
+        if flags & END_STREAM:
+            del conn.streams[sid]
+            return self.done(conn, stream, now)
+        return 0
+
+    def headers(self, conn: H2Conn, kind: int, flags: int, sid: int, payload: bytes, now: float) -> int:
+        if kind == HEADERS:
+            if flags & PADDED:
+                payload = payload[1 : len(payload) - payload[0]]
+            if flags & PRIORITY:
+                payload = payload[5:]
+            conn.block_stream, conn.block_end = sid, bool(flags & END_STREAM)
+        elif sid != conn.block_stream:
+            raise H2ProtocolError("CONTINUATION without its HEADERS")
+        if not flags & END_HEADERS:
+            conn.block += payload
+            return 0
+        block, conn.block, conn.block_stream = conn.block + payload, b"", 0
+        headers = self.decode(conn, block)
+        stream = conn.streams.get(sid)
+        if stream is None:
+            return 0
+        if stream.headed:  # trailers: nothing the apps send; only the end of the stream matters
+            if conn.block_end:
+                del conn.streams[sid]
+                return self.done(conn, stream, now)
+            return 0
+        stream.headed = True
+        stream.error = self.check_head(headers)
+        if conn.block_end:
+            del conn.streams[sid]
+            return self.done(conn, stream, now)
+        return 0
+
+    def decode(self, conn: H2Conn, block: bytes) -> list[tuple[bytes, bytes]]:
+        """The block's headers: from the cache while the decoder's table is as it was when the cache was filled
+        (the same bytes against the same table decode the same), else from hpack, in order."""
+        table = conn.decoder.header_table
+        entries = table.dynamic_entries
+        state = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
+        if state == conn.table:
+            found = conn.cache.get(block)
+            if found is not None:
+                return found
+        else:
+            conn.cache.clear()
+        headers = conn.decoder.decode(block, raw=True)
+        after = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
+        if after != state:  # the block changed the table: what was cached is no longer what those bytes mean
+            conn.cache.clear()
+        elif len(conn.cache) < 64:
+            conn.cache[block] = headers
+        conn.table = after
+        return headers
+
+    def settings(self, conn: H2Conn, flags: int, payload: bytes) -> None:
+        if flags & ACK:
+            return
+        for at in range(0, len(payload) - 5, 6):
+            key, value = int.from_bytes(payload[at : at + 2], "big"), int.from_bytes(payload[at + 2 : at + 6], "big")
+            if key == SETTINGS_INITIAL_WINDOW_SIZE:
+                change, conn.stream_window = value - conn.stream_window, value
+                for sid in conn.windows:
+                    conn.windows[sid] += change
+        self.send(conn, frame(SETTINGS, ACK, 0))
+        self.resume(conn, list(conn.uploads))
+
+    def window_update(self, conn: H2Conn, sid: int, increment: int) -> None:
+        if sid == 0:
+            conn.send_window += increment
+            self.resume(conn, list(conn.uploads))
+        elif sid in conn.windows:
+            conn.windows[sid] += increment
+            self.resume(conn, [sid])
+
+    def resume(self, conn: H2Conn, sids: list[int]) -> None:
+        for sid in sids:
+            if sid in conn.uploads:
+                wire = self.pump(conn, sid)
+                if wire:
+                    self.send(conn, wire)
+
+    def reset(self, conn: H2Conn, sid: int, code: int, now: float) -> None:
+        stream = conn.streams.pop(sid, None)
+        conn.uploads.pop(sid, None)
+        conn.windows.pop(sid, None)
+        self.error(f"RST_STREAM {code_name(code)}", conn.side)
+        if stream is not None:
+            self.ui_ms.append(int((now - stream.due) * 1000))
+            self.again(conn, now)
+
+    def check_head(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        status = content_type = length = None
+        for name, value in headers:
+            if name == b":status":
+                status = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+        if status != self.status_bytes:
+            return f"status {(status or b'missing').decode(errors='replace')}"
+        if content_type is None or content_type.lower() != self.content_type:
+            return f"content-type {(content_type or b'missing').decode(errors='replace')}"
+        if self.length is None:
+            if length is not None:
+                return f"framing length, expected {self.plan.framing}"
+        elif length is None:
+            return "framing without content-length, expected length"
+        elif length != self.length:
+            return f"content-length {length.decode(errors='replace')}, expected {self.length.decode()}"
+        return None
+
+    def done(self, conn: H2Conn, stream: Stream, now: float) -> int:
+        """A stream's answer is whole: check it, time it, and use the stream's slot again."""
+        body = stream.body[0] if len(stream.body) == 1 else b"".join(stream.body)
+        error = stream.error
+        if error is None and body != self.body:
+            error = f"wrong body ({len(body)} bytes, expected {len(self.body)})"
+        latency = int((now - stream.due) * 1_000_000 + 0.5)
+        self.ui_ms.append(latency // 1000)
+        ok = 0
+        if error is None:
+            rec = conn.rec
+            if rec.recording and (self.schedule is None or stream.due >= rec.opened):
+                ok = 1
+                rec.pending[latency] += 1
+        else:
+            self.error(error, conn.side)
+        self.again(conn, now)
+        return ok
+
+    def again(self, conn: H2Conn, now: float) -> None:
+        """A stream's slot is free: the next request on it (closed model), or it waits for a slot (open)."""
+        if conn.closing:
+            return
+        if self.schedule is None:
+            self.send_next(conn, time.perf_counter())
+        else:
+            self.free(conn, now)
+
+    def lost(self, conn: H2Conn, reason: str, now: float, goaway: bool = False) -> None:
+        """The connection is unusable (GOAWAY, a reset, bytes that are not HTTP/2): the reason counted once, each
+        stream it leaves unanswered counted too (after a GOAWAY), and a new connection in its place."""
+        conn.closing = True
+        self.error(reason, conn.side)
+        if goaway:
+            for _ in range(len(conn.streams)):
+                self.error(f"{reason}: stream unanswered", conn.side)
+        with contextlib.suppress(OSError):
+            conn.sock.send(frame(GOAWAY, 0, 0, bytes(8)))
+        conn.streams.clear()
+        self.dirty.pop(conn, None)
+        self.close(conn)
+        if self.running and len(self.conns) < max(self.users, 1):
+            fresh = self.connect(now, conn.side)
+            if fresh is not None:
+                self.start(fresh, now)
+
+    def write(self, conn: Conn, data: bytes) -> None:
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            if isinstance(conn, H2Conn) and not conn.closing:
+                self.lost(conn, type(exc).__name__, time.perf_counter())
+            return
+        if sent < len(data):
+            conn.out = data[sent:]
+            with contextlib.suppress(OSError):
+                self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
+
+
+def code_name(code: int) -> str:
+    """An HTTP/2 error code by its name (NO_ERROR, PROTOCOL_ERROR, ...), or its number when it has none."""
+    return ERROR_CODES[code] if 0 <= code < len(ERROR_CODES) else str(code)
