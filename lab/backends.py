@@ -20,9 +20,9 @@ def open_backends(config: RunConfig, matrix: Matrix, logs: Path) -> tuple[Target
     """The run's target and load backends; each must run on exactly the CPU sets the config names, and the target
     side on the run's matrix."""
     targets: TargetBackend = (
-        AgentTargets(config.target_agent, matrix)
+        AgentTargets(config.target_agent, matrix, host=config.target_host)
         if config.target_agent
-        else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix)
+        else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix, host=config.target_host)
     )
     loads: LoadBackend = (
         MasterLocust(config.locust_master, config.load_workers)

@@ -80,7 +80,7 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
             config.own.check_imports(sys.executable)  # else where it is installed, before the first cell
     if not config.target_agent:
         for port in config.ports:
-            check_port_free(LOOPBACK, port, "server port")
+            check_port_free(config.target_host, port, "server port")
     check_writable(args.results)
     return config, matrix, run_dir, manifest
 
@@ -127,6 +127,8 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
             for backend in (loads, targets):
                 if backend is not None and not (args.target_agent or args.locust_master):
                     backend.close()  # what this machine started: the local Locust master and workers
+            if targets is not None:
+                targets.release()  # an agent that stays: the next run may drive it
     for line in final:  # the last lines, after every other service has stopped
         say(line)
     return code

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from core.errors import UsageError
-from core.host import check_port, plan_cpus
+from core.host import LOOPBACK, check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
 from loadtests.load import (
@@ -80,6 +80,18 @@ class Option:
     negate: bool = False  # a flag that turns the field off (--no-calibrate)
     text: bool = False  # the flag takes text that from_args parses (CPU sets and counts, as compose passes them)
     check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag) -> None or a UsageError
+
+
+def check_target_host(value: str, flag: str) -> None:
+    """One IP address of one host: a name could resolve anywhere, a wildcard or multicast address is no host."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: give the target host's IP address, e.g. 198.18.0.1") from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise UsageError(f"{flag} {value}: give the one address the servers listen on, not a wildcard or a group")
 
 
 def cell_of(value: Any) -> Any:
@@ -162,9 +174,7 @@ class RunConfig(Record):
     load_workers: Annotated[
         int, Option("Locust worker processes (default: one per load CPU)", env="LOCUST_WORKERS", low=1, text=True)
     ]
-    port: Annotated[
-        int, Option("server port on 127.0.0.1 (with --resume: the run's own)", check=check_port, default=8000)
-    ]
+    port: Annotated[int, Option("server port (with --resume: the run's own)", check=check_port, default=8000)]
     calibrate: Annotated[
         bool, Option("skip measuring the load generator's ceiling", "--no-calibrate", negate=True, default=True)
     ]
@@ -174,9 +184,16 @@ class RunConfig(Record):
                env="LAB_ALLOW_SHARED_CPUS", default=False),
     ]  # fmt: skip
     target_agent: Annotated[
-        str | None, Option("run cells under this agent (python -m servers.agent)", "--server-agent")
-    ]
+        str | None, Option("run cells under this agent (python -m servers.agent), here or on a target host",
+                           "--server-agent")
+    ]  # fmt: skip
     locust_master: Annotated[str | None, Option("drive this long-lived Locust master (its web UI)", "--locust-master")]
+    target_host: Annotated[
+        str,
+        Option("the servers' address when it is not loopback: the target host's IP (recorded; every other address "
+               "is refused before any traffic)", "--target-host", env="LAB_TARGET_HOST", check=check_target_host,
+               default=LOOPBACK),
+    ] = LOOPBACK  # fmt: skip
     # --- the run's focus and its variants (bundles from before them have none) ---------------------------------
     servers: Annotated[
         list[str], Option("only the preset's cells of this server; repeatable", "--server", repeat=True, env="SERVERS")
@@ -331,6 +348,7 @@ class RunConfig(Record):
         return Load(
             target=target, scenario=scenario, users=self.users, duration=duration, rate=rate,
             client=self.client, warmup=warmup, arrivals=self.arrivals, max_connections=self.max_connections,
+            named_host="" if self.target_host == LOOPBACK else self.target_host,
         )  # fmt: skip
 
     def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:

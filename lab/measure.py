@@ -42,7 +42,7 @@ def health(server: RunningServer) -> str | None:
     """None while the server runs and answers correctly, else what is wrong with it."""
     if not server.alive():
         return f"the server exited {server.exit_code}"
-    return probe("127.0.0.1", server.port, path=server.report.ready_path)
+    return probe(server.report.host, server.port, path=server.report.ready_path)
 
 
 def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:

@@ -73,6 +73,8 @@ class Load(Record):
     pair_mode: Annotated[str, Field(description="paired load: together or slices")] = "together"
     slice_seconds: Annotated[float, Field(description="paired load: seconds per bucket (together) or slice")] = 0.1
     settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
+    # The one address beyond loopback the user named for this run (--target-host); every other is refused.
+    named_host: Annotated[str, Field(description="the target host the user named; empty: loopback only")] = ""
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
@@ -102,7 +104,7 @@ class Load(Record):
             )
 
     def check_pair(self, plan: scenarios.Plan) -> None:
-        scenarios.Target.parse(self.pair_target)
+        scenarios.Target.parse(self.pair_target, self.named_host)
         if self.pair_mode not in get_args(PairMode):
             raise UsageError(f"pair mode {self.pair_mode!r}: give together or slices")
         if self.rate or plan.websocket or self.client != "lean":
@@ -123,7 +125,7 @@ class Load(Record):
 
     def plan(self) -> scenarios.Plan:
         """The bytes to send and what must come back."""
-        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target), self.params)
+        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target, self.named_host), self.params)
 
     @property
     def timeout(self) -> float:

@@ -75,11 +75,11 @@ class Session:
         pair = None
         if load.paired:
             pair = flock.Pairing(
-                scenarios.Target.parse(load.pair_target), self.second, load.pair_mode, load.slice_seconds,
-                load.settle_seconds,
+                scenarios.Target.parse(load.pair_target, load.named_host), self.second, load.pair_mode,
+                load.slice_seconds, load.settle_seconds,
             )  # fmt: skip
         self.flock = flock.Flock(
-            self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
+            self.plan, scenarios.Target.parse(load.target, load.named_host), self.recorder, self.report_to_ui, schedule,
             max(1, load.max_connections // processes), pair,
         )  # fmt: skip
 

@@ -52,7 +52,7 @@ class ServerSample(Record):
 
 
 class RunningServer(Protocol):
-    """One cell's server, ready and answering on 127.0.0.1:port."""
+    """One cell's server, ready and answering on its host (report.host: loopback, or the target host's) and port."""
 
     cell: Cell
     port: int
@@ -83,9 +83,10 @@ class RunningServer(Protocol):
 
 
 class TargetBackend(Protocol):
-    """Starts cells on its server CPUs, one at a time."""
+    """Starts cells on its server CPUs, one at a time, listening on `host` (loopback, or the target host's address)."""
 
     cpus: tuple[int, ...]
+    host: str
 
     def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
         """Each of the run's variants installed (or found in the cache) on the target side, before any cell starts;
@@ -95,7 +96,11 @@ class TargetBackend(Protocol):
         ...
 
     def serve(self, cell: Cell, port: int) -> AbstractContextManager[RunningServer]:
-        """Start the cell on 127.0.0.1:port; the server is ready inside the block and stopped after it."""
+        """Start the cell on host:port; the server is ready inside the block and stopped after it."""
+        ...
+
+    def release(self) -> None:
+        """The run is over and the backend's service stays (the agent, for the next run): give it back."""
         ...
 
     def close(self) -> None:
