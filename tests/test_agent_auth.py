@@ -66,7 +66,7 @@ def test_secret_files_are_private_and_kept(tmp_path: Path) -> None:
     assert not secret.matches(None, first) and not secret.matches("Bearer ünïcode", first)
 
 
-def test_a_fuzz_of_bad_requests_starts_nothing(agent: tuple[Agent, int, str]) -> None:
+def test_a_fuzz_of_bad_requests_starts_nothing(agent: tuple[Agent, int, str], capfd: pytest.CaptureFixture) -> None:
     lab, port, key = agent
     good = {"cell": CELL, "port": free_port(), "matrix": lab.matrix.digest}
     start = json.dumps(good).encode()
@@ -146,3 +146,5 @@ def test_a_fuzz_of_bad_requests_starts_nothing(agent: tuple[Agent, int, str]) ->
     assert len(statuses) >= 50
     assert lab.starts == 0 and lab.servers == {}
     assert psutil.Process().children(recursive=True) == []
+    logged = capfd.readouterr()
+    assert key not in logged.out + logged.err  # the agent logs refusals, never the secret
