@@ -31,7 +31,7 @@ def wait_http(url: str, timeout: float = 30, secret_file: Path | None = None) ->
 def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -> None:
     agent_port, web_port, bind_port = free_port(), free_port(), free_port()
     locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-    env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(tmp_path / "agent-secret")}  # the agent makes it, the run reads it
+    env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(tmp_path / "agent-secret")}  # the agent makes it
     quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bind_port)]
     master += ["--web-host", "127.0.0.1", "--web-port", str(web_port), "LeanUser"]
