@@ -251,7 +251,7 @@ def calibrate_main(args: argparse.Namespace, matrix: Matrix) -> int:
     workdir = Path(args.workdir)
     targets = LocalTargets(workdir, tuple(config.server_cpus), matrix=matrix)
     with LocalLocust(tuple(config.load_cpus), config.load_workers, workdir / "load") as loads:
-        measure = Measure(config, matrix, "calibration", loads, tuple(config.server_cpus))
+        measure = Measure(config, matrix, "calibration", loads, tuple(config.server_cpus), targets)
         record = calibrate(config, matrix, targets, loads, measure, say)
     text = (record.model_dump_json(indent=1) if record else "null") + "\n"
     if args.out:

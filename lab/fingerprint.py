@@ -7,8 +7,6 @@ import os
 import platform
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from importlib.metadata import distributions
 from pathlib import Path
 
@@ -126,49 +124,5 @@ def lab_commit() -> str | None:
         return settings().git_commit or _commit_from_files()
 
 
-# A fixed pure-Python workload (the servers under test are Python): dict, str and int work in a loop.
-def inserts_per_second(inserts: int, passes: int, clock: Callable[[], float] = time.perf_counter) -> float:
-    """The workload: `inserts` dict inserts of str(i) -> i * 7 % 13, timed by `clock` (wall time; the speedometer
-    passes its thread's CPU time); the best of `passes` passes."""
-    best = 0.0
-    for _ in range(passes):
-        started = clock()
-        d = {}
-        for i in range(inserts):
-            d[str(i)] = i * 7 % 13
-        best = max(best, inserts / max(clock() - started, 1e-9))
-    return best
-
-
-# The speed index's sample: the workload in a fresh process (no heap or caches from the run).
-SPEED_WORKLOAD = "from lab.fingerprint import inserts_per_second\nprint(inserts_per_second(200_000, 3))\n"
-
-
-def speed(cpu: int) -> float:
-    """Operations per second of SPEED_WORKLOAD pinned to one CPU: a short, fixed index of this machine's speed."""
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", SPEED_WORKLOAD],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )
-    return round(float(done.stdout.strip()), 1)
-
-
-PROBE_INSERTS = 40_000  # a fifth of one SPEED_WORKLOAD pass: 8-15 ms here
-
-
-def probe(cpu: int) -> float:
-    """How fast one CPU runs right now: the workload's inserts per second, the faster of two short passes (the first
-    also warms the caches a window's server left cold), in this thread pinned to that CPU for the while — no process
-    to start, so it can be taken before and after every window."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        return round(inserts_per_second(PROBE_INSERTS, 2), 1)
-    finally:
-        os.sched_setaffinity(0, before)
+# The speed workload and its probes live in core/speed.py, where the target agent runs them too.
+from core.speed import PROBE_INSERTS, SPEED_WORKLOAD, inserts_per_second, probe, speed  # noqa: E402, F401

@@ -70,7 +70,7 @@ class Runner:
         hint = " | after Ctrl-C: RESUME=last docker compose up" if config.target_agent else ""
         self.listener: Listener = listener or Progress(resume_hint=hint)
         self.ledger = Ledger(root, self.run_id)
-        self.measure = Measure(config, matrix, self.run_id, loads, tuple(targets.cpus))
+        self.measure = Measure(config, matrix, self.run_id, loads, tuple(targets.cpus), targets)
         self.referee = RefereeRule(config.referee_seconds)
         self.budget = Budget(
             config.budget_seconds, time.time(), config.warmup + config.duration, config.sweep_seconds,

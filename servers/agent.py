@@ -16,6 +16,8 @@ Every request and reply is a record of servers/agent_api.py.
     POST /sample/open {"port"}, /sample/close {"start","end","port"}
                                                      its CPU and RSS during a load window
     POST /stop {"port"}                              SIGTERM it; its exit code and log tail
+    POST /speed {"cpu", "kind"}                      one of its CPUs' speed now (core/speed.py): index or probe
+    POST /speedometer/start, /speedometer/stop       its CPUs' speed sampled during a window
     POST /release                                    the caller is done: another may drive the agent
     POST /shutdown                                   stop everything and exit (the end of a compose run)
 
@@ -46,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
-from core import secret
+from core import secret, speed
 from core.errors import LabError, UsageError, say
 from core.host import LOOPBACK, machine_cpus
 from core.model import Record
@@ -61,6 +63,9 @@ from servers.agent_api import (
     Prepare,
     Prepared,
     Refusal,
+    Speed,
+    SpeedAsk,
+    SpeedSamples,
     Start,
     Started,
     Status,
@@ -101,6 +106,7 @@ class Agent:
         self.servers: dict[int, tuple[LocalServer, contextlib.ExitStack]] = {}
         self.lease: tuple[str, float] | None = None  # the caller holding the agent, and when its hold lapses
         self.starts = 0  # servers started in the agent's life (the fuzz test counts them)
+        self.gauge: speed.Speedometer | None = None  # the speedometer's samplers on its CPUs, once asked for
 
     def start(self, asked: Start) -> Started:
         if asked.matrix != self.matrix.digest:
@@ -176,11 +182,14 @@ class Agent:
                         held = self.lease is not None and self.lease[0] != lease and now < self.lease[1]
                         return 200, Health(ok=True, cpus=list(self.targets.cpus), running=running,
                                            matrix=self.matrix.digest, serve_host=self.serve_host,
-                                           leased=held)  # fmt: skip
+                                           leased=held, now=time.time())  # fmt: skip
                     case ("GET", "/status") if port is not None:
                         return 200, self.status(port)
                     case ("POST", "/release"):
                         self.stop()
+                        if self.gauge is not None:
+                            self.gauge.close()
+                            self.gauge = None
                         self.lease = None
                         return 200, Empty()
                     case ("POST", "/prepare"):
@@ -196,6 +205,19 @@ class Agent:
                         return 200, self.stop(stop.timeout, stop.port if path == "/stop" else None)
                     case ("GET", "/log") if port is not None:
                         return 200, LogTail(log_tail=self.server(port).log_tail() if port in self.servers else "")
+                    case ("POST", "/speed"):
+                        asked = SpeedAsk.model_validate_json(body)
+                        if asked.cpu not in self.targets.cpus:
+                            raise UsageError(f"CPU {asked.cpu} is not one of the agent's, {list(self.targets.cpus)}")
+                        measure = speed.speed if asked.kind == "index" else speed.probe
+                        return 200, Speed(ops=measure(asked.cpu))
+                    case ("POST", "/speedometer/start"):
+                        self.gauge = self.gauge or speed.Speedometer(self.targets.cpus)
+                        self.gauge.start()
+                        return 200, Empty()
+                    case ("POST", "/speedometer/stop"):
+                        found = self.gauge.stop() if self.gauge else {}
+                        return 200, SpeedSamples(samples={str(cpu): list(s) for cpu, s in found.items()})
                     case ("POST", "/sample/open"):
                         self.server(Port.model_validate_json(body).port).sample_open()
                         return 200, Empty()
@@ -318,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with agent.lock, contextlib.suppress(ServerError):
             agent.stop()
+            if agent.gauge is not None:
+                agent.gauge.close()
         httpd.server_close()
     return 0
 

@@ -3,7 +3,7 @@ each as JSON: the wire format alone, with the bounds on what one caller may ask 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,7 @@ class Health(Record):
     matrix: str  # the digest of the agent's matrix: the runner's must be the same
     serve_host: str = "127.0.0.1"  # the address its servers listen on: the run's target host
     leased: bool = False  # another caller holds the agent (one run at a time)
+    now: float = 0.0  # the agent's wall clock (time.time()) when it answered: windows are timed on both hosts
 
 
 class Start(Record):
@@ -98,3 +99,20 @@ class Refusal(Record):
 
     error: str
     log_tail: str = ""
+
+
+class SpeedAsk(Record):
+    """The speed of one server CPU: the speed index's sample (a fresh process) or a short probe."""
+
+    cpu: Annotated[int, Field(ge=0, le=4095)]
+    kind: Literal["index", "probe"]
+
+
+class Speed(Record):
+    ops: float  # inserts per second (core/speed.py)
+
+
+class SpeedSamples(Record):
+    """The speedometer's samples since its start: CPU (as text) -> [time, inserts per CPU-second] pairs."""
+
+    samples: dict[str, list[tuple[float, float]]]

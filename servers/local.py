@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import interrupts
+from core import interrupts, speed
 from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
 from servers.matrix import Cell, Matrix
 from servers.own_app import NAME as OWN
@@ -185,6 +185,15 @@ class LocalTargets:
                                 server.stop()
                     with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave
                         os.killpg(process.pid, signal.SIGKILL)
+
+    def speed(self, cpu: int) -> float:
+        return speed.speed(cpu)
+
+    def probe(self, cpu: int) -> float:
+        return speed.probe(cpu)
+
+    def speedometer(self) -> speed.Speedometer:
+        return speed.Speedometer(self.cpus)
 
     def release(self) -> None:
         """Nothing outlives a serve() block here."""

@@ -25,6 +25,9 @@ from servers.agent_api import (
     Prepare,
     Prepared,
     Refusal,
+    Speed,
+    SpeedAsk,
+    SpeedSamples,
     Start,
     Started,
     Status,
@@ -114,6 +117,23 @@ class RemoteServer:
         return self.exit_code if self.exit_code is not None else 0
 
 
+class RemoteSpeedometer:
+    """The speedometer's samplers under the agent, on the target host's CPUs (a Speedometer)."""
+
+    def __init__(self, agent: Client) -> None:
+        self.agent = agent
+
+    def start(self) -> None:
+        self.agent.call("/speedometer/start", Empty, Empty())
+
+    def stop(self) -> dict[int, list[tuple[float, float]]]:
+        found = self.agent.call("/speedometer/stop", SpeedSamples, Empty())
+        return {int(cpu): list(samples) for cpu, samples in found.samples.items()}
+
+    def close(self) -> None:
+        """The agent closes its samplers when the run releases it."""
+
+
 class AgentTargets:
     """The TargetBackend of the compose lab: the agent at `url` runs each cell on its own (the target's) CPUs, from
     the same matrix as the run's (`matrix`: its digest is sent with every start; None: the agent's own)."""
@@ -160,6 +180,15 @@ class AgentTargets:
             if server.exit_code is None:
                 with contextlib.suppress(ServerError):
                     server.stop()
+
+    def speed(self, cpu: int) -> float:
+        return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="index")).ops
+
+    def probe(self, cpu: int) -> float:
+        return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="probe")).ops
+
+    def speedometer(self) -> RemoteSpeedometer:
+        return RemoteSpeedometer(self.agent)
 
     def release(self) -> None:
         """The run is over and the agent stays: stop what this run left, and let another run drive it."""

@@ -82,7 +82,33 @@ class RunningServer(Protocol):
     def log_tail(self) -> str: ...
 
 
-class TargetBackend(Protocol):
+class Speedometer(Protocol):
+    """The server CPUs' speed sampled during a window, where they are (core/speed.py)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> dict[int, list[tuple[float, float]]]:
+        """Each server CPU's samples since start: (wall-clock time, inserts per CPU-second)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CpuGauge(Protocol):
+    """How fast the server CPUs run, timed on the host they are on (core/speed.py)."""
+
+    def speed(self, cpu: int) -> float:
+        """The speed index's sample on one server CPU: the fixed workload in a fresh process."""
+        ...
+
+    def probe(self, cpu: int) -> float:
+        """One server CPU's speed now: a short pass of the workload."""
+        ...
+
+    def speedometer(self) -> Speedometer: ...
+
+
+class TargetBackend(CpuGauge, Protocol):
     """Starts cells on its server CPUs, one at a time, listening on `host` (loopback, or the target host's address)."""
 
     cpus: tuple[int, ...]
