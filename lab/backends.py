@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UsageError
+from lab import hosts
 from lab.config import RunConfig
 from loadtests.load import LoadBackend
 from loadtests.local import LocalLocust
@@ -38,4 +39,5 @@ def open_backends(config: RunConfig, matrix: Matrix, logs: Path) -> tuple[Target
                 f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
                 f"set {setting} to the same CPU set for both"
             )
+    hosts.both(config, targets)  # a limit on either host that would turn connections away refuses the run here
     return targets, loads

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import socket
 import subprocess
-from importlib.metadata import distributions
 from pathlib import Path
 
 import psutil
 
 from core.host import ROOT
+from core.hostfacts import cpu_model as _cpu_model
+from core.hostfacts import machine_id, versions  # noqa: F401  (the manifest's, as both hosts read them)
+from core.hostfacts import os_name as _os_name
 from core.settings import settings
 from lab.bundle import Machine
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.platform()
 
 
 def in_container() -> bool:
@@ -44,16 +24,6 @@ def in_container() -> bool:
         return any(word in Path("/proc/1/cgroup").read_text() for word in ("docker", "containerd", "kubepods"))
     except OSError:
         return False
-
-
-def machine_id() -> str:
-    """A short id for this host that reveals nothing: a hash of its hostname, CPU model and memory size.
-
-    The same on the host and in the lab's containers (they share the host's network, so its hostname), and
-    LAB_HOST_ID overrides it.
-    """
-    source = settings().host_id or f"{socket.gethostname()}|{_cpu_model()}|{psutil.virtual_memory().total}"
-    return hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
 def machine() -> Machine:
@@ -81,12 +51,6 @@ def _image_content() -> str | None:
     """The lab image's content hash (its packages and code), written when the image was built (Dockerfile)."""
     path = ROOT / ".image-content"
     return f"content:{path.read_text().strip()}" if path.exists() else None
-
-
-def versions() -> dict[str, str]:
-    """Every installed distribution and its exact version."""
-    found = {d.metadata["Name"].lower(): d.version for d in distributions() if d.metadata["Name"]}
-    return dict(sorted(found.items()))
 
 
 def _commit_from_files() -> str | None:

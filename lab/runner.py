@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core import interrupts
 from core.errors import ProcessFailedError, ServiceLostError
-from lab import bundle, fingerprint, pairs, plan, stats, sweep
+from lab import bundle, fingerprint, hosts, pairs, plan, stats, sweep
 from lab.analysis import Analysis
 from lab.budget import RERUNS, Budget
 from lab.bundle import Manifest, PairWindow, Part, Repeat, Skipped, SweepRates
@@ -448,6 +448,7 @@ class Runner:
             started=time.time(), ended=None, status="running", machine_id=machine.machine_id,
             container=machine.container, uid=os.getuid(), wiring=wiring, note=None,
         )  # fmt: skip
+        facts, notes = hosts.both(c, self.targets)
         started = resumed.started if resumed else part.started
         self.budget.started = started
         self.ledger.save(
@@ -460,12 +461,15 @@ class Runner:
                 rounds=list(resumed.rounds) if resumed else [], sweep=dict(resumed.sweep) if resumed else {},
                 extra_rule=extra_rule(c), speed=resumed.speed if resumed else None,
                 environments=self.environments or (resumed.environments if resumed else []),
+                hosts=facts, host_notes=notes,
             )
         )  # fmt: skip
         self.listener.say(
             f"run {self.run_id}: {len(c.cells)} cells x {len(c.scenarios)} scenarios, {c.repeats} rounds; "
             f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s)"
         )
+        for note in notes:
+            self.listener.say(f"hosts: {note}")
 
     def end(self, status: str, note: str | None) -> None:
         parts = list(self.manifest.parts)

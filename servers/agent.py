@@ -11,6 +11,7 @@ Every request and reply is a record of servers/agent_api.py.
                                                      LAB_VARIANTS) before any cell of theirs starts
     POST /start {"cell", "port", "matrix"}           start a cell of its matrix (the run's, by digest) and wait
                                                      until it answers correctly; at most two at once (an A/B pair)
+    GET  /host                                       the target host: CPU, kernel, versions, network settings
     GET  /status?port=N                              is the server on port N alive, its exit code
     GET  /log?port=N                                 its log tail
     POST /sample/open {"port"}, /sample/close {"start","end","port"}
@@ -48,7 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
-from core import secret, speed
+from core import hostfacts, secret, speed
 from core.errors import LabError, UsageError, say
 from core.host import LOOPBACK, machine_cpus
 from core.model import Record
@@ -183,6 +184,8 @@ class Agent:
                         return 200, Health(ok=True, cpus=list(self.targets.cpus), running=running,
                                            matrix=self.matrix.digest, serve_host=self.serve_host,
                                            leased=held, now=time.time())  # fmt: skip
+                    case ("GET", "/host"):
+                        return 200, hostfacts.facts()
                     case ("GET", "/status") if port is not None:
                         return 200, self.status(port)
                     case ("POST", "/release"):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import interrupts, speed
+from core import hostfacts, interrupts, speed
 from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
 from servers.matrix import Cell, Matrix
 from servers.own_app import NAME as OWN
@@ -185,6 +185,11 @@ class LocalTargets:
                                 server.stop()
                     with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave
                         os.killpg(process.pid, signal.SIGKILL)
+
+    clock_offset: float = 0.0  # one clock: the servers run on this host
+
+    def facts(self) -> hostfacts.HostFacts:
+        return hostfacts.facts()
 
     def speed(self, cpu: int) -> float:
         return speed.speed(cpu)

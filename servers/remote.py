@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import TypeVar
 
 from core import secret
 from core.errors import LabError, UsageError
+from core.hostfacts import HostFacts
 from core.model import Record
 from core.settings import settings
 from servers.agent_api import (
@@ -141,7 +143,11 @@ class AgentTargets:
     def __init__(self, url: str, matrix: Matrix | None = None, key: str | None = None, host: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.agent = Client(self.url, key if key is not None else read_secret(), secrets.token_urlsafe(24))
+        asked = time.time()
         health = self.agent.call("/health", Health, timeout=10)  # with the lease: this run holds the agent now
+        answered = time.time()
+        # The agent's clock less this host's (at the middle of the exchange): windows are timed on both hosts.
+        self.clock_offset = round(health.now - (asked + answered) / 2, 4) if health.now else 0.0
         self.cpus: tuple[int, ...] = tuple(health.cpus)
         self.host = health.serve_host
         self.digest = matrix.digest if matrix is not None else health.matrix
@@ -180,6 +186,9 @@ class AgentTargets:
             if server.exit_code is None:
                 with contextlib.suppress(ServerError):
                     server.stop()
+
+    def facts(self) -> HostFacts:
+        return self.agent.call("/host", HostFacts)
 
     def speed(self, cpu: int) -> float:
         return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="index")).ops

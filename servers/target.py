@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from core.errors import ProcessFailedError, ServiceLostError
+from core.hostfacts import HostFacts
 from core.model import Record
 from servers.matrix import Cell
 from servers.own_app import OwnApp
@@ -113,6 +114,11 @@ class TargetBackend(CpuGauge, Protocol):
 
     cpus: tuple[int, ...]
     host: str
+    clock_offset: float  # seconds the target host's clock is ahead of this one's (0 on one host)
+
+    def facts(self) -> HostFacts:
+        """The target host: CPU, kernel, versions and network settings, read there."""
+        ...
 
     def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
         """Each of the run's variants installed (or found in the cache) on the target side, before any cell starts;
