@@ -51,10 +51,13 @@ class CpuPlan:
 
 
 def plan_cpus(server: str | None, load: str | None, workers: str | int | None) -> CpuPlan:
-    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default; the load
-    generator on every other CPU (all of them on a one-CPU machine), one Locust worker per load CPU. The same
-    defaults for the runner, the compose preflight and every container (python -m core.pin)."""
-    server_cpus = parse_cpus(server, "SERVER_CPUS / --server-cpus") if server else machine_cpus()[:1]
+    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default (on a machine
+    of more than 2 CPUs, on the first half of them); the load generator on every other CPU (all of them on a one-CPU
+    machine), one Locust worker per load CPU. The same defaults for the runner, the compose preflight and every
+    container (python -m core.pin)."""
+    every = machine_cpus()
+    # More than 2 CPUs: the server gets the first half (multi-worker cells run on them: lab/scale.py), else CPU 0.
+    server_cpus = parse_cpus(server, "SERVER_CPUS / --server-cpus") if server else every[: max(len(every) // 2, 1)]
     if load:
         load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus")
     else:

@@ -34,6 +34,7 @@ from core.errors import UsageError
 from core.host import LOOPBACK, check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
+from lab import scale
 from loadtests.load import (
     MAX_CONNECTIONS,
     MAX_DURATION,
@@ -306,7 +307,7 @@ class RunConfig(Record):
             raise UsageError("--rate needs a sweep: give --sweep-seconds (e.g. 3)")
         if not self.server_cpus or not self.load_cpus:
             raise UsageError("the server and the load generator each need at least one CPU")
-        if set(self.server_cpus) & set(self.load_cpus) and not self.allow_shared_cpus:
+        if set(self.server_cpus) & set(self.load_cpus) and not (self.allow_shared_cpus or self.two_hosts):
             raise UsageError(
                 f"server CPUs {self.server_cpus} and load CPUs {self.load_cpus} overlap; give them disjoint sets so "
                 "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
@@ -324,6 +325,12 @@ class RunConfig(Record):
             raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
         check_open_files(self.users, self.load_workers)
         return self
+
+    @property
+    def two_hosts(self) -> bool:
+        """The servers on another host, under its agent: the two CPU sets are two machines' (the same numbers may
+        name different CPUs)."""
+        return self.target_agent is not None and self.target_host != LOOPBACK
 
     @property
     def ports(self) -> list[int]:
@@ -476,6 +483,13 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     if own:  # the preset's servers and loops, each once, running your app
         cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
     cells = focused(cells, focus, matrix, preset)
+    cpus = plan_cpus(
+        args.server_cpus or env.variable("SERVER_CPUS"),
+        args.load_cpus or env.variable("LOAD_CPUS"),
+        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
+    )
+    if not keys:  # a preset's cells: on a bigger machine, its multi-worker twins too (lab/scale.py)
+        cells = scale.multi_worker(cells, cpus.server, matrix)
     ab, variants = given("ab"), [variant_of(v) for v in given("variants") or []]
     if ab and variants:
         raise UsageError("give --ab (AB) or --variant (VARIANTS), not both")
@@ -494,11 +508,6 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         slower = float(slower) if slower is not None else None
     except ValueError:
         raise UsageError(f"--fail-if-slower / FAIL_IF_SLOWER {slower!r}: give a percentage, e.g. 2") from None
-    cpus = plan_cpus(
-        args.server_cpus or env.variable("SERVER_CPUS"),
-        args.load_cpus or env.variable("LOAD_CPUS"),
-        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
-    )
     values: dict[str, Any] = {
         "preset": None if keys else preset.name,
         "cells": cells,

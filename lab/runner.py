@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core import interrupts
 from core.errors import ProcessFailedError, ServiceLostError
-from lab import bundle, fingerprint, hosts, pairs, plan, stats, sweep
+from lab import bundle, fingerprint, hosts, pairs, plan, scale, stats, sweep
 from lab.analysis import Analysis
 from lab.budget import RERUNS, Budget
 from lab.bundle import Manifest, PairWindow, Part, Repeat, Skipped, SweepRates
@@ -466,7 +466,9 @@ class Runner:
         )  # fmt: skip
         self.listener.say(
             f"run {self.run_id}: {len(c.cells)} cells x {len(c.scenarios)} scenarios, {c.repeats} rounds; "
-            f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s)"
+            f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s); "
+            f"{scale.how(c.server_cpus, c.cells, len({*c.server_cpus, *c.load_cpus}))}"
+            + (f"; servers on the target host {c.target_host}" if c.two_hosts else "")
         )
         for note in notes:
             self.listener.say(f"hosts: {note}")

@@ -221,3 +221,23 @@ def read_secret() -> str:
             "point LAB_AGENT_SECRET_FILE at it"
         )
     return secret.read(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m servers.remote URL: 0 when the agent at URL answers with this side's secret (compose's health check;
+    it takes no lease)."""
+    import sys
+
+    (url,) = sys.argv[1:] if argv is None else argv
+    request = urllib.request.Request(url.rstrip("/") + "/health", headers=secret.header(read_secret()))
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            Health.model_validate_json(response.read())
+    except (OSError, ValueError) as exc:
+        print(f"the agent at {url} is not answering with this secret: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
