@@ -483,10 +483,12 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     if own:  # the preset's servers and loops, each once, running your app
         cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
     cells = focused(cells, focus, matrix, preset)
+    named = args.target_host or env.variable("LAB_TARGET_HOST")  # another host's: its CPUs are the agent's to check
     cpus = plan_cpus(
         args.server_cpus or env.variable("SERVER_CPUS"),
         args.load_cpus or env.variable("LOAD_CPUS"),
         args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
+        remote=bool(args.target_agent) and named not in (None, LOOPBACK),
     )
     if not keys:  # a preset's cells: on a bigger machine, its multi-worker twins too (lab/scale.py)
         cells = scale.multi_worker(cells, cpus.server, matrix)
