@@ -56,6 +56,8 @@ def allowed(host: str, named: str = "") -> bool:
         return False
     if ip.is_loopback:
         return True
+    if ip.is_unspecified or ip.is_multicast:  # no one host
+        return False
     try:
         return bool(named) and ip == ipaddress.ip_address(named)
     except ValueError:

@@ -203,3 +203,45 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
     sent, received = after[0] - before[0], after[1] - before[1]
     assert sent >= requests and received >= requests, (sent, received, requests)  # the load crossed the veth
     assert (run_dir / "report.html").exists()
+
+
+def test_only_loopback_or_the_named_target_host_is_loaded() -> None:
+    from core.errors import UsageError
+    from loadtests.load import Load
+
+    assert Load(target=f"http://{TARGET_ADDR}:8000", named_host=TARGET_ADDR).plan().path == "/plaintext"
+    Load(target="http://127.0.0.1:8000", named_host=TARGET_ADDR)  # loopback stays allowed
+    refused = [(f"http://{TARGET_ADDR}:8000", ""), ("http://198.18.0.3:8000", TARGET_ADDR),
+               ("http://target.example:8000", "target.example"), ("http://0.0.0.0:8000", "0.0.0.0")]  # fmt: skip
+    for target, named in refused:
+        with pytest.raises(UsageError, match="not a loopback address"):
+            Load(target=target, named_host=named)
+    with pytest.raises(UsageError, match="not a loopback address"):
+        Load(target="http://127.0.0.1:8000", pair_target="http://198.18.0.3:8000", named_host=TARGET_ADDR)
+    from lab import config
+    from servers.matrix import load
+
+    for bad in ("target.example", "0.0.0.0", "224.0.0.1"):
+        with pytest.raises(UsageError, match="--target-host"):
+            config.parse(["--cell", CELL, "--target-host", bad], load())
+
+
+def test_what_would_bias_a_run_across_two_hosts_is_named() -> None:
+    from core.errors import UsageError
+    from core.hostfacts import facts
+    from lab import config, hosts
+    from servers.matrix import load
+
+    here = facts()
+    net = here.network
+    run = config.parse(["--cell", CELL, "--users", "512", "--server-agent", "http://198.18.0.1:7900",
+                        "--target-host", TARGET_ADDR], load())  # fmt: skip
+    small = here.model_copy(update={"network": net.model_copy(update={"nofile_soft": 256})})
+    with pytest.raises(UsageError, match="open-file limit is 256"):
+        hosts.check(run, here, small, 0.0, remote=True)
+    other = here.model_copy(
+        update={"kernel": "6.99", "network": net.model_copy(update={"somaxconn": 128, "nofile_soft": 100000})}
+    )
+    notes = hosts.check(run, here, other, 0.2, remote=True)
+    assert any("somaxconn is 128" in n for n in notes) and any("clock is +200 ms" in n for n in notes)
+    assert any("different kernels" in n for n in notes)
