@@ -30,3 +30,16 @@ def test_the_server_cpus_and_workers_follow_the_machine(
     assert said in scale.how(run.server_cpus, run.cells, cpus)
     named = config.parse(["--cell", "granian-uvloop-hyper-w1-raw"], matrix)  # cells named: as named
     assert [c.workers for c in named.cells] == [1]
+
+
+def test_the_headline_compares_multi_worker_cells_with_one_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab import findings
+    from lab.analysis import analyze
+    from lab.bundle import load_bundle
+    from tests.synthetic import make_bundle
+
+    one, two = "granian-uvloop-hyper-w1-raw", "granian-uvloop-hyper-w2-raw"
+    root = make_bundle(tmp_path, {(one, "plaintext", 0): [10_000] * 3, (two, "plaintext", 0): [18_000] * 3})
+    lines = findings.headline(analyze(load_bundle(root), load()))
+    (said,) = [line for line in lines if line.startswith("workers — ")]
+    assert "plaintext 2 workers vs 1: 1.8x" in said
