@@ -193,7 +193,7 @@ def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: Loa
     if targets is None and args.target_agent:
         try:
             targets = AgentTargets(args.target_agent)
-        except ServiceLostError:
+        except LabError:  # gone, or it will not take this side's secret: nothing this run can end there
             targets = None
     for backend in (loads, targets):
         if backend is not None:
