@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,15 +122,19 @@ def start_agent(hosts: Hosts, env: dict[str, str], workdir: Path) -> subprocess.
     line = agent.stderr.readline()  # its first line: where it listens and where its secret is, never the secret
     assert "listening on" in line and env["LAB_AGENT_SECRET_FILE"] in line, line
     assert Path(env["LAB_AGENT_SECRET_FILE"]).read_text().strip() not in line
+    threading.Thread(target=agent.stderr.read, daemon=True).start()  # the rest of its log: drained, never blocking it
     return agent
 
 
-def lab_run(hosts: Hosts, env: dict[str, str], *args: str, wait: bool = True) -> subprocess.Popen:
+def lab_run(hosts: Hosts, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """`python -m lab run` on the load host (its CPU), started."""
     argv = [sys.executable, "-m", "lab", "run", "--server-cpus", "0", "--load-cpus", "1", "--load-workers", "1", *args]
-    process = hosts.run(hosts.load, argv, env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if wait:
-        process.wait(timeout=180)
-    return process
+    return hosts.run(hosts.load, argv, env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ended(process: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
 
 
 def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
@@ -153,9 +158,8 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
         ({}, [], f"starts servers on {TARGET_ADDR}, but this run targets 127.0.0.1"),
         ({}, ["--target-host", "198.18.0.3"], "but this run targets 198.18.0.3"),
     ):
-        refused = lab_run(hosts, {**env, **extra_env}, *run, *extra)
-        out = refused.stdout.read() if refused.stdout else ""
-        assert refused.returncode == 2 and said in out, out
+        code, out = ended(lab_run(hosts, {**env, **extra_env}, *run, *extra))
+        assert code == 2 and said in out, out
     assert not results.exists() or not any(results.iterdir())
     aimed = hosts.run(
         hosts.load,
@@ -163,30 +167,28 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
          "--duration", "1"],
         env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    aimed.wait(timeout=60)
-    assert aimed.returncode == 2 and "not a loopback address" in aimed.stdout.read()
+    code, out = ended(aimed, 60)
+    assert code == 2 and "not a loopback address" in out, out
     assert agent.poll() is None
 
     # The run: two repeats; the target host is lost after the first, and the run stops with `lost`.
     before = hosts.packets()
-    first = lab_run(hosts, env, *run, "--target-host", TARGET_ADDR, "--repeats", "2", wait=False)
+    first = lab_run(hosts, env, *run, "--target-host", TARGET_ADDR, "--repeats", "2")
     deadline = time.monotonic() + 120
     while not list(results.glob("*/runs/*.json")):
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.stdout else ""
+        assert first.poll() is None and time.monotonic() < deadline, ended(first)[1]
         time.sleep(0.1)
     hosts.stop_target()
-    first.wait(timeout=120)
-    out = first.stdout.read() if first.stdout else ""
-    assert first.returncode == 1 and "lost" in out, out
+    code, out = ended(first)
+    assert code == 1 and "lost" in out, out
     (run_dir,) = list(results.iterdir())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "stopped" and manifest["parts"][-1]["note"].startswith("lost:")
 
     # The target host is back: the run resumes there and completes.
     start_agent(hosts, env, tmp_path / "agent2")
-    resumed = lab_run(hosts, env, "--resume", run_dir.name, "--results", str(results))
-    out = resumed.stdout.read() if resumed.stdout else ""
-    assert resumed.returncode == 0, out
+    code, out = ended(lab_run(hosts, env, "--resume", run_dir.name, "--results", str(results)))
+    assert code == 0, out
     after = hosts.packets()
 
     result = bundle.load_bundle(run_dir)
