@@ -225,6 +225,17 @@ def preflight_main(args: argparse.Namespace, matrix: Matrix) -> int:
     config, matrix, run_dir, _ = prepare(args, matrix)
     for port, what in {**SERVICE_PORTS, **dict.fromkeys(config.ports, "the servers' port")}.items():
         check_port_free(LOOPBACK, port, what, f"stop what holds it (`ss -ltnp 'sport = :{port}'` shows which)")
+    if config.two_hosts:  # the target host's agent is up already: both hosts checked side by side
+        from lab import hosts
+        from servers.remote import AgentTargets
+
+        assert config.target_agent is not None
+        targets = AgentTargets(config.target_agent, matrix, host=config.target_host)
+        try:
+            for note in hosts.both(config, targets)[1]:
+                say(f"preflight: hosts: {note}")
+        finally:
+            targets.release()
     what = f"resume {run_dir.name}" if run_dir else f"preset {config.preset or 'cells'}"
     say(
         f"preflight ok: {what}, {len(config.cells)} cells x {len(config.scenarios)} scenarios; server CPUs "

@@ -171,6 +171,12 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
     assert code == 2 and "not a loopback address" in out, out
     assert agent.poll() is None
 
+    # The preflight reads both hosts through the agent and leaves it free for the run.
+    argv = [sys.executable, "-m", "lab", "preflight", *run, "--target-host", TARGET_ADDR, "--server-cpus", "0",
+            "--load-cpus", "1", "--port", "18000"]  # fmt: skip
+    code, out = ended(hosts.run(hosts.load, argv, env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    assert code == 0 and "preflight ok" in out, out
+
     # The run: two repeats; the target host is lost after the first, and the run stops with `lost`.
     before = hosts.packets()
     first = lab_run(hosts, env, *run, "--target-host", TARGET_ADDR, "--repeats", "2")
