@@ -88,8 +88,9 @@ class Client:
 class RemoteServer:
     """A cell running under the agent (a RunningServer)."""
 
-    def __init__(self, agent: Client, cell: Cell, port: int, report: StartupReport) -> None:
+    def __init__(self, agent: Client, cell: Cell, port: int, report: StartupReport, offset: float = 0.0) -> None:
         self.agent, self.cell, self.port, self.report = agent, cell, port, report
+        self.offset = offset  # the agent's clock less this host's: a window's times are sent in the agent's
         self.exit_code: int | None = None
         self._tail = ""
 
@@ -111,7 +112,8 @@ class RemoteServer:
         self.agent.call("/sample/open", Empty, Port(port=self.port))
 
     def sample_close(self, start: float, end: float) -> ServerSample:
-        return self.agent.call("/sample/close", ServerSample, Window(start=start, end=end, port=self.port))
+        window = Window(start=start + self.offset, end=end + self.offset, port=self.port)
+        return self.agent.call("/sample/close", ServerSample, window)
 
     def stop(self, timeout: float = 20.0) -> int:
         stopped = self.agent.call("/stop", Stopped, Stop(timeout=timeout, port=self.port), timeout=timeout + 30)
@@ -122,15 +124,15 @@ class RemoteServer:
 class RemoteSpeedometer:
     """The speedometer's samplers under the agent, on the target host's CPUs (a Speedometer)."""
 
-    def __init__(self, agent: Client) -> None:
-        self.agent = agent
+    def __init__(self, agent: Client, offset: float = 0.0) -> None:
+        self.agent, self.offset = agent, offset
 
     def start(self) -> None:
         self.agent.call("/speedometer/start", Empty, Empty())
 
     def stop(self) -> dict[int, list[tuple[float, float]]]:
         found = self.agent.call("/speedometer/stop", SpeedSamples, Empty())
-        return {int(cpu): list(samples) for cpu, samples in found.samples.items()}
+        return {int(cpu): [(when - self.offset, ops) for when, ops in s] for cpu, s in found.samples.items()}
 
     def close(self) -> None:
         """The agent closes its samplers when the run releases it."""
@@ -179,7 +181,7 @@ class AgentTargets:
     def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
         asked = Start(cell=cell.key, port=port, matrix=self.digest)
         started = self.agent.call("/start", Started, asked, timeout=READY_ALLOWANCE)
-        server = RemoteServer(self.agent, cell, port, started.report)
+        server = RemoteServer(self.agent, cell, port, started.report, self.clock_offset)
         try:
             yield server
         finally:
@@ -197,7 +199,7 @@ class AgentTargets:
         return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="probe")).ops
 
     def speedometer(self) -> RemoteSpeedometer:
-        return RemoteSpeedometer(self.agent)
+        return RemoteSpeedometer(self.agent, self.clock_offset)
 
     def release(self) -> None:
         """The run is over and the agent stays: stop what this run left, and let another run drive it."""
