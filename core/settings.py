@@ -37,6 +37,8 @@ VARIABLES: dict[str, str] = {
 COMPOSE_VARIABLES: dict[str, str] = {
     "CODE": "a host folder mounted read-only at /lab/code: your app, or a checkout or wheels for a variant "
     "(default ./apps)",
+    "LOCUST_MASTER_BIND_HOST": "the address the Locust master's ZeroMQ port listens on for workers (default 127.0.0.1; "
+    "never 0.0.0.0 unless named: it has no authentication)",
 }
 
 # The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
