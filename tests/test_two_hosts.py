@@ -209,6 +209,7 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
         requests += r.load.requests
     assert any(r.referee and r.referee.rps > 0 for r in result.repeats)  # wrk, from the load host
     sent, received = after[0] - before[0], after[1] - before[1]
+    print(f"veth: {sent} packets to the target host, {received} back; {requests} requests in the measured windows")
     assert sent >= requests and received >= requests, (sent, received, requests)  # the load crossed the veth
     assert (run_dir / "report.html").exists()
 
