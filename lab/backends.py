@@ -25,19 +25,23 @@ def open_backends(config: RunConfig, matrix: Matrix, logs: Path) -> tuple[Target
         if config.target_agent
         else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix, host=config.target_host)
     )
-    loads: LoadBackend = (
-        MasterLocust(config.locust_master, config.load_workers)
-        if config.locust_master
-        else LocalLocust(tuple(config.load_cpus), config.load_workers, logs / "load")
-    )
-    for side, backend, wanted, setting in (
-        ("server", targets, config.server_cpus, "SERVER_CPUS / --server-cpus"),
-        ("load", loads, config.load_cpus, "LOAD_CPUS / --load-cpus"),
-    ):
-        if sorted(backend.cpus) != sorted(wanted):
-            raise UsageError(
-                f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
-                f"set {setting} to the same CPU set for both"
-            )
-    hosts.both(config, targets)  # a limit on either host that would turn connections away refuses the run here
+    try:
+        loads: LoadBackend = (
+            MasterLocust(config.locust_master, config.load_workers)
+            if config.locust_master
+            else LocalLocust(tuple(config.load_cpus), config.load_workers, logs / "load")
+        )
+        for side, backend, wanted, setting in (
+            ("server", targets, config.server_cpus, "SERVER_CPUS / --server-cpus"),
+            ("load", loads, config.load_cpus, "LOAD_CPUS / --load-cpus"),
+        ):
+            if sorted(backend.cpus) != sorted(wanted):
+                raise UsageError(
+                    f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
+                    f"set {setting} to the same CPU set for both"
+                )
+        hosts.both(config, targets)  # a limit on either host that would turn connections away refuses the run here
+    except BaseException:
+        targets.release()  # refused: the agent is free for the next run at once
+        raise
     return targets, loads

@@ -54,14 +54,15 @@ class Client:
     def __init__(self, url: str, key: str, lease: str) -> None:
         self.url, self.key, self.lease = url.rstrip("/"), key, lease
 
-    def call(self, path: str, kind: type[R], body: Record | None = None, timeout: float = 60) -> R:
+    def call(self, path: str, kind: type[R], body: Record | None = None, timeout: float = 60, lease: bool = True) -> R:
         """One request (a POST when it has a body) and its reply; the agent's refusals as the lab's errors: bad
         input, a wrong secret or a busy agent as a UsageError, a failed server as a ServerError with its log's tail,
         no answer as the target side lost."""
         data = body.model_dump_json().encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method="POST" if body is not None else "GET")
         request.add_header("content-type", "application/json")
-        request.add_header(LEASE_HEADER, self.lease)
+        if lease:  # a GET /health without one takes nothing
+            request.add_header(LEASE_HEADER, self.lease)
         for name, value in secret.header(self.key).items():
             request.add_header(name, value)
         try:
@@ -146,7 +147,7 @@ class AgentTargets:
         self.url = url.rstrip("/")
         self.agent = Client(self.url, key if key is not None else read_secret(), secrets.token_urlsafe(24))
         asked = time.time()
-        health = self.agent.call("/health", Health, timeout=10)  # with the lease: this run holds the agent now
+        health = self.agent.call("/health", Health, timeout=10, lease=False)
         answered = time.time()
         # The agent's clock less this host's (at the middle of the exchange): windows are timed on both hosts.
         self.clock_offset = round(health.now - (asked + answered) / 2, 4) if health.now else 0.0
@@ -163,6 +164,7 @@ class AgentTargets:
                 f"the agent at {self.url} starts servers on {health.serve_host}, but this run targets {host}: give "
                 f"--target-host {health.serve_host} (LAB_TARGET_HOST), or start the agent with --serve-host {host}"
             )
+        self.agent.call("/health", Health, timeout=10)  # with the lease: this run holds the agent from now on
         self.done = threading.Event()
         threading.Thread(target=self.renew, name="agent-lease", daemon=True).start()
 
