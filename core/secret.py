@@ -46,12 +46,14 @@ def ensure(path: Path) -> str:
     """The secret in `path`, made (0600, atomically, never overwritten) when the file does not exist yet."""
     if path.exists():
         return read(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     value = generate()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # made meanwhile by the other side: theirs counts
         return read(path)
+    except OSError as exc:
+        raise UsageError(f"the agent secret file {path} cannot be made ({exc.strerror}); give a writable path") from None
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
