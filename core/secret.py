@@ -53,7 +53,7 @@ def ensure(path: Path) -> str:
     except FileExistsError:  # made meanwhile by the other side: theirs counts
         return read(path)
     except OSError as exc:
-        raise UsageError(f"the agent secret file {path} cannot be made ({exc.strerror}); give a writable path") from None
+        raise UsageError(f"the agent secret file {path} cannot be made ({exc.strerror}); name another") from None
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
