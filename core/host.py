@@ -51,14 +51,12 @@ class CpuPlan:
     workers: int
 
 
-def plan_cpus(
-    server: str | None, load: str | None, workers: str | int | None, remote: bool = False, whole_host: bool = False
-) -> CpuPlan:
+def plan_cpus(server: str | None, load: str | None, workers: str | int | None, remote: bool = False) -> CpuPlan:
     """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default (on a machine
     of more than 2 CPUs, on the first half of them); the load generator on every other CPU (all of them on a one-CPU
     machine), one Locust worker per load CPU. The same defaults for the runner, the compose preflight and every
-    container (python -m core.pin). `remote`: the agent runs the servers and checks their CPUs itself (on another
-    host they are not this one's); `whole_host`: this is the load host of two, and the load gets all of it."""
+    container (python -m core.pin). `remote`: the servers run on another host, whose agent checks their CPUs, and
+    this one is the load host: the load gets all of it."""
     every = machine_cpus()
     # More than 2 CPUs: the server gets the first half (multi-worker cells run on them: lab/scale.py), else CPU 0.
     theirs = tuple(range(MAX_CPUS)) if remote else None  # the agent checks them, on its host (lab/backends.py)
@@ -67,7 +65,7 @@ def plan_cpus(
     )
     if load:
         load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus")
-    elif whole_host:
+    elif remote:
         load_cpus = every
     else:
         load_cpus = tuple(c for c in machine_cpus() if c not in server_cpus) or machine_cpus()

@@ -488,8 +488,7 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         args.server_cpus or env.variable("SERVER_CPUS"),
         args.load_cpus or env.variable("LOAD_CPUS"),
         args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
-        remote=bool(args.target_agent),
-        whole_host=bool(args.target_agent) and named not in (None, LOOPBACK),
+        remote=bool(args.target_agent) and named not in (None, LOOPBACK),
     )
     if not keys:  # a preset's cells: on a bigger machine, its multi-worker twins too (lab/scale.py)
         cells = scale.multi_worker(cells, cpus.server, matrix)

@@ -75,8 +75,10 @@ class Hosts:
         stats = json.loads(done.stdout)[0]["stats64"]
         return stats["tx"]["packets"], stats["rx"]["packets"]
 
-    def run(self, ns: str, argv: list[str], env: dict[str, str], cpu: int, **kwargs: object) -> subprocess.Popen:
-        command = ["ip", "netns", "exec", ns, "taskset", "-c", str(cpu), *argv]
+    def run(self, ns: str, argv: list[str], env: dict[str, str], cpu: int | None, **kwargs: object) -> subprocess.Popen:
+        """A process in a namespace, on one CPU (None: the runner, which keeps itself to the load CPUs)."""
+        pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        command = ["ip", "netns", "exec", ns, *pinned, *argv]
         return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, **kwargs)  # type: ignore[call-overload]
 
 
@@ -129,7 +131,7 @@ def start_agent(hosts: Hosts, env: dict[str, str], workdir: Path) -> subprocess.
 def lab_run(hosts: Hosts, env: dict[str, str], *args: str) -> subprocess.Popen:
     """`python -m lab run` on the load host (its CPU), started."""
     argv = [sys.executable, "-m", "lab", "run", "--server-cpus", "0", "--load-cpus", "1", "--load-workers", "1", *args]
-    return hosts.run(hosts.load, argv, env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return hosts.run(hosts.load, argv, env, None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def ended(process: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
@@ -174,7 +176,8 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
     # The preflight reads both hosts through the agent and leaves it free for the run.
     argv = [sys.executable, "-m", "lab", "preflight", *run, "--target-host", TARGET_ADDR, "--server-cpus", "0",
             "--load-cpus", "1", "--port", "18000"]  # fmt: skip
-    code, out = ended(hosts.run(hosts.load, argv, env, 1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    code, out = ended(hosts.run(hosts.load, argv, env, None, **piped))
     assert code == 0 and "preflight ok" in out, out
 
     # The run: two repeats; the target host is lost after the first, and the run stops with `lost`.
