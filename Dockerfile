@@ -30,7 +30,8 @@ RUN pip install -q --no-deps -e . \
     && (pip freeze; find apps core servers loadtests lab -type f -name '*.py' -o -name '*.toml' | sort | xargs cat) \
        | sha256sum | cut -c1-16 > /lab/.image-content \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin lab \
-    && mkdir -p /lab/results /lab/variants && chown lab /lab/results /lab/variants
+    && mkdir -p /lab/results /lab/variants && chown lab /lab/results /lab/variants \
+    && mkdir -m 1777 /lab/secrets
 
 # Containers start as root only for the entrypoint (core/entrypoint.py): it drops to the owner of the mounted results
 # folder (or LAB_UID/LAB_GID; without a results folder, the `lab` user above) and execs the command. Every service

@@ -15,6 +15,7 @@ from core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+MAX_CPUS = 4096
 
 
 def machine_cpus() -> tuple[int, ...]:
@@ -50,13 +51,22 @@ class CpuPlan:
     workers: int
 
 
-def plan_cpus(server: str | None, load: str | None, workers: str | int | None) -> CpuPlan:
-    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default; the load
-    generator on every other CPU (all of them on a one-CPU machine), one Locust worker per load CPU. The same
-    defaults for the runner, the compose preflight and every container (python -m core.pin)."""
-    server_cpus = parse_cpus(server, "SERVER_CPUS / --server-cpus") if server else machine_cpus()[:1]
+def plan_cpus(server: str | None, load: str | None, workers: str | int | None, remote: bool = False) -> CpuPlan:
+    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default (on a machine
+    of more than 2 CPUs, on the first half of them); the load generator on every other CPU (all of them on a one-CPU
+    machine), one Locust worker per load CPU. The same defaults for the runner, the compose preflight and every
+    container (python -m core.pin). `remote`: the servers run on another host, whose agent checks their CPUs, and
+    this one is the load host: the load gets all of it."""
+    every = machine_cpus()
+    # More than 2 CPUs: the server gets the first half (multi-worker cells run on them: lab/scale.py), else CPU 0.
+    theirs = tuple(range(MAX_CPUS)) if remote else None  # the agent checks them, on its host (lab/backends.py)
+    server_cpus = (
+        parse_cpus(server, "SERVER_CPUS / --server-cpus", theirs) if server else every[: max(len(every) // 2, 1)]
+    )
     if load:
         load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus")
+    elif remote:
+        load_cpus = every
     else:
         load_cpus = tuple(c for c in machine_cpus() if c not in server_cpus) or machine_cpus()
     if workers in (None, ""):

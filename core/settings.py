@@ -27,12 +27,18 @@ VARIABLES: dict[str, str] = {
     "LAB_OWN_APP": "set by the launcher for your app's servers: its MODULE:ATTRIBUTE (apps/own_app.py reads it)",
     "LAB_OWN_CODE": "set by the launcher for your app's servers: the folder it is imported from",
     "LAB_RESULTS": "the host folder mounted as the results folder (default ./results); named in the last lines",
+    "LAB_AGENT_SECRET_FILE": "the file with the secret the target agent and the runner share (made, mode 0600, when "
+    "missing; default ~/.config/asgi-bench-lab/agent-secret)",
+    "LAB_TARGET_HOST": "the one address beyond loopback that servers may be loaded on (the target host's); "
+    "default: loopback only",
 }
 
 # Read by docker compose from the shell or .env, not by the lab's Python code; listed with the others.
 COMPOSE_VARIABLES: dict[str, str] = {
     "CODE": "a host folder mounted read-only at /lab/code: your app, or a checkout or wheels for a variant "
     "(default ./apps)",
+    "LOCUST_MASTER_BIND_HOST": "the address the Locust master's ZeroMQ port listens on for workers (default 127.0.0.1; "
+    "never 0.0.0.0 unless named: it has no authentication)",
 }
 
 # The compose settings every container reads to pin itself (core/pin.py) and the runner checks (lab/cli.py).
@@ -58,6 +64,7 @@ RUN_OPTIONS = {
     "LOAD_CPUS": "load_cpus",
     "LOCUST_WORKERS": "locust_workers",
     "LAB_ALLOW_SHARED_CPUS": "allow_shared_cpus",
+    "LAB_TARGET_HOST": "target_host",
     "CELLS": "cells",
     "SERVERS": "servers",
     "LOOPS": "loops",
@@ -86,6 +93,8 @@ class Settings:
     variants_dir: Path | None = None
     uid: int | None = None
     gid: int | None = None
+    agent_secret_file: Path = Path.home() / ".config" / "asgi-bench-lab" / "agent-secret"
+    target_host: str | None = None  # LAB_TARGET_HOST
     server_cpus: str | None = None  # SERVER_CPUS
     load_cpus: str | None = None  # LOAD_CPUS
     locust_workers: str | None = None  # LOCUST_WORKERS
@@ -134,6 +143,8 @@ class Settings:
             variants_dir=Path(v) if (v := text("LAB_VARIANTS")) else None,
             uid=number("LAB_UID"),
             gid=number("LAB_GID"),
+            agent_secret_file=Path(f).expanduser() if (f := text("LAB_AGENT_SECRET_FILE")) else cls.agent_secret_file,
+            target_host=text("LAB_TARGET_HOST"),
             server_cpus=text("SERVER_CPUS"),
             load_cpus=text("LOAD_CPUS"),
             locust_workers=text("LOCUST_WORKERS"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UsageError
+from lab import hosts
 from lab.config import RunConfig
 from loadtests.load import LoadBackend
 from loadtests.local import LocalLocust
@@ -20,22 +21,27 @@ def open_backends(config: RunConfig, matrix: Matrix, logs: Path) -> tuple[Target
     """The run's target and load backends; each must run on exactly the CPU sets the config names, and the target
     side on the run's matrix."""
     targets: TargetBackend = (
-        AgentTargets(config.target_agent, matrix)
+        AgentTargets(config.target_agent, matrix, host=config.target_host)
         if config.target_agent
-        else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix)
+        else LocalTargets(logs, tuple(config.server_cpus), matrix=matrix, host=config.target_host)
     )
-    loads: LoadBackend = (
-        MasterLocust(config.locust_master, config.load_workers)
-        if config.locust_master
-        else LocalLocust(tuple(config.load_cpus), config.load_workers, logs / "load")
-    )
-    for side, backend, wanted, setting in (
-        ("server", targets, config.server_cpus, "SERVER_CPUS / --server-cpus"),
-        ("load", loads, config.load_cpus, "LOAD_CPUS / --load-cpus"),
-    ):
-        if sorted(backend.cpus) != sorted(wanted):
-            raise UsageError(
-                f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
-                f"set {setting} to the same CPU set for both"
-            )
+    try:
+        loads: LoadBackend = (
+            MasterLocust(config.locust_master, config.load_workers)
+            if config.locust_master
+            else LocalLocust(tuple(config.load_cpus), config.load_workers, logs / "load")
+        )
+        for side, backend, wanted, setting in (
+            ("server", targets, config.server_cpus, "SERVER_CPUS / --server-cpus"),
+            ("load", loads, config.load_cpus, "LOAD_CPUS / --load-cpus"),
+        ):
+            if sorted(backend.cpus) != sorted(wanted):
+                raise UsageError(
+                    f"the {side} side runs on CPUs {list(backend.cpus)}, but this run is for CPUs {wanted}: "
+                    f"set {setting} to the same CPU set for both"
+                )
+        hosts.both(config, targets)  # a limit on either host that would turn connections away refuses the run here
+    except BaseException:
+        targets.release()  # refused: the agent is free for the next run at once
+        raise
     return targets, loads

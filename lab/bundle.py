@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 
 from core.errors import UsageError
 from core.host import atomic_write
+from core.hostfacts import HostFacts
 from core.model import Record
 from lab.config import RunConfig
 from lab.verdict import Verdict
@@ -222,6 +223,10 @@ class Manifest(Record):
     extra_rule: str  # the rule that gave some cells extra repeats, with the run's budget
     speed: Speed | None
     environments: list[Environment] = Field(default_factory=list)  # the run's variants as installed (none before them)
+    # Both hosts as each read itself (load: the runner's; target: the agent's, or the same host), and what about them
+    # would bias the result (lab/hosts.py); none in bundles from before them.
+    hosts: dict[str, HostFacts] = Field(default_factory=dict)
+    host_notes: list[str] = Field(default_factory=list)
 
 
 class CalibrationPoint(Record):

@@ -80,7 +80,7 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
             config.own.check_imports(sys.executable)  # else where it is installed, before the first cell
     if not config.target_agent:
         for port in config.ports:
-            check_port_free(LOOPBACK, port, "server port")
+            check_port_free(config.target_host, port, "server port")
     check_writable(args.results)
     return config, matrix, run_dir, manifest
 
@@ -127,6 +127,8 @@ def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
             for backend in (loads, targets):
                 if backend is not None and not (args.target_agent or args.locust_master):
                     backend.close()  # what this machine started: the local Locust master and workers
+            if targets is not None:
+                targets.release()  # an agent that stays: the next run may drive it
     for line in final:  # the last lines, after every other service has stopped
         say(line)
     return code
@@ -191,7 +193,7 @@ def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: Loa
     if targets is None and args.target_agent:
         try:
             targets = AgentTargets(args.target_agent)
-        except ServiceLostError:
+        except LabError:  # gone, or it will not take this side's secret: nothing this run can end there
             targets = None
     for backend in (loads, targets):
         if backend is not None:
@@ -223,6 +225,17 @@ def preflight_main(args: argparse.Namespace, matrix: Matrix) -> int:
     config, matrix, run_dir, _ = prepare(args, matrix)
     for port, what in {**SERVICE_PORTS, **dict.fromkeys(config.ports, "the servers' port")}.items():
         check_port_free(LOOPBACK, port, what, f"stop what holds it (`ss -ltnp 'sport = :{port}'` shows which)")
+    if config.two_hosts:  # the target host's agent is up already: both hosts checked side by side
+        from lab import hosts
+        from servers.remote import AgentTargets
+
+        assert config.target_agent is not None
+        targets = AgentTargets(config.target_agent, matrix, host=config.target_host)
+        try:
+            for note in hosts.both(config, targets)[1]:
+                say(f"preflight: hosts: {note}")
+        finally:
+            targets.release()
     what = f"resume {run_dir.name}" if run_dir else f"preset {config.preset or 'cells'}"
     say(
         f"preflight ok: {what}, {len(config.cells)} cells x {len(config.scenarios)} scenarios; server CPUs "
@@ -249,7 +262,7 @@ def calibrate_main(args: argparse.Namespace, matrix: Matrix) -> int:
     workdir = Path(args.workdir)
     targets = LocalTargets(workdir, tuple(config.server_cpus), matrix=matrix)
     with LocalLocust(tuple(config.load_cpus), config.load_workers, workdir / "load") as loads:
-        measure = Measure(config, matrix, "calibration", loads, tuple(config.server_cpus))
+        measure = Measure(config, matrix, "calibration", loads, tuple(config.server_cpus), targets)
         record = calibrate(config, matrix, targets, loads, measure, say)
     text = (record.model_dump_json(indent=1) if record else "null") + "\n"
     if args.out:

@@ -31,9 +31,10 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from core.errors import UsageError
-from core.host import check_port, plan_cpus
+from core.host import LOOPBACK, check_port, plan_cpus
 from core.model import Record
 from core.settings import settings
+from lab import scale
 from loadtests.load import (
     DEFAULT_STREAMS,
     MAX_CONNECTIONS,
@@ -82,6 +83,18 @@ class Option:
     negate: bool = False  # a flag that turns the field off (--no-calibrate)
     text: bool = False  # the flag takes text that from_args parses (CPU sets and counts, as compose passes them)
     check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag) -> None or a UsageError
+
+
+def check_target_host(value: str, flag: str) -> None:
+    """One IP address of one host: a name could resolve anywhere, a wildcard or multicast address is no host."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: give the target host's IP address, e.g. 198.18.0.1") from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise UsageError(f"{flag} {value}: give the one address the servers listen on, not a wildcard or a group")
 
 
 def cell_of(value: Any) -> Any:
@@ -173,9 +186,7 @@ class RunConfig(Record):
     load_workers: Annotated[
         int, Option("Locust worker processes (default: one per load CPU)", env="LOCUST_WORKERS", low=1, text=True)
     ]
-    port: Annotated[
-        int, Option("server port on 127.0.0.1 (with --resume: the run's own)", check=check_port, default=8000)
-    ]
+    port: Annotated[int, Option("server port (with --resume: the run's own)", check=check_port, default=8000)]
     calibrate: Annotated[
         bool, Option("skip measuring the load generator's ceiling", "--no-calibrate", negate=True, default=True)
     ]
@@ -185,9 +196,16 @@ class RunConfig(Record):
                env="LAB_ALLOW_SHARED_CPUS", default=False),
     ]  # fmt: skip
     target_agent: Annotated[
-        str | None, Option("run cells under this agent (python -m servers.agent)", "--server-agent")
-    ]
+        str | None, Option("run cells under this agent (python -m servers.agent), here or on a target host",
+                           "--server-agent")
+    ]  # fmt: skip
     locust_master: Annotated[str | None, Option("drive this long-lived Locust master (its web UI)", "--locust-master")]
+    target_host: Annotated[
+        str,
+        Option("the servers' address when it is not loopback: the target host's IP (recorded; every other address "
+               "is refused before any traffic)", "--target-host", env="LAB_TARGET_HOST", check=check_target_host,
+               default=LOOPBACK),
+    ] = LOOPBACK  # fmt: skip
     # --- the run's focus and its variants (bundles from before them have none) ---------------------------------
     servers: Annotated[
         list[str], Option("only the preset's cells of this server; repeatable", "--server", repeat=True, env="SERVERS")
@@ -300,7 +318,7 @@ class RunConfig(Record):
             raise UsageError("--rate needs a sweep: give --sweep-seconds (e.g. 3)")
         if not self.server_cpus or not self.load_cpus:
             raise UsageError("the server and the load generator each need at least one CPU")
-        if set(self.server_cpus) & set(self.load_cpus) and not self.allow_shared_cpus:
+        if set(self.server_cpus) & set(self.load_cpus) and not (self.allow_shared_cpus or self.two_hosts):
             raise UsageError(
                 f"server CPUs {self.server_cpus} and load CPUs {self.load_cpus} overlap; give them disjoint sets so "
                 "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
@@ -318,6 +336,12 @@ class RunConfig(Record):
             raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
         check_open_files(self.users, self.load_workers)
         return self
+
+    @property
+    def two_hosts(self) -> bool:
+        """The servers on another host, under its agent: the two CPU sets are two machines' (the same numbers may
+        name different CPUs)."""
+        return self.target_agent is not None and self.target_host != LOOPBACK
 
     @property
     def ports(self) -> list[int]:
@@ -345,6 +369,7 @@ class RunConfig(Record):
             target=target, scenario=scenario, users=self.users, duration=duration, rate=rate,
             client=self.client, warmup=warmup, arrivals=self.arrivals, max_connections=self.max_connections,
             http=http, streams=self.streams if http == "h2" else 1,
+            named_host="" if self.target_host == LOOPBACK else self.target_host,
         )  # fmt: skip
 
     def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:
@@ -476,6 +501,15 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     if own:  # the preset's servers and loops, each once, running your app
         cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
     cells = focused(cells, focus, matrix, preset)
+    named = args.target_host or env.variable("LAB_TARGET_HOST")  # another host's: its CPUs are the agent's to check
+    cpus = plan_cpus(
+        args.server_cpus or env.variable("SERVER_CPUS"),
+        args.load_cpus or env.variable("LOAD_CPUS"),
+        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
+        remote=bool(args.target_agent) and named not in (None, LOOPBACK),
+    )
+    if not keys:  # a preset's cells: on a bigger machine, its multi-worker twins too (lab/scale.py)
+        cells = scale.multi_worker(cells, cpus.server, matrix)
     ab, variants = given("ab"), [variant_of(v) for v in given("variants") or []]
     if ab and variants:
         raise UsageError("give --ab (AB) or --variant (VARIANTS), not both")
@@ -494,11 +528,6 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         slower = float(slower) if slower is not None else None
     except ValueError:
         raise UsageError(f"--fail-if-slower / FAIL_IF_SLOWER {slower!r}: give a percentage, e.g. 2") from None
-    cpus = plan_cpus(
-        args.server_cpus or env.variable("SERVER_CPUS"),
-        args.load_cpus or env.variable("LOAD_CPUS"),
-        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
-    )
     values: dict[str, Any] = {
         "preset": None if keys else preset.name,
         "cells": cells,

@@ -266,6 +266,18 @@ def fastest(a: Analysis) -> str:
     return "fastest — " + ("; ".join(tops) if tops else "nothing measured")
 
 
+def scaling(a: Analysis) -> str | None:
+    """Multi-worker cells against their one-worker twins (a bigger machine's run: lab/scale.py), per scenario."""
+    found = []
+    for scenario in a.scenarios:
+        closed = {f.cell: f for f in a.closed(scenario) if f.level}
+        for cell, many in closed.items():
+            one = closed.get(cell.model_copy(update={"workers": 1}))
+            if cell.workers > 1 and one is not None and one.level and many.level:
+                found.append(f"{one.label} {scenario} {cell.workers} workers vs 1: {many.level / one.level:.1f}x")
+    return "workers — " + "; ".join(found) if found else None
+
+
 def variant_text(name: str, a: Analysis) -> str:
     """What a variant is: 'B = uvicorn 0.53.0', or 'A = the image's (uvicorn 0.54.0)'."""
     env = next((e for e in a.manifest.environments if e.variant == name), None)
@@ -345,6 +357,8 @@ def headline(a: Analysis) -> list[str]:
     lines += [f"  {line}" for line in text_table(a)] if a.rankings else ["  nothing measured"]
     lines += sentences(a)
     lines.append(fastest(a))
+    if (scaled := scaling(a)) is not None:
+        lines.append(scaled)
     leading = [leaders_text(x, a) for x in at_common_rate(a)]
     lines.append("equal load — " + ("; ".join(leading) if leading else "no sweep in this run"))
     significant = sum(s.comparison.significant for s in a.comparisons)

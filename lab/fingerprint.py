@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import socket
 import subprocess
-import time
-from collections.abc import Callable
-from importlib.metadata import distributions
 from pathlib import Path
 
 import psutil
 
 from core.host import ROOT
+from core.hostfacts import cpu_model as _cpu_model
+from core.hostfacts import machine_id, versions  # noqa: F401  (the manifest's, as both hosts read them)
+from core.hostfacts import os_name as _os_name
 from core.settings import settings
 from lab.bundle import Machine
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.platform()
 
 
 def in_container() -> bool:
@@ -46,16 +24,6 @@ def in_container() -> bool:
         return any(word in Path("/proc/1/cgroup").read_text() for word in ("docker", "containerd", "kubepods"))
     except OSError:
         return False
-
-
-def machine_id() -> str:
-    """A short id for this host that reveals nothing: a hash of its hostname, CPU model and memory size.
-
-    The same on the host and in the lab's containers (they share the host's network, so its hostname), and
-    LAB_HOST_ID overrides it.
-    """
-    source = settings().host_id or f"{socket.gethostname()}|{_cpu_model()}|{psutil.virtual_memory().total}"
-    return hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
 def machine() -> Machine:
@@ -83,12 +51,6 @@ def _image_content() -> str | None:
     """The lab image's content hash (its packages and code), written when the image was built (Dockerfile)."""
     path = ROOT / ".image-content"
     return f"content:{path.read_text().strip()}" if path.exists() else None
-
-
-def versions() -> dict[str, str]:
-    """Every installed distribution and its exact version."""
-    found = {d.metadata["Name"].lower(): d.version for d in distributions() if d.metadata["Name"]}
-    return dict(sorted(found.items()))
 
 
 def _commit_from_files() -> str | None:
@@ -126,49 +88,5 @@ def lab_commit() -> str | None:
         return settings().git_commit or _commit_from_files()
 
 
-# A fixed pure-Python workload (the servers under test are Python): dict, str and int work in a loop.
-def inserts_per_second(inserts: int, passes: int, clock: Callable[[], float] = time.perf_counter) -> float:
-    """The workload: `inserts` dict inserts of str(i) -> i * 7 % 13, timed by `clock` (wall time; the speedometer
-    passes its thread's CPU time); the best of `passes` passes."""
-    best = 0.0
-    for _ in range(passes):
-        started = clock()
-        d = {}
-        for i in range(inserts):
-            d[str(i)] = i * 7 % 13
-        best = max(best, inserts / max(clock() - started, 1e-9))
-    return best
-
-
-# The speed index's sample: the workload in a fresh process (no heap or caches from the run).
-SPEED_WORKLOAD = "from lab.fingerprint import inserts_per_second\nprint(inserts_per_second(200_000, 3))\n"
-
-
-def speed(cpu: int) -> float:
-    """Operations per second of SPEED_WORKLOAD pinned to one CPU: a short, fixed index of this machine's speed."""
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", SPEED_WORKLOAD],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )
-    return round(float(done.stdout.strip()), 1)
-
-
-PROBE_INSERTS = 40_000  # a fifth of one SPEED_WORKLOAD pass: 8-15 ms here
-
-
-def probe(cpu: int) -> float:
-    """How fast one CPU runs right now: the workload's inserts per second, the faster of two short passes (the first
-    also warms the caches a window's server left cold), in this thread pinned to that CPU for the while — no process
-    to start, so it can be taken before and after every window."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        return round(inserts_per_second(PROBE_INSERTS, 2), 1)
-    finally:
-        os.sched_setaffinity(0, before)
+# The speed workload and its probes live in core/speed.py, where the target agent runs them too.
+from core.speed import PROBE_INSERTS, SPEED_WORKLOAD, inserts_per_second, probe, speed  # noqa: E402, F401

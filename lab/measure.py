@@ -16,14 +16,14 @@ from lab import bundle, fingerprint
 from lab.bundle import Conditions, Cost, Repeat, ServerFigures, Speed
 from lab.config import RunConfig
 from lab.plan import Work
-from lab.speedometer import Speedometer, full_speed, in_window
+from lab.speedometer import full_speed, in_window
 from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, RefereeResult
 from servers.launcher import probe
 from servers.matrix import Cell, Expected, Matrix
 from servers.own_app import OwnAppError, first_answer
-from servers.target import RunningServer, ServerSample
+from servers.target import CpuGauge, RunningServer, ServerSample, Speedometer
 
 WINDOW_TOLERANCE = 0.25  # seconds, plus 5% of the duration: how far a window may stray from what was asked
 STEAL_BOUND = 0.05  # a server or load CPU with more stolen than this share of the window: disturbed
@@ -42,7 +42,7 @@ def health(server: RunningServer) -> str | None:
     """None while the server runs and answers correctly, else what is wrong with it."""
     if not server.alive():
         return f"the server exited {server.exit_code}"
-    return probe("127.0.0.1", server.port, path=server.report.ready_path, http2=server.report.protocol == "h2")
+    return probe(server.report.host, server.port, path=server.report.ready_path, http2=server.report.protocol == "h2")
 
 
 def cost(answers: float, sample: ServerSample, client_seconds: float) -> Cost:
@@ -160,12 +160,13 @@ class Measure:
     run_id: str
     loads: LoadBackend
     server_cpus: tuple[int, ...]
+    gauge: CpuGauge  # the server CPUs' speed, timed on their host (the target backend)
     speeds: list[float] = field(default_factory=list)  # every probe of the first server CPU in this run
     answers: dict[str, Expected] = field(default_factory=dict)  # your app's first correct answer per request
     speedometer: Speedometer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.speedometer = Speedometer(self.server_cpus)
+        self.speedometer = self.gauge.speedometer()
 
     def timed(self, start: float, end: float) -> list[int]:
         """The speedometer's samples of every server CPU between start and end, stopping it."""
@@ -177,7 +178,7 @@ class Measure:
     def probe(self, settle: float = 0.0) -> float:
         """The first server CPU's speed now (the server idle between windows), kept for the run's full speed."""
         time.sleep(settle)
-        found = fingerprint.probe(self.server_cpus[0])
+        found = self.gauge.probe(self.server_cpus[0])
         self.speeds.append(found)
         return found
 
@@ -190,7 +191,7 @@ class Measure:
         """One more sample of the machine's speed index on the first server and load CPU (the index is the median so
         far), then a burst of probes, so that the first repeats are judged against more than their own probes."""
         c = self.config
-        servers = [*(earlier.server_samples if earlier else []), fingerprint.speed(c.server_cpus[0])]
+        servers = [*(earlier.server_samples if earlier else []), self.gauge.speed(c.server_cpus[0])]
         loads = [*(earlier.load_samples if earlier else []), fingerprint.speed(c.load_cpus[0])]
         for _ in range(PROBE_BURST):
             self.probe()

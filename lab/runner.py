@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core import interrupts
 from core.errors import ProcessFailedError, ServiceLostError
-from lab import bundle, fingerprint, pairs, plan, stats, sweep
+from lab import bundle, fingerprint, hosts, pairs, plan, scale, stats, sweep
 from lab.analysis import Analysis
 from lab.budget import RERUNS, Budget
 from lab.bundle import Manifest, PairWindow, Part, Repeat, Skipped, SweepRates
@@ -70,7 +70,7 @@ class Runner:
         hint = " | after Ctrl-C: RESUME=last docker compose up" if config.target_agent else ""
         self.listener: Listener = listener or Progress(resume_hint=hint)
         self.ledger = Ledger(root, self.run_id)
-        self.measure = Measure(config, matrix, self.run_id, loads, tuple(targets.cpus))
+        self.measure = Measure(config, matrix, self.run_id, loads, tuple(targets.cpus), targets)
         self.referee = RefereeRule(config.referee_seconds)
         self.budget = Budget(
             config.budget_seconds, time.time(), config.warmup + config.duration, config.sweep_seconds,
@@ -449,6 +449,7 @@ class Runner:
             started=time.time(), ended=None, status="running", machine_id=machine.machine_id,
             container=machine.container, uid=os.getuid(), wiring=wiring, note=None,
         )  # fmt: skip
+        facts, notes = hosts.both(c, self.targets)
         started = resumed.started if resumed else part.started
         self.budget.started = started
         self.ledger.save(
@@ -461,12 +462,17 @@ class Runner:
                 rounds=list(resumed.rounds) if resumed else [], sweep=dict(resumed.sweep) if resumed else {},
                 extra_rule=extra_rule(c), speed=resumed.speed if resumed else None,
                 environments=self.environments or (resumed.environments if resumed else []),
+                hosts=facts, host_notes=notes,
             )
         )  # fmt: skip
         self.listener.say(
             f"run {self.run_id}: {len(c.cells)} cells x {len(c.scenarios)} scenarios, {c.repeats} rounds; "
-            f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s)"
+            f"server CPUs {c.server_cpus}, load CPUs {c.load_cpus} with {c.load_workers} Locust worker(s); "
+            f"{scale.how(c.server_cpus, c.cells, len({*c.server_cpus, *c.load_cpus}))}"
+            + (f"; servers on the target host {c.target_host}" if c.two_hosts else "")
         )
+        for note in notes:
+            self.listener.say(f"hosts: {note}")
 
     def end(self, status: str, note: str | None) -> None:
         parts = list(self.manifest.parts)

@@ -80,6 +80,8 @@ class Load(Record):
     settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
     http: Annotated[str, Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)")] = "h1"
     streams: Annotated[int, Field(description="h2: requests in flight per connection (1 over HTTP/1.1)")] = 1
+    # The one address beyond loopback the user named for this run (--target-host); every other is refused.
+    named_host: Annotated[str, Field(description="the target host the user named; empty: loopback only")] = ""
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
@@ -110,7 +112,7 @@ class Load(Record):
             )
 
     def check_pair(self, plan: scenarios.Plan) -> None:
-        scenarios.Target.parse(self.pair_target)
+        scenarios.Target.parse(self.pair_target, self.named_host)
         if self.pair_mode not in get_args(PairMode):
             raise UsageError(f"pair mode {self.pair_mode!r}: give together or slices")
         if self.rate or plan.websocket or self.client != "lean":
@@ -146,7 +148,7 @@ class Load(Record):
 
     def plan(self) -> scenarios.Plan:
         """The bytes to send and what must come back."""
-        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target), self.params)
+        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target, self.named_host), self.params)
 
     @property
     def timeout(self) -> float:

@@ -48,14 +48,31 @@ ANSWERS: dict[str, Answer] = {
 }
 
 
+def allowed(host: str, named: str = "") -> bool:
+    """A loopback address, or exactly the address named (an IP: a name could resolve anywhere)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    if ip.is_unspecified or ip.is_multicast:  # no one host
+        return False
+    try:
+        return bool(named) and ip == ipaddress.ip_address(named)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Target:
     host: str
     port: int
 
     @classmethod
-    def parse(cls, url: str) -> Target:
-        """The server to load, which must be on this machine: the lab never aims traffic anywhere else."""
+    def parse(cls, url: str, named: str = "") -> Target:
+        """The server to load: on this machine's loopback, or on the one target host the user named (`named`,
+        --target-host); the lab aims traffic nowhere else."""
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -64,13 +81,11 @@ class Target:
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
             raise UsageError(f"target {url!r} must look like http://127.0.0.1:8000")
         host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not allowed(host, named):
+            also = f" or the target host named for this run, {named}" if named else ""
             raise UsageError(
-                f"target {url!r} is not a loopback address; the lab only loads servers on 127.0.0.0/8 or ::1"
+                f"target {url!r} is not a loopback address{also}; the lab loads servers on 127.0.0.0/8 or ::1, and on "
+                "another host only when it is named (--target-host ADDR, LAB_TARGET_HOST)"
             )
         return cls(host, port or 80)
 

@@ -75,19 +75,20 @@ class Session:
         pair = None
         if load.paired:
             pair = flock.Pairing(
-                scenarios.Target.parse(load.pair_target), self.second, load.pair_mode, load.slice_seconds,
-                load.settle_seconds,
+                scenarios.Target.parse(load.pair_target, load.named_host), self.second, load.pair_mode,
+                load.slice_seconds, load.settle_seconds,
             )  # fmt: skip
+        target = scenarios.Target.parse(load.target, load.named_host)
         if load.http == "h2":
             from loadtests.h2flock import H2Flock
 
             self.flock = H2Flock(
-                self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
+                self.plan, target, self.recorder, self.report_to_ui, schedule,
                 max(1, load.max_connections // processes), streams=load.streams,
             )  # fmt: skip
         else:
             self.flock = flock.Flock(
-                self.plan, scenarios.Target.parse(load.target), self.recorder, self.report_to_ui, schedule,
+                self.plan, target, self.recorder, self.report_to_ui, schedule,
                 max(1, load.max_connections // processes), pair,
             )  # fmt: skip
 

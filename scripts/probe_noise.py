@@ -202,7 +202,9 @@ def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
     workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
     found: list[tuple[str, str, stats.Comparison]] = []
     with LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust:
-        measure = Measure(config, matrix, "probe", locust, tuple(server_cpus))
+        measure = Measure(
+            config, matrix, "probe", locust, tuple(server_cpus), LocalTargets(workdir, tuple(server_cpus))
+        )
         try:
             for cell, scenarios in points:
                 with LocalTargets(workdir, tuple(server_cpus), matrix=matrix).serve(cell, free_port()) as server:

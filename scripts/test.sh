@@ -10,6 +10,7 @@ missing=""
 command -v chromium >/dev/null || missing="$missing chromium"  # the report test renders report.html in it
 command -v wrk >/dev/null || missing="$missing wrk"            # the referee of every local run
 command -v h2load >/dev/null || missing="$missing nghttp2-client"  # the referee over h2c
+command -v ip >/dev/null || missing="$missing iproute2"         # the two-host test's network namespaces
 if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "test.sh: installing Debian's$missing"
   apt-get update -qq >/dev/null
@@ -22,4 +23,5 @@ venv=${LAB_VENV:-.venv}
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[fast,test]"
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
-exec "$venv/bin/python" -m pytest "$@"
+# -rs: each skipped test and why (the two-host test skips where network namespaces cannot be made)
+exec "$venv/bin/python" -m pytest -rs "$@"

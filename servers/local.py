@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import interrupts
-from core.host import ROOT, child_setup, machine_cpus
+from core import hostfacts, interrupts, speed
+from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
 from servers.matrix import Cell, Matrix
 from servers.own_app import NAME as OWN
 from servers.own_app import OwnApp
@@ -47,7 +47,7 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.report.host}:{self.port}"
 
     def alive(self) -> bool:
         if self.process.poll() is None:
@@ -110,6 +110,7 @@ class LocalTargets:
     matrix: Matrix | None = None  # the run's, whose file the launcher reads (None: the launcher's default)
     variants_dir: Path | None = None  # where variants' environments are kept (None: servers/variants.py's default)
     pythons: dict[str, str] = field(default_factory=dict)  # variant -> its interpreter, once prepared
+    host: str = LOOPBACK  # the address the servers listen on (the agent's serve address on a target host)
 
     own: OwnApp | None = None  # your app, once prepared: the app `own` of the run's matrix
 
@@ -134,7 +135,8 @@ class LocalTargets:
         self.workdir.mkdir(parents=True, exist_ok=True)
         report, log = self.workdir / f"{cell.key}.server.json", self.workdir / f"{cell.key}.server.log"
         report.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--port", str(port), "--report", str(report)]
+        argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--host", self.host, "--port", str(port)]
+        argv += ["--report", str(report)]
         argv += ["--ready-timeout", str(self.ready_timeout)]
         if self.matrix is not None and self.matrix.source:
             argv += ["--matrix", str(self.matrix.source)]
@@ -183,6 +185,23 @@ class LocalTargets:
                                 server.stop()
                     with contextlib.suppress(ProcessLookupError):  # what a server killed outright may leave
                         os.killpg(process.pid, signal.SIGKILL)
+
+    clock_offset: float = 0.0  # one clock: the servers run on this host
+
+    def facts(self) -> hostfacts.HostFacts:
+        return hostfacts.facts()
+
+    def speed(self, cpu: int) -> float:
+        return speed.speed(cpu)
+
+    def probe(self, cpu: int) -> float:
+        return speed.probe(cpu)
+
+    def speedometer(self) -> speed.Speedometer:
+        return speed.Speedometer(self.cpus)
+
+    def release(self) -> None:
+        """Nothing outlives a serve() block here."""
 
     def close(self) -> None:
         """Nothing outlives a serve() block here."""

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from core.errors import ProcessFailedError, ServiceLostError
+from core.hostfacts import HostFacts
 from core.model import Record
 from servers.matrix import Cell, HttpVersion
 from servers.own_app import OwnApp
@@ -53,7 +54,7 @@ class ServerSample(Record):
 
 
 class RunningServer(Protocol):
-    """One cell's server, ready and answering on 127.0.0.1:port."""
+    """One cell's server, ready and answering on its host (report.host: loopback, or the target host's) and port."""
 
     cell: Cell
     port: int
@@ -83,10 +84,42 @@ class RunningServer(Protocol):
     def log_tail(self) -> str: ...
 
 
-class TargetBackend(Protocol):
-    """Starts cells on its server CPUs, one at a time."""
+class Speedometer(Protocol):
+    """The server CPUs' speed sampled during a window, where they are (core/speed.py)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> dict[int, list[tuple[float, float]]]:
+        """Each server CPU's samples since start: (wall-clock time, inserts per CPU-second)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CpuGauge(Protocol):
+    """How fast the server CPUs run, timed on the host they are on (core/speed.py)."""
+
+    def speed(self, cpu: int) -> float:
+        """The speed index's sample on one server CPU: the fixed workload in a fresh process."""
+        ...
+
+    def probe(self, cpu: int) -> float:
+        """One server CPU's speed now: a short pass of the workload."""
+        ...
+
+    def speedometer(self) -> Speedometer: ...
+
+
+class TargetBackend(CpuGauge, Protocol):
+    """Starts cells on its server CPUs, one at a time, listening on `host` (loopback, or the target host's address)."""
 
     cpus: tuple[int, ...]
+    host: str
+    clock_offset: float  # seconds the target host's clock is ahead of this one's (0 on one host)
+
+    def facts(self) -> HostFacts:
+        """The target host: CPU, kernel, versions and network settings, read there."""
+        ...
 
     def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
         """Each of the run's variants installed (or found in the cache) on the target side, before any cell starts;
@@ -96,7 +129,11 @@ class TargetBackend(Protocol):
         ...
 
     def serve(self, cell: Cell, port: int) -> AbstractContextManager[RunningServer]:
-        """Start the cell on 127.0.0.1:port; the server is ready inside the block and stopped after it."""
+        """Start the cell on host:port; the server is ready inside the block and stopped after it."""
+        ...
+
+    def release(self) -> None:
+        """The run is over and the backend's service stays (the agent, for the next run): give it back."""
         ...
 
     def close(self) -> None:

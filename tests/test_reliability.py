@@ -232,7 +232,7 @@ def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_pat
     with LocalLocust(machine_cpus()[-1:], 1, tmp_path / "load") as loads, targets.serve(cell, free_port()) as server:
         server.process.kill()
         server.process.wait()
-        measure = Measure(settings, load(), "run", loads, (0,))
+        measure = Measure(settings, load(), "run", loads, (0,), targets)
         record = measure.repeat(server, cell, Work("plaintext", 0.0, 1, 0.2, 1.0), Refereed(None))
     assert not record.ok and record.load is None and record.failure.startswith("before the window: the server exited")
 

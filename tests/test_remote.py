@@ -14,11 +14,14 @@ from core.host import ROOT, free_port
 from lab import bundle
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
+def wait_http(url: str, timeout: float = 30, secret_file: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2).close()
+            request = urllib.request.Request(url)
+            if secret_file is not None and secret_file.exists():
+                request.add_header("authorization", "Bearer " + secret_file.read_text().strip())
+            urllib.request.urlopen(request, timeout=2).close()
             return
         except OSError:
             assert time.monotonic() < deadline, f"{url} did not come up"
@@ -28,7 +31,8 @@ def wait_http(url: str, timeout: float = 30) -> None:
 def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -> None:
     agent_port, web_port, bind_port = free_port(), free_port(), free_port()
     locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-    quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(tmp_path / "agent-secret")}  # the agent makes it
+    quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bind_port)]
     master += ["--web-host", "127.0.0.1", "--web-port", str(web_port), "LeanUser"]
     worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(bind_port), "LeanUser"]
@@ -42,7 +46,7 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         subprocess.Popen([*locust, *worker], **pinned(1)),
     ]
     try:
-        wait_http(f"http://127.0.0.1:{agent_port}/health")
+        wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         wait_http(f"http://127.0.0.1:{web_port}/")
         run = subprocess.run(
             [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port()),
@@ -52,7 +56,7 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
              "--scenario", "plaintext", "--scenario", "json", "--repeats", "1", "--duration", "1", "--warmup", "0",
              "--users", "8", "--no-calibrate", "--server-agent", f"http://127.0.0.1:{agent_port}",
              "--locust-master", f"http://127.0.0.1:{web_port}", "--shutdown-services"],
-            cwd=ROOT, capture_output=True, text=True, timeout=180,
+            cwd=ROOT, capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
         for service in services:  # --shutdown-services ended the agent, the master and so the worker
