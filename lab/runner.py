@@ -132,6 +132,8 @@ class Runner:
                 self.extra_round(len(self.manifest.rounds) + 1, self.undecided())
         if rates:
             self.sweep(rates)
+        if c.stops:
+            self.stop_phase()
 
     # --- the phases ---------------------------------------------------------------------------------------------
     def round(self, number: int, visits: list[Visit]) -> None:
@@ -170,6 +172,28 @@ class Runner:
         self.speed_due = True
         for visit in visits:
             self.visit(visit)
+
+    def stop_phase(self) -> None:
+        """Stops under load: each cell `stops` times, cells interleaved (one stop of each, then the next), each stop on
+        a fresh server; a stop already in the bundle (before a resume) is not measured again."""
+        from lab.lifecycle import StopPlan, outcome_line, stop_once
+
+        c = self.config
+        cells = [cell for cell in c.cells if cell.key not in self.dead and not cell.variant]
+        self.listener.say(f"stops under load: {len(cells)} cells x {c.stops}, {StopPlan().describe()}")
+        for number in range(1, c.stops + 1):
+            for cell in cells:
+                path = bundle.stop_path(self.ledger.root, cell.key, c.graceful, number)
+                if path.exists() or cell.key in self.dead:
+                    continue
+                try:
+                    record = stop_once(self.targets, self.matrix, cell, c.port, number, self.run_id, c.graceful)
+                except ServerError as exc:
+                    self.dead.add(cell.key)
+                    self.fail(cell, None, "stop", str(exc), exc.log_tail)
+                    continue
+                bundle.write_record(path, record)
+                self.listener.say(outcome_line(record))
 
     def pairs(self, rounds: list[list[PairVisit]]) -> None:
         """An A/B run's pair rounds first: the verdict's own measurement, kept even if the run is stopped later."""
@@ -501,6 +525,10 @@ class Runner:
         if not charts:
             self.listener.say(f"summary.csv written; charts and report: python -m lab plot {root}")
             return True
+        if result.stops:
+            from lab.lifecycle import write_outputs as write_stops
+
+            self.listener.say(f"stops under load: {', '.join(str(p) for p in write_stops(root, result.stops))}")
         if not any(r.ok for r in result.repeats):
             self.listener.say("no measured results, so no charts")
             return True

@@ -192,6 +192,7 @@ class RunSettings:
     sweep: float = 0.0
     budget: float = 0.0
     max_repeats: int = 6
+    stops: int = 0
 
 
 @dataclass(frozen=True)

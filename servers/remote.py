@@ -24,11 +24,19 @@ from servers.agent_api import (
     Status,
     Stop,
     Stopped,
+    Terminate,
     Window,
 )
 from servers.matrix import Cell, Matrix
 from servers.own_app import OwnApp
-from servers.target import RunningServer, ServerError, ServerSample, StartupReport, TargetSideLostError
+from servers.target import (
+    RunningServer,
+    ServerError,
+    ServerSample,
+    StartupReport,
+    TargetSideLostError,
+    Termination,
+)
 from servers.variants import INSTALL_TIMEOUT, Environment, Variant
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
@@ -87,6 +95,15 @@ class RemoteServer:
         self.exit_code, self._tail = stopped.exit_code, stopped.log_tail
         return self.exit_code if self.exit_code is not None else 0
 
+    def terminate(self, at: float, kill_after: float) -> Termination:
+        import time
+
+        asked = Terminate(port=self.port, at=at, kill_after=kill_after)
+        wait = max(0.0, at - time.time()) + kill_after + 30
+        ended = call(self.agent_url, "/terminate", Termination, asked, timeout=wait)
+        self.exit_code = ended.exit_code
+        return ended
+
 
 class AgentTargets:
     """The TargetBackend of the compose lab: the agent at `url` runs each cell on its own (the target's) CPUs, from
@@ -109,8 +126,8 @@ class AgentTargets:
         return call(self.url, "/prepare", Prepared, asked, timeout=timeout).environments
 
     @contextlib.contextmanager
-    def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
-        asked = Start(cell=cell.key, port=port, matrix=self.digest)
+    def serve(self, cell: Cell, port: int, graceful: str = "lab") -> Iterator[RunningServer]:
+        asked = Start(cell=cell.key, port=port, matrix=self.digest, graceful=graceful)
         started = call(self.url, "/start", Started, asked, timeout=READY_ALLOWANCE)
         server = RemoteServer(self.url, cell, port, started.report)
         try:
