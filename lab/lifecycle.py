@@ -103,6 +103,7 @@ class ServerStops:
     scheduled: int
     outcomes: dict[str, int]  # summed over the stops
     lost: list[int]  # per stop
+    lost_before: list[int]  # per stop: of the requests due before SIGTERM
     drain: list[float]  # seconds from SIGTERM to the last answer, per stop
     exit_after: list[float | None]  # seconds from SIGTERM to the exit, per stop (None: killed)
     exit_codes: dict[int | None, int]
@@ -137,6 +138,7 @@ def by_server(stops: list[StopTest]) -> list[ServerStops]:
                 scheduled=sum(s.load.scheduled for s in group),
                 outcomes={o: total[o] for o in OUTCOMES},
                 lost=[s.lost for s in group],
+                lost_before=[s.load.lost_before for s in group],
                 drain=[s.load.last_answer for s in group if s.load.last_answer is not None],
                 exit_after=[s.exit_after for s in group],
                 exit_codes=dict(Counter(s.server.exit_code for s in group)),
@@ -158,22 +160,35 @@ def spread(values: list[float | None], unit: str = "s") -> str:
     return text + f" {unit}" + (f" ({len(values) - len(known)} killed)" if len(known) < len(values) else "")
 
 
-def table(stops: list[StopTest]) -> list[str]:
-    """The "Stopping under load" table as Markdown lines: one row per server and graceful setting."""
-    lines = [
-        "| server | graceful | stops | scheduled | lost (per stop) | refused | drain: SIGTERM → last answer | "
-        "SIGTERM → exit | exit codes | lifespan shutdown ran / completed | killed | left behind |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+COLUMNS = (
+    "server", "graceful timeout", "stops", "scheduled", "lost (per stop)", "of them due before SIGTERM", "refused",
+    "drain: SIGTERM → last answer",
+    "SIGTERM → exit", "exit codes", "lifespan shutdown ran / completed", "killed", "left behind",
+)  # fmt: skip
+
+
+def rows(stops: list[StopTest]) -> list[list[str]]:
+    """The "Stopping under load" table: one row per server and graceful setting, in COLUMNS."""
+    found = []
     for s in by_server(stops):
         codes = ", ".join(f"{code} ×{n}" for code, n in s.exit_codes.items())
         lost = f"{sum(s.lost)} ({min(s.lost)}-{max(s.lost)})" if s.lost else "-"
-        lines.append(
-            f"| {s.server} | {s.graceful} | {s.stops} | {s.scheduled} | {lost} | {s.outcomes['refused']} | "
-            f"{spread(list(s.drain))} | {spread(s.exit_after)} | {codes} | {s.shutdown_ran}/{s.stops} / "
-            f"{s.shutdown_completed}/{s.stops} | {s.killed} | {s.leftovers} |"
-        )
-    return lines
+        found.append([
+            s.server, s.graceful, str(s.stops), str(s.scheduled), lost, str(sum(s.lost_before)),
+            str(s.outcomes["refused"]),
+            spread(list(s.drain)), spread(s.exit_after), codes,
+            f"{s.shutdown_ran}/{s.stops} / {s.shutdown_completed}/{s.stops}", str(s.killed), str(s.leftovers),
+        ])  # fmt: skip
+    return found
+
+
+def table(stops: list[StopTest]) -> list[str]:
+    """The table as Markdown lines."""
+    return [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+        *("| " + " | ".join(row) + " |" for row in rows(stops)),
+    ]
 
 
 def outcome_line(stop: StopTest) -> str:
@@ -183,7 +198,8 @@ def outcome_line(stop: StopTest) -> str:
     lifespan = "completed" if stop.server.shutdown_completed else "ran" if stop.server.shutdown_ran else "not run"
     return (
         f"{stop.key} stop {stop.number} ({stop.graceful}): {stop.load.scheduled} scheduled at "
-        f"{stop.load.rate:.0f}/s: {counted}; {exited}; lifespan shutdown {lifespan}"
+        f"{stop.load.rate:.0f}/s: {counted}; lost {stop.lost} ({stop.load.lost_before} due before SIGTERM); "
+        f"{exited}; lifespan shutdown {lifespan}"
     )
 
 

@@ -55,6 +55,7 @@ class StopLoad(Record):
     long: dict[str, int]
     in_flight: dict[str, int]  # the outcomes of the requests sent before SIGTERM and not answered by then
     in_flight_ms: list[float]  # the latency (from its slot) of each of those that got an answer
+    due_after: dict[str, int]  # the outcomes of the requests due after SIGTERM
     last_answer: float | None  # the last answer of any kind
     idle_closed: list[float | None]  # when the server closed each idle connection (None: still open at the end)
     timeline_start: float  # the first bucket of the timeline
@@ -65,6 +66,16 @@ class StopLoad(Record):
     @property
     def lost(self) -> int:
         return sum(self.outcomes[o] for o in LOST)
+
+    @property
+    def lost_after(self) -> int:
+        """Lost among the requests due after SIGTERM (sent to a server that was stopping)."""
+        return sum(self.due_after[o] for o in LOST)
+
+    @property
+    def lost_before(self) -> int:
+        """Lost among the requests due before SIGTERM: what a graceful stop must not lose."""
+        return self.lost - self.lost_after
 
 
 @dataclass(slots=True)
@@ -342,6 +353,7 @@ class StopClient:
             long=count([r for r in done if r.kind == 1]),
             in_flight=count(in_flight),
             in_flight_ms=[round((r.end - r.slot) * 1000, 3) for r in in_flight if r.outcome in ("ok", "error")],
+            due_after=count([r for r in done if r.slot >= stop]),
             last_answer=round(max(r.end for r in answered) - stop, 6) if answered else None,
             idle_closed=[None if c.closed_at is None else round(c.closed_at - stop, 6) for c in self.idle_conns],
             timeline_start=first,

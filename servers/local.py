@@ -247,7 +247,9 @@ class LocalTargets:
             if not started.ready:
                 raise ServerError(f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}", tail(log))
             as_started = (graceful, seconds, flag)
-            server = LocalServer(cell, port, log, process, started, self.cpus, lifespan, as_started)
+            server = LocalServer(
+                cell, port, log, process, started, self.cpus, lifespan_report=lifespan, graceful=as_started
+            )
             yield server
         finally:
             if process is not None:
