@@ -23,6 +23,9 @@ from servers.own_app import NAME as OWN
 from servers.target import TargetBackend, Termination
 
 SHORT, LONG = "plaintext", "io"  # the scenarios whose requests the schedule mixes
+# One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 2.6-3.6 s per stop
+# on the default preset's cells): what the budget keeps free for the stop phase.
+SECONDS_PER_STOP = 4.0
 
 
 @dataclass(frozen=True)

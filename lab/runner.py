@@ -158,7 +158,13 @@ class Runner:
         if not undecided or len(self.manifest.rounds) >= self.config.max_repeats:
             return False
         visit = self.budget.per_visit(self.listener_per_repeat(), len(self.config.scenarios))
-        return self.budget.fits_round(visit * len(undecided), self.sweep_estimate(rates))
+        return self.budget.fits_round(visit * len(undecided), self.sweep_estimate(rates) + self.stops_estimate())
+
+    def stops_estimate(self) -> float:
+        """Seconds the stop phase will take: kept free of extra rounds, as the sweep's are."""
+        from lab.lifecycle import SECONDS_PER_STOP
+
+        return SECONDS_PER_STOP * self.config.stops * len(self.config.cells)
 
     def sweep(self, rates: dict[str, SweepRates]) -> None:
         for scenario, chosen in rates.items():

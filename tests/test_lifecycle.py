@@ -93,3 +93,38 @@ def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_p
     assert record.load.long["closed"] == long_sent > 0
     assert record.load.short["closed"] == 0 and record.load.short["ok"] > 0
     assert record.server.shutdown_completed and not record.server.killed
+
+
+def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from core.host import ROOT
+    from lab import bundle
+
+    agent_port = free_port()
+    agent = subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the agent did not come up"
+                time.sleep(0.2)
+        run = subprocess.run(
+            [sys.executable, "-m", "lab", "lifecycle", "--cell", CELL.format(app="raw"), "--stops", "1",
+             "--port", str(free_port()), "--server-agent", f"http://127.0.0.1:{agent_port}", "--out", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    record = bundle.read_model(bundle.stop_path(tmp_path, CELL.format(app="raw"), "lab", 1), "stop")
+    assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
+    assert record.server.shutdown_completed and record.server.exit_code == 0
+    assert "| uvicorn | lab | 1 |" in run.stdout and (tmp_path / "lifecycle.md").exists()
