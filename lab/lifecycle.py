@@ -23,8 +23,8 @@ from servers.own_app import NAME as OWN
 from servers.target import TargetBackend, Termination
 
 SHORT, LONG = "plaintext", "io"  # the scenarios whose requests the schedule mixes
-# One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 2.6-3.6 s per stop
-# on the default preset's cells): what the budget keeps free for the stop phase.
+# One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 30 stops of uvicorn in
+# about 115 s: 3.8 s each, server start included): what the budget keeps free for the stop phase.
 SECONDS_PER_STOP = 4.0
 
 
@@ -207,16 +207,23 @@ def outcome_line(stop: StopTest) -> str:
 
 
 def stability(stops: list[StopTest]) -> list[str]:
-    """Per server: each outcome's count per stop, as the same in every stop (stable) or its range (varies)."""
+    """Per server: each outcome, and the losses due before SIGTERM, as stable (in every stop, or in none) or varying
+    (in some stops only), with its count per stop (the counts scale with each cell's rate)."""
     lines = []
     for s in by_server(stops):
         group = [x for x in stops if x.cell.server == s.server and x.graceful == s.graceful]
+        measures = {o: [x.load.outcomes[o] for x in group] for o in OUTCOMES}
+        measures["lost due before SIGTERM"] = [x.load.lost_before for x in group]
+        measures["in flight at SIGTERM, not ok"] = [sum(x.load.in_flight.values()) - x.load.in_flight["ok"]
+                                                    for x in group]  # fmt: skip
         said = []
-        for outcome in OUTCOMES:
-            values = [x.load.outcomes[outcome] for x in group]
-            if any(values):
-                kind = "stable" if min(values) == max(values) else "varies"
-                said.append(f"{outcome} {min(values)}-{max(values)} ({kind})")
+        for name, values in measures.items():
+            seen = sum(v > 0 for v in values)
+            if seen in (0, len(values)):
+                kind = "never (stable)" if seen == 0 else "in every stop (stable)"
+            else:
+                kind = f"in {seen} of {len(values)} stops (varies)"
+            said.append(f"{name}: {kind}" + (f", {min(values)}-{max(values)} per stop" if seen else ""))
         lines.append(f"- {s.server} ({s.graceful} timeout, {s.stops} stops): " + "; ".join(said))
     return lines
 
@@ -227,7 +234,7 @@ def write_outputs(root: Path, stops: list[StopTest]) -> list[Path]:
 
     charts = draw_timeline(stops, root / "charts")
     lines = ["# Stopping under load", "", StopPlan().describe() + ".", "", *table(stops), "",
-             "Per stop, per server: which outcome counts were the same in every stop and which varied.", "",
+             "Per server: which outcomes came in every stop or in none (stable) and which in some only (varies).", "",
              *stability(stops), ""]  # fmt: skip
     if charts:
         lines += [f"![One stop per server]({charts[0].relative_to(root)})", ""]

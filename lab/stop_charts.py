@@ -43,7 +43,10 @@ def draw_timeline(stops: list[StopTest], out: Path) -> tuple[Path, ...]:
     if not picked:
         return ()
     out.mkdir(parents=True, exist_ok=True)
-    end = max(max(len(v) for v in s.load.timeline.values()) * BUCKET + s.load.timeline_start for s in picked)
+    end = max(
+        max(max(len(v) for v in s.load.timeline.values()) * BUCKET + s.load.timeline_start, (s.exit_after or 0) + 0.05)
+        for s in picked
+    )
     fig, axes = plt.subplots(len(picked), 1, figsize=(10, 2.2 * len(picked) + 0.8), sharex=True, squeeze=False)
     for ax, stop in zip(axes[:, 0], picked, strict=True):
         load = stop.load
