@@ -166,11 +166,14 @@ class StopClient:
             self.pool.remove(conn)
 
     def fail(self, conn: Conn, now: float, outcome: str) -> None:
-        """The connection is done for; its request, if it had one, ends with `outcome`."""
+        """The connection is done for; its request, if it had one, ends with `outcome`. A request waiting for a
+        connection gets a new one in its place."""
         if conn.request is not None:
             self.end(conn.request, now, outcome)
             conn.request = None
         self.close(conn, now)
+        if self.backlog and not self.finishing and len(self.conns) < self.max_connections:
+            self.open(now, self.backlog.popleft())
 
     def end(self, request: Request, now: float, outcome: str) -> None:
         request.end, request.outcome = now, outcome
