@@ -91,7 +91,8 @@ def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_p
     record = stop(matrix, tmp_path, "drops")
     long_sent = sum(record.load.long.values()) - record.load.long["refused"] - record.load.long["never_sent"]
     assert record.load.long["closed"] == long_sent > 0
-    assert record.load.short["closed"] == 0 and record.load.short["ok"] > 0
+    # a short request due after SIGTERM may still meet a keep-alive connection as uvicorn closes it
+    assert record.load.short["closed"] <= record.load.due_after["closed"] and record.load.short["ok"] > 0
     assert record.server.shutdown_completed and not record.server.killed
 
 
