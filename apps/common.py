@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,11 +77,32 @@ def _io_sleep() -> Sleep:
     return asyncio.sleep
 
 
+def note(app: str, event: str) -> None:
+    """One JSON line in the lab's lifespan report (LAB_LIFESPAN_REPORT), if it asked for one: how the lab learns,
+    after a server has stopped, whether each worker's lifespan shutdown ran and ran to its end. One write of one
+    line to a file opened for appending, so the workers of one server do not interleave."""
+    from core.settings import settings
+
+    path = settings().lifespan_report
+    if path is not None:
+        line = dumps({"event": event, "app": app, "pid": os.getpid(), "time": round(time.time(), 6)}) + b"\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
 def on_startup(app: str) -> dict[str, Any]:
     """The lifespan startup work of every app; the returned dict becomes the ASGI lifespan state."""
     print(f"asgi-bench-lab: lifespan startup app={app} pid={os.getpid()}", file=sys.stderr, flush=True)
-    return {"sleep": _io_sleep()}
+    state = {"sleep": _io_sleep()}
+    note(app, "startup-complete")
+    return state
 
 
 def on_shutdown(app: str) -> None:
+    """The lifespan shutdown work of every app: noted as begun, then as complete once everything before it ran."""
+    note(app, "shutdown-begin")
     print(f"asgi-bench-lab: lifespan shutdown app={app} pid={os.getpid()}", file=sys.stderr, flush=True)
+    note(app, "shutdown-complete")

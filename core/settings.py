@@ -26,6 +26,8 @@ VARIABLES: dict[str, str] = {
     "LAB_VARIANTS": "where variants' environments are kept between runs (default ~/.cache/asgi-bench-lab/variants)",
     "LAB_OWN_APP": "set by the launcher for your app's servers: its MODULE:ATTRIBUTE (apps/own_app.py reads it)",
     "LAB_OWN_CODE": "set by the launcher for your app's servers: the folder it is imported from",
+    "LAB_LIFESPAN_REPORT": "set by the lab for a server under test: the file where each app worker appends a JSON line "
+    "as its lifespan startup completes and as its lifespan shutdown begins and completes (apps/common.py)",
     "LAB_RESULTS": "the host folder mounted as the results folder (default ./results); named in the last lines",
     "LAB_AGENT_SECRET_FILE": "the file with the secret the target agent and the runner share (made, mode 0600, when "
     "missing; default ~/.config/asgi-bench-lab/agent-secret)",
@@ -113,6 +115,7 @@ class Settings:
     requests: str | None = None
     own_app_target: str | None = None  # LAB_OWN_APP
     own_app_code: str | None = None  # LAB_OWN_CODE
+    lifespan_report: Path | None = None  # LAB_LIFESPAN_REPORT
 
     def variable(self, name: str) -> str | bool | None:
         """A run option's value from its environment variable (lab/config.py: Option.env), as read here."""
@@ -151,6 +154,7 @@ class Settings:
             **{RUN_OPTIONS[name]: text(name) for name in FOCUS_VARIABLES},
             own_app_target=text("LAB_OWN_APP"),
             own_app_code=text("LAB_OWN_CODE"),
+            lifespan_report=Path(r) if (r := text("LAB_LIFESPAN_REPORT")) else None,
         )
 
 

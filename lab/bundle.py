@@ -5,6 +5,7 @@
     results/<run-id>/runs/<cell>__<scenario>[@<rate>]__r<N>.json     one measured repeat
     results/<run-id>/pairs/<cell>__<scenario>__r<N>.json    an A/B run: one pair round's window, both variants
     results/<run-id>/failures/<cell>[__<scenario>].json     a cell (or scenario) that failed, with its log tail
+    results/<run-id>/stops/<cell>__<graceful>__s<N>.json    one stop under load (lab/lifecycle.py)
     results/<run-id>/summary.csv                one row per cell x scenario
 
 Every file is validated by the models below (unknown, missing or mistyped fields are rejected) and written
@@ -27,8 +28,9 @@ from core.model import Record
 from lab.config import RunConfig
 from lab.verdict import Verdict
 from loadtests.load import LoadResult, RefereeResult
+from loadtests.stopping import StopLoad
 from servers.matrix import Cell
-from servers.target import ServerSample
+from servers.target import ServerSample, Termination
 from servers.variants import Environment
 
 SCHEMA_VERSION = 2
@@ -143,6 +145,32 @@ class Failure(Record):
     error: str
     log_tail: str
     at: float
+
+
+class StopTest(Record):
+    """One stop under load (lab/lifecycle.py): the client's schedule and the outcome of every request of it, and what
+    the server did after SIGTERM. Times in `load` are seconds from SIGTERM; `server`'s are the epoch."""
+
+    schema_version: int
+    kind: Literal["stop"]
+    run_id: str
+    key: str
+    cell: Cell
+    number: int
+    graceful: Literal["lab", "default"]
+    capacity: float  # correct answers per second, closed model, just before (loadtests/stopping.py: capacity)
+    fraction: float  # the schedule's rate as a share of it
+    load: StopLoad
+    server: Termination
+
+    @property
+    def lost(self) -> int:
+        return self.load.lost
+
+    @property
+    def exit_after(self) -> float | None:
+        """Seconds from SIGTERM to the exit of the server's main process; None when it had to be killed."""
+        return None if self.server.exit_at is None else self.server.exit_at - self.server.signal_at
 
 
 class Machine(Record):
@@ -268,6 +296,7 @@ KINDS: dict[str, type[Record]] = {
     "pair": PairWindow,
     "failure": Failure,
     "calibration": Calibration,
+    "stop": StopTest,
 }
 
 
@@ -322,6 +351,10 @@ def pair_path(root: Path, key: str, scenario: str, number: int) -> Path:
     return root / "pairs" / f"{key}__{scenario}__r{number}.json"
 
 
+def stop_path(root: Path, key: str, graceful: str, number: int) -> Path:
+    return root / "stops" / f"{key}__{graceful}__s{number}.json"
+
+
 def failure_path(root: Path, key: str, scenario: str | None) -> Path:
     return root / "failures" / (f"{key}__{scenario}.json" if scenario else f"{key}.json")
 
@@ -334,6 +367,7 @@ class Bundle:
     failures: list[Failure]
     calibration: Calibration | None
     pairs: list[PairWindow] = field(default_factory=list)
+    stops: list[StopTest] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -350,7 +384,8 @@ def load_bundle(root: Path) -> Bundle:
     failures = [read_model(p, "failure") for p in sorted((root / "failures").glob("*.json"))]
     calibration = read_model(root / "calibration.json", "calibration") if (root / "calibration.json").exists() else None
     pairs = [read_model(p, "pair") for p in sorted((root / "pairs").glob("*.json"))]
-    for r in [*repeats, *pairs]:
+    stops = [read_model(p, "stop") for p in sorted((root / "stops").glob("*.json"))]
+    for r in [*repeats, *pairs, *stops]:
         if r.run_id != manifest.run_id:
             raise BundleError(f"{root}: {r.key} {r.scenario} {r.kind} belongs to run {r.run_id}, not {manifest.run_id}")
-    return Bundle(root, manifest, repeats, failures, calibration, pairs)
+    return Bundle(root, manifest, repeats, failures, calibration, pairs, stops)

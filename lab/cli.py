@@ -3,6 +3,7 @@
     python -m lab run --preset quick                     run a preset (or --cell ...) and write a result bundle
     python -m lab preflight [run options]                check a run's settings and ports; start nothing
     python -m lab calibrate [run options]                the load generator's ceiling on this machine
+    python -m lab lifecycle --cell KEY [--stops N]       stop each cell's server under load N times (lab/lifecycle.py)
     python -m lab plot results/<run-id>                  redo summary.csv, the charts, report.html and summary.md
     python -m lab compare results/<A> results/<B>        the same cells in two bundles, side by side
     python -m lab reference results/<run-id> NAME        copy a bundle into results/reference/ for committing
@@ -272,6 +273,49 @@ def calibrate_main(args: argparse.Namespace, matrix: Matrix) -> int:
     return 0
 
 
+def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
+    """python -m lab lifecycle: the stop phase of a run alone (the run options' cells, port, CPUs, --stops,
+    --graceful), on this machine or through the target agent; its records, lifecycle.md and the timeline chart in
+    --out (a folder of stop records, not a whole bundle)."""
+    import time
+
+    from lab import bundle
+    from lab.lifecycle import StopPlan, outcome_line, stop_once, table, write_outputs
+    from servers.local import LocalTargets
+    from servers.remote import AgentTargets
+    from servers.target import ServerError
+
+    config = options.from_args(args, matrix)
+    stops = config.stops or 5
+    out = args.out or args.results / f"lifecycle-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    if not config.target_agent:
+        check_port_free(LOOPBACK, config.port, "server port")
+    os.sched_setaffinity(0, set(config.load_cpus) & set(machine_cpus()) or set(machine_cpus()))
+    targets: TargetBackend = (
+        AgentTargets(config.target_agent, matrix)
+        if config.target_agent
+        else LocalTargets(out / "logs", tuple(config.server_cpus), matrix=matrix)
+    )
+    say(f"stops under load: {len(config.cells)} cells x {stops}, {StopPlan().describe()}; results in {out}")
+    records, failed = [], 0
+    for number in range(1, stops + 1):
+        for cell in config.cells:
+            try:
+                record = stop_once(targets, matrix, cell, config.port, number, out.name, config.graceful)
+            except ServerError as exc:
+                say(f"FAILED {cell.key} stop {number}: {exc}")
+                failed += 1
+                continue
+            bundle.write_record(bundle.stop_path(out, cell.key, config.graceful, number), record)
+            records.append(record)
+            say(outcome_line(record))
+    if records:
+        write_outputs(out, records)
+        for line in table(records):
+            print(line)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(argv)
@@ -289,6 +333,8 @@ def dispatch(argv: list[str] | None) -> int:
     cal = add_run(sub, "calibrate", "the load generator's ceiling against the matrix's calibration cell", matrix)
     cal.add_argument("--workdir", default=tempfile.gettempdir() + "/lab-calibrate", help="server and Locust logs")
     cal.add_argument("--out", type=Path, help="write the calibration JSON here (default: stdout)")
+    life = add_run(sub, "lifecycle", "stop each cell's server under load; what happened to every request", matrix)
+    life.add_argument("--out", type=Path, help="the folder for its records (default: RESULTS/lifecycle-<time>)")
     plot = sub.add_parser("plot", help="redo a bundle's summary.csv, charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")
     compare = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")
@@ -306,6 +352,8 @@ def dispatch(argv: list[str] | None) -> int:
         return preflight_main(args, matrix)
     if args.command == "calibrate":
         return calibrate_main(args, matrix)
+    if args.command == "lifecycle":
+        return lifecycle_main(args, matrix)
     from lab import compare as compare_module
     from lab import reference
 

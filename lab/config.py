@@ -14,7 +14,9 @@ A run has up to four phases, all through the same backends:
                on the server CPUs, fresh each round, and are loaded side by side for `pair_seconds` per scenario
                (lab/pairs.py): the A/B verdict's throughput and CPU per request, measured in the same seconds;
   sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from the
-               throughput phase's own figures (lab/sweep.py), or the ones given with --rate.
+               throughput phase's own figures (lab/sweep.py), or the ones given with --rate;
+  stops        `stops` times per cell, its server started fresh, loaded in the open model with short and long
+               requests and idle connections, and sent SIGTERM at a set time (lab/lifecycle.py).
 The manifest stores the configuration; a resumed run reads it back from there, and the matrix file it names.
 """
 
@@ -111,6 +113,7 @@ def variant_of(value: Any) -> Any:
 
 VariantSpec = Annotated[Variant, BeforeValidator(variant_of)]  # NAME=REQ on the command line, a record in the manifest
 AB_NAMES = ("A", "B")
+Graceful = Literal["lab", "default"]  # servers/matrix.py: GRACEFUL
 
 
 class MatrixRef(Record):
@@ -164,6 +167,16 @@ class RunConfig(Record):
             default=DEFAULT_STREAMS,
         ),
     ] = DEFAULT_STREAMS  # fmt: skip  (runs recorded before HTTP/2 have none)
+    stops: Annotated[
+        int,
+        Option("stops under load per cell, after the other phases: SIGTERM while requests are in flight "
+               "(lab/lifecycle.py; 0: none)", low=0, high=MAX_REPEATS, preset="stops"),
+    ] = 0  # fmt: skip
+    graceful: Annotated[
+        Graceful,
+        Option("the stops' graceful timeout: the lab's, the same for every server (matrix.toml [stop]), or each "
+               "server's own default", default="lab"),
+    ] = "lab"  # fmt: skip
     max_connections: Annotated[
         int,
         Option("open model: connections at most (default 4 x --users)", low=1, high=MAX_CONNECTIONS,

@@ -132,6 +132,8 @@ class Runner:
                 self.extra_round(len(self.manifest.rounds) + 1, self.undecided())
         if rates:
             self.sweep(rates)
+        if c.stops:
+            self.stop_phase()
 
     # --- the phases ---------------------------------------------------------------------------------------------
     def round(self, number: int, visits: list[Visit]) -> None:
@@ -156,7 +158,13 @@ class Runner:
         if not undecided or len(self.manifest.rounds) >= self.config.max_repeats:
             return False
         visit = self.budget.per_visit(self.listener_per_repeat(), len(self.config.scenarios))
-        return self.budget.fits_round(visit * len(undecided), self.sweep_estimate(rates))
+        return self.budget.fits_round(visit * len(undecided), self.sweep_estimate(rates) + self.stops_estimate())
+
+    def stops_estimate(self) -> float:
+        """Seconds the stop phase will take: kept free of extra rounds, as the sweep's are."""
+        from lab.lifecycle import SECONDS_PER_STOP
+
+        return SECONDS_PER_STOP * self.config.stops * len(self.config.cells)
 
     def sweep(self, rates: dict[str, SweepRates]) -> None:
         for scenario, chosen in rates.items():
@@ -170,6 +178,28 @@ class Runner:
         self.speed_due = True
         for visit in visits:
             self.visit(visit)
+
+    def stop_phase(self) -> None:
+        """Stops under load: each cell `stops` times, cells interleaved (one stop of each, then the next), each stop on
+        a fresh server; a stop already in the bundle (before a resume) is not measured again."""
+        from lab.lifecycle import StopPlan, outcome_line, stop_once
+
+        c = self.config
+        cells = [cell for cell in c.cells if cell.key not in self.dead and not cell.variant]
+        self.listener.say(f"stops under load: {len(cells)} cells x {c.stops}, {StopPlan().describe()}")
+        for number in range(1, c.stops + 1):
+            for cell in cells:
+                path = bundle.stop_path(self.ledger.root, cell.key, c.graceful, number)
+                if path.exists() or cell.key in self.dead:
+                    continue
+                try:
+                    record = stop_once(self.targets, self.matrix, cell, c.port, number, self.run_id, c.graceful)
+                except ServerError as exc:
+                    self.dead.add(cell.key)
+                    self.fail(cell, None, "stop", str(exc), exc.log_tail)
+                    continue
+                bundle.write_record(path, record)
+                self.listener.say(outcome_line(record))
 
     def pairs(self, rounds: list[list[PairVisit]]) -> None:
         """An A/B run's pair rounds first: the verdict's own measurement, kept even if the run is stopped later."""
@@ -508,6 +538,10 @@ class Runner:
         if not charts:
             self.listener.say(f"summary.csv written; charts and report: python -m lab plot {root}")
             return True
+        if result.stops:
+            from lab.lifecycle import write_outputs as write_stops
+
+            self.listener.say(f"stops under load: {', '.join(str(p) for p in write_stops(root, result.stops))}")
         if not any(r.ok for r in result.repeats):
             self.listener.say("no measured results, so no charts")
             return True

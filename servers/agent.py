@@ -20,6 +20,8 @@ Every request and reply is a record of servers/agent_api.py.
     POST /speed {"cpu", "kind"}                      one of its CPUs' speed now (core/speed.py): index or probe
     POST /speedometer/start, /speedometer/stop       its CPUs' speed sampled during a window
     POST /release                                    the caller is done: another may drive the agent
+    POST /terminate {"port", "at", "kill_after"}     SIGTERM it at a set time while the runner loads it; what
+                                                     followed (servers/target.py: Termination); it is then gone
     POST /shutdown                                   stop everything and exit (the end of a compose run)
 
 Nobody else can drive it: it listens only on the address it is told (default 127.0.0.1), and every request must
@@ -72,11 +74,12 @@ from servers.agent_api import (
     Status,
     Stop,
     Stopped,
+    Terminate,
     Window,
 )
 from servers.local import LocalServer, LocalTargets
 from servers.matrix import Matrix, MatrixError, load
-from servers.target import ServerError
+from servers.target import ServerError, Termination
 
 DEFAULT_PORT = 7900
 AT_ONCE = 2  # servers running at once: one cell, or the two sides of an A/B pair
@@ -124,7 +127,7 @@ class Agent:
             running = ", ".join(s.cell.key for s, _ in self.servers.values())
             raise ServerError(f"{running} still running: at most {AT_ONCE} at once; stop one first", "")
         stack = contextlib.ExitStack()
-        server = stack.enter_context(self.targets.serve(cell, asked.port))
+        server = stack.enter_context(self.targets.serve(cell, asked.port, asked.graceful))
         assert isinstance(server, LocalServer)
         self.servers[asked.port] = (server, stack)
         self.starts += 1
@@ -155,6 +158,17 @@ class Agent:
             stopped = Stopped(exit_code=code, log_tail=server.log_tail())
         return stopped
 
+    def terminate(self, asked: Terminate) -> Termination:
+        """Runs outside the agent's lock: it waits for the set time and the exit while other requests go on."""
+        with self.lock:
+            server = self.server(asked.port)
+        try:
+            return server.terminate(asked.at, asked.kill_after)
+        finally:
+            with self.lock:
+                if asked.port in self.servers and self.servers[asked.port][0] is server:
+                    self.servers.pop(asked.port)[1].close()
+
     def take(self, lease: str | None, now: float) -> None:
         """The caller's lease taken or renewed; 409 while another caller's has not lapsed. A lapsed caller's servers
         are stopped first: nobody is left to stop them."""
@@ -172,6 +186,13 @@ class Agent:
         """One authenticated request (the HTTP handler checked the secret); the status and the reply."""
         path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
         port = int(query["port"][0]) if query.get("port", [""])[0].isdigit() else None
+        if (method, path) == ("POST", "/terminate"):
+            try:
+                return 200, self.terminate(Terminate.model_validate_json(body))
+            except LookupError as exc:
+                return 404, Refusal(error=str(exc))
+            except ValidationError as exc:
+                return 400, Refusal(error=str(exc))
         with self.lock:
             try:
                 now = time.monotonic()

@@ -34,6 +34,15 @@ class Start(Record):
     cell: Annotated[str, Field(max_length=200)]  # a cell key of the agent's matrix
     port: ServerPort
     matrix: str  # the digest of the runner's matrix
+    graceful: str = "lab"  # its graceful timeout: the lab's, or the server's own default
+
+
+class Terminate(Record):
+    """SIGTERM the server on `port` at `at` (the epoch, which both sides share), SIGKILL after `kill_after` s."""
+
+    port: int
+    at: float
+    kill_after: float
 
 
 class Prepare(Record):

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.errors import LabError, say
 from core.host import ROOT, atomic_write, check_port_free
-from servers.matrix import Cell, Matrix, MatrixError, load
+from servers.matrix import GRACEFUL, Cell, Matrix, MatrixError, load
 from servers.own_app import OwnApp, with_own
 from servers.target import StartupReport
 
@@ -29,7 +29,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def argv(matrix: Matrix, cell: Cell, host: str, port: int, python: str | None = None) -> list[str]:
+def argv(
+    matrix: Matrix, cell: Cell, host: str, port: int, python: str | None = None, graceful: str = "lab"
+) -> list[str]:
+    """The server's command line; with the lab's graceful timeout, or (graceful "default") the server's own."""
     server = matrix.servers[cell.server]
     values = {
         "python": python or sys.executable,
@@ -44,7 +47,7 @@ def argv(matrix: Matrix, cell: Cell, host: str, port: int, python: str | None = 
     out: list[str] = []
     for part in server.command:
         out += server.http_args[cell.http] if part == "{http_args}" else [part.format(**values)]
-    return out
+    return out + server.stop.graceful_args(matrix.graceful_seconds(graceful))
 
 
 def versions(matrix: Matrix, cell: Cell, python: str | None = None) -> dict[str, str]:
@@ -223,6 +226,13 @@ def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="validate and print the command, start nothing")
     parser.add_argument("--matrix", type=Path, help="the matrix file (default: LAB_MATRIX, else servers/matrix.toml)")
     parser.add_argument("--python", help="the interpreter the server runs (a variant's: servers/variants.py)")
+    parser.add_argument(
+        "--graceful",
+        choices=GRACEFUL,
+        default="lab",
+        help="its graceful timeout after SIGTERM: the lab's, the same for every server (matrix.toml [stop]), or the "
+        "server's own default (default: lab)",
+    )
     parser.add_argument("--own-app", help="your app, MODULE:ATTRIBUTE, as the app `own` (servers/own_app.py)")
     parser.add_argument("--own-code", default=".", help="the folder your app is imported from (default .)")
     return parser.parse_args(args)
@@ -258,7 +268,7 @@ def launch(args: list[str] | None) -> int:
         cell = matrix.cell(ns.server, ns.loop, ns.http, ns.workers, ns.app)
     else:
         raise MatrixError("name a cell: --cell KEY, or --server and --loop (with --http, --workers, --app)")
-    command = argv(matrix, cell, ns.host, ns.port, ns.python)
+    command = argv(matrix, cell, ns.host, ns.port, ns.python, ns.graceful)
     record: dict[str, Any] = {
         "key": cell.key,
         "host": ns.host,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,11 +16,18 @@ from pathlib import Path
 
 from core import hostfacts, interrupts, speed
 from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
-from servers.matrix import Cell, Matrix
+from servers.matrix import Cell, Matrix, load
 from servers.own_app import NAME as OWN
 from servers.own_app import OwnApp
 from servers.sampler import TreeSampler
-from servers.target import RunningServer, ServerError, ServerSample, StartupReport
+from servers.target import (
+    LifespanNote,
+    RunningServer,
+    ServerError,
+    ServerSample,
+    StartupReport,
+    Termination,
+)
 from servers.variants import Environment, Variant, prepare
 
 READY_TIMEOUT = 30.0
@@ -44,6 +53,8 @@ class LocalServer:
     cpus: tuple[int, ...] = ()
     exit_code: int | None = None
     sampler: TreeSampler | None = field(default=None, repr=False)
+    lifespan_report: Path | None = None  # where its app notes its lifespan (LAB_LIFESPAN_REPORT)
+    graceful: tuple[str, float | None, list[str]] = ("lab", None, [])  # as started: mode, seconds, flag
 
     @property
     def url(self) -> str:
@@ -98,6 +109,66 @@ class LocalServer:
         self.exit_code = self.process.returncode
         return self.exit_code
 
+    def terminate(self, at: float, kill_after: float) -> Termination:
+        """SIGTERM at `at` (the epoch); its exit seen at once through a pidfd; SIGKILL to its process group after
+        `kill_after` seconds; then whatever of its group still runs, and whether its port still listens."""
+        pid = self.process.pid
+        pidfd = os.pidfd_open(pid)
+        try:
+            time.sleep(max(0.0, at - time.time()))
+            signal_at = time.time()
+            self.process.send_signal(signal.SIGTERM)
+            exited = bool(select.select([pidfd], [], [], kill_after)[0])
+            exit_at = time.time() if exited else None
+        finally:
+            os.close(pidfd)
+        if not exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self.exit_code = self.process.wait()
+        leftovers = group_members(pid)
+        if leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        mode, seconds, flag = self.graceful
+        return Termination(
+            graceful=mode,
+            graceful_seconds=seconds,
+            graceful_flag=flag,
+            signal_at=signal_at,
+            exit_at=exit_at,
+            exit_code=self.exit_code,
+            killed=not exited,
+            kill_after=kill_after,
+            leftovers=leftovers,
+            still_listening=listening(self.port),
+            lifespan=read_lifespan(self.lifespan_report),
+        )
+
+
+def group_members(pgid: int) -> int:
+    """How many processes of the process group `pgid` still run (zombies not counted)."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        count += fields[0] != "Z" and int(fields[2]) == pgid
+    return count
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_lifespan(path: Path | None) -> list[LifespanNote]:
+    if path is None or not path.exists():
+        return []
+    return [LifespanNote.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
 
 @dataclass
 class LocalTargets:
@@ -130,14 +201,19 @@ class LocalTargets:
         return found
 
     @contextlib.contextmanager
-    def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
+    def serve(self, cell: Cell, port: int, graceful: str = "lab") -> Iterator[RunningServer]:
         """Start the cell and yield it once it answers correctly; stop it (SIGTERM) when the block ends."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         report, log = self.workdir / f"{cell.key}.server.json", self.workdir / f"{cell.key}.server.log"
+        lifespan = self.workdir / f"{cell.key}.{port}.lifespan.jsonl"
         report.unlink(missing_ok=True)
+        lifespan.unlink(missing_ok=True)
+        matrix = self.matrix or load()
+        seconds = matrix.graceful_seconds(graceful)
+        flag = matrix.servers[cell.server].stop.graceful_args(seconds)
         argv = [sys.executable, "-m", "servers", "--cell", cell.key, "--host", self.host, "--port", str(port)]
         argv += ["--report", str(report)]
-        argv += ["--ready-timeout", str(self.ready_timeout)]
+        argv += ["--ready-timeout", str(self.ready_timeout), "--graceful", graceful]
         if self.matrix is not None and self.matrix.source:
             argv += ["--matrix", str(self.matrix.source)]
         if cell.variant and cell.variant not in self.pythons:
@@ -156,6 +232,7 @@ class LocalTargets:
                 process = subprocess.Popen(
                     argv,
                     cwd=ROOT,
+                    env=dict(os.environ, LAB_LIFESPAN_REPORT=str(lifespan)),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -171,7 +248,10 @@ class LocalTargets:
             started = StartupReport.model_validate_json(report.read_text())
             if not started.ready:
                 raise ServerError(f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}", tail(log))
-            server = LocalServer(cell, port, log, process, started, self.cpus)
+            as_started = (graceful, seconds, flag)
+            server = LocalServer(
+                cell, port, log, process, started, self.cpus, lifespan_report=lifespan, graceful=as_started
+            )
             yield server
         finally:
             if process is not None:

@@ -52,6 +52,35 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class Stopping:
+    """How a server stops and restarts (matrix.toml: [servers.NAME.stop])."""
+
+    graceful_flag: tuple[str, ...]  # argv that sets its graceful timeout; {seconds} is filled in
+    graceful_default: float  # that timeout when no flag is given; 0: no limit
+    restart_signal: str  # sent to its main process, restarts its workers...
+    restart_workers: int  # ...from this many workers up
+    restart: str  # what it offers, in words
+    reload: str
+
+    def graceful_args(self, seconds: float | None) -> list[str]:
+        """The flag for `seconds` of graceful timeout; none for the server's own default (None)."""
+        if seconds is None:
+            return []
+        return [part.format(seconds=f"{seconds:g}") for part in self.graceful_flag]
+
+
+GRACEFUL = ("lab", "default")  # a stop's graceful timeout: the lab's (the same for all) or the server's own
+
+
+@dataclass(frozen=True)
+class StopSettings:
+    """[stop]: the graceful timeout the lab gives every server, and when it kills one that has not exited."""
+
+    graceful_timeout: float = 5.0
+    kill_after: float = 12.0
+
+
+@dataclass(frozen=True)
 class Server:
     name: str
     packages: tuple[str, ...]
@@ -60,6 +89,7 @@ class Server:
     loop_args: Mapping[str, str]
     http_packages: Mapping[str, tuple[str, ...]]
     http_args: Mapping[str, tuple[str, ...]]  # what the command's "{http_args}" element becomes, per implementation
+    stop: Stopping
     config: str | None = None
 
 
@@ -164,6 +194,7 @@ class RunSettings:
     sweep: float = 0.0
     budget: float = 0.0
     max_repeats: int = 6
+    stops: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,9 +220,16 @@ class Matrix:
     scenarios: Mapping[str, Scenario]
     presets: Mapping[str, Preset]
     calibration: tuple[Cell, str] | None = None  # the cell and scenario the load generator calibrates on
+    stop: StopSettings = StopSettings()
     source: Path | None = None  # the file it was read from
     digest: str = ""  # sha256 of that file: what a resumed run checks it still has
     http2: frozenset[str] = frozenset()  # HTTP implementations that speak h2c (prior knowledge); the rest HTTP/1.1
+
+    def graceful_seconds(self, graceful: str) -> float | None:
+        """The graceful timeout a server is started with: the lab's, or None for its own default."""
+        if graceful not in GRACEFUL:
+            raise MatrixError(f"unknown graceful timeout {graceful!r}; valid: {', '.join(GRACEFUL)}")
+        return self.stop.graceful_timeout if graceful == "lab" else None
 
     def choices(self, axis: str, server: str | None = None) -> tuple[Any, ...]:
         if axis == "http":
@@ -283,7 +321,7 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         "document",
         "matrix",
         data,
-        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets", "calibration"},
+        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets", "calibration", "stop"},
         {"http2"},
     )
     if data["schema"] != SCHEMA:
@@ -299,8 +337,13 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
     servers = {}
     for name, t in data["servers"].items():
         _fields(
-            "server", name, t, {"packages", "http", "command", "http_packages"}, {"loop_args", "config", "http_args"}
+            "server",
+            name,
+            t,
+            {"packages", "http", "command", "http_packages", "stop"},
+            {"loop_args", "config", "http_args"},
         )
+        _fields("server stop", name, t["stop"], {f.name for f in fields(Stopping)}, set())
         if set(t["http_packages"]) != set(t["http"]):
             raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_packages must name each of {t['http']}")
         if not set(t.get("http_args", {})) <= set(t["http"]):
@@ -313,6 +356,7 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
             loop_args={loop: t.get("loop_args", {}).get(loop, loop) for loop in loops},
             http_packages={h: tuple(p) for h, p in t["http_packages"].items()},
             http_args={h: tuple(t.get("http_args", {}).get(h, ())) for h in t["http"]},
+            stop=Stopping(**{**t["stop"], "graceful_flag": tuple(t["stop"]["graceful_flag"])}),
             config=t.get("config"),
         )
     rules = []
@@ -365,8 +409,10 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         matrix.cell_from_key(data["calibration"]["cell"]),
         matrix.scenario(data["calibration"]["scenario"]).name,
     )
+    _fields("stop", "stop", data["stop"], set(), {f.name for f in fields(StopSettings)})
+    stop = StopSettings(**data["stop"])
     return Matrix(
-        apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, source, digest, http2
+        apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, stop, source, digest, http2
     )
 
 

@@ -35,11 +35,19 @@ from servers.agent_api import (
     Status,
     Stop,
     Stopped,
+    Terminate,
     Window,
 )
 from servers.matrix import Cell, Matrix
 from servers.own_app import OwnApp
-from servers.target import RunningServer, ServerError, ServerSample, StartupReport, TargetSideLostError
+from servers.target import (
+    RunningServer,
+    ServerError,
+    ServerSample,
+    StartupReport,
+    TargetSideLostError,
+    Termination,
+)
 from servers.variants import INSTALL_TIMEOUT, Environment, Variant
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
@@ -121,6 +129,19 @@ class RemoteServer:
         self.exit_code, self._tail = stopped.exit_code, stopped.log_tail
         return self.exit_code if self.exit_code is not None else 0
 
+    def terminate(self, at: float, kill_after: float) -> Termination:
+        """SIGTERM at `at` (this host's clock; the agent's runs `offset` ahead); what followed, in this host's."""
+        asked = Terminate(port=self.port, at=at + self.offset, kill_after=kill_after)
+        wait = max(0.0, at - time.time()) + kill_after + 30
+        ended = self.agent.call("/terminate", Termination, asked, timeout=wait)
+        ended = ended.model_copy(update={
+            "signal_at": ended.signal_at - self.offset,
+            "exit_at": None if ended.exit_at is None else ended.exit_at - self.offset,
+            "lifespan": [n.model_copy(update={"time": n.time - self.offset}) for n in ended.lifespan],
+        })  # fmt: skip
+        self.exit_code = ended.exit_code
+        return ended
+
 
 class RemoteSpeedometer:
     """The speedometer's samplers under the agent, on the target host's CPUs (a Speedometer)."""
@@ -180,8 +201,8 @@ class AgentTargets:
         return self.agent.call("/prepare", Prepared, asked, timeout=timeout).environments
 
     @contextlib.contextmanager
-    def serve(self, cell: Cell, port: int) -> Iterator[RunningServer]:
-        asked = Start(cell=cell.key, port=port, matrix=self.digest)
+    def serve(self, cell: Cell, port: int, graceful: str = "lab") -> Iterator[RunningServer]:
+        asked = Start(cell=cell.key, port=port, matrix=self.digest, graceful=graceful)
         started = self.agent.call("/start", Started, asked, timeout=READY_ALLOWANCE)
         server = RemoteServer(self.agent, cell, port, started.report, self.clock_offset)
         try:

@@ -53,6 +53,43 @@ class ServerSample(Record):
     cpus_irq: dict[str, float]  # each server CPU: share of the window in interrupts (the network stack)
 
 
+class LifespanNote(Record):
+    """One line of an app's lifespan report (apps/common.py: note)."""
+
+    event: str  # startup-complete, shutdown-begin, shutdown-complete
+    app: str
+    pid: int
+    time: float  # the epoch
+
+
+class Termination(Record):
+    """One SIGTERM at a set time and what followed it, as the target side saw it (times: the epoch)."""
+
+    graceful: str  # lab (the lab's timeout, the same for every server) or default (the server's own)
+    graceful_seconds: float | None  # the timeout it ran with; None: its default
+    graceful_flag: list[str]  # the flag that set it (empty: none given)
+    signal_at: float  # when SIGTERM was sent
+    exit_at: float | None  # when its main process exited by itself; None when it had to be killed
+    exit_code: int | None  # its exit status (negative: the signal that ended it)
+    killed: bool  # still running `kill_after` seconds after SIGTERM: its process group got SIGKILL
+    kill_after: float
+    leftovers: int  # processes of its group still running after its main process exited (then killed)
+    still_listening: bool  # its port still accepted a connection after it exited
+    lifespan: list[LifespanNote]  # its workers' lifespan report, startup to shutdown
+
+    def workers(self, event: str) -> int:
+        return len({n.pid for n in self.lifespan if n.event == event})
+
+    @property
+    def shutdown_ran(self) -> bool:
+        """Every worker that started began its lifespan shutdown."""
+        return self.workers("shutdown-begin") >= self.workers("startup-complete") > 0
+
+    @property
+    def shutdown_completed(self) -> bool:
+        return self.workers("shutdown-complete") >= self.workers("startup-complete") > 0
+
+
 class RunningServer(Protocol):
     """One cell's server, ready and answering on its host (report.host: loopback, or the target host's) and port."""
 
@@ -79,6 +116,11 @@ class RunningServer(Protocol):
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, wait up to `timeout` seconds (then SIGKILL), and return the exit code; ServerError when it did
         not stop by itself."""
+        ...
+
+    def terminate(self, at: float, kill_after: float) -> Termination:
+        """Send SIGTERM at `at` (the epoch), wait up to `kill_after` seconds for the exit (then SIGKILL its process
+        group), and say what happened; blocks until then. The server is stopped afterwards."""
         ...
 
     def log_tail(self) -> str: ...
@@ -128,8 +170,9 @@ class TargetBackend(CpuGauge, Protocol):
         line) when one cannot be."""
         ...
 
-    def serve(self, cell: Cell, port: int) -> AbstractContextManager[RunningServer]:
-        """Start the cell on host:port; the server is ready inside the block and stopped after it."""
+    def serve(self, cell: Cell, port: int, graceful: str = "lab") -> AbstractContextManager[RunningServer]:
+        """Start the cell on host:port, with the lab's graceful timeout or (`default`) the server's own; the server
+        is ready inside the block and stopped after it."""
         ...
 
     def release(self) -> None:

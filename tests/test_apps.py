@@ -234,6 +234,31 @@ def test_lifespan_startup_and_shutdown_are_seen(app_name: str, capfd: pytest.Cap
     assert f"lifespan shutdown app={app_name}" in err
 
 
+def test_lifespan_report_notes_startup_and_a_whole_shutdown(
+    app_name: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+
+    report = tmp_path / "lifespan.jsonl"
+    monkeypatch.setenv("LAB_LIFESPAN_REPORT", str(report))
+    run_app(app_name, lambda d: d.http("GET", "/io", query=b"ms=0"))
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(line["event"], line["app"], line["pid"]) for line in lines] == [
+        ("startup-complete", app_name, os.getpid()),
+        ("shutdown-begin", app_name, os.getpid()),
+        ("shutdown-complete", app_name, os.getpid()),
+    ]
+    assert lines[0]["time"] <= lines[1]["time"] <= lines[2]["time"]
+
+
+def test_no_lifespan_report_unless_asked(app_name: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_LIFESPAN_REPORT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    run_app(app_name, lambda d: d.http("GET", "/plaintext"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_request_uses_state_from_startup(app_name: str) -> None:
     """/io awaits the sleep function chosen at startup; without the lifespan state it cannot answer."""
 

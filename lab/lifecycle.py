@@ -1,0 +1,243 @@
+"""Stopping under load: one cell's server started fresh, loaded in the open model at a stated share of its capacity
+with short and long requests in flight and idle keep-alive connections open, and sent SIGTERM at a set time; every
+request of the schedule gets one outcome (loadtests/stopping.py), and the target side says what the server did
+(servers/target.py: Termination). The runner's stop phase and `python -m lab lifecycle` both run `stop_once`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from core.errors import UsageError
+from lab import bundle
+from lab.bundle import StopTest
+from loadtests import scenarios
+from loadtests.stopping import OUTCOMES, StopClient, capacity
+from servers.matrix import Cell, Matrix
+from servers.own_app import NAME as OWN
+from servers.target import TargetBackend, Termination
+
+SHORT, LONG = "plaintext", "io"  # the scenarios whose requests the schedule mixes
+# One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 30 stops of uvicorn in
+# about 115 s: 3.8 s each, server start included): what the budget keeps free for the stop phase.
+SECONDS_PER_STOP = 4.0
+
+
+@dataclass(frozen=True)
+class StopPlan:
+    """What one stop offers the server; the same for every cell, so the servers are compared on one schedule."""
+
+    fraction: float = 0.5  # the schedule's rate as a share of the cell's capacity (closed model, this client)
+    max_rate: float = 3000.0  # requests/s at most: what one Python client keeps on time beside the server
+    long_ms: int = 500  # each long request waits this long in the app (/io?ms=N): well above a short one's latency
+    long_share: float = 0.05
+    idle: int = 4  # idle keep-alive connections
+    before: float = 1.0  # seconds of schedule before SIGTERM
+    after: float = 0.5  # and after it: the new requests a stopping server meets
+
+    def describe(self) -> str:
+        return (
+            f"open model at {self.fraction:.0%} of each cell's capacity (at most {self.max_rate:g}/s), "
+            f"{self.long_share:.0%} of requests /io?ms={self.long_ms}, {self.idle} idle keep-alive connections, "
+            f"SIGTERM {self.before:g} s into the schedule, {self.after:g} s of schedule after it"
+        )
+
+
+def stop_once(
+    targets: TargetBackend,
+    matrix: Matrix,
+    cell: Cell,
+    port: int,
+    number: int,
+    run_id: str,
+    graceful: str = "lab",
+    plan: StopPlan = StopPlan(),
+) -> StopTest:
+    """Start the cell, measure its capacity, load it and stop it; the record of that stop."""
+    if cell.app == OWN:
+        raise UsageError(f"cell {cell.key}: the stop test needs the lab's apps (their /io and lifespan report)")
+    kill_after = matrix.stop.kill_after
+    target = scenarios.Target("127.0.0.1", port)
+    short = scenarios.plan(matrix.scenario(SHORT), target)
+    long = scenarios.plan(matrix.scenario(LONG), target, {"ms": str(plan.long_ms)})
+    ended: list[Termination | BaseException] = []
+    with targets.serve(cell, port, graceful) as server:
+        measured = capacity(target, short)
+        rate = min(plan.fraction * measured, plan.max_rate)
+        stop_at = time.time() + 0.3 + plan.before  # the idle connections are opened in the first 0.3 s
+
+        def terminate() -> None:
+            try:
+                ended.append(server.terminate(stop_at, kill_after))
+            except BaseException as exc:  # handed to the main thread, which raises it
+                ended.append(exc)
+
+        thread = threading.Thread(target=terminate, name="sigterm", daemon=True)
+        thread.start()
+        try:
+            client = StopClient(target, short, long, rate, plan.long_share, stop_at, plan.before, plan.after,
+                                drain=kill_after + 1, idle=plan.idle, seed=number)  # fmt: skip
+            load = client.run()
+        finally:
+            thread.join()
+    if isinstance(ended[0], BaseException):
+        raise ended[0]
+    return StopTest(
+        schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=run_id, key=cell.key, cell=cell, number=number,
+        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load, server=ended[0],
+    )  # fmt: skip
+
+
+# --- what the stops of one server say ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerStops:
+    """A server's stops (all its cells, one graceful setting): the figures of the report's table."""
+
+    server: str
+    graceful: str
+    stops: int
+    scheduled: int
+    outcomes: dict[str, int]  # summed over the stops
+    lost: list[int]  # per stop
+    lost_before: list[int]  # per stop: of the requests due before SIGTERM
+    drain: list[float]  # seconds from SIGTERM to the last answer, per stop
+    exit_after: list[float | None]  # seconds from SIGTERM to the exit, per stop (None: killed)
+    exit_codes: dict[int | None, int]
+    shutdown_ran: int  # stops in which every worker's lifespan shutdown began
+    shutdown_completed: int
+    killed: int
+    leftovers: int  # stops after which something of the server still ran or listened
+
+    def stable(self, outcome: str, per_stop: list[dict[str, int]]) -> str:
+        values = [s[outcome] for s in per_stop]
+        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+    @property
+    def median_drain(self) -> float | None:
+        return median(self.drain) if self.drain else None
+
+
+def by_server(stops: list[StopTest]) -> list[ServerStops]:
+    groups: dict[tuple[str, str], list[StopTest]] = {}
+    for s in stops:
+        groups.setdefault((s.cell.server, s.graceful), []).append(s)
+    found = []
+    for (server, graceful), group in sorted(groups.items()):
+        total: Counter[str] = Counter()
+        for s in group:
+            total.update(s.load.outcomes)
+        found.append(
+            ServerStops(
+                server=server,
+                graceful=graceful,
+                stops=len(group),
+                scheduled=sum(s.load.scheduled for s in group),
+                outcomes={o: total[o] for o in OUTCOMES},
+                lost=[s.lost for s in group],
+                lost_before=[s.load.lost_before for s in group],
+                drain=[s.load.last_answer for s in group if s.load.last_answer is not None],
+                exit_after=[s.exit_after for s in group],
+                exit_codes=dict(Counter(s.server.exit_code for s in group)),
+                shutdown_ran=sum(s.server.shutdown_ran for s in group),
+                shutdown_completed=sum(s.server.shutdown_completed for s in group),
+                killed=sum(s.server.killed for s in group),
+                leftovers=sum(bool(s.server.leftovers or s.server.still_listening) for s in group),
+            )
+        )
+    return found
+
+
+def spread(values: list[float | None], unit: str = "s") -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    low, high = min(known), max(known)
+    text = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
+    return text + f" {unit}" + (f" ({len(values) - len(known)} killed)" if len(known) < len(values) else "")
+
+
+COLUMNS = (
+    "server", "graceful timeout", "stops", "scheduled", "lost (per stop)", "of them due before SIGTERM", "refused",
+    "drain: SIGTERM → last answer",
+    "SIGTERM → exit", "exit codes", "lifespan shutdown ran / completed", "killed", "left behind",
+)  # fmt: skip
+
+
+def rows(stops: list[StopTest]) -> list[list[str]]:
+    """The "Stopping under load" table: one row per server and graceful setting, in COLUMNS."""
+    found = []
+    for s in by_server(stops):
+        codes = ", ".join(f"{code} ×{n}" for code, n in s.exit_codes.items())
+        lost = f"{sum(s.lost)} ({min(s.lost)}-{max(s.lost)})" if s.lost else "-"
+        found.append([
+            s.server, s.graceful, str(s.stops), str(s.scheduled), lost, str(sum(s.lost_before)),
+            str(s.outcomes["refused"]),
+            spread(list(s.drain)), spread(s.exit_after), codes,
+            f"{s.shutdown_ran}/{s.stops} / {s.shutdown_completed}/{s.stops}", str(s.killed), str(s.leftovers),
+        ])  # fmt: skip
+    return found
+
+
+def table(stops: list[StopTest]) -> list[str]:
+    """The table as Markdown lines."""
+    return [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+        *("| " + " | ".join(row) + " |" for row in rows(stops)),
+    ]
+
+
+def outcome_line(stop: StopTest) -> str:
+    counted = ", ".join(f"{o} {n}" for o, n in stop.load.outcomes.items() if n)
+    exit_after = stop.exit_after
+    exited = "killed" if exit_after is None else f"exit {stop.server.exit_code} after {exit_after:.2f} s"
+    lifespan = "completed" if stop.server.shutdown_completed else "ran" if stop.server.shutdown_ran else "not run"
+    return (
+        f"{stop.key} stop {stop.number} ({stop.graceful}): {stop.load.scheduled} scheduled at "
+        f"{stop.load.rate:.0f}/s: {counted}; lost {stop.lost} ({stop.load.lost_before} due before SIGTERM); "
+        f"{exited}; lifespan shutdown {lifespan}"
+    )
+
+
+def stability(stops: list[StopTest]) -> list[str]:
+    """Per server: each outcome, and the losses due before SIGTERM, as stable (in every stop, or in none) or varying
+    (in some stops only), with its count per stop (the counts scale with each cell's rate)."""
+    lines = []
+    for s in by_server(stops):
+        group = [x for x in stops if x.cell.server == s.server and x.graceful == s.graceful]
+        measures = {o: [x.load.outcomes[o] for x in group] for o in OUTCOMES}
+        measures["lost due before SIGTERM"] = [x.load.lost_before for x in group]
+        measures["in flight at SIGTERM, not ok"] = [sum(x.load.in_flight.values()) - x.load.in_flight["ok"]
+                                                    for x in group]  # fmt: skip
+        said = []
+        for name, values in measures.items():
+            seen = sum(v > 0 for v in values)
+            if seen in (0, len(values)):
+                kind = "never (stable)" if seen == 0 else "in every stop (stable)"
+            else:
+                kind = f"in {seen} of {len(values)} stops (varies)"
+            said.append(f"{name}: {kind}" + (f", {min(values)}-{max(values)} per stop" if seen else ""))
+        lines.append(f"- {s.server} ({s.graceful} timeout, {s.stops} stops): " + "; ".join(said))
+    return lines
+
+
+def write_outputs(root: Path, stops: list[StopTest]) -> list[Path]:
+    """lifecycle.md (the table, each outcome's stability, one line per stop) and the timeline chart, in `root`."""
+    from lab.stop_charts import draw_timeline
+
+    charts = draw_timeline(stops, root / "charts")
+    lines = ["# Stopping under load", "", StopPlan().describe() + ".", "", *table(stops), "",
+             "Per server: which outcomes came in every stop or in none (stable) and which in some only (varies).", "",
+             *stability(stops), ""]  # fmt: skip
+    if charts:
+        lines += [f"![One stop per server]({charts[0].relative_to(root)})", ""]
+    lines += ["## Every stop", "", *(f"- {outcome_line(s)}" for s in sorted(stops, key=lambda s: (s.key, s.number)))]
+    (root / "lifecycle.md").write_text("\n".join(lines) + "\n")
+    return [root / "lifecycle.md", *charts]

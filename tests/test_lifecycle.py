@@ -1,0 +1,131 @@
+"""Stopping under load (lab/lifecycle.py, loadtests/stopping.py): every scheduled request gets one outcome and the
+counts add up; a clean server loses nothing; the fault apps' outcomes are counted as what they are; a server that
+does not stop is killed and recorded, with nothing left behind."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.bundle import StopTest
+from lab.lifecycle import StopPlan, stop_once, table
+from loadtests import scenarios
+from loadtests.stopping import OUTCOMES, StopClient
+from servers.local import LocalTargets
+from servers.matrix import MATRIX_FILE, Matrix, load
+
+CELL = "uvicorn-asyncio-h11-w1-{app}"
+QUICK = StopPlan(fraction=0.3, max_rate=400, long_ms=300, long_share=0.1, idle=2, before=0.6, after=0.3)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
+    """The matrix with the fault apps beside the real ones, and short stop timeouts (1 s graceful, killed at 2 s)."""
+    apps = "".join(f'[apps.{n}]\ntarget = "tests.fault_app:{n}"\npackages = []\n' for n in ("deaf", "stuck", "drops"))
+    text = MATRIX_FILE.read_text().replace("[apps.starlette]", apps + "[apps.starlette]")
+    text = text.replace("graceful_timeout = 5\nkill_after = 12", "graceful_timeout = 1\nkill_after = 2")
+    path = tmp_path_factory.mktemp("matrix") / "matrix.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(matrix: Matrix, tmp_path: Path, app: str) -> StopTest:
+    targets = LocalTargets(tmp_path, matrix=matrix)
+    record = stop_once(targets, matrix, matrix.cell_from_key(CELL.format(app=app)), free_port(), 1, "t", plan=QUICK)
+    assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
+    assert set(record.load.outcomes) == set(OUTCOMES)
+    assert record.server.leftovers == 0 and not record.server.still_listening
+    return record
+
+
+def test_every_request_has_one_outcome_when_nothing_listens() -> None:
+    port = free_port()  # closed again: connects are refused
+    target = scenarios.Target("127.0.0.1", port)
+    m = load()
+    short = scenarios.plan(m.scenario("plaintext"), target)
+    client = StopClient(target, short, short, 200, 0.0, time.time() + 0.3, before=0.3, after=0.2, idle=0)
+    result = client.run()
+    assert result.scheduled > 0 and result.outcomes["refused"] == result.scheduled
+    assert sum(result.outcomes.values()) == result.scheduled
+    assert sum(sum(v) for v in result.timeline.values()) == result.scheduled
+
+
+def test_a_clean_server_loses_nothing(matrix: Matrix, tmp_path: Path) -> None:
+    record = stop(matrix, tmp_path, "raw")
+    load_, server = record.load, record.server
+    assert load_.lost_before == 0, load_.outcomes  # what came after SIGTERM may meet a closing connection
+    assert load_.in_flight["ok"] == sum(load_.in_flight.values()) > 0  # what was in flight at SIGTERM was answered
+    assert len(load_.in_flight_ms) == load_.in_flight["ok"]
+    assert load_.long["ok"] > 0 and load_.last_answer is not None and load_.last_answer > 0
+    assert not server.killed and server.exit_code == 0 and server.shutdown_completed
+    assert server.graceful_flag == ["--timeout-graceful-shutdown", "1"]
+    assert all(t is not None for t in load_.idle_closed)  # uvicorn closes idle keep-alive connections at once
+    assert "| uvicorn | lab | 1 |" in table([record])[2]
+
+
+def test_a_server_that_ignores_sigterm_is_killed_and_recorded(matrix: Matrix, tmp_path: Path) -> None:
+    record = stop(matrix, tmp_path, "deaf")
+    assert record.server.killed and record.server.exit_code == -9 and record.exit_after is None
+    assert not record.server.shutdown_ran
+    assert record.load.outcomes["refused"] == 0  # it kept serving after SIGTERM
+    assert record.load.outcomes["ok"] == record.load.scheduled
+
+
+def test_a_lifespan_shutdown_that_hangs_is_seen_as_begun_not_completed(matrix: Matrix, tmp_path: Path) -> None:
+    record = stop(matrix, tmp_path, "stuck")
+    assert record.server.shutdown_ran and not record.server.shutdown_completed
+    assert record.server.killed  # uvicorn waits for the lifespan shutdown with no timeout
+    assert record.load.lost_before == 0
+
+
+def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_path: Path) -> None:
+    record = stop(matrix, tmp_path, "drops")
+    long_sent = sum(record.load.long.values()) - record.load.long["refused"] - record.load.long["never_sent"]
+    assert record.load.long["closed"] == long_sent > 0
+    # a short request due after SIGTERM may still meet a keep-alive connection as uvicorn closes it
+    assert record.load.short["closed"] <= record.load.due_after["closed"] and record.load.short["ok"] > 0
+    assert record.server.shutdown_completed and not record.server.killed
+
+
+def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from core.host import ROOT
+    from lab import bundle
+
+    agent_port = free_port()
+    agent = subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the agent did not come up"
+                time.sleep(0.2)
+        run = subprocess.run(
+            [sys.executable, "-m", "lab", "lifecycle", "--cell", CELL.format(app="raw"), "--stops", "1",
+             "--port", str(free_port()), "--server-agent", f"http://127.0.0.1:{agent_port}", "--out", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    record = bundle.read_model(bundle.stop_path(tmp_path, CELL.format(app="raw"), "lab", 1), "stop")
+    assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
+    assert record.server.shutdown_completed and record.server.exit_code == 0
+    assert "| uvicorn | lab | 1 |" in run.stdout and (tmp_path / "lifecycle.md").exists()
