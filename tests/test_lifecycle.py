@@ -97,29 +97,24 @@ def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_p
 
 
 def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
+    import os
     import subprocess
     import sys
-    import urllib.request
 
     from core.host import ROOT
     from lab import bundle
+    from tests.test_remote import wait_http
 
     agent_port = free_port()
-    agent = subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], cwd=ROOT,
+    env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(tmp_path / "agent-secret")}  # the agent makes it
+    agent = subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the agent did not come up"
-                time.sleep(0.2)
+        wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         run = subprocess.run(
             [sys.executable, "-m", "lab", "lifecycle", "--cell", CELL.format(app="raw"), "--stops", "1",
              "--port", str(free_port()), "--server-agent", f"http://127.0.0.1:{agent_port}", "--out", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
     finally:
