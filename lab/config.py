@@ -511,8 +511,9 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         matrix = with_own(matrix, own)
     focus = {axis: given(name) or [] for axis, name in FOCUS.items()}
     cells = [matrix.cell_from_key(k) for k in keys] if keys else list(preset.cells)
-    if own:  # the preset's servers and loops, each once, running your app
+    if own:  # the preset's servers and loops, each once, running your app; over HTTP/1.1 unless h2c is asked for
         cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
+        cells = [c for c in cells if c.http not in matrix.http2 or focus.get("http")]
     cells = focused(cells, focus, matrix, preset)
     named = args.target_host or env.variable("LAB_TARGET_HOST")  # another host's: its CPUs are the agent's to check
     cpus = plan_cpus(

@@ -19,6 +19,7 @@ from lab.ledger import Ledger
 from lab.runner import Runner
 from loadtests.load import LAB_FIELDS, Load
 from loadtests.recorder import Recorder, Snapshot
+from servers.local import LocalTargets
 from servers.matrix import load
 from tests.synthetic import make_bundle
 
@@ -156,17 +157,15 @@ def test_a_process_failure_keeps_its_log_tail_beside_the_message() -> None:
 
 
 def test_a_bug_during_a_run_marks_the_manifest_failed_and_goes_on_as_itself(tmp_path: Path) -> None:
-    class Broken:
-        cpus = (0,)
-
-        def serve(self, cell: object, port: int) -> object:
+    class Broken(LocalTargets):
+        def serve(self, cell: object, port: int, graceful: str = "lab") -> object:  # type: ignore[override]
             raise ZeroDivisionError("a bug in a backend")
 
     root = tmp_path / "20260101T000000Z-abc"
     root.mkdir()
     c = config("--cell", KEYS[0], "--scenario", "plaintext", "--repeats", "1", "--no-calibrate", "--sweep-seconds", "0",
                "--referee-seconds", "0")  # fmt: skip
-    runner = Runner(c, MATRIX, root, Broken(), SimpleNamespace(cpus=(0,), workers=1), SimpleNamespace(  # type: ignore[arg-type]
+    runner = Runner(c, MATRIX, root, Broken(tmp_path, (0,)), SimpleNamespace(cpus=(0,), workers=1), SimpleNamespace(  # type: ignore[arg-type]
         planned=lambda n: None, passed=lambda n: None, measured=print, say=print))  # fmt: skip
     with pytest.raises(ZeroDivisionError):
         runner.run()
