@@ -123,7 +123,7 @@ def test_your_app_every_answer_checked(tmp_path: Path) -> None:
         assert wrong and all(not r.ok and "not the expected" in (r.failure or "") for r in wrong)
     report = (only_run(tmp_path / "results") / "report.html").read_text()
     summary = (only_run(tmp_path / "results") / "summary.md").read_text()
-    assert "your app (shop:app)" in report and "granian · uvloop, wrong: 2 failed repeat(s)" in summary
+    assert "your app (shop:app)" in report and "granian · uvloop, wrong: every repeat (2) failed" in summary
 
     counter = tmp_path / "counter"
     counter.mkdir()
