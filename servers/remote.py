@@ -121,7 +121,8 @@ class RemoteServer:
         self.agent.call("/sample/open", Empty, Port(port=self.port))
 
     def sample_close(self, start: float, end: float) -> ServerSample:
-        window = Window(start=start + self.offset, end=end + self.offset, port=self.port)
+        shift = self.offset if start > 0 else 0.0  # (0, 0) is no window, only the end of sampling: nothing to move
+        window = Window(start=start + shift, end=end + shift, port=self.port)
         return self.agent.call("/sample/close", ServerSample, window)
 
     def stop(self, timeout: float = 20.0) -> int:

@@ -77,3 +77,19 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         assert p.ok and p.load.pair.a.ok > 0 < p.load.pair.b.ok, p.failure
         assert p.server_a.cpu_seconds > 0 < p.server_b.cpu_seconds
     assert (run_dir / "report.html").exists()
+
+
+def test_the_end_of_sampling_without_a_window_is_not_moved_by_the_clocks_offset() -> None:
+    """A lost load ends the sampling with the (0, 0) window; with the agent's clock behind this one's, moving it by
+    the offset would make a negative time and fail the run instead of stopping it as lost."""
+    from types import SimpleNamespace
+
+    from servers.agent_api import Window
+    from servers.remote import RemoteServer
+
+    sent: list[Window] = []
+    agent = SimpleNamespace(call=lambda path, kind, body=None, **kw: sent.append(body))
+    server = RemoteServer(agent, None, 8000, None, offset=-0.0002)  # type: ignore[arg-type]
+    server.sample_close(0.0, 0.0)
+    server.sample_close(100.0, 101.0)
+    assert [(w.start, w.end) for w in sent] == [(0.0, 0.0), (99.9998, 100.9998)]
