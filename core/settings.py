@@ -52,6 +52,7 @@ FOCUS_VARIABLES: dict[str, str] = {
     "LOOPS": "only the preset's cells of these event loops",
     "APPS": "only the preset's cells of these apps (e.g. fastapi)",
     "SCENARIOS": "only these scenarios (e.g. json)",
+    "SWEEP_SCENARIOS": "the scenarios the sweep measures latency at equal load in (default: the preset's)",
     "AB": "A/B: the image's packages (A) against these requirements (B), e.g. uvicorn==0.53.0",
     "VARIANTS": "named variants instead of AB, ';'-separated: A=uvicorn==0.53.0;B=/lab/code/uvicorn",
     "FAIL_IF_SLOWER": "exit 3 when B is slower than A by more than this % with 95% confidence",
@@ -72,6 +73,7 @@ RUN_OPTIONS = {
     "LOOPS": "loops",
     "APPS": "apps",
     "SCENARIOS": "scenarios",
+    "SWEEP_SCENARIOS": "swept",
     "VARIANTS": "variants",
     "AB": "ab",
     "FAIL_IF_SLOWER": "fail_if_slower",
@@ -106,6 +108,7 @@ class Settings:
     loops: str | None = None
     apps: str | None = None
     scenarios: str | None = None
+    swept: str | None = None
     variants: str | None = None
     ab: str | None = None
     fail_if_slower: str | None = None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -99,6 +99,16 @@ def check_target_host(value: str, flag: str) -> None:
         raise UsageError(f"{flag} {value}: give the one address the servers listen on, not a wildcard or a group")
 
 
+def swept_of(flagged: list[str] | None, preset: tuple[str, ...], scenarios: Sequence[str]) -> list[str]:
+    """The scenarios the sweep runs (none: every one of the run's): the ones named, each one of the run's, else the
+    preset's that the run has."""
+    if flagged:
+        if stray := [s for s in flagged if s not in scenarios]:
+            raise UsageError(f"--sweep-scenario {stray[0]}: not a scenario of this run ({', '.join(scenarios)})")
+        return list(flagged)
+    return [s for s in scenarios if s in preset]
+
+
 def cell_of(value: Any) -> Any:
     return Cell.parse(value) if isinstance(value, str) else value
 
@@ -152,6 +162,15 @@ class RunConfig(Record):
         Option("an offered requests/s for the sweep instead of the rates chosen from the run's figures; repeatable",
                "--rate", repeat=True),
     ]  # fmt: skip
+    swept: Annotated[
+        list[str],
+        Option(
+            "a scenario the sweep runs; repeatable (default: the preset's, else every scenario of the run)",
+            "--sweep-scenario",
+            repeat=True,
+            env="SWEEP_SCENARIOS",
+        ),
+    ] = Field(default_factory=list)  # fmt: skip  (runs recorded before it swept every scenario)
     sweep_seconds: Annotated[
         float,
         Option("measured seconds per offered rate in the sweep", low=0, high=MAX_DURATION, unit="seconds",
@@ -385,6 +404,11 @@ class RunConfig(Record):
             named_host="" if self.target_host == LOOPBACK else self.target_host,
         )  # fmt: skip
 
+    @property
+    def sweep_scenarios(self) -> list[str]:
+        """The run's scenarios the sweep runs, in the run's order."""
+        return [s for s in self.scenarios if not self.swept or s in self.swept]
+
     def scenarios_of(self, cell: Cell, matrix: Matrix) -> list[str]:
         """The run's scenarios this cell can run (and its preset does not leave out), in the run's order."""
         preset = matrix.presets.get(self.preset or "")
@@ -542,16 +566,18 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
         slower = float(slower) if slower is not None else None
     except ValueError:
         raise UsageError(f"--fail-if-slower / FAIL_IF_SLOWER {slower!r}: give a percentage, e.g. 2") from None
+    scenarios = list(given("scenarios") or (own.scenarios if own else preset.scenarios))
     values: dict[str, Any] = {
         "preset": None if keys else preset.name,
         "cells": cells,
-        "scenarios": list(given("scenarios") or (own.scenarios if own else preset.scenarios)),
+        "scenarios": scenarios,
         "own": own,
         **{name: list(focus[axis]) for axis, name in FOCUS.items()},
         "variants": variants,
         "ab": ab,
         "fail_if_slower": slower,
         "rates": list(args.rates or []),
+        "swept": swept_of(given("swept"), preset.run.swept, scenarios),
         "server_cpus": list(cpus.server),
         "load_cpus": list(cpus.load),
         "load_workers": cpus.workers,

@@ -164,7 +164,16 @@ class Runner:
         """Seconds the stop phase will take: kept free of extra rounds, as the sweep's are."""
         from lab.lifecycle import SECONDS_PER_STOP
 
-        return SECONDS_PER_STOP * self.config.stops * len(self.config.cells)
+        return SECONDS_PER_STOP * self.config.stops * len(self.stop_cells())
+
+    def stop_cells(self) -> list[Cell]:
+        """The cells the stop phase stops. Its client speaks HTTP/1.1 (docs/lifecycle.md): an h2c cell's server is
+        stopped on its HTTP/1.1 cell."""
+        return [
+            cell
+            for cell in self.config.cells
+            if cell.key not in self.dead and not cell.variant and self.matrix.protocol(cell) == "h1"
+        ]
 
     def sweep(self, rates: dict[str, SweepRates]) -> None:
         for scenario, chosen in rates.items():
@@ -185,8 +194,8 @@ class Runner:
         from lab.lifecycle import StopPlan, outcome_line, stop_once
 
         c = self.config
-        cells = [cell for cell in c.cells if cell.key not in self.dead and not cell.variant]
-        self.listener.say(f"stops under load: {len(cells)} cells x {c.stops}, {StopPlan().describe()}")
+        cells = self.stop_cells()
+        self.listener.say(f"stops under load: {len(cells)} HTTP/1.1 cells x {c.stops}, {StopPlan().describe()}")
         for number in range(1, c.stops + 1):
             for cell in cells:
                 path = bundle.stop_path(self.ledger.root, cell.key, c.graceful, number)
@@ -197,6 +206,10 @@ class Runner:
                 except ServerError as exc:
                     self.dead.add(cell.key)
                     self.fail(cell, None, "stop", str(exc), exc.log_tail)
+                    continue
+                except OSError as exc:  # the server broke the test's connections before the stop: its failure
+                    self.dead.add(cell.key)
+                    self.fail(cell, None, "stop", f"the stop test's load failed: {type(exc).__name__}: {exc}", "")
                     continue
                 bundle.write_record(path, record)
                 self.listener.say(outcome_line(record))
@@ -412,7 +425,8 @@ class Runner:
 
     def sweep_guess(self) -> float:
         live = [cell for cell in self.config.cells if cell.key not in self.dead]
-        points = sum(len(self.config.scenarios_of(cell, self.matrix)) for cell in live)
+        swept = self.config.sweep_scenarios
+        points = sum(len([s for s in self.config.scenarios_of(cell, self.matrix) if s in swept]) for cell in live)
         return self.budget.sweep_guess(points, len(live))
 
     def listener_per_repeat(self) -> float:
@@ -447,7 +461,7 @@ class Runner:
         self.capacity = {s: self.capacities(s) for s in c.scenarios}  # which cells run the fast-only rates
         chosen = dict(self.manifest.sweep)
         if not chosen:
-            for scenario in c.scenarios:
+            for scenario in c.sweep_scenarios:
                 if c.rates:
                     chosen[scenario] = SweepRates(common=sorted(c.rates), fast=[], chosen_from="--rate")
                 elif (found := sweep.rates(self.capacity[scenario]))[0]:

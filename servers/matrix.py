@@ -195,6 +195,7 @@ class RunSettings:
     budget: float = 0.0
     max_repeats: int = 6
     stops: int = 0
+    swept: tuple[str, ...] = ()  # the scenarios the sweep runs, of the run's (none named: every one)
 
 
 @dataclass(frozen=True)
@@ -402,7 +403,8 @@ def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "")
         if not cells:
             raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
         skips = tuple(e for e in excludes if "scenario" in e.match)
-        run = RunSettings(**t.get("run", {}))
+        settings = t.get("run", {})
+        run = RunSettings(**{**settings, "swept": tuple(settings.get("swept", ()))})
         presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), run, skips)
     _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
     calibration = (

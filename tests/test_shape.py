@@ -60,6 +60,23 @@ def test_a_fast_only_rate_is_planned_only_where_the_cell_serves_it() -> None:
     assert [w.warmup for w in visits[KEYS[0]].work] == [plan.SWEEP_WARMUP, 0.0, 0.0]  # the first rate warms up
 
 
+def test_the_sweep_runs_the_presets_scenarios_of_the_run_or_the_ones_named() -> None:
+    assert config("--preset", "default").sweep_scenarios == ["plaintext"]  # the default's: within its 20 minutes
+    assert config("--preset", "default", "--scenario", "json").sweep_scenarios == ["json"]  # none of the preset's
+    named = config("--preset", "default", "--sweep-scenario", "json", "--sweep-scenario", "plaintext")
+    assert named.sweep_scenarios == ["plaintext", "json"]  # in the run's order
+    assert config("--preset", "full").sweep_scenarios == list(MATRIX.preset("full").scenarios)
+    with pytest.raises(UsageError, match="--sweep-scenario echo: not a scenario of this run"):
+        config("--preset", "default", "--sweep-scenario", "echo")
+
+
+def test_the_stop_phase_stops_the_http1_cells_and_leaves_h2c_to_their_servers_http1_cells(tmp_path: Path) -> None:
+    c = config("--preset", "default")
+    runner = Runner(c, MATRIX, tmp_path, LocalTargets(tmp_path, (0,)), SimpleNamespace(cpus=(0,), workers=1), None)  # type: ignore[arg-type]
+    h2c = [cell.key for cell in c.cells if MATRIX.protocol(cell) == "h2"]
+    assert h2c and [cell.key for cell in runner.stop_cells()] == [k for k in [x.key for x in c.cells] if k not in h2c]
+
+
 # --- the ledger -------------------------------------------------------------------------------------------------
 
 
