@@ -287,6 +287,7 @@ def outcome_line(stop: StopTest) -> str:
         f"{stop.key} stop {stop.number} ({stop.graceful}): {stop.load.scheduled} scheduled at "
         f"{stop.load.rate:.0f}/s: {counted}; lost {stop.lost} ({stop.load.lost_before} due before SIGTERM); "
         f"{exited}; lifespan shutdown {lifespan}"
+        + "".join(f"; still running after the exit: {line}" for line in stop.server.leftover_cmdlines)
     )
 
 

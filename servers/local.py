@@ -133,6 +133,7 @@ class LocalServer:
                 os.killpg(pid, signal.SIGKILL)
         self.exit_code = self.process.wait()
         leftovers = group_members(pid)
+        seen = [line for member in leftovers if (line := cmdline(member))]
         if leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -146,7 +147,8 @@ class LocalServer:
             exit_code=self.exit_code,
             killed=not exited,
             kill_after=kill_after,
-            leftovers=leftovers,
+            leftovers=len(leftovers),
+            leftover_cmdlines=seen,
             still_listening=listening(self.port),
             lifespan=read_lifespan(self.lifespan_report),
         )
@@ -194,16 +196,25 @@ def descendants(main: psutil.Process) -> list[ProcessSeen]:
     return seen
 
 
-def group_members(pgid: int) -> int:
-    """How many processes of the process group `pgid` still run (zombies not counted)."""
-    count = 0
+def group_members(pgid: int) -> list[int]:
+    """The processes of the process group `pgid` still running (zombies not counted)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        count += fields[0] != "Z" and int(fields[2]) == pgid
-    return count
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, shortened; empty once it is gone."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:160]
+    except psutil.Error:
+        return ""
 
 
 def listening(port: int) -> bool:

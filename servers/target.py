@@ -9,6 +9,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from pydantic import Field
+
 from core.errors import ProcessFailedError, ServiceLostError
 from core.hostfacts import HostFacts
 from core.model import Record
@@ -76,6 +78,7 @@ class Termination(Record):
     leftovers: int  # processes of its group still running after its main process exited (then killed)
     still_listening: bool  # its port still accepted a connection after it exited
     lifespan: list[LifespanNote]  # its workers' lifespan report, startup to shutdown
+    leftover_cmdlines: list[str] = Field(default_factory=list)  # what they were (command lines, shortened)
 
     def workers(self, event: str) -> int:
         return len({n.pid for n in self.lifespan if n.event == event})
