@@ -4,8 +4,13 @@ does not stop is killed and recorded, with nothing left behind."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,13 +103,10 @@ def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_p
     assert record.server.shutdown_completed and not record.server.killed
 
 
-def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
+@contextlib.contextmanager
+def agent_running(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The target agent on a free port: its URL and the environment that names its secret."""
     from core.host import ROOT
-    from lab import bundle
     from tests.test_remote import wait_http
 
     agent_port = free_port()
@@ -113,19 +115,45 @@ def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) ->
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
-        run = subprocess.run(
-            [sys.executable, "-m", "lab", "lifecycle", "--cell", CELL.format(app="raw"), "--stops", "1",
-             "--port", str(free_port()), "--server-agent", f"http://127.0.0.1:{agent_port}", "--out", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
+        yield f"http://127.0.0.1:{agent_port}", env
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+def lifecycle(tmp_path: Path, key: str, *more: str) -> subprocess.CompletedProcess[str]:
+    """`python -m lab lifecycle` on one cell, once, through the agent."""
+    from core.host import ROOT
+
+    with agent_running(tmp_path) as (url, env):
+        return subprocess.run(
+            [sys.executable, "-m", "lab", "lifecycle", "--cell", key, "--stops", "1", "--port", str(free_port()),
+             "--server-agent", url, "--out", str(tmp_path), *more],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+
+
+def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
+    from lab import bundle
+
+    run = lifecycle(tmp_path, CELL.format(app="raw"))
+    assert run.returncode == 0, run.stderr
     record = bundle.read_model(bundle.stop_path(tmp_path, CELL.format(app="raw"), "lab", 1), "stop")
     assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
     assert record.server.shutdown_completed and record.server.exit_code == 0
     assert "| uvicorn | lab | 1 |" in run.stdout and (tmp_path / "lifecycle.md").exists()
+
+
+def test_the_lifecycle_command_restarts_a_cell_through_the_agent(tmp_path: Path) -> None:
+    from lab import bundle
+
+    key = "hypercorn-asyncio-h11-w1-raw"
+    run = lifecycle(tmp_path, key, "--restart")
+    assert run.returncode == 0, run.stderr
+    record = bundle.read_model(bundle.restart_path(tmp_path, key, "lab", 1), "restart")
+    assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
+    assert record.server.replaced and record.capacity_after > 0 and record.stopped_cleanly
+    assert f"| hypercorn | {key} | 1 |" in run.stdout and (tmp_path / "restarts.md").exists()
 
 
 def test_the_gap_in_service_is_read_from_the_answers() -> None:
