@@ -336,6 +336,8 @@ def restarts(config: RunConfig, matrix: Matrix, targets: TargetBackend, count: i
     from servers.target import ServerError
 
     cells = [restart_cell(c, matrix) for c in config.cells]
+    for cell in cells:  # a cell with more workers than the preset's: refused before any starts, as every input is
+        matrix.valid(cell)
     say(f"restarts under load: {len(cells)} cells x {count}, {RestartPlan().describe()}; results in {out}")
     records, failed = [], 0
     for number in range(1, count + 1):
