@@ -30,7 +30,7 @@ from lab.verdict import Verdict
 from loadtests.load import LoadResult, RefereeResult
 from loadtests.stopping import StopLoad
 from servers.matrix import Cell
-from servers.target import ServerSample, Termination
+from servers.target import Restart, ServerSample, Termination
 from servers.variants import Environment
 
 SCHEMA_VERSION = 2
@@ -173,6 +173,32 @@ class StopTest(Record):
         return None if self.server.exit_at is None else self.server.exit_at - self.server.signal_at
 
 
+class RestartTest(Record):
+    """One restart under load (lab/lifecycle.py): the same client and per-request accounting as a stop, around the
+    server's restart signal, with the schedule kept on until its new workers serve and `settle` seconds more; then
+    whether it still served and stopped cleanly. Times in `load` are seconds from the signal; `server`'s the epoch."""
+
+    schema_version: int
+    kind: Literal["restart"]
+    run_id: str
+    key: str
+    cell: Cell  # with the workers the restart needs (matrix.toml restart_workers)
+    number: int
+    graceful: Literal["lab", "default"]
+    capacity: float  # correct answers per second, closed model, just before
+    fraction: float
+    settle: float  # seconds of schedule kept on after the restart was seen done
+    load: StopLoad
+    server: Restart
+    capacity_after: float  # the same closed-model measure after the schedule: it still serves (0: it does not)
+    exit_code: int | None  # of the stop (SIGTERM) after it all
+    stopped_cleanly: bool  # exited by itself within the stop's timeout, with code 0
+
+    @property
+    def lost(self) -> int:
+        return self.load.lost
+
+
 class Machine(Record):
     machine_id: str
     cpu_model: str
@@ -297,6 +323,7 @@ KINDS: dict[str, type[Record]] = {
     "failure": Failure,
     "calibration": Calibration,
     "stop": StopTest,
+    "restart": RestartTest,
 }
 
 
@@ -353,6 +380,10 @@ def pair_path(root: Path, key: str, scenario: str, number: int) -> Path:
 
 def stop_path(root: Path, key: str, graceful: str, number: int) -> Path:
     return root / "stops" / f"{key}__{graceful}__s{number}.json"
+
+
+def restart_path(root: Path, key: str, graceful: str, number: int) -> Path:
+    return root / "restarts" / f"{key}__{graceful}__r{number}.json"
 
 
 def failure_path(root: Path, key: str, scenario: str | None) -> Path:

@@ -4,6 +4,7 @@
     python -m lab preflight [run options]                check a run's settings and ports; start nothing
     python -m lab calibrate [run options]                the load generator's ceiling on this machine
     python -m lab lifecycle --cell KEY [--stops N]       stop each cell's server under load N times (lab/lifecycle.py)
+    python -m lab lifecycle --restart [--stops N]        restart each cell's server under load N times instead
     python -m lab plot results/<run-id>                  redo summary.csv, the charts, report.html and summary.md
     python -m lab compare results/<A> results/<B>        the same cells in two bundles, side by side
     python -m lab reference results/<run-id> NAME        copy a bundle into results/reference/ for committing
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from core.errors import LabError, ServiceLostError, say
+from core.errors import LabError, ServiceLostError, UsageError, say
 from core.host import LOOPBACK, check_port_free, format_cpus, machine_cpus
 from core.settings import settings
 from lab import config as options
@@ -75,6 +76,9 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
         config = config.check(matrix)
     else:
         config, run_dir, manifest = options.from_args(args, matrix), None, None
+        if config.restart:
+            raise UsageError("--restart: restarts under load are measured by `python -m lab lifecycle --restart`, "
+                             "not in a run")  # fmt: skip
         matrix = config.matrix_of(matrix)  # with your app, when it runs one
         check_variants(config.variants)  # resolved, not installed: an unknown package stops here
         if config.own and not config.own.requirements and not config.variants:
@@ -296,6 +300,8 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
         if config.target_agent
         else LocalTargets(out / "logs", tuple(config.server_cpus), matrix=matrix)
     )
+    if config.restart:
+        return restarts(config, matrix, targets, stops, out)
     say(f"stops under load: {len(config.cells)} cells x {stops}, {StopPlan().describe()}; results in {out}")
     records, failed = [], 0
     for number in range(1, stops + 1):
@@ -312,6 +318,42 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     if records:
         write_outputs(out, records)
         for line in table(records):
+            print(line)
+    return 1 if failed else 0
+
+
+def restarts(config: RunConfig, matrix: Matrix, targets: TargetBackend, count: int, out: Path) -> int:
+    """python -m lab lifecycle --restart: each cell restarted under load `count` times (lab/lifecycle.py)."""
+    from lab import bundle
+    from lab.lifecycle import (
+        RestartPlan,
+        restart_cell,
+        restart_line,
+        restart_once,
+        restart_table,
+        write_restart_outputs,
+    )
+    from servers.target import ServerError
+
+    cells = [restart_cell(c, matrix) for c in config.cells]
+    for cell in cells:  # a cell with more workers than the preset's: refused before any starts, as every input is
+        matrix.valid(cell)
+    say(f"restarts under load: {len(cells)} cells x {count}, {RestartPlan().describe()}; results in {out}")
+    records, failed = [], 0
+    for number in range(1, count + 1):
+        for cell in cells:
+            try:
+                record = restart_once(targets, matrix, cell, config.port, number, out.name, config.graceful)
+            except ServerError as exc:
+                say(f"FAILED {cell.key} restart {number}: {exc}")
+                failed += 1
+                continue
+            bundle.write_record(bundle.restart_path(out, cell.key, config.graceful, number), record)
+            records.append(record)
+            say(restart_line(record))
+    if records:
+        write_restart_outputs(out, records)
+        for line in restart_table(records):
             print(line)
     return 1 if failed else 0
 
@@ -333,7 +375,8 @@ def dispatch(argv: list[str] | None) -> int:
     cal = add_run(sub, "calibrate", "the load generator's ceiling against the matrix's calibration cell", matrix)
     cal.add_argument("--workdir", default=tempfile.gettempdir() + "/lab-calibrate", help="server and Locust logs")
     cal.add_argument("--out", type=Path, help="write the calibration JSON here (default: stdout)")
-    life = add_run(sub, "lifecycle", "stop each cell's server under load; what happened to every request", matrix)
+    life = add_run(sub, "lifecycle", "stop (or --restart) each cell's server under load; what became of every request",
+                   matrix)  # fmt: skip
     life.add_argument("--out", type=Path, help="the folder for its records (default: RESULTS/lifecycle-<time>)")
     plot = sub.add_parser("plot", help="redo a bundle's summary.csv, charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")

@@ -16,7 +16,8 @@ A run has up to four phases, all through the same backends:
   sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from the
                throughput phase's own figures (lab/sweep.py), or the ones given with --rate;
   stops        `stops` times per cell, its server started fresh, loaded in the open model with short and long
-               requests and idle connections, and sent SIGTERM at a set time (lab/lifecycle.py).
+               requests and idle connections, and sent SIGTERM at a set time (lab/lifecycle.py); `restart` (the
+               lifecycle command only) sends its restart signal instead and keeps the load on.
 The manifest stores the configuration; a resumed run reads it back from there, and the matrix file it names.
 """
 
@@ -191,6 +192,11 @@ class RunConfig(Record):
         Option("stops under load per cell, after the other phases: SIGTERM while requests are in flight "
                "(lab/lifecycle.py; 0: none)", low=0, high=MAX_REPEATS, preset="stops"),
     ] = 0  # fmt: skip
+    restart: Annotated[
+        bool,
+        Option("python -m lab lifecycle: restart each cell's server under load (its matrix restart_signal, with at "
+               "least its restart_workers workers) instead of stopping it, --stops times", default=False),
+    ] = False  # fmt: skip
     graceful: Annotated[
         Graceful,
         Option("the stops' graceful timeout: the lab's, the same for every server (matrix.toml [stop]), or each "

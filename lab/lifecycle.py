@@ -1,7 +1,9 @@
-"""Stopping under load: one cell's server started fresh, loaded in the open model at a stated share of its capacity
-with short and long requests in flight and idle keep-alive connections open, and sent SIGTERM at a set time; every
-request of the schedule gets one outcome (loadtests/stopping.py), and the target side says what the server did
-(servers/target.py: Termination). The runner's stop phase and `python -m lab lifecycle` both run `stop_once`.
+"""Stopping and restarting under load: one cell's server started fresh, loaded in the open model at a stated share
+of its capacity with short and long requests in flight and idle keep-alive connections open, and sent SIGTERM at a
+set time; every request of the schedule gets one outcome (loadtests/stopping.py), and the target side says what the
+server did (servers/target.py: Termination). The runner's stop phase and `python -m lab lifecycle` both run
+`stop_once`; `python -m lab lifecycle --restart` runs `restart_once`: the same load around the server's restart
+signal, kept on until its new workers serve (servers/target.py: Restart).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from statistics import median
 
 from core.errors import UsageError
 from lab import bundle
-from lab.bundle import StopTest
+from lab.bundle import RestartTest, StopTest
 from loadtests import scenarios
-from loadtests.stopping import OUTCOMES, StopClient, capacity
+from loadtests.stopping import LOST, OUTCOMES, StopClient, capacity
 from servers.matrix import Cell, Matrix
 from servers.own_app import NAME as OWN
-from servers.target import TargetBackend, Termination
+from servers.target import Restart, ServerError, TargetBackend, Termination
 
 SHORT, LONG = "plaintext", "io"  # the scenarios whose requests the schedule mixes
 # One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 30 stops of uvicorn in
@@ -46,6 +48,28 @@ class StopPlan:
             f"{self.long_share:.0%} of requests /io?ms={self.long_ms}, {self.idle} idle keep-alive connections, "
             f"SIGTERM {self.before:g} s into the schedule, {self.after:g} s of schedule after it"
         )
+
+
+@dataclass(frozen=True)
+class RestartPlan(StopPlan):
+    """A stop's plan around a restart: the schedule runs on until the new workers serve, then `settle` s more."""
+
+    settle: float = 2.0
+    longest: float = 15.0  # seconds the restart is waited for, and the schedule's longest after the signal
+
+    def describe(self) -> str:
+        return (
+            f"open model at {self.fraction:.0%} of each cell's capacity (at most {self.max_rate:g}/s), "
+            f"{self.long_share:.0%} of requests /io?ms={self.long_ms}, {self.idle} idle keep-alive connections, "
+            f"the restart signal {self.before:g} s into the schedule, kept on until the new workers serve and "
+            f"{self.settle:g} s more (at most {self.longest:g} s after the signal)"
+        )
+
+
+def restart_cell(cell: Cell, matrix: Matrix) -> Cell:
+    """The cell with as many workers as its server needs to restart them (matrix.toml: restart_workers)."""
+    need = matrix.servers[cell.server].stop.restart_workers
+    return cell if cell.workers >= need else cell.model_copy(update={"workers": need})
 
 
 def stop_once(
@@ -90,6 +114,66 @@ def stop_once(
     return StopTest(
         schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=run_id, key=cell.key, cell=cell, number=number,
         graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load, server=ended[0],
+    )  # fmt: skip
+
+
+def restart_once(
+    targets: TargetBackend,
+    matrix: Matrix,
+    cell: Cell,
+    port: int,
+    number: int,
+    run_id: str,
+    graceful: str = "lab",
+    plan: RestartPlan = RestartPlan(),
+) -> RestartTest:
+    """Start the cell (with the workers its restart needs), measure its capacity, load it and send its restart
+    signal; once the new workers serve and `settle` seconds more, see that it still serves, and stop it."""
+    if cell.app == OWN:
+        raise UsageError(f"cell {cell.key}: the restart test needs the lab's apps (their /io and lifespan report)")
+    cell = restart_cell(cell, matrix)
+    matrix.valid(cell)
+    target = scenarios.Target("127.0.0.1", port)
+    short = scenarios.plan(matrix.scenario(SHORT), target)
+    long = scenarios.plan(matrix.scenario(LONG), target, {"ms": str(plan.long_ms)})
+    done: list[Restart | BaseException] = []
+    with targets.serve(cell, port, graceful) as server:
+        measured = capacity(target, short)
+        rate = min(plan.fraction * measured, plan.max_rate)
+        signal_at = time.time() + 0.3 + plan.before  # the idle connections are opened in the first 0.3 s
+        client = StopClient(target, short, long, rate, plan.long_share, signal_at, plan.before, plan.longest,
+                            drain=matrix.stop.kill_after + 1, idle=plan.idle, seed=number)  # fmt: skip
+
+        def restart() -> None:
+            try:
+                restarted = server.restart(signal_at, plan.longest)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                done.append(exc)
+                client.cut(time.time())
+                return
+            done.append(restarted)
+            client.cut((restarted.done_at or time.time()) + plan.settle)
+
+        thread = threading.Thread(target=restart, name="restart", daemon=True)
+        thread.start()
+        try:
+            load = client.run()
+        finally:
+            thread.join()
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        try:
+            after = capacity(target, short, seconds=0.3) if server.alive() else 0.0
+        except OSError:
+            after = 0.0
+        try:
+            code: int | None = server.stop(matrix.stop.kill_after)
+        except ServerError:
+            code = None
+    return RestartTest(
+        schema_version=bundle.SCHEMA_VERSION, kind="restart", run_id=run_id, key=cell.key, cell=cell, number=number,
+        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, settle=plan.settle, load=load,
+        server=done[0], capacity_after=round(after, 1), exit_code=code, stopped_cleanly=code == 0,
     )  # fmt: skip
 
 
@@ -203,6 +287,7 @@ def outcome_line(stop: StopTest) -> str:
         f"{stop.key} stop {stop.number} ({stop.graceful}): {stop.load.scheduled} scheduled at "
         f"{stop.load.rate:.0f}/s: {counted}; lost {stop.lost} ({stop.load.lost_before} due before SIGTERM); "
         f"{exited}; lifespan shutdown {lifespan}"
+        + "".join(f"; still running after the exit: {line}" for line in stop.server.leftover_cmdlines)
     )
 
 
@@ -241,3 +326,70 @@ def write_outputs(root: Path, stops: list[StopTest]) -> list[Path]:
     lines += ["## Every stop", "", *(f"- {outcome_line(s)}" for s in sorted(stops, key=lambda s: (s.key, s.number)))]
     (root / "lifecycle.md").write_text("\n".join(lines) + "\n")
     return [root / "lifecycle.md", *charts]
+
+
+# --- what the restarts of one server say -------------------------------------------------------------------------
+
+RESTART_COLUMNS = (
+    "server", "cells", "restarts", "scheduled", "lost (per restart)", "of them in flight at the signal", "refused",
+    "longest gap (before the signal)", "back to rate", "signal → new workers serve, old gone",
+    "workers replaced", "served after", "stopped cleanly",
+)  # fmt: skip
+
+
+def restart_rows(restarts: list[RestartTest]) -> list[list[str]]:
+    """The "Restarting under load" table: one row per server and graceful setting, in RESTART_COLUMNS."""
+    groups: dict[tuple[str, str], list[RestartTest]] = {}
+    for r in restarts:
+        groups.setdefault((r.cell.server, r.graceful), []).append(r)
+    found = []
+    for (server, _), group in sorted(groups.items()):
+        n = len(group)
+        lost = [r.lost for r in group]
+        sent_before = [sum(r.load.in_flight[o] for o in LOST) for r in group]
+        gaps = [r.load.service.longest_gap for r in group if r.load.service]
+        normal = [r.load.service.longest_gap_before for r in group if r.load.service]
+        back = [r.load.service.recovered for r in group if r.load.service]
+        done = [None if r.server.done_at is None else r.server.done_at - r.server.signal_at for r in group]
+        found.append([
+            server, ", ".join(sorted({r.key for r in group})), str(n), f"{sum(r.load.scheduled for r in group):,}",
+            f"{sum(lost)} ({min(lost)}-{max(lost)})", str(sum(sent_before)),
+            str(sum(r.load.outcomes["refused"] for r in group)),
+            f"{spread(list(gaps))} ({spread(list(normal))})", spread(back).replace("killed", "never"),
+            spread(done).replace("killed", "not seen"),
+            f"{sum(r.server.replaced for r in group)}/{n}", f"{sum(r.capacity_after > 0 for r in group)}/{n}",
+            f"{sum(r.stopped_cleanly for r in group)}/{n}",
+        ])  # fmt: skip
+    return found
+
+
+def restart_table(restarts: list[RestartTest]) -> list[str]:
+    return [
+        "| " + " | ".join(RESTART_COLUMNS) + " |",
+        "|" + "---|" * len(RESTART_COLUMNS),
+        *("| " + " | ".join(row) + " |" for row in restart_rows(restarts)),
+    ]
+
+
+def restart_line(r: RestartTest) -> str:
+    counted = ", ".join(f"{o} {n}" for o, n in r.load.outcomes.items() if n)
+    service = r.load.service
+    done = "not seen done" if r.server.done_at is None else f"done {r.server.done_at - r.server.signal_at:.2f} s"
+    gap = f"longest gap {service.longest_gap:.3f} s from {service.gap_from:+.3f} s" if service else ""
+    back = "" if service is None else "never back to rate" if service.recovered is None else \
+        f"back to rate {service.recovered:.2f} s"  # fmt: skip
+    return (
+        f"{r.key} restart {r.number} ({r.server.signal}): {r.load.scheduled} scheduled at {r.load.rate:.0f}/s: "
+        f"{counted}; lost {r.lost}; {done} after the signal, workers {r.server.old_workers} -> "
+        f"{r.server.new_workers}; {gap}; {back}; {r.capacity_after:.0f}/s after (before {r.capacity:.0f}/s); "
+        f"stop: exit {r.exit_code}"
+    )
+
+
+def write_restart_outputs(root: Path, restarts: list[RestartTest]) -> list[Path]:
+    """restarts.md in `root`: the table and one line per restart."""
+    lines = ["# Restarting under load", "", RestartPlan().describe() + ".", "", *restart_table(restarts), "",
+             "## Every restart", "",
+             *(f"- {restart_line(r)}" for r in sorted(restarts, key=lambda r: (r.key, r.number)))]  # fmt: skip
+    (root / "restarts.md").write_text("\n".join(lines) + "\n")
+    return [root / "restarts.md"]

@@ -12,7 +12,9 @@ the first one free; latency counts from the slot.
 
 from __future__ import annotations
 
+import bisect
 import errno
+import itertools
 import random
 import select
 import socket
@@ -36,12 +38,25 @@ OUTCOMES = {
 LOST = ("error", "reset", "closed", "timeout")  # reached the server and got no proper answer: not safe to retry blindly
 KINDS = ("short", "long")
 BUCKET = 0.01  # seconds per bar of the timeline
+RECOVERY = 0.1  # seconds per window in which answers count as back at the pre-signal rate (Service.recovered)
 BUFFER = 65536
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x001, 0x004, 0x008, 0x010
 
 
+class Service(Record):
+    """The gap in service around the signal, from the correct answers' completion times (seconds from the signal)."""
+
+    rate_before: float  # correct answers per second over the schedule before the signal
+    longest_gap: float  # the longest interval with no correct answer completed, over the whole schedule...
+    gap_from: float  # ...and when it began
+    longest_gap_before: float  # the same before the signal only: what the load's own randomness gives
+    recovered: float | None  # the end of the last RECOVERY-second window after the signal with fewer correct answers
+    # than half the pre-signal rate gives one (0: none); None: the schedule ended in such a window (never recovered)
+
+
 class StopLoad(Record):
-    """One stop test as the client saw it; times in seconds from SIGTERM."""
+    """One stop (or restart) test as the client saw it; times in seconds from the signal (SIGTERM, or the restart's).
+    `before` and `after` are the schedule as run: a restart's is cut short once its new workers serve."""
 
     rate: float  # scheduled requests per second (open model, Poisson arrivals)
     long_share: float  # share of them that are long (/io?ms=long_ms)
@@ -62,6 +77,7 @@ class StopLoad(Record):
     timeline: dict[str, list[int]]  # outcome -> how many ended in each BUCKET-second bucket
     max_late: float  # the latest a request was sent after its slot (the client keeping up)
     peak_connections: int
+    service: Service | None = None  # None in records from before it was measured
 
     @property
     def lost(self) -> int:
@@ -117,6 +133,7 @@ class StopClient:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.until: float | None = None  # the epoch at which another thread ends the schedule early (`cut`)
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.pool: deque[Conn] = deque()  # connections with nothing in flight
@@ -126,6 +143,11 @@ class StopClient:
         self.finishing = False  # the test is over: what the client closes now, the server did not
         self.peak = 0
         self.max_late = 0.0
+
+    def cut(self, at: float) -> None:
+        """End the schedule at `at` (the epoch) rather than `after` seconds past the signal; thread-safe: the loop
+        reads it. The slots not yet due then are no part of the schedule."""
+        self.until = at
 
     def plan_of(self, request: Request) -> Plan:
         return self.long if request.kind else self.short
@@ -307,9 +329,16 @@ class StopClient:
         self.warm_idle(stop - self.before)
         self.requests = self.schedule(stop)
         pending = deque(self.requests)
-        deadline = stop + self.after + self.drain
+        end = stop + self.after
         while True:
             now = time.perf_counter()
+            if self.until is not None and self.until + wall_to_perf < end:
+                end, dropped = max(self.until + wall_to_perf, now), 0
+                while pending and pending[-1].slot >= end:  # not yet due: the schedule's sorted tail
+                    pending.pop()
+                    dropped += 1
+                del self.requests[len(self.requests) - dropped :]
+            deadline = end + self.drain
             while pending and pending[0].slot <= now:
                 self.due(pending.popleft(), now)
             owed = self.backlog or any(c.request is not None for c in self.conns.values())
@@ -326,9 +355,9 @@ class StopClient:
                 self.end(conn.request, now, "never_sent" if conn.request.sent < 0 else "timeout")
             self.close(conn, now)
         self.ep.close()
-        return self.result(stop)
+        return self.result(stop, end)
 
-    def result(self, stop: float) -> StopLoad:
+    def result(self, stop: float, end: float) -> StopLoad:
         done = self.requests
         assert all(r.outcome in OUTCOMES for r in done), "a scheduled request without an outcome"
 
@@ -349,7 +378,7 @@ class StopClient:
             long_ms=self.long.params.get("ms", 0),
             idle=self.idle,
             before=self.before,
-            after=self.after,
+            after=round(end - stop, 6),
             scheduled=len(done),
             outcomes=count(done),
             short=count([r for r in done if r.kind == 0]),
@@ -363,7 +392,29 @@ class StopClient:
             timeline={o: v for o, v in timeline.items() if any(v)},
             max_late=round(self.max_late, 6),
             peak_connections=self.peak,
+            service=service(sorted(r.end - stop for r in done if r.outcome == "ok"), self.before, end - stop),
         )
+
+
+def service(ok: list[float], before: float, after: float) -> Service:
+    """The gap in service from the correct answers' completion times `ok` (sorted, seconds from the signal) over a
+    schedule from -`before` to `after`."""
+    marks = [-before, *(t for t in ok if t <= after), after]
+    gaps = [(b - a, a) for a, b in itertools.pairwise(marks)]
+    longest, gap_from = max(gaps)
+    rate = sum(t < 0 for t in ok) / before
+    floor, start = rate * RECOVERY / 2, bisect.bisect_left(ok, 0.0)
+    windows = max(int((after - RECOVERY) / BUCKET + 1e-9) + 1, 0)  # RECOVERY seconds each, BUCKET apart, from 0 on
+    low = [
+        i for i in range(windows)
+        if bisect.bisect_left(ok, i * BUCKET + RECOVERY, start) - bisect.bisect_left(ok, i * BUCKET, start) < floor
+    ]  # fmt: skip
+    recovered = None if low and low[-1] == windows - 1 else low[-1] * BUCKET + RECOVERY if low else 0.0
+    return Service(
+        rate_before=round(rate, 1), longest_gap=round(longest, 6), gap_from=round(gap_from, 6),
+        longest_gap_before=round(max((g for g, a in gaps if a + g <= 0), default=0.0), 6),
+        recovered=None if recovered is None else round(recovered, 3),
+    )  # fmt: skip
 
 
 def capacity(target: Target, plan: Plan, seconds: float = 0.5, connections: int = 16) -> float:

@@ -22,6 +22,8 @@ Every request and reply is a record of servers/agent_api.py.
     POST /release                                    the caller is done: another may drive the agent
     POST /terminate {"port", "at", "kill_after"}     SIGTERM it at a set time while the runner loads it; what
                                                      followed (servers/target.py: Termination); it is then gone
+    POST /restart {"port", "at", "timeout"}          its server's restart signal (the matrix's) at a set time
+                                                     while the runner loads it; what followed (Restart); it runs on
     POST /shutdown                                   stop everything and exit (the end of a compose run)
 
 Nobody else can drive it: it listens only on the address it is told (default 127.0.0.1), and every request must
@@ -66,6 +68,7 @@ from servers.agent_api import (
     Prepare,
     Prepared,
     Refusal,
+    RestartAsk,
     Speed,
     SpeedAsk,
     SpeedSamples,
@@ -79,7 +82,7 @@ from servers.agent_api import (
 )
 from servers.local import LocalServer, LocalTargets
 from servers.matrix import Matrix, MatrixError, load
-from servers.target import ServerError, Termination
+from servers.target import Restart, ServerError, Termination
 
 DEFAULT_PORT = 7900
 AT_ONCE = 2  # servers running at once: one cell, or the two sides of an A/B pair
@@ -158,16 +161,37 @@ class Agent:
             stopped = Stopped(exit_code=code, log_tail=server.log_tail())
         return stopped
 
-    def terminate(self, asked: Terminate) -> Termination:
+    def terminate(self, asked: Terminate, lease: str | None) -> Termination:
         """Runs outside the agent's lock: it waits for the set time and the exit while other requests go on."""
-        with self.lock:
-            server = self.server(asked.port)
+        server = self.leased_server(asked.port, lease)
         try:
             return server.terminate(asked.at, asked.kill_after)
         finally:
             with self.lock:
                 if asked.port in self.servers and self.servers[asked.port][0] is server:
                     self.servers.pop(asked.port)[1].close()
+                self.renew(lease)
+
+    def restart(self, asked: RestartAsk, lease: str | None) -> Restart:
+        """Runs outside the agent's lock, as `terminate` does; the server keeps running."""
+        server = self.leased_server(asked.port, lease)
+        try:
+            return server.restart(asked.at, asked.timeout)
+        finally:
+            with self.lock:
+                self.renew(lease)
+
+    def leased_server(self, port: int, lease: str | None) -> LocalServer:
+        """The server on `port`, for the caller holding the lease (taken or renewed here, as every request that
+        changes anything does)."""
+        with self.lock:
+            self.take(lease, time.monotonic())
+            return self.server(port)
+
+    def renew(self, lease: str | None) -> None:
+        """A long request's end renews its caller's lease, which may have lapsed meanwhile (nobody took it over)."""
+        if lease is not None and (self.lease is None or self.lease[0] == lease):
+            self.lease = (lease, time.monotonic() + LEASE_SECONDS)
 
     def take(self, lease: str | None, now: float) -> None:
         """The caller's lease taken or renewed; 409 while another caller's has not lapsed. A lapsed caller's servers
@@ -186,9 +210,13 @@ class Agent:
         """One authenticated request (the HTTP handler checked the secret); the status and the reply."""
         path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
         port = int(query["port"][0]) if query.get("port", [""])[0].isdigit() else None
-        if (method, path) == ("POST", "/terminate"):
+        if (method, path) in (("POST", "/terminate"), ("POST", "/restart")):  # they wait: outside the lock
             try:
-                return 200, self.terminate(Terminate.model_validate_json(body))
+                if path == "/terminate":
+                    return 200, self.terminate(Terminate.model_validate_json(body), lease)
+                return 200, self.restart(RestartAsk.model_validate_json(body), lease)
+            except RefusedError as exc:
+                return exc.status, Refusal(error=str(exc))
             except LookupError as exc:
                 return 404, Refusal(error=str(exc))
             except ValidationError as exc:

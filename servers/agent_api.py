@@ -45,6 +45,15 @@ class Terminate(Record):
     kill_after: float
 
 
+class RestartAsk(Record):
+    """Restart the server on `port` at `at` (the epoch) with its server's restart signal (the agent's matrix names
+    it), waiting up to `timeout` seconds for its new workers."""
+
+    port: int
+    at: float
+    timeout: Annotated[float, Field(ge=0, le=MAX_STOP, allow_inf_nan=False)]
+
+
 class Prepare(Record):
     variants: list[Variant]
     own: OwnApp | None = None

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from core import hostfacts, interrupts, speed
 from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
 from servers.matrix import Cell, Matrix, load
@@ -22,6 +24,8 @@ from servers.own_app import OwnApp
 from servers.sampler import TreeSampler
 from servers.target import (
     LifespanNote,
+    ProcessSeen,
+    Restart,
     RunningServer,
     ServerError,
     ServerSample,
@@ -32,6 +36,7 @@ from servers.variants import Environment, Variant, prepare
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+POLL = 0.025  # seconds between looks at a restarting server's processes: little CPU taken from the load beside it
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -55,6 +60,7 @@ class LocalServer:
     sampler: TreeSampler | None = field(default=None, repr=False)
     lifespan_report: Path | None = None  # where its app notes its lifespan (LAB_LIFESPAN_REPORT)
     graceful: tuple[str, float | None, list[str]] = ("lab", None, [])  # as started: mode, seconds, flag
+    restart_signal: str = "SIGHUP"  # its server's (matrix.toml [servers.NAME.stop])
 
     @property
     def url(self) -> str:
@@ -127,6 +133,7 @@ class LocalServer:
                 os.killpg(pid, signal.SIGKILL)
         self.exit_code = self.process.wait()
         leftovers = group_members(pid)
+        seen = [line for member in leftovers if (line := cmdline(member))]
         if leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -140,22 +147,74 @@ class LocalServer:
             exit_code=self.exit_code,
             killed=not exited,
             kill_after=kill_after,
-            leftovers=leftovers,
+            leftovers=len(leftovers),
+            leftover_cmdlines=seen,
             still_listening=listening(self.port),
             lifespan=read_lifespan(self.lifespan_report),
         )
 
+    def restart(self, at: float, timeout: float) -> Restart:
+        """The restart signal to the main process at `at` (the epoch); then its processes (psutil) and its workers'
+        lifespan report looked at every POLL seconds until the old workers are gone and the new ones are up."""
+        signal_name, workers = self.restart_signal, self.cell.workers
+        main = psutil.Process(self.process.pid)
+        time.sleep(max(0.0, at - time.time()))
+        before = descendants(main)
+        alive = {p.pid for p in before}
+        old = sorted({n.pid for n in read_lifespan(self.lifespan_report) if n.event == "startup-complete"} & alive)
+        signal_at = time.time()
+        self.process.send_signal(signal.Signals[signal_name])
+        done_at, new = None, []
+        while self.process.poll() is None and time.time() < signal_at + timeout:
+            time.sleep(POLL)
+            alive = {p.pid for p in descendants(main)}
+            notes = read_lifespan(self.lifespan_report)
+            new = sorted({n.pid for n in notes if n.event == "startup-complete" and n.pid not in old} & alive)
+            if len(new) >= workers and not set(old) & alive:
+                done_at = time.time()
+                break
+        return Restart(
+            signal=signal_name, signal_at=signal_at, workers=workers, timeout=timeout, before=before,
+            after=descendants(main), old_workers=old, new_workers=new, done_at=done_at,
+            main_alive=self.process.poll() is None, lifespan=read_lifespan(self.lifespan_report),
+        )  # fmt: skip
 
-def group_members(pgid: int) -> int:
-    """How many processes of the process group `pgid` still run (zombies not counted)."""
-    count = 0
+
+def descendants(main: psutil.Process) -> list[ProcessSeen]:
+    """Every running process under `main`, with its command line shortened (zombies and the just-gone left out)."""
+    try:
+        children = main.children(recursive=True)
+    except psutil.Error:
+        return []
+    seen = []
+    for child in children:
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                seen.append(ProcessSeen(pid=child.pid, cmdline=" ".join(child.cmdline())[:160]))
+        except psutil.Error:
+            continue
+    return seen
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of the process group `pgid` still running (zombies not counted)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        count += fields[0] != "Z" and int(fields[2]) == pgid
-    return count
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, shortened; empty once it is gone."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:160]
+    except psutil.Error:
+        return ""
 
 
 def listening(port: int) -> bool:
@@ -250,8 +309,9 @@ class LocalTargets:
                 raise ServerError(f"{cell.key} runs the event loop {started.loop_seen!r}, not {cell.loop}", tail(log))
             as_started = (graceful, seconds, flag)
             server = LocalServer(
-                cell, port, log, process, started, self.cpus, lifespan_report=lifespan, graceful=as_started
-            )
+                cell, port, log, process, started, self.cpus, lifespan_report=lifespan, graceful=as_started,
+                restart_signal=matrix.servers[cell.server].stop.restart_signal,
+            )  # fmt: skip
             yield server
         finally:
             if process is not None:

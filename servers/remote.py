@@ -27,6 +27,7 @@ from servers.agent_api import (
     Prepare,
     Prepared,
     Refusal,
+    RestartAsk,
     Speed,
     SpeedAsk,
     SpeedSamples,
@@ -41,6 +42,7 @@ from servers.agent_api import (
 from servers.matrix import Cell, Matrix
 from servers.own_app import OwnApp
 from servers.target import (
+    Restart,
     RunningServer,
     ServerError,
     ServerSample,
@@ -142,6 +144,16 @@ class RemoteServer:
         })  # fmt: skip
         self.exit_code = ended.exit_code
         return ended
+
+    def restart(self, at: float, timeout: float) -> Restart:
+        """The restart at `at` (this host's clock); what followed, in this host's."""
+        asked = RestartAsk(port=self.port, at=at + self.offset, timeout=timeout)
+        done = self.agent.call("/restart", Restart, asked, timeout=max(0.0, at - time.time()) + timeout + 30)
+        return done.model_copy(update={
+            "signal_at": done.signal_at - self.offset,
+            "done_at": None if done.done_at is None else done.done_at - self.offset,
+            "lifespan": [n.model_copy(update={"time": n.time - self.offset}) for n in done.lifespan],
+        })  # fmt: skip
 
 
 class RemoteSpeedometer:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from pydantic import Field
+
 from core.errors import ProcessFailedError, ServiceLostError
 from core.hostfacts import HostFacts
 from core.model import Record
@@ -76,6 +78,7 @@ class Termination(Record):
     leftovers: int  # processes of its group still running after its main process exited (then killed)
     still_listening: bool  # its port still accepted a connection after it exited
     lifespan: list[LifespanNote]  # its workers' lifespan report, startup to shutdown
+    leftover_cmdlines: list[str] = Field(default_factory=list)  # what they were (command lines, shortened)
 
     def workers(self, event: str) -> int:
         return len({n.pid for n in self.lifespan if n.event == event})
@@ -88,6 +91,42 @@ class Termination(Record):
     @property
     def shutdown_completed(self) -> bool:
         return self.workers("shutdown-complete") >= self.workers("startup-complete") > 0
+
+
+class ProcessSeen(Record):
+    """One process under a server's main process, as /proc shows it."""
+
+    pid: int
+    cmdline: str  # shortened: enough to say what it is (a spawned worker, multiprocessing's resource tracker)
+
+
+class Restart(Record):
+    """One restart signal at a set time and what followed, as the target side saw it (times: the epoch). A worker is
+    a process whose app completed its lifespan startup (the apps' report): the old ones served before the signal,
+    the new ones started after it."""
+
+    signal: str  # the server's restart_signal (matrix.toml [servers.NAME.stop])
+    signal_at: float
+    workers: int  # how many new workers make the restart done (the cell's)
+    timeout: float  # the longest it was waited for
+    before: list[ProcessSeen]  # every process under the main one just before the signal
+    after: list[ProcessSeen]  # and when the restart was done (or the wait ended)
+    old_workers: list[int]  # pids
+    new_workers: list[int]  # pids, alive at the end
+    done_at: float | None  # first seen (servers/local.py polls: POLL) with the old workers gone, `workers` new ones up
+    main_alive: bool  # the main process still ran at the end: restarted, not stopped
+    lifespan: list[LifespanNote]  # its workers' lifespan report, the old ones' and the new ones'
+
+    @property
+    def replaced(self) -> bool:
+        """Every old worker gone, the new ones serving, the main process the same."""
+        left = set(self.old_workers) & {p.pid for p in self.after}
+        return self.done_at is not None and self.main_alive and bool(self.old_workers) and not left
+
+    def ready_at(self) -> float | None:
+        """When the last new worker's lifespan startup completed (the epoch)."""
+        times = [n.time for n in self.lifespan if n.event == "startup-complete" and n.pid in self.new_workers]
+        return max(times) if len(times) >= self.workers else None
 
 
 class RunningServer(Protocol):
@@ -121,6 +160,12 @@ class RunningServer(Protocol):
     def terminate(self, at: float, kill_after: float) -> Termination:
         """Send SIGTERM at `at` (the epoch), wait up to `kill_after` seconds for the exit (then SIGKILL its process
         group), and say what happened; blocks until then. The server is stopped afterwards."""
+        ...
+
+    def restart(self, at: float, timeout: float) -> Restart:
+        """Send its server's restart_signal (the matrix's) to its main process at `at` (the epoch) and wait, up to
+        `timeout` seconds, until the cell's count of new workers serve and the old ones are gone; what happened. The
+        server keeps running."""
         ...
 
     def log_tail(self) -> str: ...

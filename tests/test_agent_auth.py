@@ -75,6 +75,8 @@ def test_a_fuzz_of_bad_requests_starts_nothing(agent: tuple[Agent, int, str], ca
         ("POST", "/prepare", b'{"variants": []}'), ("POST", "/start", start), ("POST", "/stop", b"{}"),
         ("POST", "/shutdown", b"{}"), ("POST", "/release", b"{}"), ("POST", "/sample/open", b'{"port": 8000}'),
         ("POST", "/sample/close", b'{"start": 1, "end": 2, "port": 8000}'),
+        ("POST", "/terminate", b'{"port": 8000, "at": 0, "kill_after": 1}'),
+        ("POST", "/restart", b'{"port": 8000, "at": 0, "timeout": 1}'),
     ]  # fmt: skip
     wrong = [
         {}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {key}"},
@@ -148,3 +150,21 @@ def test_a_fuzz_of_bad_requests_starts_nothing(agent: tuple[Agent, int, str], ca
     assert psutil.Process().children(recursive=True) == []
     logged = capfd.readouterr()
     assert key not in logged.out + logged.err  # the agent logs refusals, never the secret
+
+
+def test_terminate_and_restart_check_the_lease(agent: tuple[Agent, int, str]) -> None:
+    """They wait outside the agent's lock, yet take the lease as every request that changes anything does."""
+    lab, _, _ = agent
+    assert lab.handle("POST", "/prepare", b'{"variants": []}', LEASE)[0] == 200  # this run holds the agent
+    asks = {
+        "/terminate": b'{"port": 8000, "at": 0, "kill_after": 1}',
+        "/restart": b'{"port": 8000, "at": 0, "timeout": 1}',
+    }
+    for path, body in asks.items():
+        assert lab.handle("POST", path, body, "another-run-entirely")[0] == 409
+        assert lab.handle("POST", path, body, None)[0] == 400  # no lease named
+        assert lab.handle("POST", path, body, "short")[0] == 400
+        assert lab.handle("POST", path, body, LEASE)[0] == 404  # its holder gets through: nothing runs on 8000
+        assert lab.handle("POST", path, b'{"port": 8000}', LEASE)[0] == 400
+    assert lab.handle("POST", "/restart", b'{"port": 8000, "at": 0, "timeout": 1e9}', LEASE)[0] == 400
+    assert lab.lease is not None and lab.lease[0] == LEASE and lab.starts == 0

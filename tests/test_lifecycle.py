@@ -4,21 +4,28 @@ does not stop is killed and recorded, with nothing left behind."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.bundle import StopTest
-from lab.lifecycle import StopPlan, stop_once, table
+from lab.lifecycle import RestartPlan, StopPlan, restart_once, restart_table, stop_once, table
 from loadtests import scenarios
-from loadtests.stopping import OUTCOMES, StopClient
+from loadtests.stopping import OUTCOMES, StopClient, service
 from servers.local import LocalTargets
 from servers.matrix import MATRIX_FILE, Matrix, load
 
 CELL = "uvicorn-asyncio-h11-w1-{app}"
 QUICK = StopPlan(fraction=0.3, max_rate=400, long_ms=300, long_share=0.1, idle=2, before=0.6, after=0.3)
+QUICK_RESTART = RestartPlan(fraction=0.3, max_rate=400, long_ms=300, long_share=0.1, idle=2, before=0.6, settle=0.5,
+                            longest=10)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +103,10 @@ def test_connections_dropped_halfway_are_counted_as_closed(matrix: Matrix, tmp_p
     assert record.server.shutdown_completed and not record.server.killed
 
 
-def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
+@contextlib.contextmanager
+def agent_running(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The target agent on a free port: its URL and the environment that names its secret."""
     from core.host import ROOT
-    from lab import bundle
     from tests.test_remote import wait_http
 
     agent_port = free_port()
@@ -111,16 +115,79 @@ def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) ->
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
-        run = subprocess.run(
-            [sys.executable, "-m", "lab", "lifecycle", "--cell", CELL.format(app="raw"), "--stops", "1",
-             "--port", str(free_port()), "--server-agent", f"http://127.0.0.1:{agent_port}", "--out", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
+        yield f"http://127.0.0.1:{agent_port}", env
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+def lifecycle(tmp_path: Path, key: str, *more: str) -> subprocess.CompletedProcess[str]:
+    """`python -m lab lifecycle` on one cell, once, through the agent."""
+    from core.host import ROOT
+
+    with agent_running(tmp_path) as (url, env):
+        return subprocess.run(
+            [sys.executable, "-m", "lab", "lifecycle", "--cell", key, "--stops", "1", "--port", str(free_port()),
+             "--server-agent", url, "--out", str(tmp_path), *more],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+
+
+def test_the_lifecycle_command_stops_a_cell_through_the_agent(tmp_path: Path) -> None:
+    from lab import bundle
+
+    run = lifecycle(tmp_path, CELL.format(app="raw"))
+    assert run.returncode == 0, run.stderr
     record = bundle.read_model(bundle.stop_path(tmp_path, CELL.format(app="raw"), "lab", 1), "stop")
     assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
     assert record.server.shutdown_completed and record.server.exit_code == 0
     assert "| uvicorn | lab | 1 |" in run.stdout and (tmp_path / "lifecycle.md").exists()
+
+
+def test_the_lifecycle_command_restarts_a_cell_through_the_agent(tmp_path: Path) -> None:
+    from lab import bundle
+
+    key = "hypercorn-asyncio-h11-w1-raw"
+    run = lifecycle(tmp_path, key, "--restart")
+    assert run.returncode == 0, run.stderr
+    record = bundle.read_model(bundle.restart_path(tmp_path, key, "lab", 1), "restart")
+    assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
+    assert record.server.replaced and record.capacity_after > 0 and record.stopped_cleanly
+    assert f"| hypercorn | {key} | 1 |" in run.stdout and (tmp_path / "restarts.md").exists()
+
+
+def test_the_gap_in_service_is_read_from_the_answers() -> None:
+    before = [-1 + i / 100 for i in range(100)]  # 100/s before the signal
+    after = [0.3 + i / 100 for i in range(170)]  # none for 0.3 s after it (from -0.01), then 100/s again until 2.0
+    found = service(before + after, before=1.0, after=2.0)
+    assert found.rate_before == 100 and abs(found.longest_gap - 0.31) < 1e-9 and found.gap_from == -0.01
+    assert abs(found.longest_gap_before - 0.01) < 1e-9
+    assert found.recovered == 0.34  # the last 100-ms window with fewer than 5 answers: [0.24, 0.34), 4
+    assert service(before, before=1.0, after=2.0).recovered is None  # it never came back
+    assert service(before + [i / 100 for i in range(200)], before=1.0, after=2.0).recovered == 0.0
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "granian"])
+def test_a_restart_loses_no_account_replaces_the_workers_and_serves_after(
+    matrix: Matrix, tmp_path: Path, server: str
+) -> None:
+    key = {"uvicorn": "uvicorn-asyncio-h11-w1-raw", "hypercorn": "hypercorn-asyncio-h11-w1-raw",
+           "granian": "granian-asyncio-hyper-w1-raw"}[server]  # fmt: skip
+    targets = LocalTargets(tmp_path, matrix=matrix)
+    record = restart_once(targets, matrix, matrix.cell_from_key(key), free_port(), 1, "t", plan=QUICK_RESTART)
+    load_, restarted = record.load, record.server
+    assert sum(load_.outcomes.values()) == load_.scheduled > 0
+    assert record.cell.workers == matrix.servers[server].stop.restart_workers  # uvicorn: lifted to 2
+    assert len(restarted.old_workers) == len(restarted.new_workers) == record.cell.workers
+    assert not set(restarted.old_workers) & {p.pid for p in restarted.after}  # every old worker is gone
+    assert restarted.replaced and restarted.main_alive and restarted.done_at is not None
+    assert load_.due_after["ok"] > 0 and load_.after >= restarted.done_at - restarted.signal_at + 0.4
+    assert record.capacity_after > 0 and record.stopped_cleanly, record.exit_code
+    assert load_.service is not None and load_.service.longest_gap < load_.after
+    assert f"| {server} | {record.key} | 1 |" in restart_table([record])[2]
+
+
+def test_a_run_refuses_restarts() -> None:
+    from lab import cli
+
+    assert cli.main(["preflight", "--restart", "--cell", CELL.format(app="raw")]) == 2
