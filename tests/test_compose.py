@@ -79,7 +79,7 @@ def lines(output: str) -> list[str]:
 
 
 def up(env: dict[str, str], timeout: float = 600) -> tuple[int, list[str], str]:
-    done = compose("up", "--exit-code-from", "lab", env=env, timeout=timeout)
+    done = compose("up", "--no-build", "--exit-code-from", "lab", env=env, timeout=timeout)  # built by `image`
     return done.returncode, lines(done.stdout + done.stderr), done.stdout + done.stderr
 
 
@@ -99,7 +99,7 @@ def running_containers() -> list[str]:
 def background(env: dict[str, str], log: Path, *flags: str) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            ["docker", "compose", "-p", PROJECT, "up", *flags],
+            ["docker", "compose", "-p", PROJECT, "up", "--no-build", *flags],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
