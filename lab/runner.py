@@ -417,7 +417,8 @@ class Runner:
             1 for cell in c.cells for s in c.scenarios_of(cell, self.matrix) if (cell.key, s) not in self.firsts
         )
         sweep = self.sweep_estimate(self.manifest.sweep) if self.manifest.sweep else self.sweep_guess()
-        return self.budget.may_rerun(took, self.budget.rest(max(self.left - 1, 0), firsts_left, sweep))
+        rest = self.budget.rest(max(self.left - 1, 0), firsts_left, sweep) + self.stops_estimate()
+        return self.budget.may_rerun(took, rest)
 
     def sweep_estimate(self, rates: dict[str, SweepRates]) -> float:
         runs = sum(len(v.work) for v in self.sweep_plan(rates) if v.cell.key not in self.dead)
