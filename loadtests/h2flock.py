@@ -79,8 +79,8 @@ class H2Conn(Conn):
     """One h2c connection: its streams in flight, its windows, its HPACK decoder and the bytes not yet a frame."""
 
     __slots__ = (
-        "block", "block_end", "block_stream", "cache", "consumed", "decoder", "greeted", "next_id", "pending",
-        "refill", "send_window", "stream_window", "streams", "uploads", "windows",
+        "block", "block_end", "block_stream", "cache", "consumed", "decoder", "greeted", "next_id", "outbox",
+        "pending", "refill", "send_window", "stream_window", "streams", "uploads", "windows",
     )  # fmt: skip
 
     def __init__(self, sock, rec, side: int = 0) -> None:  # type: ignore[no-untyped-def]
@@ -98,6 +98,7 @@ class H2Conn(Conn):
         self.send_window = DEFAULT_WINDOW  # the connection's window for request bodies
         self.stream_window = DEFAULT_WINDOW  # each new stream's (the server's SETTINGS_INITIAL_WINDOW_SIZE)
         self.windows: dict[int, int] = {}  # streams with a body still to send: their windows
+        self.outbox: list[bytes] = []  # frames to write at the end of the batch of events being handled
         self.refill = 0  # closed model: streams answered in what is being handled, each to get its next request
         self.uploads: dict[int, memoryview] = {}  # request bodies still to send, waiting for the server's window
 
@@ -125,7 +126,7 @@ class H2Flock(Flock):
         self.length = str(len(plan.body)).encode() if plan.framing == "length" else None
         self.status_bytes = str(plan.status).encode()
         self.batching = False  # inside a batch of events: new requests are written once, at its end
-        self.dirty: dict[H2Conn, list[bytes]] = {}  # connections with frames to write at the batch's end
+        self.dirty: list[H2Conn] = []  # connections with frames in their outbox
 
     # --- connections ------------------------------------------------------------------------------------------
     def connect(self, now: float, side: int = 0) -> H2Conn | None:
@@ -163,7 +164,9 @@ class H2Flock(Flock):
     def send(self, conn: H2Conn, data: bytes) -> None:
         """Write now, or at the end of the batch of events being handled."""
         if self.batching:
-            self.dirty.setdefault(conn, []).append(data)
+            if not conn.outbox:
+                self.dirty.append(conn)
+            conn.outbox.append(data)
         elif conn.out:
             conn.out += data
         else:
@@ -241,10 +244,11 @@ class H2Flock(Flock):
             self.flush_dirty()
 
     def flush_dirty(self) -> None:
-        dirty, self.dirty = self.dirty, {}
-        for conn, parts in dirty.items():
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            parts, conn.outbox = conn.outbox, []
             if self.conns.get(conn.fd) is conn:
-                self.send(conn, b"".join(parts))
+                self.send(conn, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
         """Read what arrived (n bytes already read into the buffer by Flock.run, when given) and handle every frame
@@ -370,7 +374,9 @@ class H2Flock(Flock):
         if conn.block:
             payload, conn.block = conn.block + payload, b""
         conn.block_stream = 0
-        verdict = self.verdict(conn, payload)  # every block is decoded, in order: HPACK's table depends on it
+        verdict = conn.cache.get(payload, HEADLESS)
+        if verdict is HEADLESS:
+            verdict = self.verdict(conn, payload)  # blocks are decoded in order: HPACK's table depends on it
         stream = conn.streams.get(sid)
         if stream is None:
             return 0
@@ -469,7 +475,11 @@ class H2Flock(Flock):
                 rec.pending[latency] += 1
         else:
             self.error(error, conn.side)
-        self.again(conn, now)
+        if not conn.closing:  # the stream's slot is free (again(), inlined: this is the hot path)
+            if self.schedule is None:
+                conn.refill += 1
+            else:
+                self.free(conn, now)
         return ok
 
     def again(self, conn: H2Conn, now: float) -> None:
@@ -493,7 +503,7 @@ class H2Flock(Flock):
         with contextlib.suppress(OSError):
             conn.sock.send(frame(GOAWAY, 0, 0, bytes(8)))
         conn.streams.clear()
-        self.dirty.pop(conn, None)
+        conn.outbox.clear()
         self.close(conn)
         if self.running and len(self.conns) < max(self.users, 1):
             fresh = self.connect(now, conn.side)
