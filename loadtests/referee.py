@@ -57,18 +57,16 @@ def h2load(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
             argv += ["-d", data, "-H", f"content-type: {plan.content_type or 'application/octet-stream'}"]
         return argv
 
-    run = replay("h2load", load, cpus, options)
+    run = replay("h2load", load, cpus, options, r"finished in [\d.]+m?s, ([\d.]+) req/s")
     if run is None:
         return None
     out = run.done.stdout
-    found = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
     counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
                        r"(\d+) timeout", out)  # fmt: skip
     statuses = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
-    if run.done.returncode != 0 or not found or not counts:
+    if not counts:
         raise run.failed()
     return run.result(
-        float(found.group(1)),
         non_2xx=sum(int(n) for n in statuses.groups()[1:]) if statuses else 0,
         socket_errors=int(counts.group(5)) + int(counts.group(6)),
         streams=load.streams,
@@ -81,6 +79,7 @@ class Replay:
 
     tool: Tool
     done: subprocess.CompletedProcess[str]
+    rps: float
     argv: list[str]
     threads: int
     elapsed: float
@@ -92,9 +91,9 @@ class Replay:
         tail = f"{done.stdout[-500:]} {done.stderr[-500:]}"
         return LoadError(f"{self.tool} failed ({done.returncode})", log_tail=tail)
 
-    def result(self, rps: float, non_2xx: int, socket_errors: int, streams: int = 1) -> RefereeResult:
+    def result(self, non_2xx: int, socket_errors: int, streams: int = 1) -> RefereeResult:
         return RefereeResult(
-            rps=rps,
+            rps=self.rps,
             non_2xx=non_2xx,
             socket_errors=socket_errors,
             threads=self.threads,
@@ -108,11 +107,12 @@ class Replay:
 
 
 def replay(
-    tool: Tool, load: Load, cpus: tuple[int, ...], options: Callable[[Plan, int, int, str], list[str]]
+    tool: Tool, load: Load, cpus: tuple[int, ...], options: Callable[[Plan, int, int, str], list[str]], rps: str
 ) -> Replay | None:
     """Run `tool` on `cpus` against the load's target, one thread per load CPU for the load's seconds, with the
-    options that `options(plan, threads, seconds, a temporary folder)` gives; None when it is not installed or
-    cannot replay the scenario."""
+    options that `options(plan, threads, seconds, a temporary folder)` gives, and read its requests/s (the `rps`
+    pattern's group); None when it is not installed or cannot replay the scenario. A run that failed or said no
+    requests/s raises LoadError."""
     exe = shutil.which(tool)
     if exe is None or not can_referee(load):
         return None
@@ -122,7 +122,11 @@ def replay(
     with tempfile.TemporaryDirectory(prefix=f"lab-{tool}-") as tmp:
         argv = [exe, *options(plan, threads, seconds, tmp), load.target + plan.path]
         done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
-    return Replay(tool, done, argv, threads, elapsed, cpu, busy_share)
+    found = re.search(rps, done.stdout)
+    run = Replay(tool, done, float(found.group(1)) if found else 0.0, argv, threads, elapsed, cpu, busy_share)
+    if done.returncode != 0 or not found:
+        raise run.failed()
+    return run
 
 
 def measured(
@@ -160,17 +164,13 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
             argv += ["-s", script]
         return argv
 
-    run = replay("wrk", load, cpus, options)
+    run = replay("wrk", load, cpus, options, r"Requests/sec:\s+([\d.]+)")
     if run is None:
         return None
     out = run.done.stdout
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if run.done.returncode != 0 or not found:
-        raise run.failed()
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return run.result(
-        float(found.group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
     )
