@@ -283,6 +283,7 @@ class H2Flock(Flock):
                 return 0
             conn.greeted = True
         ok, at, end, unpack = 0, 0, len(data), FRAME_HEAD.unpack_from
+        streams, cache, body = conn.streams, conn.cache, self.body
         try:
             while end - at >= 9:
                 length_kind, flags, sid = unpack(data, at)
@@ -295,8 +296,31 @@ class H2Flock(Flock):
                 at = stop
                 if conn.block_stream and kind != CONTINUATION:
                     raise H2ProtocolError("a header block interrupted before its end")
-                if kind == DATA:
-                    ok += self.data(conn, flags, sid, data, start, stop, now)
+                # the two frames of a usual answer, handled here (the hot path): a head in one HEADERS frame, then
+                # a body in one DATA frame after a correct head; every other case in data() and headers()
+                if kind == HEADERS and flags & (END_HEADERS | PADDED | PRIORITY) == END_HEADERS:
+                    block = data[start:stop]
+                    verdict = cache.get(block, HEADLESS)
+                    if verdict is HEADLESS:
+                        verdict = self.verdict(conn, block)  # blocks are decoded in order: HPACK's table depends on it
+                    stream = streams.get(sid)
+                    if stream is not None:
+                        if stream.verdict is HEADLESS:
+                            stream.verdict = verdict
+                        if flags & END_STREAM:
+                            del streams[sid]
+                            ok += self.done(conn, stream, self.body_verdict(stream), now)
+                elif kind == DATA:
+                    stream = streams.get(sid)
+                    if flags == END_STREAM and stream is not None and stream.verdict is None and stream.body is None:
+                        del streams[sid]
+                        conn.consumed += stop - start
+                        if stop - start == len(body) and data.startswith(body, start):
+                            ok += self.done(conn, stream, None, now)
+                        else:
+                            ok += self.done(conn, stream, wrong_body(stop - start, body), now)
+                    else:
+                        ok += self.data(conn, flags, sid, data, start, stop, now)
                 elif kind in (HEADERS, CONTINUATION):
                     ok += self.headers(conn, kind, flags, sid, data[start:stop], now)
                 elif kind == SETTINGS:
@@ -320,16 +344,16 @@ class H2Flock(Flock):
             self.lost(conn, f"protocol: h2 {type(exc).__name__}: {str(exc)[:60]}", now)
             return ok
         conn.pending = data[at:] if at < end else b""
+        if conn.consumed >= WINDOW // 2:  # give the connection's window back in large steps
+            self.send(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
+            conn.consumed = 0
         if conn.refill:
             self.send_refill(conn)
         return ok
 
     def data(self, conn: H2Conn, flags: int, sid: int, data: bytes, start: int, stop: int, now: float) -> int:
         """A DATA frame, data[start:stop] its payload: an answer whose body is one frame is compared in place."""
-        conn.consumed += stop - start  # flow control counts the padding too
-        if conn.consumed >= WINDOW // 2:  # give the connection's window back in large steps
-            self.send(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
-            conn.consumed = 0
+        conn.consumed += stop - start  # flow control counts the padding too; given back at the end of handle()
         if flags & PADDED:
             stop -= data[start]
             start += 1
@@ -343,7 +367,7 @@ class H2Flock(Flock):
                 del conn.streams[sid]
                 body = self.body
                 if stream.verdict is None and not (stop - start == len(body) and data.startswith(body, start)):
-                    return self.done(conn, stream, f"wrong body ({stop - start} bytes, expected {len(body)})", now)
+                    return self.done(conn, stream, wrong_body(stop - start, body), now)
                 return self.done(conn, stream, stream.verdict, now)
             stream.body = []
         stream.body.append(data[start:stop])
@@ -357,7 +381,7 @@ class H2Flock(Flock):
         if stream.verdict is not None:
             return stream.verdict
         body = b"".join(stream.body or ())
-        return None if body == self.body else f"wrong body ({len(body)} bytes, expected {len(self.body)})"
+        return None if body == self.body else wrong_body(len(body), self.body)
 
     def headers(self, conn: H2Conn, kind: int, flags: int, sid: int, payload: bytes, now: float) -> int:
         if kind == HEADERS:
@@ -513,6 +537,10 @@ class H2Flock(Flock):
     def write_failed(self, conn: Conn, exc: OSError) -> None:
         if isinstance(conn, H2Conn) and not conn.closing:
             self.lost(conn, type(exc).__name__, time.perf_counter())
+
+
+def wrong_body(size: int, expected: bytes) -> str:
+    return f"wrong body ({size} bytes, expected {len(expected)})"
 
 
 def code_name(code: int) -> str:
