@@ -131,6 +131,26 @@ class Stated:
 
 
 @dataclass(frozen=True)
+class Protocols:
+    """HTTP/2 against HTTP/1.1 on the same server, loop, workers and app in one scenario: a comparison the lab states
+    (changes ("http",)), turned so that the ratio is h2's throughput ÷ HTTP/1.1's, with its 95% interval."""
+
+    scenario: str
+    h1: Cell
+    h2: Cell
+    stack: str  # the HTTP/1.1 cell's stack label: "granian · uvloop"
+    ratio: float
+    low: float
+    high: float
+    significant: bool
+    measurable: bool  # False when the run's noise is unknown: then there is no interval
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return (self.low, self.high) if self.measurable and 0 < self.low <= self.high < math.inf else None
+
+
+@dataclass(frozen=True)
 class Ranked:
     """One stack in the ranking of one app and scenario."""
 
@@ -228,6 +248,7 @@ class Analysis:
     shared_cpus: tuple[int, ...]
     referee_again: tuple[tuple[str, str, int], ...]  # (key, scenario, rounds) where wrk ran in more than one round
     versus: tuple[Versus, ...] = ()  # B against A per cell and scenario, when the run compared two variants
+    protocols: tuple[Protocols, ...] = ()  # HTTP/2 ÷ HTTP/1.1 per server, loop, app and scenario (comparisons' order)
 
     @property
     def ab(self) -> tuple[str, str] | None:
@@ -388,6 +409,26 @@ def stated(
             -abs(math.log(s.comparison.ratio)),
         ),
     )
+
+
+def protocols(said: list[Stated], by_key: Mapping[tuple[str, str], Figures], matrix: Matrix) -> list[Protocols]:
+    """The comparisons between an HTTP/1.1 cell and its HTTP/2 twin (nothing else differs), h2 ÷ h1."""
+    out = []
+    for s in said:
+        c = s.comparison
+        if s.changes != ("http",):
+            continue
+        a, b = by_key[(c.a, c.scenario)].cell, by_key[(c.b, c.scenario)].cell
+        if (a.http in matrix.http2) == (b.http in matrix.http2):
+            continue  # two HTTP/1.1 implementations (h11 vs httptools)
+        if a.http in matrix.http2:
+            h1, h2, ratio, low, high = b, a, c.ratio, c.low, c.high
+        else:
+            h1, h2, ratio, low, high = a, b, 1 / c.ratio, 1 / c.high, 1 / c.low
+        out.append(
+            Protocols(c.scenario, h1, h2, stack_label(h1, matrix), ratio, low, high, c.significant, s.measurable)
+        )
+    return out
 
 
 def common_rate(found: list[Figures], rates: list[float]) -> float | None:
@@ -722,4 +763,5 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
         shared_cpus=shared,
         referee_again=tuple((k, s, n) for (k, s), n in again.items() if n > 1),
         versus=tuple(versus(found, figures_of, noises, costs, rates, pair, matrix, bundle.pairs)) if pair else (),
+        protocols=tuple(protocols(said, by_key, matrix)),
     )

@@ -275,6 +275,46 @@ def draw_overhead(a: Analysis, scenario: str, style: Style, out: Path) -> Chart:
                  save(fig, a, out, name))  # fmt: skip
 
 
+def draw_protocols(a: Analysis, scenario: str, style: Style, out: Path) -> Chart:
+    """Per server, loop and app: HTTP/2's throughput ÷ HTTP/1.1's (a.protocols) with its 95% interval, on a log
+    axis centred on 1, in the h2c stack's colour."""
+    apps = list(a.apps)
+    rows = sorted((p for p in a.protocols if p.scenario == scenario),
+                  key=lambda p: (apps.index(p.h1.app) if p.h1.app in apps else len(apps), -p.ratio))  # fmt: skip
+    fig, ax = plt.subplots(figsize=(12, max(3.2, 0.42 * len(rows) + 2.0)))
+    spans = [math.log(1.1)]
+    for y, p in enumerate(rows):
+        colour = style.colour(p.h2)
+        if p.interval:
+            ax.errorbar(math.log(p.ratio), y, xerr=[[math.log(p.ratio / p.low)], [math.log(p.high / p.ratio)]],
+                        fmt="none", capsize=3, ecolor="#222222", linewidth=1)  # fmt: skip
+            spans += [abs(math.log(p.low)), abs(math.log(p.high))]
+            said = f"{p.ratio:.2f}× (95% CI {p.low:.2f}–{p.high:.2f})" + ("" if p.significant else ", no difference")
+        else:
+            said = f"{p.ratio:.2f}× (no interval: too few repeats)"
+        spans.append(abs(math.log(p.ratio)))
+        ax.plot(math.log(p.ratio), y, "o", color=colour, markersize=8, markeredgecolor="black", markeredgewidth=0.5)
+        ax.annotate(said, (math.log(p.ratio), y), xytext=(0, 9), textcoords="offset points", ha="center",
+                    fontsize=8, fontweight="bold" if p.significant else "normal")  # fmt: skip
+    span = max(spans) * 1.25
+    ax.set_xlim(-span, span)  # centred on 1: as far each way
+    ticks = [t for t in (0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0) if abs(math.log(t)) <= span]
+    ax.set_xticks([math.log(t) for t in ticks], [f"{t:g}×" for t in ticks], fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{app_title(p.h1.app, a.matrix)} · {p.stack}" for p in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.4, -0.7)
+    ax.set_xlabel("requests/s over HTTP/2 (h2c) ÷ over HTTP/1.1, same server, loop, workers and app (log scale; "
+                  "whisker: 95% CI)", fontsize=8)  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
+    streams = a.manifest.config.streams
+    ax.set_title(f"HTTP/2 vs HTTP/1.1 — {scenario}: each server's h2c cell ({streams} streams per connection) "
+                 "against its HTTP/1.1 twin", fontsize=11)  # fmt: skip
+    layout(fig, 0.88, left=0.24, bottom=0.12 + 0.6 / fig.get_figheight())
+    name = f"http2-{scenario}"
+    return Chart(name, f"HTTP/2 vs HTTP/1.1, {scenario}: h2c's throughput ÷ HTTP/1.1's per server, loop and app, "
+                 "with its 95% interval", save(fig, a, out, name))  # fmt: skip
+
+
 # --- latency and cost at equal load -----------------------------------------------------------------------------------
 
 
@@ -435,6 +475,8 @@ def render(a: Analysis, out: Path | None = None) -> list[Chart]:
         charts.append(draw_throughput(a, scenario, style, out))
         if any(o.scenario == scenario and len(o.pct) > 1 for o in a.overhead):
             charts.append(draw_overhead(a, scenario, style, out))
+        if any(p.scenario == scenario for p in a.protocols):
+            charts.append(draw_protocols(a, scenario, style, out))
     for scenario in a.swept:
         rate = a.common_rate.get(scenario)
         if rate:

@@ -206,6 +206,18 @@ def verdict_text(s: Stated) -> str:
     return head + said
 
 
+def protocols_rows(a: Analysis) -> list[tuple[str, str, str, str, str]]:
+    """The report's table of HTTP/2 ÷ HTTP/1.1 (a.protocols, the numbers the http2-SCENARIO charts draw): scenario,
+    app, stack, ratio, 95% interval."""
+    rows = []
+    for p in a.protocols:
+        said = "no interval: too few repeats"
+        if p.interval:
+            said = f"{p.low:.2f}–{p.high:.2f}" + ("" if p.significant else ", no difference")
+        rows.append((p.scenario, app_title(p.h1.app, a.matrix), p.stack, f"{p.ratio:.2f}×", said))
+    return rows
+
+
 def change_title(changes: tuple[str, ...]) -> str:
     return CHANGE_TITLES.get(changes, " and ".join(changes) + " change together")
 

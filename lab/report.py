@@ -256,6 +256,7 @@ def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
         "glossary": findings.GLOSSARY,
         "noise": noise_lines(a),
         "groups": verdict_groups(a),
+        "protocols": findings.protocols_rows(a),
         "figures": figures,
         "rows": rows,
         "columns": TABLE_COLUMNS,

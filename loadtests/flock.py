@@ -241,12 +241,17 @@ class Flock:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self.error(type(exc).__name__, conn.side)
-            self.reconnect(conn, time.perf_counter())
+            self.write_failed(conn, exc)
             return
         if sent < len(data):
             conn.out = data[sent:]
-            self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
+            with contextlib.suppress(OSError):  # a connection closed meanwhile is no longer polled
+                self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
+
+    def write_failed(self, conn: Conn, exc: OSError) -> None:
+        """A send failed: the error named, a new connection in its place."""
+        self.error(type(exc).__name__, conn.side)
+        self.reconnect(conn, time.perf_counter())
 
     def send_next(self, conn: Conn, now: float, due: float | None = None) -> None:
         """Send the next request on conn: due is its slot in the open model (latency counts from there)."""

@@ -23,14 +23,14 @@ per free stream); a slot that finds none opens a new connection, up to the bound
 from __future__ import annotations
 
 import contextlib
+import struct
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import hpack
 from hpack.hpack import encode_integer
 
-from loadtests.flock import EPOLLIN, EPOLLOUT, Conn, Flock
+from loadtests.flock import Conn, Flock
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WINDOW = 2**30 - 1  # what the client lets the server send before it gives back: h2load's default (-w 30, -W 30)
@@ -44,6 +44,8 @@ ERROR_CODES = (
     "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
 )  # fmt: skip
 SETTINGS_ENABLE_PUSH, SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 2, 4, 5
+FRAME_HEAD = struct.Struct(">IBI")  # a frame's 9 bytes: its length << 8 | its type, its flags, its stream id
+HEADLESS = "no HEADERS yet"  # a stream's verdict before its answer's header block arrived
 
 
 class H2ProtocolError(Exception):
@@ -61,22 +63,24 @@ def never_indexed(index: int, value: bytes) -> bytes:
     return bytes(name) + bytes(encode_integer(len(value), 7)) + value
 
 
-@dataclass(slots=True)
 class Stream:
-    """One request in flight: its slot (or send time), its answer's headers' verdict and its body so far."""
+    """One request in flight: its slot (or send time), its answer's headers' verdict (None: correct) and, when its
+    body comes in more than one DATA frame, the parts so far."""
 
-    due: float
-    error: str | None = None
-    headed: bool = False
-    body: list[bytes] = field(default_factory=list)
+    __slots__ = ("body", "due", "verdict")
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.verdict: str | None = HEADLESS
+        self.body: list[bytes] | None = None
 
 
 class H2Conn(Conn):
     """One h2c connection: its streams in flight, its windows, its HPACK decoder and the bytes not yet a frame."""
 
     __slots__ = (
-        "block", "block_end", "block_stream", "cache", "consumed", "decoder", "greeted", "next_id", "pending",
-        "send_window", "stream_window", "streams", "table", "uploads", "windows",
+        "block", "block_end", "block_stream", "cache", "consumed", "decoder", "greeted", "next_id", "outbox",
+        "pending", "refill", "send_window", "stream_window", "streams", "uploads", "windows",
     )  # fmt: skip
 
     def __init__(self, sock, rec, side: int = 0) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +90,7 @@ class H2Conn(Conn):
         self.pending = b""  # received bytes that are not a whole frame yet
         self.greeted = False  # the server's preface (a SETTINGS frame, RFC 9113 3.4) was seen
         self.decoder = hpack.Decoder()
-        self.cache: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks decoded against the current table
-        self.table: tuple[int, int, int] = (0, 0, 0)  # what the decoder's table was when the cache was filled
+        self.cache: dict[bytes, str | None] = {}  # header blocks that leave the decoder's table as it is: verdicts
         self.block = b""  # a header block split over CONTINUATION frames
         self.block_stream = 0  # the stream whose header block is being read (0: none)
         self.block_end = False  # that HEADERS frame ended its stream
@@ -95,6 +98,8 @@ class H2Conn(Conn):
         self.send_window = DEFAULT_WINDOW  # the connection's window for request bodies
         self.stream_window = DEFAULT_WINDOW  # each new stream's (the server's SETTINGS_INITIAL_WINDOW_SIZE)
         self.windows: dict[int, int] = {}  # streams with a body still to send: their windows
+        self.outbox: list[bytes] = []  # frames to write at the end of the batch of events being handled
+        self.refill = 0  # closed model: streams answered in what is being handled, each to get its next request
         self.uploads: dict[int, memoryview] = {}  # request bodies still to send, waiting for the server's window
 
 
@@ -116,11 +121,12 @@ class H2Flock(Flock):
             block += never_indexed(31, b"application/octet-stream")
         self.block = block
         flags = END_HEADERS | (0 if self.upload else END_STREAM)
-        self.head = len(block).to_bytes(3, "big") + bytes((HEADERS, flags))  # then the stream id, then the block
+        self.request = struct.Struct(f">IBI{len(block)}s")  # the HEADERS frame: packed with its stream id
+        self.request_head = (len(block) << 8 | HEADERS, flags)
         self.length = str(len(plan.body)).encode() if plan.framing == "length" else None
         self.status_bytes = str(plan.status).encode()
         self.batching = False  # inside a batch of events: new requests are written once, at its end
-        self.dirty: dict[H2Conn, list[bytes]] = {}  # connections with frames to write at the batch's end
+        self.dirty: list[H2Conn] = []  # connections with frames in their outbox
 
     # --- connections ------------------------------------------------------------------------------------------
     def connect(self, now: float, side: int = 0) -> H2Conn | None:
@@ -146,8 +152,9 @@ class H2Flock(Flock):
 
     def start(self, conn: Conn, now: float) -> None:
         if self.schedule is None:
-            for _ in range(self.streams):
-                self.next_closed(conn)
+            assert isinstance(conn, H2Conn)
+            conn.refill = self.streams
+            self.send_refill(conn)
         else:
             self.idle.extend([conn] * self.streams)
 
@@ -157,7 +164,9 @@ class H2Flock(Flock):
     def send(self, conn: H2Conn, data: bytes) -> None:
         """Write now, or at the end of the batch of events being handled."""
         if self.batching:
-            self.dirty.setdefault(conn, []).append(data)
+            if not conn.outbox:
+                self.dirty.append(conn)
+            conn.outbox.append(data)
         elif conn.out:
             conn.out += data
         else:
@@ -175,12 +184,31 @@ class H2Flock(Flock):
             return
         conn.next_id = sid + 2
         conn.streams[sid] = Stream(now if due is None else due)
-        wire = self.head + sid.to_bytes(4, "big") + self.block
+        wire = self.request.pack(*self.request_head, sid, self.block)
         if self.upload:
             conn.uploads[sid] = memoryview(self.upload)
             conn.windows[sid] = conn.stream_window
             wire += self.pump(conn, sid)
         self.send(conn, wire)
+
+    def send_refill(self, conn: H2Conn) -> None:
+        """Closed model: a new request on each stream answered in what was just handled, in one write, all timed
+        from now."""
+        count, conn.refill = conn.refill, 0
+        now = time.perf_counter()
+        first = conn.next_id
+        if self.upload or first + 2 * count > MAX_STREAM_ID:  # a body to pump, or stream ids running out
+            for _ in range(count):
+                if not conn.closing:
+                    self.send_next(conn, now)
+            return
+        streams, pack, (length_kind, flags), block = conn.streams, self.request.pack, self.request_head, self.block
+        wire = []
+        for sid in range(first, first + 2 * count, 2):
+            streams[sid] = Stream(now)
+            wire.append(pack(length_kind, flags, sid, block))
+        conn.next_id = first + 2 * count
+        self.send(conn, b"".join(wire))
 
     def counts_due(self, conn: Conn, due: float) -> bool:
         rec = conn.rec
@@ -216,10 +244,11 @@ class H2Flock(Flock):
             self.flush_dirty()
 
     def flush_dirty(self) -> None:
-        dirty, self.dirty = self.dirty, {}
-        for conn, parts in dirty.items():
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            parts, conn.outbox = conn.outbox, []
             if self.conns.get(conn.fd) is conn:
-                self.send(conn, b"".join(parts))
+                self.send(conn, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
         """Read what arrived (n bytes already read into the buffer by Flock.run, when given) and handle every frame
@@ -244,7 +273,8 @@ class H2Flock(Flock):
             self.flush_dirty()
 
     def handle(self, conn: H2Conn, data: bytes, now: float) -> int:
-        """Every whole frame in what arrived; returns how many correct answers."""
+        """Every whole frame in what arrived; returns how many correct answers. In the closed model the streams
+        answered get their next requests at the end, in one write."""
         if conn.pending:
             data = conn.pending + data
         if not conn.greeted:  # an HTTP/1.1 answer would read as a "frame" whose length is the letters "HTT"
@@ -252,33 +282,58 @@ class H2Flock(Flock):
                 self.lost(conn, f"protocol: not an HTTP/2 server preface: {data[:24]!r}", now)
                 return 0
             conn.greeted = True
-        ok, at, end = 0, 0, len(data)
+        ok, at, end, unpack = 0, 0, len(data), FRAME_HEAD.unpack_from
+        streams, cache, body = conn.streams, conn.cache, self.body
         try:
             while end - at >= 9:
-                length = int.from_bytes(data[at : at + 3], "big")
-                if at + 9 + length > end:
+                length_kind, flags, sid = unpack(data, at)
+                start = at + 9
+                stop = start + (length_kind >> 8)
+                if stop > end:
                     break
-                kind, flags = data[at + 3], data[at + 4]
-                sid = int.from_bytes(data[at + 5 : at + 9], "big") & MAX_STREAM_ID
-                payload = data[at + 9 : at + 9 + length]
-                at += 9 + length
+                kind = length_kind & 0xFF
+                sid &= MAX_STREAM_ID
+                at = stop
                 if conn.block_stream and kind != CONTINUATION:
                     raise H2ProtocolError("a header block interrupted before its end")
-                if kind == DATA:
-                    ok += self.data(conn, flags, sid, payload, now)
+                # the two frames of a usual answer, handled here (the hot path): a head in one HEADERS frame, then
+                # a body in one DATA frame after a correct head; every other case in data() and headers()
+                if kind == HEADERS and flags & (END_HEADERS | PADDED | PRIORITY) == END_HEADERS:
+                    block = data[start:stop]
+                    verdict = cache.get(block, HEADLESS)
+                    if verdict is HEADLESS:
+                        verdict = self.verdict(conn, block)  # blocks are decoded in order: HPACK's table depends on it
+                    stream = streams.get(sid)
+                    if stream is not None:
+                        if stream.verdict is HEADLESS:
+                            stream.verdict = verdict
+                        if flags & END_STREAM:
+                            del streams[sid]
+                            ok += self.done(conn, stream, self.body_verdict(stream), now)
+                elif kind == DATA:
+                    stream = streams.get(sid)
+                    if flags == END_STREAM and stream is not None and stream.verdict is None and stream.body is None:
+                        del streams[sid]
+                        conn.consumed += stop - start
+                        if stop - start == len(body) and data.startswith(body, start):
+                            ok += self.done(conn, stream, None, now)
+                        else:
+                            ok += self.done(conn, stream, wrong_body(stop - start, body), now)
+                    else:
+                        ok += self.data(conn, flags, sid, data, start, stop, now)
                 elif kind in (HEADERS, CONTINUATION):
-                    ok += self.headers(conn, kind, flags, sid, payload, now)
+                    ok += self.headers(conn, kind, flags, sid, data[start:stop], now)
                 elif kind == SETTINGS:
-                    self.settings(conn, flags, payload)
+                    self.settings(conn, flags, data[start:stop])
                 elif kind == WINDOW_UPDATE:
-                    self.window_update(conn, sid, int.from_bytes(payload[:4], "big") & MAX_STREAM_ID)
+                    self.window_update(conn, sid, int.from_bytes(data[start : start + 4], "big") & MAX_STREAM_ID)
                 elif kind == RST_STREAM:
-                    self.reset(conn, sid, int.from_bytes(payload[:4], "big"), now)
+                    self.reset(conn, sid, int.from_bytes(data[start : start + 4], "big"), now)
                 elif kind == PING:
                     if not flags & ACK:
-                        self.send(conn, frame(PING, ACK, 0, payload))
+                        self.send(conn, frame(PING, ACK, 0, data[start:stop]))
                 elif kind == GOAWAY:
-                    code = int.from_bytes(payload[4:8], "big")
+                    code = int.from_bytes(data[start + 4 : start + 8], "big")
                     self.lost(conn, f"GOAWAY {code_name(code)}", now, goaway=True)
                     return ok
                 elif kind == PUSH_PROMISE:
@@ -289,26 +344,44 @@ class H2Flock(Flock):
             self.lost(conn, f"protocol: h2 {type(exc).__name__}: {str(exc)[:60]}", now)
             return ok
         conn.pending = data[at:] if at < end else b""
-        return ok
-
-    def data(self, conn: H2Conn, flags: int, sid: int, payload: bytes, now: float) -> int:
-        size = len(payload)  # flow control counts the padding too
-        if flags & PADDED:
-            payload = payload[1 : len(payload) - payload[0]]
-        conn.consumed += size
         if conn.consumed >= WINDOW // 2:  # give the connection's window back in large steps
             self.send(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
             conn.consumed = 0
+        if conn.refill:
+            self.send_refill(conn)
+        return ok
+
+    def data(self, conn: H2Conn, flags: int, sid: int, data: bytes, start: int, stop: int, now: float) -> int:
+        """A DATA frame, data[start:stop] its payload: an answer whose body is one frame is compared in place."""
+        conn.consumed += stop - start  # flow control counts the padding too; given back at the end of handle()
+        if flags & PADDED:
+            stop -= data[start]
+            start += 1
         stream = conn.streams.get(sid)
         if stream is None:
             return 0  # a stream already reset or given up
-        if not stream.headed:
+        if stream.verdict is HEADLESS:
             raise H2ProtocolError(f"DATA before HEADERS on stream {sid}")
-        stream.body.append(payload)
+        if stream.body is None:
+            if flags & END_STREAM:
+                del conn.streams[sid]
+                body = self.body
+                if stream.verdict is None and not (stop - start == len(body) and data.startswith(body, start)):
+                    return self.done(conn, stream, wrong_body(stop - start, body), now)
+                return self.done(conn, stream, stream.verdict, now)
+            stream.body = []
+        stream.body.append(data[start:stop])
         if flags & END_STREAM:
             del conn.streams[sid]
-            return self.done(conn, stream, now)
+            return self.done(conn, stream, self.body_verdict(stream), now)
         return 0
+
+    def body_verdict(self, stream: Stream) -> str | None:
+        """The verdict on a stream's answer from its headers' verdict and its body's parts (none: no DATA)."""
+        if stream.verdict is not None:
+            return stream.verdict
+        body = b"".join(stream.body or ())
+        return None if body == self.body else wrong_body(len(body), self.body)
 
     def headers(self, conn: H2Conn, kind: int, flags: int, sid: int, payload: bytes, now: float) -> int:
         if kind == HEADERS:
@@ -322,43 +395,39 @@ class H2Flock(Flock):
         if not flags & END_HEADERS:
             conn.block += payload
             return 0
-        block, conn.block, conn.block_stream = conn.block + payload, b"", 0
-        headers = self.decode(conn, block)
+        if conn.block:
+            payload, conn.block = conn.block + payload, b""
+        conn.block_stream = 0
+        verdict = conn.cache.get(payload, HEADLESS)
+        if verdict is HEADLESS:
+            verdict = self.verdict(conn, payload)  # blocks are decoded in order: HPACK's table depends on it
         stream = conn.streams.get(sid)
         if stream is None:
             return 0
-        if stream.headed:  # trailers: nothing the apps send; only the end of the stream matters
-            if conn.block_end:
-                del conn.streams[sid]
-                return self.done(conn, stream, now)
-            return 0
-        stream.headed = True
-        stream.error = self.check_head(headers)
+        if stream.verdict is HEADLESS:
+            stream.verdict = verdict
+        # else trailers: nothing the apps send; only the end of the stream matters
         if conn.block_end:
             del conn.streams[sid]
-            return self.done(conn, stream, now)
+            return self.done(conn, stream, self.body_verdict(stream), now)
         return 0
 
-    def decode(self, conn: H2Conn, block: bytes) -> list[tuple[bytes, bytes]]:
-        """The block's headers: from the cache while the decoder's table is as it was when the cache was filled
-        (the same bytes against the same table decode the same), else from hpack, in order."""
+    def verdict(self, conn: H2Conn, block: bytes) -> str | None:
+        """The check of an answer's header block (None: correct). A block that left the decoder's table as it was
+        has its verdict cached: until a block changes the table, the same bytes decode the same; one that changes
+        it empties the cache."""
+        cache = conn.cache
+        if block in cache:
+            return cache[block]
         table = conn.decoder.header_table
         entries = table.dynamic_entries
-        state = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
-        if state == conn.table:
-            found = conn.cache.get(block)
-            if found is not None:
-                return found
-        else:
-            conn.cache.clear()
-        headers = conn.decoder.decode(block, raw=True)
-        after = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
-        if after != state:  # the block changed the table: what was cached is no longer what those bytes mean
-            conn.cache.clear()
-        elif len(conn.cache) < 64:
-            conn.cache[block] = headers
-        conn.table = after
-        return headers
+        before = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
+        verdict = self.check_head(conn.decoder.decode(block, raw=True))
+        if (id(entries[0]) if entries else 0, len(entries), table.maxsize) != before:
+            cache.clear()
+        elif len(cache) < 64:
+            cache[block] = verdict
+        return verdict
 
     def settings(self, conn: H2Conn, flags: int, payload: bytes) -> None:
         if flags & ACK:
@@ -418,12 +487,8 @@ class H2Flock(Flock):
             return f"content-length {length.decode(errors='replace')}, expected {self.length.decode()}"
         return None
 
-    def done(self, conn: H2Conn, stream: Stream, now: float) -> int:
-        """A stream's answer is whole: check it, time it, and use the stream's slot again."""
-        body = stream.body[0] if len(stream.body) == 1 else b"".join(stream.body)
-        error = stream.error
-        if error is None and body != self.body:
-            error = f"wrong body ({len(body)} bytes, expected {len(self.body)})"
+    def done(self, conn: H2Conn, stream: Stream, error: str | None, now: float) -> int:
+        """A stream's answer is whole and judged (error None: correct): time it, and use its slot again."""
         latency = int((now - stream.due) * 1_000_000 + 0.5)
         self.ui_ms.append(latency // 1000)
         ok = 0
@@ -434,15 +499,20 @@ class H2Flock(Flock):
                 rec.pending[latency] += 1
         else:
             self.error(error, conn.side)
-        self.again(conn, now)
+        if not conn.closing:  # the stream's slot is free (again(), inlined: this is the hot path)
+            if self.schedule is None:
+                conn.refill += 1
+            else:
+                self.free(conn, now)
         return ok
 
     def again(self, conn: H2Conn, now: float) -> None:
-        """A stream's slot is free: the next request on it (closed model), or it waits for a slot (open)."""
+        """A stream's slot is free: a next request on it (closed model: at the end of what is being handled), or
+        it waits for a slot (open)."""
         if conn.closing:
             return
         if self.schedule is None:
-            self.send_next(conn, time.perf_counter())
+            conn.refill += 1
         else:
             self.free(conn, now)
 
@@ -457,26 +527,20 @@ class H2Flock(Flock):
         with contextlib.suppress(OSError):
             conn.sock.send(frame(GOAWAY, 0, 0, bytes(8)))
         conn.streams.clear()
-        self.dirty.pop(conn, None)
+        conn.outbox.clear()
         self.close(conn)
         if self.running and len(self.conns) < max(self.users, 1):
             fresh = self.connect(now, conn.side)
             if fresh is not None:
                 self.start(fresh, now)
 
-    def write(self, conn: Conn, data: bytes) -> None:
-        try:
-            sent = conn.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            if isinstance(conn, H2Conn) and not conn.closing:
-                self.lost(conn, type(exc).__name__, time.perf_counter())
-            return
-        if sent < len(data):
-            conn.out = data[sent:]
-            with contextlib.suppress(OSError):
-                self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
+    def write_failed(self, conn: Conn, exc: OSError) -> None:
+        if isinstance(conn, H2Conn) and not conn.closing:
+            self.lost(conn, type(exc).__name__, time.perf_counter())
+
+
+def wrong_body(size: int, expected: bytes) -> str:
+    return f"wrong body ({size} bytes, expected {len(expected)})"
 
 
 def code_name(code: int) -> str:

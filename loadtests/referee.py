@@ -21,11 +21,17 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
 from core.host import child_setup
 from loadtests.load import Load, LoadError, RefereeResult
+from loadtests.scenarios import Plan
+
+Tool = Literal["wrk", "h2load"]
 
 
 def can_referee(load: Load) -> bool:
@@ -41,39 +47,86 @@ def referee(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
 
 def h2load(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
     """h2load's requests/s for the load's scenario on `cpus`, over h2c with the load's streams per connection."""
-    exe = shutil.which("h2load")
-    if exe is None or not can_referee(load):
-        return None
-    plan = load.plan()
-    threads = max(1, min(len(cpus), load.users))
-    seconds = max(1, round(load.duration))
-    argv = [exe, f"-t{threads}", f"-c{load.users}", f"-m{load.streams}", f"-D{seconds}", "-T10"]
-    with tempfile.TemporaryDirectory(prefix="lab-h2load-") as tmp:
+
+    def options(plan: Plan, threads: int, seconds: int, tmp: str) -> list[str]:
+        argv = [f"-t{threads}", f"-c{load.users}", f"-m{load.streams}", f"-D{seconds}", "-T10"]
         if plan.method == "POST":
             data = os.path.join(tmp, "body")
             with open(data, "wb") as f:
                 f.write(plan.request.partition(b"\r\n\r\n")[2])
             argv += ["-d", data, "-H", f"content-type: {plan.content_type or 'application/octet-stream'}"]
-        argv.append(load.target + plan.path)
-        done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
-    found = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", done.stdout)
+        return argv
+
+    run = replay("h2load", load, cpus, options, r"finished in [\d.]+m?s, ([\d.]+) req/s")
+    if run is None:
+        return None
+    out = run.done.stdout
     counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
-                       r"(\d+) timeout", done.stdout)  # fmt: skip
-    statuses = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", done.stdout)
-    if done.returncode != 0 or not found or not counts:
-        raise LoadError(f"h2load failed ({done.returncode})", log_tail=f"{done.stdout[-500:]} {done.stderr[-500:]}")
-    return RefereeResult(
-        rps=float(found.group(1)),
+                       r"(\d+) timeout", out)  # fmt: skip
+    statuses = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not counts:
+        raise run.failed()
+    return run.result(
         non_2xx=sum(int(n) for n in statuses.groups()[1:]) if statuses else 0,
         socket_errors=int(counts.group(5)) + int(counts.group(6)),
-        threads=threads,
-        seconds=round(elapsed, 3),
-        cpu_utilization=round(cpu / elapsed / threads, 4) if elapsed > 0 else 0.0,
-        cpu_busy=busy_share,
-        argv=argv,
-        tool="h2load",
         streams=load.streams,
     )
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One referee process's run: its output and what it cost."""
+
+    tool: Tool
+    done: subprocess.CompletedProcess[str]
+    rps: float
+    argv: list[str]
+    threads: int
+    elapsed: float
+    cpu: float
+    busy: dict[str, float]
+
+    def failed(self) -> LoadError:
+        done = self.done
+        tail = f"{done.stdout[-500:]} {done.stderr[-500:]}"
+        return LoadError(f"{self.tool} failed ({done.returncode})", log_tail=tail)
+
+    def result(self, non_2xx: int, socket_errors: int, streams: int = 1) -> RefereeResult:
+        return RefereeResult(
+            rps=self.rps,
+            non_2xx=non_2xx,
+            socket_errors=socket_errors,
+            threads=self.threads,
+            seconds=round(self.elapsed, 3),
+            cpu_utilization=round(self.cpu / self.elapsed / self.threads, 4) if self.elapsed > 0 else 0.0,
+            cpu_busy=self.busy,
+            argv=self.argv,
+            tool=self.tool,
+            streams=streams,
+        )
+
+
+def replay(
+    tool: Tool, load: Load, cpus: tuple[int, ...], options: Callable[[Plan, int, int, str], list[str]], rps: str
+) -> Replay | None:
+    """Run `tool` on `cpus` against the load's target, one thread per load CPU for the load's seconds, with the
+    options that `options(plan, threads, seconds, a temporary folder)` gives, and read its requests/s (the `rps`
+    pattern's group); None when it is not installed or cannot replay the scenario. A run that failed or said no
+    requests/s raises LoadError."""
+    exe = shutil.which(tool)
+    if exe is None or not can_referee(load):
+        return None
+    plan = load.plan()
+    threads = max(1, min(len(cpus), load.users))
+    seconds = max(1, round(load.duration))
+    with tempfile.TemporaryDirectory(prefix=f"lab-{tool}-") as tmp:
+        argv = [exe, *options(plan, threads, seconds, tmp), load.target + plan.path]
+        done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
+    found = re.search(rps, done.stdout)
+    run = Replay(tool, done, float(found.group(1)) if found else 0.0, argv, threads, elapsed, cpu, busy_share)
+    if done.returncode != 0 or not found:
+        raise run.failed()
+    return run
 
 
 def measured(
@@ -96,14 +149,9 @@ def busy(cpus: tuple[int, ...]) -> dict[int, float]:
 
 def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
     """wrk's requests/s for the load's scenario on `cpus`; None without wrk or for a scenario it cannot replay."""
-    exe = shutil.which("wrk")
-    if exe is None or not can_referee(load):
-        return None
-    plan = load.plan()
-    threads = max(1, min(len(cpus), load.users))
-    seconds = max(1, round(load.duration))
-    argv = [exe, f"-t{threads}", f"-c{load.users}", f"-d{seconds}s", "--timeout", "10s"]
-    with tempfile.TemporaryDirectory(prefix="lab-wrk-") as tmp:
+
+    def options(plan: Plan, threads: int, seconds: int, tmp: str) -> list[str]:
+        argv = [f"-t{threads}", f"-c{load.users}", f"-d{seconds}s", "--timeout", "10s"]
         if plan.method == "POST":
             script = os.path.join(tmp, "post.lua")
             body = plan.request.partition(b"\r\n\r\n")[2]
@@ -114,20 +162,15 @@ def wrk(load: Load, cpus: tuple[int, ...]) -> RefereeResult | None:
                     f'wrk.body = "{body.decode("latin-1")}"\n'
                 )
             argv += ["-s", script]
-        argv.append(load.target + plan.path)
-        done, elapsed, cpu, busy_share = measured(argv, cpus, seconds)
-    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    if done.returncode != 0 or not found:
-        raise LoadError(f"wrk failed ({done.returncode})", log_tail=f"{done.stdout[-500:]} {done.stderr[-500:]}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
-    return RefereeResult(
-        rps=float(found.group(1)),
+        return argv
+
+    run = replay("wrk", load, cpus, options, r"Requests/sec:\s+([\d.]+)")
+    if run is None:
+        return None
+    out = run.done.stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return run.result(
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
-        threads=threads,
-        seconds=round(elapsed, 3),
-        cpu_utilization=round(cpu / elapsed / threads, 4) if elapsed > 0 else 0.0,
-        cpu_busy=busy_share,
-        argv=argv,
     )

@@ -219,3 +219,6 @@ def test_http1_and_h2c_on_the_same_server_loop_and_app_are_compared_with_an_inte
     assert 1.3 < max(c.ratio, 1 / c.ratio) < 1.5 and c.low <= c.ratio <= c.high  # h2 1.4x h1, with its interval
     assert stack_label(Cell.parse(h2c), load()) == "granian · uvloop · h2c"
     assert stack_label(Cell.parse(GRANIAN), load()) == "granian · uvloop"
+    [turned] = a.protocols  # the same comparison, turned h2 ÷ HTTP/1.1, for the chart and the report's table
+    assert (turned.h1.key, turned.h2.key, turned.stack) == (GRANIAN, h2c, "granian · uvloop")
+    assert turned.ratio == pytest.approx(42 / 30) and turned.low < turned.ratio < turned.high

@@ -238,3 +238,31 @@ def test_lab_plot_writes_summary_csv_again_with_the_charts_and_report(synthetic:
     assert report.plot(synthetic) == 0
     assert (synthetic / "summary.csv").read_text().startswith("key,")
     assert (synthetic / "report.html").exists() and (synthetic / "summary.md").exists()
+
+
+def test_http2_against_http1_is_charted_per_server_from_the_analysis(tmp_path: Path) -> None:
+    h1, h2 = "granian-uvloop-hyper-w1-raw", "granian-uvloop-h2c-w1-raw"
+    uv1, uv2 = "uvicorn-uvloop-httptools-w1-raw", "uvicorn-uvloop-h2c-w1-raw"
+    levels = {h1: 30_000, h2: 42_000, uv1: 20_000, uv2: 16_000}
+    spreads = ([0.98, 1.0, 1.02], [1.02, 0.98, 1.0])  # rounds' noise that a round's drift does not explain
+    points = {(k, "plaintext", 0): [v * s for s in spreads[i % 2]] for i, (k, v) in enumerate(levels.items())}
+    root = make_bundle(tmp_path, points)
+    a = analysis_of(root)
+    found = {(p.h1.key, p.h2.key): p for p in a.protocols}
+    assert set(found) == {(h1, h2), (uv1, uv2)}  # h2 ÷ its own server's HTTP/1.1 twin, never across servers
+    assert found[(h1, h2)].ratio == pytest.approx(1.4, rel=0.01) and found[(h1, h2)].low < 1.4 < found[(h1, h2)].high
+    assert found[(uv1, uv2)].ratio == pytest.approx(0.8, rel=0.01) and found[(uv1, uv2)].significant
+    [chart] = [c for c in charts.render(a) if c.name == "http2-plaintext"]
+    assert sorted(p.suffix for p in chart.files) == [".png", ".svg"]
+    svg = chart.files[1].read_text()
+    assert "1.40× (95% CI" in svg and "0.80× (95% CI" in svg and "raw ASGI · granian · uvloop" in svg
+    assert 800 <= png_size(chart.files[0])[0] <= 1800
+    # the report's table reads the same analysis result as the chart
+    rows = findings.protocols_rows(a)
+    assert ("plaintext", "raw ASGI", "granian · uvloop", "1.40×") in [r[:4] for r in rows]
+    report.write(a, [chart])
+    summary = (root / "summary.md").read_text()
+    assert (
+        "| plaintext | raw ASGI | granian · uvloop | 1.40× |" in summary
+        and 'id="http2-table"' in (root / "report.html").read_text()
+    )
