@@ -123,7 +123,9 @@ class Point:
         if self.offered or not self.repeats:
             return self.cpu_limit, self.cpu_limit
         limits = [r.verdict.limit for r in self.repeats if r.verdict]
-        return point_verdict(limits, self.referee_pairs(noise), self.referee_noise(noise))
+        tools = {c.referee.tool for c in self.carriers if c.referee}
+        tool = tools.pop() if len(tools) == 1 else "wrk"  # h2load on an h2c cell
+        return point_verdict(limits, self.referee_pairs(noise), self.referee_noise(noise), tool)
 
     def referee_noise(self, noise: stats.Noise | None) -> float:
         """One standard deviation (a fraction) of Locust's estimate over wrk's figure: the median of n adjusted

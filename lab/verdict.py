@@ -102,10 +102,12 @@ def referee_ratio(pairs: Sequence[tuple[Sequence[float], float]]) -> float | Non
     return statistics.median(ratios) if ratios else None
 
 
-def point_verdict(limits: list[str], pairs: Sequence[tuple[Sequence[float], float]], noise: float) -> tuple[str, str]:
-    """A closed-model point's limit over its repeats' verdicts (`limits`), checked against the referee: `pairs` holds,
-    per wrk run, Locust's repeats as they would have been under it and its RPS; `noise` is the noise of their ratio
-    (one standard deviation, as a fraction)."""
+def point_verdict(
+    limits: list[str], pairs: Sequence[tuple[Sequence[float], float]], noise: float, tool: str = "wrk"
+) -> tuple[str, str]:
+    """A closed-model point's limit over its repeats' verdicts (`limits`), checked against the referee (`tool`: wrk, or
+    h2load on an h2c cell): `pairs` holds, per referee run, Locust's repeats as they would have been under it and its
+    RPS; `noise` is the noise of their ratio (one standard deviation, as a fraction)."""
     cpu = worst(limits)
     ratio = referee_ratio(pairs)
     if ratio is None:
@@ -113,17 +115,18 @@ def point_verdict(limits: list[str], pairs: Sequence[tuple[Sequence[float], floa
     margin = max(1 - REFEREE_SHARE, 2 * noise)
     if len(pairs) == 1:
         ((rps, wrk),) = pairs
-        said = f"Locust's median {statistics.median(rps):,.0f} RPS in wrk's round = {ratio:.2f}× wrk's {wrk:,.0f}"
+        said = f"Locust's median {statistics.median(rps):,.0f} RPS in {tool}'s round = {ratio:.2f}× {tool}'s {wrk:,.0f}"
     else:
         runs = ", ".join(f"{wrk:,.0f}" for _, wrk in pairs)
-        said = f"Locust's median in wrk's {len(pairs)} rounds = {ratio:.2f}× wrk's (median of {runs} RPS)"
+        said = f"Locust's median in {tool}'s {len(pairs)} rounds = {ratio:.2f}× {tool}'s (median of {runs} RPS)"
     if ratio >= REFEREE_SHARE:
         return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
     if cpu == "client":
         return "client", f"client: {said}, and a repeat's load side was out of CPU"
     if ratio < 1 - margin:
-        return "client", f"client: {said}, short of wrk by more than the noise ({margin:.0%}): the server can do more"
-    return "unclear", f"unclear: {said}; short of wrk, but within the noise ({margin:.0%})"
+        beyond = f"short of {tool} by more than the noise ({margin:.0%})"
+        return "client", f"client: {said}, {beyond}: the server can do more"
+    return "unclear", f"unclear: {said}; short of {tool}, but within the noise ({margin:.0%})"
 
 
 def worst(limits: list[str]) -> Limit:

@@ -118,7 +118,10 @@ def test_your_app_every_answer_checked(tmp_path: Path) -> None:
             mine = [r for r in run.repeats if (r.key, r.scenario) == (key, scenario)]
             loads = [r.load for r in mine if r.load is not None]  # a window cut short fails a repeat, not the point
             assert loads and all(x.ok > 100 and not x.errors for x in loads), (key, scenario, mine[0].failure)
-        assert any(r.referee for r in run.repeats if (r.key, r.scenario) == (key, "item"))  # wrk referees it too
+        item = [r for r in run.repeats if (r.key, r.scenario) == (key, "item")]
+        # wrk referees it too, right after the point's first ok repeat (on a machine whose hypervisor steals a third
+        # of a CPU, both 1-s windows can come out short after their retries: then there is none to follow)
+        assert any(r.referee for r in item) or not any(r.ok for r in item), [r.failure for r in item]
         wrong = [r for r in run.repeats if (r.key, r.scenario) == (key, "wrong")]
         assert wrong and all(not r.ok and "not the expected" in (r.failure or "") for r in wrong)
     report = (only_run(tmp_path / "results") / "report.html").read_text()

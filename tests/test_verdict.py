@@ -96,6 +96,12 @@ def test_the_median_of_the_repeats_is_set_beside_wrk_not_one_repeat() -> None:
     assert found == "server" and "0.99× wrk" in reason, reason
 
 
+def test_an_h2c_point_names_its_referee_h2load() -> None:
+    found, reason = point_verdict(["server"] * 3, [([14_600] * 3, 17_350)], 0.30, "h2load")
+    assert found == "unclear" and "0.84× h2load's 17,350" in reason and "short of h2load" in reason, reason
+    assert "wrk" not in reason
+
+
 def test_a_short_point_whose_load_side_ran_out_of_cpu_is_client_even_within_the_noise() -> None:
     found, reason = point_verdict(["server", "client", "server"], [([17_400] * 3, 20_000)], 0.30)
     assert found == "client" and "out of CPU" in reason, reason
