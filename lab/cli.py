@@ -284,7 +284,7 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     import time
 
     from lab import bundle
-    from lab.lifecycle import StopPlan, outcome_line, stop_once, table, write_outputs
+    from lab.lifecycle import StopPlan, http1_cells, outcome_line, stop_once, table, write_outputs
     from servers.local import LocalTargets
     from servers.remote import AgentTargets
     from servers.target import ServerError
@@ -302,14 +302,17 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     )
     if config.restart:
         return restarts(config, matrix, targets, stops, out)
-    say(f"stops under load: {len(config.cells)} cells x {stops}, {StopPlan().describe()}; results in {out}")
+    cells = http1_cells(config.cells, matrix)
+    if skipped := [c.key for c in config.cells if c not in cells]:
+        say(f"not stopped (the stop test speaks HTTP/1.1; their servers are, on their HTTP/1.1 cells): {skipped}")
+    say(f"stops under load: {len(cells)} cells x {stops}, {StopPlan().describe()}; results in {out}")
     records, failed = [], 0
     for number in range(1, stops + 1):
-        for cell in config.cells:
+        for cell in cells:
             try:
                 record = stop_once(targets, matrix, cell, config.port, number, out.name, config.graceful)
-            except ServerError as exc:
-                say(f"FAILED {cell.key} stop {number}: {exc}")
+            except (ServerError, OSError) as exc:  # OSError: the server broke the test's own connections
+                say(f"FAILED {cell.key} stop {number}: {type(exc).__name__}: {exc}")
                 failed += 1
                 continue
             bundle.write_record(bundle.stop_path(out, cell.key, config.graceful, number), record)

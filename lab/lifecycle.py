@@ -72,6 +72,12 @@ def restart_cell(cell: Cell, matrix: Matrix) -> Cell:
     return cell if cell.workers >= need else cell.model_copy(update={"workers": need})
 
 
+def http1_cells(cells: list[Cell], matrix: Matrix) -> list[Cell]:
+    """The cells the stop test can load: its client speaks HTTP/1.1, so an h2c cell's server is stopped on its
+    HTTP/1.1 cell beside it (granian `--http 2` resets an HTTP/1.1 connection)."""
+    return [cell for cell in cells if matrix.protocol(cell) == "h1"]
+
+
 def stop_once(
     targets: TargetBackend,
     matrix: Matrix,

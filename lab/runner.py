@@ -169,11 +169,9 @@ class Runner:
     def stop_cells(self) -> list[Cell]:
         """The cells the stop phase stops. Its client speaks HTTP/1.1 (docs/lifecycle.md): an h2c cell's server is
         stopped on its HTTP/1.1 cell."""
-        return [
-            cell
-            for cell in self.config.cells
-            if cell.key not in self.dead and not cell.variant and self.matrix.protocol(cell) == "h1"
-        ]
+        from lab.lifecycle import http1_cells
+
+        return http1_cells([c for c in self.config.cells if c.key not in self.dead and not c.variant], self.matrix)
 
     def sweep(self, rates: dict[str, SweepRates]) -> None:
         for scenario, chosen in rates.items():
