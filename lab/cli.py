@@ -23,8 +23,9 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from core.errors import LabError, ServiceLostError, UsageError, say
 from core.host import LOOPBACK, check_port_free, format_cpus, machine_cpus
@@ -35,7 +36,7 @@ from lab.bundle import Manifest, read_model
 from lab.config import RunConfig
 from lab.ledger import DEFAULT_RESULTS, check_writable, find_run, holding, new_run_dir
 from loadtests.load import LoadBackend
-from servers.matrix import Matrix, load
+from servers.matrix import Cell, Matrix, load
 from servers.target import TargetBackend
 from servers.variants import Environment
 from servers.variants import check as check_variants
@@ -287,7 +288,6 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     from lab.lifecycle import StopPlan, http1_cells, outcome_line, stop_once, table, write_outputs
     from servers.local import LocalTargets
     from servers.remote import AgentTargets
-    from servers.target import ServerError
 
     config = options.from_args(args, matrix)
     stops = config.stops or 5
@@ -300,24 +300,16 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
         if config.target_agent
         else LocalTargets(out / "logs", tuple(config.server_cpus), matrix=matrix)
     )
-    if config.restart:
-        return restarts(config, matrix, targets, stops, out)
     cells = http1_cells(config.cells, matrix)
     if skipped := [c.key for c in config.cells if c not in cells]:
         say(f"not stopped (the stop test speaks HTTP/1.1; their servers are, on their HTTP/1.1 cells): {skipped}")
+    if config.restart:
+        return restarts(config, matrix, targets, cells, stops, out)
     say(f"stops under load: {len(cells)} cells x {stops}, {StopPlan().describe()}; results in {out}")
-    records, failed = [], 0
-    for number in range(1, stops + 1):
-        for cell in cells:
-            try:
-                record = stop_once(targets, matrix, cell, config.port, number, out.name, config.graceful)
-            except (ServerError, OSError) as exc:  # OSError: the server broke the test's own connections
-                say(f"FAILED {cell.key} stop {number}: {type(exc).__name__}: {exc}")
-                failed += 1
-                continue
-            bundle.write_record(bundle.stop_path(out, cell.key, config.graceful, number), record)
-            records.append(record)
-            say(outcome_line(record))
+    records, failed = each_test(cells, stops, "stop", lambda cell, n: (
+        stop_once(targets, matrix, cell, config.port, n, out.name, config.graceful),
+        bundle.stop_path(out, cell.key, config.graceful, n),
+    ), outcome_line)  # fmt: skip
     if records:
         write_outputs(out, records)
         for line in table(records):
@@ -325,7 +317,31 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     return 1 if failed else 0
 
 
-def restarts(config: RunConfig, matrix: Matrix, targets: TargetBackend, count: int, out: Path) -> int:
+def each_test(cells: list[Cell], count: int, what: str, test: Callable[[Cell, int], tuple[Any, Path]],
+              line: Callable[[Any], str]) -> tuple[list[Any], int]:  # fmt: skip
+    """Each cell `count` times, cells interleaved: each test's record written where `test` says and its line said;
+    a test that fails (the server's fault, or its broken connections: OSError) is said and counted."""
+    from lab import bundle
+    from servers.target import ServerError
+
+    records, failed = [], 0
+    for number in range(1, count + 1):
+        for cell in cells:
+            try:
+                record, path = test(cell, number)
+            except (ServerError, OSError) as exc:
+                say(f"FAILED {cell.key} {what} {number}: {type(exc).__name__}: {exc}")
+                failed += 1
+                continue
+            bundle.write_record(path, record)
+            records.append(record)
+            say(line(record))
+    return records, failed
+
+
+def restarts(
+    config: RunConfig, matrix: Matrix, targets: TargetBackend, given: list[Cell], count: int, out: Path
+) -> int:
     """python -m lab lifecycle --restart: each cell restarted under load `count` times (lab/lifecycle.py)."""
     from lab import bundle
     from lab.lifecycle import (
@@ -336,24 +352,15 @@ def restarts(config: RunConfig, matrix: Matrix, targets: TargetBackend, count: i
         restart_table,
         write_restart_outputs,
     )
-    from servers.target import ServerError
 
-    cells = [restart_cell(c, matrix) for c in config.cells]
+    cells = [restart_cell(c, matrix) for c in given]
     for cell in cells:  # a cell with more workers than the preset's: refused before any starts, as every input is
         matrix.valid(cell)
     say(f"restarts under load: {len(cells)} cells x {count}, {RestartPlan().describe()}; results in {out}")
-    records, failed = [], 0
-    for number in range(1, count + 1):
-        for cell in cells:
-            try:
-                record = restart_once(targets, matrix, cell, config.port, number, out.name, config.graceful)
-            except ServerError as exc:
-                say(f"FAILED {cell.key} restart {number}: {exc}")
-                failed += 1
-                continue
-            bundle.write_record(bundle.restart_path(out, cell.key, config.graceful, number), record)
-            records.append(record)
-            say(restart_line(record))
+    records, failed = each_test(cells, count, "restart", lambda cell, n: (
+        restart_once(targets, matrix, cell, config.port, n, out.name, config.graceful),
+        bundle.restart_path(out, cell.key, config.graceful, n),
+    ), restart_line)  # fmt: skip
     if records:
         write_restart_outputs(out, records)
         for line in restart_table(records):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -275,13 +276,15 @@ def rows(stops: list[StopTest]) -> list[list[str]]:
     return found
 
 
+def markdown(columns: Sequence[str], found: list[list[str]]) -> list[str]:
+    """A table as Markdown lines."""
+    head = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return [*head, *("| " + " | ".join(row) + " |" for row in found)]
+
+
 def table(stops: list[StopTest]) -> list[str]:
     """The table as Markdown lines."""
-    return [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-        *("| " + " | ".join(row) + " |" for row in rows(stops)),
-    ]
+    return markdown(COLUMNS, rows(stops))
 
 
 def outcome_line(stop: StopTest) -> str:
@@ -370,11 +373,7 @@ def restart_rows(restarts: list[RestartTest]) -> list[list[str]]:
 
 
 def restart_table(restarts: list[RestartTest]) -> list[str]:
-    return [
-        "| " + " | ".join(RESTART_COLUMNS) + " |",
-        "|" + "---|" * len(RESTART_COLUMNS),
-        *("| " + " | ".join(row) + " |" for row in restart_rows(restarts)),
-    ]
+    return markdown(RESTART_COLUMNS, restart_rows(restarts))
 
 
 def restart_line(r: RestartTest) -> str:
