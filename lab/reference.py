@@ -1,9 +1,8 @@
 """Copy a run's bundle into results/reference/<machine-id>/<name>/ for committing: python -m lab reference RUN NAME
 
-Everything a reader needs (manifest, calibration, every repeat, failures, summary, the charts as PNG and SVG, the
-report) and nothing they do not (the server and Locust logs). The bundle is validated before it is copied, and the copy
-after, so that every file its report names is there.
-"""
+Everything a reader needs (manifest, calibration, every repeat, stop and A/B pair round, failures, summary, the charts
+as PNG and SVG, the report) and nothing they do not (the server and Locust logs). The bundle is validated before it is
+copied, and the copy after, so that every file its report names is there."""
 
 from __future__ import annotations
 
@@ -16,7 +15,9 @@ from core.host import ROOT
 from lab.bundle import BundleError, load_bundle
 
 REFERENCE = ROOT / "results" / "reference"
-KEEP = ("manifest.json", "calibration.json", "summary.csv", "summary.md", "report.html", "runs", "failures", "charts")
+# What a reader does not need: the servers' and Locust's logs. Everything else goes (a list of what to keep once left
+# out the stops and the A/B pair rounds, which the report is drawn from).
+DROP = ("logs",)
 
 
 def publish(run_dir: Path, name: str, reference: Path = REFERENCE) -> Path:
@@ -25,12 +26,13 @@ def publish(run_dir: Path, name: str, reference: Path = REFERENCE) -> Path:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for item in KEEP:
-        source = run_dir / item
+    for source in sorted(run_dir.iterdir()):
+        if source.name in DROP:
+            continue
         if source.is_dir():
-            shutil.copytree(source, target / item)
-        elif source.exists():
-            shutil.copy2(source, target / item)
+            shutil.copytree(source, target / source.name)
+        else:
+            shutil.copy2(source, target / source.name)
     load_bundle(target)  # still a valid bundle without its logs
     report = target / "report.html"
     named = set(re.findall(r"charts/[\w.-]+\.(?:png|svg)", report.read_text())) if report.exists() else set()

@@ -163,3 +163,34 @@ def make_bundle(
         )  # fmt: skip
         bundle.write_record(root / "calibration.json", calibration)
     return root
+
+
+def add_stop(root: Path, key: str, number: int, exit_code: int = 0, lost_before: int = 0, lost_after: int = 5) -> None:
+    """One stop under load in the bundle at `root`: 1000 scheduled at 500/s, `lost_before` of those due before
+    SIGTERM and `lost_after` of those due after it closed, the rest answered; the server exits with `exit_code`."""
+    from loadtests.stopping import OUTCOMES, StopLoad
+    from servers.target import LifespanNote, Termination
+
+    run_id = root.name
+    cell = load().cell_from_key(key)
+    none = dict.fromkeys(OUTCOMES, 0)
+    ok = 1000 - lost_before - lost_after
+    load_ = StopLoad(
+        rate=500.0, long_share=0.1, long_ms=500, idle=2, before=1.0, after=1.0, scheduled=1000,
+        outcomes={**none, "ok": ok, "closed": lost_before + lost_after}, short={**none, "ok": ok},
+        long={**none, "closed": lost_before + lost_after}, in_flight={**none, "ok": 3, "closed": lost_before},
+        in_flight_ms=[1.0, 2.0, 3.0], due_after={**none, "ok": 500 - lost_after, "closed": lost_after},
+        last_answer=0.5, idle_closed=[0.0, 0.0], timeline_start=-1.0, timeline={"ok": [ok]}, max_late=0.001,
+        peak_connections=10,
+    )  # fmt: skip
+    notes = [LifespanNote(event=e, app=cell.app, pid=1, time=T0 + i)
+             for i, e in enumerate(("startup-complete", "shutdown-begin", "shutdown-complete"))]  # fmt: skip
+    server = Termination(
+        graceful="lab", graceful_seconds=5.0, graceful_flag=[], signal_at=T0, exit_at=T0 + 0.6, exit_code=exit_code,
+        killed=False, kill_after=12.0, leftovers=0, still_listening=False, lifespan=notes,
+    )  # fmt: skip
+    record = bundle.StopTest(
+        schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=run_id, key=key, cell=cell, number=number,
+        graceful="lab", capacity=2000.0, fraction=0.25, load=load_, server=server,
+    )  # fmt: skip
+    bundle.write_record(bundle.stop_path(root, key, "lab", number), record)

@@ -16,7 +16,7 @@ from lab.bundle import load_bundle
 from tests.browser import first_screen, render_dom
 
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "reference").glob("*/*/manifest.json"))
-LIMIT = 6 * 2**20
+LIMIT = 8 * 2**20  # the shared run: 42 cells, its two server CPUs add each cell with 2 workers
 
 
 def test_there_are_reference_bundles() -> None:
@@ -83,14 +83,16 @@ def test_readme_images_exist() -> None:
 def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) -> None:
     from lab.bundle import BundleError
     from lab.reference import publish
-    from tests.synthetic import make_bundle
+    from tests.synthetic import add_stop, make_bundle
 
     run = make_bundle(tmp_path / "run", {("granian-uvloop-hyper-w1-raw", "plaintext", 0): [20_000, 21_000, 22_000]})
     assert report.plot(run) == 0
     (run / "logs").mkdir()
     (run / "logs" / "server.log").write_text("not for committing\n")
+    add_stop(run, "granian-uvloop-hyper-w1-raw", 1)  # the report's stopping table is drawn from it
     target = publish(run, "synthetic", tmp_path / "reference")
     assert (target / "charts" / "throughput-plaintext.svg").is_file() and not (target / "logs").exists()
+    assert (target / "stops" / "granian-uvloop-hyper-w1-raw__lab__s1.json").is_file()
     (run / "charts" / "throughput-plaintext.svg").unlink()  # the report still names it
     with pytest.raises(BundleError, match=r"names charts/throughput-plaintext\.svg"):
         publish(run, "synthetic", tmp_path / "reference")
