@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from lab import pairs, stats
-from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow
+from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow, StopTest
 from lab.results import Point, closed, median_of, noise, points, window_speed
 from loadtests import recorder
 from loadtests.load import Latency
@@ -249,6 +249,7 @@ class Analysis:
     referee_again: tuple[tuple[str, str, int], ...]  # (key, scenario, rounds) where wrk ran in more than one round
     versus: tuple[Versus, ...] = ()  # B against A per cell and scenario, when the run compared two variants
     protocols: tuple[Protocols, ...] = ()  # HTTP/2 ÷ HTTP/1.1 per server, loop, app and scenario (comparisons' order)
+    stops: tuple[StopTest, ...] = ()  # the stop phase's records (lab/lifecycle.py reads them)
 
     @property
     def ab(self) -> tuple[str, str] | None:
@@ -302,6 +303,14 @@ class Analysis:
 
     def ranking(self, scenario: str, app: str) -> Ranking | None:
         return next((r for r in self.rankings if (r.scenario, r.app) == (scenario, app)), None)
+
+    @property
+    def half_width_pct(self) -> float | None:
+        """The median over the throughput points of their 95% interval's half-width, % of the level: how sure the
+        run's figures are (None without intervals)."""
+        widths = [100 * (p.interval[1] - p.interval[0]) / 2 / p.level
+                  for p in self.points if not p.offered and p.interval and p.level]  # fmt: skip
+        return statistics.median(widths) if widths else None
 
     @property
     def measurable(self) -> bool:
@@ -447,9 +456,11 @@ def same_stack(cell: Cell, app: str) -> tuple[str, str, str, int, str, str]:
 
 def rankings(
     found: list[Point], figures_of: Mapping[tuple[str, str, float], Figures], noises: Mapping[str, stats.Noise],
-    rates: Mapping[str, float | None], matrix: Matrix,
+    rates: Mapping[str, float | None], matrix: Matrix, side: Sequence[Versus] = (),
 ) -> list[Ranking]:  # fmt: skip
-    """Per scenario and app: the stacks, fastest first, each with its rank from the pairwise verdicts."""
+    """Per scenario and app: the stacks, fastest first, each with its rank from the pairwise verdicts; in an A/B run
+    a cell's two variants are ranked by their side-by-side verdict (`side`), not by the sequential rounds, whose
+    machine changed speed between them."""
     baseline = next(iter(matrix.apps))
     out = []
     for scenario in [s for s in matrix.scenarios if s in noises]:
@@ -463,8 +474,16 @@ def rankings(
             mine = [p for p in closed(found, scenario) if p.cell.app == app]
             if not mine:
                 continue
-            ranks = stats.ranks({p.key: n.adjusted(p.key, p.by_round) for p in mine}, n)
-            shown = sorted((figures_of[(p.key, scenario, 0.0)] for p in mine), key=lambda f: -(f.level or 0.0))
+            decided = {
+                frozenset((v.paired.a, v.paired.b)): (v.paired.b if v.paired.ratio > 1 else v.paired.a)
+                if v.paired.significant else None
+                for v in side if v.scenario == scenario
+            }  # fmt: skip
+            ranks = stats.ranks({p.key: n.adjusted(p.key, p.by_round) for p in mine}, n, decided)
+            # by rank, then level: an A/B run's two variants are ranked by their side-by-side rounds, whose order
+            # the sequential levels may not share
+            shown = sorted((figures_of[(p.key, scenario, 0.0)] for p in mine),
+                           key=lambda f: (ranks[f.key] if known(n) else 1, -(f.level or 0.0)))  # fmt: skip
             best = shown[0].level or 0.0
             rows = []
             for f in shown:
@@ -733,8 +752,10 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
         for s in swept
     }
     said = stated(found, noises, by_key)
-    ranked = rankings(found, figures_of, noises, rates, matrix)
     costs = {s: cost_noise(found, s) for s in noises}
+    pair = bundle.manifest.config.ab_pair
+    side = versus(found, figures_of, noises, costs, rates, pair, matrix, bundle.pairs) if pair else []
+    ranked = rankings(found, figures_of, noises, rates, matrix, side)
     leading = []
     for s in swept:
         mine = [f for f in figs if f.ok and f.offered and f.scenario == s]
@@ -743,12 +764,12 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
             if lead:
                 leading.append(lead)
     again = Counter((r.key, r.scenario) for r in bundle.repeats if r.referee)
-    pair = bundle.manifest.config.ab_pair
     return Analysis(
         root=bundle.root,
         manifest=bundle.manifest,
         calibration=bundle.calibration,
         failures=tuple(bundle.failures),
+        stops=tuple(bundle.stops),
         matrix=matrix,
         points=tuple(figs),
         noise=noises,
@@ -762,6 +783,6 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
         window_speed=window_speed(found),
         shared_cpus=shared,
         referee_again=tuple((k, s, n) for (k, s), n in again.items() if n > 1),
-        versus=tuple(versus(found, figures_of, noises, costs, rates, pair, matrix, bundle.pairs)) if pair else (),
+        versus=tuple(side),
         protocols=tuple(protocols(said, by_key, matrix)),
     )

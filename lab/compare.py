@@ -33,6 +33,7 @@ from lab import findings
 from lab.analysis import Analysis, analyze, app_title
 from lab.bundle import BundleError, load_bundle
 from lab.charts import DPI, KILO_TICKS, SVG_METADATA, Style
+from lab.lifecycle import Outcome, outcomes
 from lab.report import key_packages
 from servers.matrix import Cell, Matrix, load
 
@@ -129,6 +130,59 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """What says whether two runs of one preset agree, before any single figure: the server-order conclusions, the
+    limit verdicts, each run's median interval, and what each server's stops under load did."""
+
+    # comparisons that change the server: significant and the same in both runs, flipped, stated in both
+    server_orders: tuple[int, int, int]
+    limits: tuple[int, int]  # throughput points with the same limit verdict, points in both
+    moved: tuple[str, ...]  # the points whose verdict moved: "label scenario: A x, B y"
+    half_width: tuple[float | None, float | None]  # each run's median 95% half-width, % (lab/analysis.py)
+    stops: tuple[tuple[str, Outcome | None, Outcome | None], ...]  # per server with stops in either run
+
+    def lines(self) -> list[str]:
+        held, flipped, stated = self.server_orders
+        a, b = (f"±{w:.1f}%" if w is not None else "n/a" for w in self.half_width)
+        out = [
+            f"- Server order: {held} of {stated} comparisons that change the server significant and the same in "
+            f"both runs, {flipped} flipped.",
+            f"- Limit verdict: the same on {self.limits[0]} of {self.limits[1]} throughput points"
+            + (f" ({'; '.join(self.moved)})." if self.moved else "."),
+            f"- Median 95% CI half-width: A {a}, B {b}.",
+        ]
+        for server, x, y in self.stops:
+            if x is None or y is None:
+                out.append(f"- Stopping under load, {server}: stopped in {'A' if x else 'B'} only.")
+                continue
+            kx, ky = x.kinds(), y.kinds()
+            lost = f"lost per stop A {x.lost[0]}-{x.lost[1]}, B {y.lost[0]}-{y.lost[1]}"
+            if kx == ky:
+                said = f"the same outcome ({x.stops} and {y.stops} stops): {x.sentence()}; {lost}"
+            else:
+                said = "a different outcome: " + "; ".join(
+                    f"{fact} A {x.extent(fact)}, B {y.extent(fact)}" for fact in kx if kx[fact] != ky[fact]
+                )
+                said += f"; {lost}"
+            out.append(f"- Stopping under load, {server}: {said}.")
+        return out
+
+
+def agreement(a: Analysis, b: Analysis, rows: list[Row], said: list[Conclusion]) -> Agreement:
+    server = [c for c in said if "server" in c.changes]
+    closed = [r for r in rows if not r.offered_rps]
+    moved = tuple(f"{r.label} {r.scenario}: A {r.limit_a}, B {r.limit_b}" for r in closed if r.limit_a != r.limit_b)
+    in_a, in_b = outcomes(a.stops), outcomes(b.stops)
+    return Agreement(
+        (sum(c.status == "held" for c in server), sum(c.status == "flipped" for c in server), len(server)),
+        (len(closed) - len(moved), len(closed)),
+        moved,
+        (a.half_width_pct, b.half_width_pct),
+        tuple((s, in_a.get(s), in_b.get(s)) for s in sorted(in_a.keys() | in_b.keys())),
+    )
+
+
+@dataclass(frozen=True)
 class Compared:
     a: str  # fingerprint lines
     b: str
@@ -140,6 +194,7 @@ class Compared:
     ranks: dict[str, tuple[float | None, int]]  # scenario -> (Kendall's tau, cells)
     warnings: tuple[str, ...]
     matrix: Matrix
+    agreement: Agreement
 
 
 def conclusions(a: Analysis, b: Analysis) -> list[Conclusion]:
@@ -240,10 +295,11 @@ def compare(a: Analysis, b: Analysis) -> Compared:
         if left != right:
             warnings.append(f"version differs: {package} {left} (A) vs {right} (B)")
     scenarios = [s for s in a.matrix.scenarios if any(r.scenario == s and not r.offered_rps for r in rows)]
+    said = conclusions(a, b)
     return Compared(
         fingerprint_line(a), fingerprint_line(b), round(speed, 3) if speed else None,
-        measured[1] if measured else None, tuple(rows), tuple(conclusions(a, b)), tuple(orders(a, b)),
-        {s: rank_agreement(rows, s) for s in scenarios}, tuple(warnings), a.matrix,
+        measured[1] if measured else None, tuple(rows), tuple(said), tuple(orders(a, b)),
+        {s: rank_agreement(rows, s) for s in scenarios}, tuple(warnings), a.matrix, agreement(a, b, rows, said),
     )  # fmt: skip
 
 
@@ -262,6 +318,7 @@ def write(result: Compared, out: Path) -> list[Path]:
         md.append(f"- speed B/A ({result.speed_measure}): {result.speed_ratio}")
     md += ["", "## The bottom line in both runs", ""]
     md += [f"- {o.sentence()}" for o in result.orders] or ["No app and scenario in both."]
+    md += ["", "## Do the two runs agree?", "", *result.agreement.lines()]
     md += ["", "## Conclusions", ""]
     md += [
         f"Of {len(said)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "." if said else "None."

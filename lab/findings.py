@@ -84,11 +84,11 @@ def p99_text(us: int | None, interval: tuple[int, int] | None, unit: bool = True
 
 def names(keys: list[str], a: Analysis, scenario: str) -> str:
     """Stacks joined by ≈, those that differ only in the loop merged: 'granian (uvloop or asyncio)'."""
-    groups: dict[tuple[str, str, int], list[str]] = {}
+    groups: dict[tuple[str, str, int, str], list[str]] = {}
     for key in keys:
         f = a.point(key, scenario)
         if f is not None:
-            groups.setdefault((f.cell.server, f.cell.http, f.cell.workers), []).append(key)
+            groups.setdefault((f.cell.server, f.cell.http, f.cell.workers, f.cell.variant), []).append(key)
     said = []
     for members in groups.values():
         figs = [a.point(k, scenario) for k in members]

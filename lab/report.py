@@ -276,16 +276,15 @@ def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
     }
 
 
-def stopping(root: Path) -> dict[str, Any]:
+def stopping(a: Analysis) -> dict[str, Any]:
     """The bundle's stops under load (lab/lifecycle.py), when it has any: the table, each outcome's stability and the
     timeline chart."""
-    from lab.bundle import read_model
     from lab.lifecycle import COLUMNS, StopPlan, rows, stability
 
-    stops = [read_model(p, "stop") for p in sorted((root / "stops").glob("*.json"))]
+    stops = list(a.stops)
     if not stops:
         return {"stops": None}
-    png = root / "charts" / "stops-timeline.png"
+    png = a.root / "charts" / "stops-timeline.png"
     return {
         "stops": {
             "plan": StopPlan().describe(),
@@ -299,7 +298,7 @@ def stopping(root: Path) -> dict[str, Any]:
 
 def write(a: Analysis, charts: list[Chart]) -> list[Path]:
     env = environment()
-    data = {**context(a, charts), **stopping(a.root)}
+    data = {**context(a, charts), **stopping(a)}
     report, summary = a.root / "report.html", a.root / "summary.md"
     atomic_write(report, env.get_template("report.html.j2").render(data))
     atomic_write(summary, env.get_template("summary.md.j2").render(data))

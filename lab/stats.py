@@ -246,15 +246,22 @@ def undecided(found: Iterable[Comparison]) -> set[str]:
     return {key for c in found if not c.significant for key in (c.a, c.b)}
 
 
-def ranks(values: Mapping[str, Sequence[float]], noise: Noise) -> dict[str, int]:
+def ranks(
+    values: Mapping[str, Sequence[float]], noise: Noise, decided: Mapping[frozenset[str], str | None] | None = None
+) -> dict[str, int]:
     """Ranks from the pairwise verdicts (cell -> its adjusted RPS): every two cells compared at the run's noise, and
     a cell's rank is 1 + the number of cells significantly faster than it (95%). Cells the lab cannot tell apart
-    share a rank, and the ranks can skip (1, 1, 3); with the noise unknown every cell ranks 1."""
+    share a rank, and the ranks can skip (1, 1, 3); with the noise unknown every cell ranks 1. `decided`: pairs whose
+    verdict a better measurement gave (an A/B run's side-by-side rounds): the faster cell, or None for neither."""
     faster: dict[str, int] = dict.fromkeys(values, 0)
     for a, b in combinations([k for k, v in values.items() if v], 2):
-        c = compare("", "rank", a, b, values[a], values[b], noise)
-        if c.faster is not None:
-            faster[b if c.faster == a else a] += 1
+        pair = frozenset((a, b))
+        if decided is not None and pair in decided:
+            winner = decided[pair]
+        else:
+            winner = compare("", "rank", a, b, values[a], values[b], noise).faster
+        if winner is not None:
+            faster[b if winner == a else a] += 1
     return {key: 1 + n for key, n in faster.items()}
 
 

@@ -1,13 +1,13 @@
 """Benchmark: how far the referee (wrk) can be trusted in finished runs — Locust ÷ wrk, its noise and its runs.
 
-Reads result bundles, measures nothing. Per bundle: one repeat's noise per scenario after the fit (lab/stats.py) and
-the median 95% interval half-width (as a share of the median); how many points had wrk in more than one round; how
-many points' Locust ÷ wrk (as the verdict judges it: lab/verdict.py) lie in 0.9-1.05 from wrk's first run only and
-from all its runs; the spread (1 sd) of the points' log ratios from wrk's first run (the ratio's noise, if no client
-is short of wrk); the verdicts; and, per server and scenario, how fast the speedometer read the server CPU during
-Locust's windows against wrk's runs (the median log share of the repeats minus the mean of wrk's). With two bundles
-or more, the verdicts the first and each other bundle agree on. With --show TEXT, each point whose cell key holds
-TEXT: Locust's median as measured, each wrk run's RPS and ratio (Locust brought to that run's round and CPU speed).
+Reads result bundles, measures nothing. Per bundle: one repeat's noise per scenario after the fit (lab/stats.py) and the
+median 95% interval half-width (as a share of the level at the run's mean speed); how many points had wrk in more than
+one round; how many points' Locust ÷ wrk (as the verdict judges it: lab/verdict.py) lie in 0.9-1.05 from wrk's first run
+only and from all its runs; the spread (1 sd) of the points' log ratios from wrk's first run (the ratio's noise, if no
+client is short of wrk); the verdicts; and, per server and scenario, how fast the speedometer read the server CPU during
+Locust's windows against wrk's runs (the median log share of the repeats minus the mean of wrk's). With two bundles or
+more, the verdicts the first and each other bundle agree on. With --show TEXT, each point whose cell key holds TEXT:
+Locust's median as measured, each wrk run's RPS and ratio (Locust brought to that run's round and CPU speed).
 
     python scripts/referee_check.py results/RUN_A [results/RUN_B ...] [--show granian-uvloop]
 """
@@ -70,8 +70,9 @@ def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
               f"{math.exp(statistics.median(logs)):.3f})")  # fmt: skip
     print(f"  verdicts: {dict(Counter(verdicts.values()))}")
     print("  noise after the fit: " + ", ".join(f"{s} {n.percent:.1f}%" for s, n in sorted(noises.items())))
-    half = [(high - low) / 2 / p.median for p in found for low, high in [p.interval(noises[p.scenario])]]
-    print(f"  median 95% interval half-width: {100 * statistics.median(half):.1f}% of the median")
+    half = [(high - low) / 2 / p.level(noises[p.scenario]) for p in found
+            for low, high in [p.interval(noises[p.scenario])]]  # fmt: skip
+    print(f"  median 95% interval half-width: {100 * statistics.median(half):.1f}% of the level (as the report's ±)")
     for group, values in sorted(gaps.items()):
         print(f"  speedometer under Locust vs wrk, {group}: {math.exp(statistics.fmean(values)):.3f}x")
     return verdicts

@@ -14,7 +14,7 @@ from lab.analysis import Analysis, analyze
 from lab.bundle import load_bundle
 from servers.matrix import load
 from tests.browser import body_data, first_screen, render_dom
-from tests.synthetic import make_bundle
+from tests.synthetic import add_stop, make_bundle
 
 RAW, STAR, FAST = "granian-uvloop-hyper-w1-raw", "granian-uvloop-hyper-w1-starlette", "granian-uvloop-hyper-w1-fastapi"
 UV_RAW, UV_STAR = "uvicorn-asyncio-h11-w1-raw", "uvicorn-asyncio-h11-w1-starlette"
@@ -169,6 +169,10 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
         versions={"uvicorn": "0.54.0", "granian": "2.9.0", "locust": "2.47.0"},
         machine_overrides={"cpu_model": "Other CPU", "logical_cpus": 4},
     )  # fmt: skip
+    for n in (1, 2):  # granian's stops lose nothing due before SIGTERM in A, and do in B's second; uvicorn: A only
+        add_stop(a, RAW, n)
+        add_stop(b, RAW, n, lost_before=2 * (n - 1), lost_after=7)
+    add_stop(a, uv, 1)
     result = compare.compare(analysis_of(a), analysis_of(b))
     rows = {r.key: r for r in result.rows if not r.offered_rps}
     assert rows[RAW].rps_ratio == 2.5 and rows[RAW].rps_ratio_normalized == 1.25 and rows[RAW].p99_ratio == 0.5
@@ -197,7 +201,25 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     assert "| plaintext | raw ASGI on granian · uvloop | 10,000 | 25,000 | 2.5 | 1.25 |" in text
     assert "Of 2 comparisons:" in text and "1 flipped" in text and "1 became indistinguishable" in text
     assert "speed B/A (speed index): 2.0" in text
-    assert text.index("## The bottom line in both runs") < text.index("## Conclusions")
+    assert text.index("## The bottom line in both runs") < text.index("## Do the two runs agree?")
+    assert text.index("## Do the two runs agree?") < text.index("## Conclusions")
+    # do the two runs agree: the server-order conclusion flipped; each run's median interval; the stops per server
+    agreed = result.agreement
+    assert agreed.server_orders == (0, 1, 1) and agreed.limits[1] == 3 and len(agreed.moved) == 3 - agreed.limits[0]
+    assert all(w is not None and 0 < w < 5 for w in agreed.half_width)
+    assert "- Server order: 0 of 1 comparisons that change the server significant and the same in both runs, " \
+           "1 flipped." in text  # fmt: skip
+    assert (
+        "- Stopping under load, granian: a different outcome: a request due before SIGTERM lost A never, "
+        "B in 1 of 2 stops; lost per stop A 5-5, B 7-9." in text
+    )
+    assert "- Stopping under load, uvicorn: stopped in A only." in text
+    same = compare.agreement(analysis_of(a), analysis_of(a), list(result.rows), list(result.conclusions))
+    assert same.stops[0][0] == "granian" and (
+        "the same outcome (2 and 2 stops): exit 0 in every stop; lifespan shutdown completed in every stop; "
+        "a request due before SIGTERM lost never; killed never; something left behind never; lost per stop A 5-5, "
+        "B 5-5." in same.lines()[3]
+    )
 
 
 def test_compare_normalizes_by_the_speed_in_the_windows_when_both_runs_sampled_it(tmp_path: Path) -> None:
