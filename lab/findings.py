@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from lab.analysis import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, Versus, app_title, known
+from servers.matrix import Cell
 
 # What changes between a comparison's two cells -> its section's title (lab/stats.py: role treats the HTTP
 # implementation as going with the server and with the loop, so these pairs are what a run compares).
@@ -113,6 +114,11 @@ def sentence(r: Ranking, a: Analysis) -> str:
         return head + "nothing measured."
     if len(stacks) == 1:
         return head + f"only {names([stacks[0].key], a, r.scenario)} was measured ({kilo(stacks[0].level)} RPS)."
+    bases = {Cell.parse(s.key).base.key for s in stacks}
+    side = next((v for v in a.versus if v.scenario == r.scenario and v.cell.key in bases), None)
+    if len(bases) == 1 and side is not None:
+        # one cell's variants: their side-by-side verdict, not the sequential rounds' levels (analysis: rankings)
+        return versus_text(side, a).split("; ")[0] + " (the A/B verdict)."
     # the leaders: every stack not told apart from the best, and each next one within a few percent of the one above
     lead = 1
     while lead < len(stacks) and (

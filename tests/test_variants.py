@@ -195,6 +195,9 @@ def test_an_ab_run_finds_a_known_slowdown_side_by_side_states_it_first_and_fails
     assert "raw ASGI on uvicorn · asyncio · h11, plaintext: B slower than A by " in said
     assert "over 3 pair rounds, side by side" in said and "server CPU per answer B ÷ A" in said
     assert "— FAIL" in lines[head + 2]
+    # the bottom line states the side-by-side verdict for the cell's two variants, not the sequential rounds' order
+    (bottom,) = [line for line in lines[head + 3 :] if line.endswith("(the A/B verdict).")]
+    assert bottom.startswith("asgi-bench-lab: raw ASGI on uvicorn · asyncio · h11, plaintext: B slower than A by ")
     report = (run.root / "report.html").read_text()
     assert report.index('id="ab"') < report.index('id="bottom-line"')
 
