@@ -276,8 +276,11 @@ def compare(a: Analysis, b: Analysis) -> Compared:
     warnings = []
     keys_a = {(p.key, p.scenario, p.offered) for p in a.points if p.ok}
     for label, only in (("A", keys_a - by_b.keys()), ("B", by_b.keys() - keys_a)):
-        for key, scenario, _ in sorted(k for k in only if not k[2]):
-            warnings.append(f"only in {label}: {key} {scenario}")
+        named = [f"{key} {scenario}" for key, scenario, _ in sorted(k for k in only if not k[2])]
+        if len(named) > 3:  # e.g. the cells with 2 workers a run on two server CPUs adds: one line, not dozens
+            warnings.append(f"only in {label}: {len(named)} points ({', '.join(named[:3])}, …)")
+        else:
+            warnings += [f"only in {label}: {n}" for n in named]
     for scenario in sorted({s for _, s, offered in keys_a | by_b.keys() if offered}):
         rates_a = sorted({o for _, s, o in keys_a if s == scenario and o})
         rates_b = sorted({o for _, s, o in by_b if s == scenario and o})
