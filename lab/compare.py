@@ -33,7 +33,7 @@ from lab import findings
 from lab.analysis import Analysis, analyze, app_title
 from lab.bundle import BundleError, load_bundle
 from lab.charts import DPI, KILO_TICKS, SVG_METADATA, Style
-from lab.lifecycle import Outcome, outcomes
+from lab.lifecycle import ServerStops, outcomes
 from lab.report import key_packages
 from servers.matrix import Cell, Matrix, load
 
@@ -139,7 +139,7 @@ class Agreement:
     limits: tuple[int, int]  # throughput points with the same limit verdict, points in both
     moved: tuple[str, ...]  # the points whose verdict moved: "label scenario: A x, B y"
     half_width: tuple[float | None, float | None]  # each run's median 95% half-width, % (lab/analysis.py)
-    stops: tuple[tuple[str, Outcome | None, Outcome | None], ...]  # per server with stops in either run
+    stops: tuple[tuple[str, ServerStops | None, ServerStops | None], ...]  # per server with stops in either run
 
     def lines(self) -> list[str]:
         held, flipped, stated = self.server_orders
@@ -156,9 +156,9 @@ class Agreement:
                 out.append(f"- Stopping under load, {server}: stopped in {'A' if x else 'B'} only.")
                 continue
             kx, ky = x.kinds(), y.kinds()
-            lost = f"lost per stop A {x.lost[0]}-{x.lost[1]}, B {y.lost[0]}-{y.lost[1]}"
+            lost = f"lost per stop A {min(x.lost)}-{max(x.lost)}, B {min(y.lost)}-{max(y.lost)}"
             if kx == ky:
-                said = f"the same outcome ({x.stops} and {y.stops} stops): {x.sentence()}; {lost}"
+                said = f"the same outcome ({x.stops} and {y.stops} stops): {x.outcome()}; {lost}"
             else:
                 said = "a different outcome: " + "; ".join(
                     f"{fact} A {x.extent(fact)}, B {y.extent(fact)}" for fact in kx if kx[fact] != ky[fact]

@@ -206,13 +206,30 @@ class ServerStops:
     killed: int
     leftovers: int  # stops after which something of the server still ran or listened
 
-    def stable(self, outcome: str, per_stop: list[dict[str, int]]) -> str:
-        values = [s[outcome] for s in per_stop]
-        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
-
     @property
     def median_drain(self) -> float | None:
         return median(self.drain) if self.drain else None
+
+    def facts(self) -> dict[str, int]:
+        """What a graceful stop promises, each as the number of stops in which it held. The counts (lost per stop,
+        refused, drain) scale with each cell's rate and the moment the listener closed; these do not, so two runs
+        agree on a server's outcome when each has the same extent (never, always or sometimes)."""
+        return {
+            "exit 0": self.exit_codes.get(0, 0), "lifespan shutdown completed": self.shutdown_completed,
+            "a request due before SIGTERM lost": sum(n > 0 for n in self.lost_before), "killed": self.killed,
+            "something left behind": self.leftovers,
+        }  # fmt: skip
+
+    def extent(self, fact: str) -> str:
+        n = self.facts()[fact]
+        return "never" if n == 0 else "in every stop" if n == self.stops else f"in {n} of {self.stops} stops"
+
+    def kinds(self) -> dict[str, str]:
+        """Each fact's extent as never, always or sometimes: what two runs must share to agree."""
+        return {f: "never" if n == 0 else "always" if n == self.stops else "sometimes" for f, n in self.facts().items()}
+
+    def outcome(self) -> str:
+        return "; ".join(f"{fact} {self.extent(fact)}" for fact in self.facts())
 
 
 def by_server(stops: list[StopTest]) -> list[ServerStops]:
@@ -322,47 +339,9 @@ def stability(stops: list[StopTest]) -> list[str]:
     return lines
 
 
-# What a graceful stop promises, as facts that hold or not in each stop; the counts (lost per stop, refused, drain)
-# scale with each cell's rate and the moment the listener closed, so two runs agree on a server's outcome when each
-# fact has the same extent (never, always or sometimes).
-FACTS = {
-    "exit 0": lambda s: s.server.exit_code == 0,
-    "lifespan shutdown completed": lambda s: s.server.shutdown_completed,
-    "a request due before SIGTERM lost": lambda s: s.load.lost_before > 0,
-    "killed": lambda s: s.server.killed,
-    "something left behind": lambda s: bool(s.server.leftovers or s.server.still_listening),
-}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One server's stops in one run: in how many of them each fact held."""
-
-    server: str
-    stops: int
-    held: dict[str, int]  # FACTS name -> stops in which it held
-    lost: tuple[int, int]  # fewest and most requests lost in one stop
-
-    def extent(self, fact: str) -> str:
-        n = self.held[fact]
-        return "never" if n == 0 else "in every stop" if n == self.stops else f"in {n} of {self.stops} stops"
-
-    def kinds(self) -> dict[str, str]:
-        """Each fact's extent as never, always or sometimes: what two runs must share to agree."""
-        return {f: "never" if n == 0 else "always" if n == self.stops else "sometimes" for f, n in self.held.items()}
-
-    def sentence(self) -> str:
-        return "; ".join(f"{fact} {self.extent(fact)}" for fact in FACTS)
-
-
-def outcomes(stops: Sequence[StopTest]) -> dict[str, Outcome]:
+def outcomes(stops: Sequence[StopTest]) -> dict[str, ServerStops]:
     """Per server, its stops with the lab's timeout (the runner's stop phase)."""
-    found = {}
-    for server in sorted({s.cell.server for s in stops if s.graceful == "lab"}):
-        group = [s for s in stops if s.cell.server == server and s.graceful == "lab"]
-        held = {name: sum(bool(fact(s)) for s in group) for name, fact in FACTS.items()}
-        found[server] = Outcome(server, len(group), held, (min(s.lost for s in group), max(s.lost for s in group)))
-    return found
+    return {s.server: s for s in by_server(list(stops)) if s.graceful == "lab"}
 
 
 def write_outputs(root: Path, stops: list[StopTest]) -> list[Path]:
