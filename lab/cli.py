@@ -31,10 +31,10 @@ from core.errors import LabError, ServiceLostError, UsageError, say
 from core.host import LOOPBACK, check_port_free, format_cpus, machine_cpus
 from core.settings import settings
 from lab import config as options
-from lab.analysis import Analysis
+from lab.analysis.analyze import Analysis
 from lab.bundle import Manifest, read_model
 from lab.config import RunConfig
-from lab.ledger import DEFAULT_RESULTS, check_writable, find_run, holding, new_run_dir
+from lab.run.ledger import DEFAULT_RESULTS, check_writable, find_run, holding, new_run_dir
 from loadtests.load import LoadBackend
 from servers.matrix import Cell, Matrix, load
 from servers.target import TargetBackend
@@ -92,8 +92,8 @@ def prepare(args: argparse.Namespace, matrix: Matrix) -> tuple[RunConfig, Matrix
 
 
 def run_main(args: argparse.Namespace, matrix: Matrix) -> int:
-    from lab.backends import open_backends
-    from lab.runner import Runner
+    from lab.run.backends import open_backends
+    from lab.run.runner import Runner
 
     targets: TargetBackend | None = None
     loads: LoadBackend | None = None
@@ -160,9 +160,9 @@ def installed(config: RunConfig, targets: TargetBackend) -> list[Environment]:
 
 def outcome(root: Path, code: int, args: argparse.Namespace, analysis: Analysis | None) -> list[str]:
     """What the run's last lines say: the headline and the results, or how to resume."""
-    from lab import findings
-    from lab.analysis import analyze
+    from lab.analysis.analyze import analyze
     from lab.bundle import load_bundle
+    from lab.report import findings
 
     analysis = analysis or analyze(load_bundle(root), load())
     lines = list(findings.headline(analysis))
@@ -232,7 +232,7 @@ def preflight_main(args: argparse.Namespace, matrix: Matrix) -> int:
     for port, what in {**SERVICE_PORTS, **dict.fromkeys(config.ports, "the servers' port")}.items():
         check_port_free(LOOPBACK, port, what, f"stop what holds it (`ss -ltnp 'sport = :{port}'` shows which)")
     if config.two_hosts:  # the target host's agent is up already: both hosts checked side by side
-        from lab import hosts
+        from lab.run import hosts
         from servers.remote import AgentTargets
 
         assert config.target_agent is not None
@@ -255,8 +255,8 @@ def calibrate_main(args: argparse.Namespace, matrix: Matrix) -> int:
     """python -m lab calibrate: the calibration phase of a run alone (the run options' values), on this machine,
     printed as JSON."""
     from core.host import atomic_write
-    from lab.calibration import calibrate
-    from lab.measure import Measure
+    from lab.measure.repeat import Measure
+    from lab.run.calibration import calibrate
     from loadtests.local import LocalLocust
     from servers.local import LocalTargets
 
@@ -285,7 +285,8 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     import time
 
     from lab import bundle
-    from lab.lifecycle import StopPlan, http1_cells, outcome_line, stop_once, table, write_outputs
+    from lab.lifecycle.stops import StopPlan, http1_cells, stop_once
+    from lab.report.stops import outcome_line, table, write_outputs
     from servers.local import LocalTargets
     from servers.remote import AgentTargets
 
@@ -344,14 +345,8 @@ def restarts(
 ) -> int:
     """python -m lab lifecycle --restart: each cell restarted under load `count` times (lab/lifecycle.py)."""
     from lab import bundle
-    from lab.lifecycle import (
-        RestartPlan,
-        restart_cell,
-        restart_line,
-        restart_once,
-        restart_table,
-        write_restart_outputs,
-    )
+    from lab.lifecycle.stops import RestartPlan, restart_cell, restart_once
+    from lab.report.stops import restart_line, restart_table, write_restart_outputs
 
     cells = [restart_cell(c, matrix) for c in given]
     for cell in cells:  # a cell with more workers than the preset's: refused before any starts, as every input is
@@ -407,11 +402,11 @@ def dispatch(argv: list[str] | None) -> int:
         return calibrate_main(args, matrix)
     if args.command == "lifecycle":
         return lifecycle_main(args, matrix)
-    from lab import compare as compare_module
-    from lab import reference
+    from lab.report import compare as compare_module
+    from lab.report import reference
 
     if args.command == "plot":
-        from lab import report
+        from lab.report import pages as report
 
         return report.plot(args.bundle)
     if args.command == "compare":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-from lab.analysis import analyze
+from lab.analysis.analyze import analyze
 from lab.bundle import load_bundle
 from servers.matrix import load
 

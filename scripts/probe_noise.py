@@ -45,12 +45,12 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from core.host import free_port, plan_cpus
+from core.speed import PROBE_INSERTS, Speedometer, inserts_per_second, probe
 from lab import config as run_config
-from lab import stats
-from lab.fingerprint import PROBE_INSERTS, inserts_per_second, probe
-from lab.measure import PROBE_SETTLE, SLOW_BELOW, Measure, Refereed
-from lab.plan import Work
-from lab.speedometer import Speedometer, full_speed, in_window
+from lab.analysis import stats
+from lab.measure.repeat import PROBE_SETTLE, SLOW_BELOW, Measure, Refereed
+from lab.measure.speed import full_speed, in_window
+from lab.measure.window import Work
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from loadtests.load import Load
 from loadtests.local import LocalLocust

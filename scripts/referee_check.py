@@ -20,8 +20,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from lab.analysis.points import Point, closed, noise, points
 from lab.bundle import load_bundle
-from lab.results import Point, closed, noise, points
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, referee_ratio
 from servers.matrix import load
 from servers.own_app import with_own

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.host import CpuTimes, free_port, machine_cpus
-from lab.fingerprint import probe
-from lab.measure import SLOW_BELOW, conditions
+from core.speed import probe
+from lab.measure.repeat import SLOW_BELOW, conditions
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.local import LocalTargets

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from lab import analysis, findings, report, stats
-from lab.analysis import analyze, stack_label
+from lab.analysis import analyze as analysis
+from lab.analysis import stats
+from lab.analysis.analyze import analyze, stack_label
 from lab.bundle import load_bundle
+from lab.report import findings
+from lab.report import pages as report
 from loadtests import recorder
 from servers.matrix import Cell, load
 from tests.synthetic import make_bundle

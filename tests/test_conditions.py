@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lab.budget import RERUNS_PER_RUN, Budget
-from lab.measure import conditions
+from lab.measure.repeat import conditions
+from lab.run.budget import RERUNS_PER_RUN, Budget
 from loadtests.load import LoadResult
 from loadtests.recorder import QUARTERS, Recorder, whole_seconds
 from tests.test_verdict import result, server

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from lab.bundle import StopTest
-from lab.lifecycle import RestartPlan, StopPlan, restart_once, restart_table, stop_once, table
+from lab.lifecycle.stops import RestartPlan, StopPlan, restart_once, stop_once
+from lab.report.stops import restart_table, table
 from loadtests import scenarios
 from loadtests.stopping import OUTCOMES, StopClient, service
 from servers.local import LocalTargets

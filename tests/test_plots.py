@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import charts, compare, findings, report, results
-from lab.analysis import Analysis, analyze
+from lab.analysis import points as results
+from lab.analysis.analyze import Analysis, analyze
 from lab.bundle import load_bundle
+from lab.report import charts, compare, findings
+from lab.report import pages as report
 from servers.matrix import load
 from tests.browser import body_data, first_screen, render_dom
 from tests.synthetic import add_stop, make_bundle

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.host import ROOT
-from lab import report
 from lab.bundle import load_bundle
+from lab.report import pages as report
 from tests.browser import first_screen, render_dom
 
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "reference").glob("*/*/manifest.json"))
@@ -82,7 +82,7 @@ def test_readme_images_exist() -> None:
 
 def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) -> None:
     from lab.bundle import BundleError
-    from lab.reference import publish
+    from lab.report.reference import publish
     from tests.synthetic import add_stop, make_bundle
 
     run = make_bundle(tmp_path / "run", {("granian-uvloop-hyper-w1-raw", "plaintext", 0): [20_000, 21_000, 22_000]})

@@ -219,8 +219,8 @@ def test_a_server_that_will_not_start_is_recorded_and_skipped(tmp_path: Path) ->
 
 
 def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_path: Path) -> None:
-    from lab.measure import Measure, Refereed
-    from lab.plan import Work
+    from lab.measure.repeat import Measure, Refereed
+    from lab.measure.window import Work
     from loadtests.local import LocalLocust
     from servers.local import LocalTargets
     from servers.matrix import load
@@ -337,7 +337,7 @@ def test_the_runner_killed_leaves_nothing_running_and_its_run_resumes(tmp_path: 
 
 
 def test_a_damaged_calibration_is_measured_again_and_a_running_run_is_not_taken(tmp_path: Path) -> None:
-    from lab.ledger import holding
+    from lab.run.ledger import holding
 
     calibrating = [a for a in QUICK if a != "--no-calibrate"]
     done = lab("--cell", GOOD, *calibrating, "--port", str(free_port()), results=tmp_path)

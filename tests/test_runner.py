@@ -167,7 +167,7 @@ def test_an_atomic_write_leaves_no_half_file(tmp_path: Path, sample_repeat: dict
 
 
 def test_run_ids_are_unique_and_never_reuse_a_directory(tmp_path: Path) -> None:
-    from lab.ledger import new_run_dir
+    from lab.run.ledger import new_run_dir
 
     first, second = new_run_dir(tmp_path), new_run_dir(tmp_path)
     assert first != second and first.exists() and second.exists()

@@ -33,9 +33,9 @@ def test_the_server_cpus_and_workers_follow_the_machine(
 
 
 def test_the_headline_compares_multi_worker_cells_with_one_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lab import findings
-    from lab.analysis import analyze
+    from lab.analysis.analyze import analyze
     from lab.bundle import load_bundle
+    from lab.report import findings
     from tests.synthetic import make_bundle
 
     one, two = "granian-uvloop-hyper-w1-raw", "granian-uvloop-hyper-w2-raw"

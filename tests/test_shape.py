@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from core.errors import LabError, ProcessFailedError, UsageError
-from lab import bundle, cli, plan
+from lab import bundle, cli
 from lab import config as run_config
-from lab.ledger import Ledger
-from lab.runner import Runner
+from lab.run import plan
+from lab.run.ledger import Ledger
+from lab.run.runner import Runner
 from loadtests.load import LAB_FIELDS, Load
 from loadtests.recorder import Recorder, Snapshot
 from servers.local import LocalTargets

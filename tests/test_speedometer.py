@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from core.host import ROOT
-from lab import referee_rule, report, results
+from core.speed import SAMPLE_EVERY, Speedometer
+from lab.analysis import points as results
 from lab.bundle import load_bundle
-from lab.speedometer import SAMPLE_EVERY, Speedometer, in_window
+from lab.measure.speed import in_window
+from lab.report import pages as report
+from lab.run import referee_rule
 from servers.matrix import load
 from tests.synthetic import make_bundle
 

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from lab import stats, sweep
+from lab.analysis import stats
+from lab.run import sweep
 
 CELLS = {
     "a": {"server": "granian", "app": "raw", "loop": "uvloop", "workers": 1},

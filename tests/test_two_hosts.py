@@ -241,7 +241,8 @@ def test_only_loopback_or_the_named_target_host_is_loaded() -> None:
 def test_what_would_bias_a_run_across_two_hosts_is_named() -> None:
     from core.errors import UsageError
     from core.hostfacts import facts
-    from lab import config, hosts
+    from lab import config
+    from lab.run import hosts
     from servers.matrix import load
 
     here = facts()

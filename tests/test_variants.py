@@ -15,7 +15,9 @@ import pytest
 
 from core.errors import UsageError
 from core.host import ROOT, free_port
-from lab import bundle, config, pairs, stats
+from lab import bundle, config
+from lab.analysis import stats
+from lab.measure import pair as pairs
 from loadtests.load import Latency, PairResult, SideResult
 from servers.local import LocalTargets
 from servers.matrix import Cell, MatrixError, load

@@ -11,7 +11,7 @@ import psutil
 
 from core.host import ROOT
 from core.hostfacts import cpu_model as _cpu_model
-from core.hostfacts import machine_id, versions  # noqa: F401  (the manifest's, as both hosts read them)
+from core.hostfacts import machine_id
 from core.hostfacts import os_name as _os_name
 from core.settings import settings
 from lab.bundle import Machine
@@ -86,7 +86,3 @@ def lab_commit() -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return settings().git_commit or _commit_from_files()
-
-
-# The speed workload and its probes live in core/speed.py, where the target agent runs them too.
-from core.speed import PROBE_INSERTS, SPEED_WORKLOAD, inserts_per_second, probe, speed  # noqa: E402, F401

@@ -29,12 +29,12 @@ from matplotlib.lines import Line2D
 from scipy import stats as scipy_stats
 
 from core.host import atomic_write
-from lab import findings
-from lab.analysis import Analysis, analyze, app_title
+from lab.analysis.analyze import Analysis, analyze, app_title
+from lab.analysis.stops import ServerStops, outcomes
 from lab.bundle import BundleError, load_bundle
-from lab.charts import DPI, KILO_TICKS, SVG_METADATA, Style
-from lab.lifecycle import ServerStops, outcomes
-from lab.report import key_packages
+from lab.report import findings
+from lab.report.charts import DPI, KILO_TICKS, SVG_METADATA, Style
+from lab.report.pages import key_packages
 from servers.matrix import Cell, Matrix, load
 
 FIELDS = ["scenario", "key", "offered_rps", "rps_a", "rps_b", "rps_ratio", "rps_ratio_normalized", "p99_us_a",

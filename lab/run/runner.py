@@ -19,20 +19,24 @@ import statistics
 import time
 from pathlib import Path
 
-from core import interrupts
+from core import hostfacts, interrupts
 from core.errors import ProcessFailedError, ServiceLostError
-from lab import bundle, fingerprint, hosts, pairs, plan, scale, stats, sweep
-from lab.analysis import Analysis
-from lab.budget import RERUNS, Budget
+from lab import bundle, scale
+from lab.analysis import stats
+from lab.analysis.analyze import Analysis
+from lab.analysis.points import speed_shares
 from lab.bundle import Manifest, PairWindow, Part, Repeat, Skipped, SweepRates
 from lab.config import RunConfig
-from lab.ledger import Ledger
-from lab.measure import Measure, Refereed, health
-from lab.pairs import log_ratio, measure_pair, saturated
-from lab.plan import PairVisit, Rates, Visit, Work
-from lab.progress import Listener, Progress
-from lab.referee_rule import RefereeRule
-from lab.results import speed_shares
+from lab.measure import pair as pairs
+from lab.measure.pair import log_ratio, measure_pair, saturated
+from lab.measure.repeat import Measure, Refereed, health
+from lab.measure.window import Work
+from lab.run import fingerprint, hosts, plan, sweep
+from lab.run.budget import RERUNS, Budget
+from lab.run.ledger import Ledger
+from lab.run.plan import PairVisit, Rates, Visit
+from lab.run.progress import Listener, Progress
+from lab.run.referee_rule import RefereeRule
 from loadtests.load import LoadBackend, LoadError
 from servers.matrix import Cell, Matrix
 from servers.target import RunningServer, ServerError, TargetBackend
@@ -162,14 +166,14 @@ class Runner:
 
     def stops_estimate(self) -> float:
         """Seconds the stop phase will take: kept free of extra rounds, as the sweep's are."""
-        from lab.lifecycle import SECONDS_PER_STOP
+        from lab.lifecycle.stops import SECONDS_PER_STOP
 
         return SECONDS_PER_STOP * self.config.stops * len(self.stop_cells())
 
     def stop_cells(self) -> list[Cell]:
         """The cells the stop phase stops. Its client speaks HTTP/1.1 (docs/lifecycle.md): an h2c cell's server is
         stopped on its HTTP/1.1 cell."""
-        from lab.lifecycle import http1_cells
+        from lab.lifecycle.stops import http1_cells
 
         return http1_cells([c for c in self.config.cells if c.key not in self.dead and not c.variant], self.matrix)
 
@@ -189,7 +193,8 @@ class Runner:
     def stop_phase(self) -> None:
         """Stops under load: each cell `stops` times, cells interleaved (one stop of each, then the next), each stop on
         a fresh server; a stop already in the bundle (before a resume) is not measured again."""
-        from lab.lifecycle import StopPlan, outcome_line, stop_once
+        from lab.lifecycle.stops import StopPlan, stop_once
+        from lab.report.stops import outcome_line
 
         c = self.config
         cells = self.stop_cells()
@@ -498,7 +503,7 @@ class Runner:
         self.ledger.save(
             Manifest(
                 schema_version=bundle.SCHEMA_VERSION, kind="manifest", run_id=self.run_id, status="running",
-                started=started, ended=None, config=c, machine=machine, versions=fingerprint.versions(),
+                started=started, ended=None, config=c, machine=machine, versions=hostfacts.versions(),
                 lab_commit=fingerprint.lab_commit(),
                 skipped=[Skipped(key=x.key, scenario=s, reason=r) for x, s, r in c.skipped(self.matrix)], failures=[],
                 parts=[*(ended(p) for p in (resumed.parts if resumed else [])), part],
@@ -527,7 +532,7 @@ class Runner:
         self.ledger.save(speed=self.measure.sample_speed(self.manifest.speed))
 
     def calibrate(self) -> None:
-        from lab.calibration import calibrate
+        from lab.run.calibration import calibrate
 
         self.listener.say("calibrating the load generator on the path every result takes")
         try:
@@ -540,9 +545,9 @@ class Runner:
 
     def write_outputs(self, charts: bool = True) -> bool:
         """summary.csv, charts, report.html and summary.md, from the bundle's one analysis (kept for the headline)."""
-        from lab import charts as drawing
-        from lab import report
-        from lab.analysis import analyze
+        from lab.analysis.analyze import analyze
+        from lab.report import charts as drawing
+        from lab.report import pages as report
 
         root = self.ledger.root
         result = bundle.load_bundle(root)
@@ -552,7 +557,7 @@ class Runner:
             self.listener.say(f"summary.csv written; charts and report: python -m lab plot {root}")
             return True
         if result.stops:
-            from lab.lifecycle import write_outputs as write_stops
+            from lab.report.stops import write_outputs as write_stops
 
             self.listener.say(f"stops under load: {', '.join(str(p) for p in write_stops(root, result.stops))}")
         if not any(r.ok for r in result.repeats):

@@ -14,29 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lab.config import RunConfig
+from lab.measure.window import Work
 from servers.matrix import Cell, Matrix
 
 SWEEP_WARMUP = 0.5  # seconds of load at a cell's first swept rate before its window opens
-
-
-def point_label(scenario: str, rate: float) -> str:
-    """A scenario, or a scenario at an offered rate: json, json@2000."""
-    return f"{scenario}@{rate:g}" if rate else scenario
-
-
-@dataclass(frozen=True)
-class Work:
-    """One measured repeat of a point: its scenario, offered rate (0: the closed model), number and timing."""
-
-    scenario: str
-    rate: float
-    number: int  # the round (throughput and extra rounds); 1 in the sweep
-    warmup: float
-    duration: float
-
-    @property
-    def label(self) -> str:
-        return point_label(self.scenario, self.rate)
 
 
 @dataclass(frozen=True)

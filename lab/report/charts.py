@@ -26,8 +26,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
-from lab.analysis import Analysis, Figures, app_title
-from lab.findings import rank_text
+from lab.analysis.analyze import Analysis, Figures, app_title
+from lab.report.findings import rank_text
 from servers.matrix import Cell, Matrix
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: smaller SVGs, written faster, still searchable

@@ -14,10 +14,9 @@ at `stop` it writes the samples taken since `start` as one line of "time ops/s" 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
-from core.speed import SAMPLE_EVERY, SAMPLE_INSERTS, STOP_TIMEOUT, Samples, Speedometer, sample_loop  # noqa: F401
+from core.speed import Samples
 
 FULL_SPEED_QUANTILE = 0.9  # a CPU's full speed: this quantile of samples of it (its slow spells pull below it)
 MIN_SPEED_SAMPLES = 10  # a window with fewer samples has no speed share
@@ -32,7 +31,3 @@ def full_speed(speeds: Iterable[float]) -> float | None:
 def in_window(samples: Samples, start: float, end: float) -> list[float]:
     """The speeds of the samples taken within [start, end], rounded to whole inserts per second."""
     return [round(speed) for when, speed in samples if start <= when <= end]
-
-
-if __name__ == "__main__":
-    sample_loop(int(sys.argv[1]))

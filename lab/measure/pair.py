@@ -27,8 +27,9 @@ import statistics
 
 from lab import bundle
 from lab.bundle import PairWindow, ServerFigures
-from lab.measure import Measure, conditions, health, window_problems
-from lab.plan import PairVisit, Work
+from lab.measure.repeat import Measure, conditions, health, window_problems
+from lab.measure.window import Work
+from lab.run.plan import PairVisit
 from loadtests.load import LoadError, PairResult, SideResult
 from servers.own_app import OwnAppError
 from servers.target import RunningServer, ServerSample

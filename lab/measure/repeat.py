@@ -12,11 +12,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from lab import bundle, fingerprint
+from core import speed as core_speed
+from lab import bundle
 from lab.bundle import Conditions, Cost, Repeat, ServerFigures, Speed
 from lab.config import RunConfig
-from lab.plan import Work
-from lab.speedometer import full_speed, in_window
+from lab.measure.speed import full_speed, in_window
+from lab.measure.window import Work
 from lab.verdict import judge
 from loadtests import referee as wrk
 from loadtests.load import Load, LoadBackend, LoadError, LoadResult, RefereeResult
@@ -192,12 +193,12 @@ class Measure:
         far), then a burst of probes, so that the first repeats are judged against more than their own probes."""
         c = self.config
         servers = [*(earlier.server_samples if earlier else []), self.gauge.speed(c.server_cpus[0])]
-        loads = [*(earlier.load_samples if earlier else []), fingerprint.speed(c.load_cpus[0])]
+        loads = [*(earlier.load_samples if earlier else []), core_speed.speed(c.load_cpus[0])]
         for _ in range(PROBE_BURST):
             self.probe()
             time.sleep(0.05)
         return Speed(
-            workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (lab/fingerprint.py); "
+            workload="200,000 dict inserts of str(i) -> i * 7 % 13, best of 3, pure Python (core/speed.py); "
             "timed at the start of the run, of every round and of the sweep; the index is the median",
             server_ops=statistics.median(servers),
             load_ops=statistics.median(loads),

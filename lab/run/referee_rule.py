@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lab.bundle import Repeat
-from lab.speedometer import MIN_SPEED_SAMPLES
+from lab.measure.speed import MIN_SPEED_SAMPLES
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 
 AGAIN_SECONDS = 45.0  # of wrk in later rounds, per run, budget or not (early in a run the budget allows nothing)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lab.analysis import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, Versus, app_title, known
+from lab.analysis.analyze import FEW_PERCENT, Analysis, Leaders, Ranked, Ranking, Stated, Versus, app_title, known
 from servers.matrix import Cell
 
 # What changes between a comparison's two cells -> its section's title (lab/stats.py: role treats the HTTP

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from lab import bundle
 from lab.bundle import Calibration, CalibrationPoint, Repeat
 from lab.config import RunConfig
-from lab.measure import Measure, Refereed
-from lab.plan import Work
+from lab.measure.repeat import Measure, Refereed
+from lab.measure.window import Work
 from lab.verdict import worst
 from loadtests.load import LoadBackend, RefereeResult
 from servers.matrix import Matrix

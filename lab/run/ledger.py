@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import hostfacts
 from core.errors import UsageError
 from core.host import ROOT
-from lab import bundle, fingerprint
+from lab import bundle
 from lab.bundle import Calibration, Failure, Manifest, PairWindow, Repeat
-from lab.plan import PairVisit, Work
+from lab.measure.window import Work
+from lab.run.plan import PairVisit
 from servers.matrix import Cell
 
 DEFAULT_RESULTS = ROOT / "results"
@@ -44,7 +46,7 @@ def check_writable(directory: Path) -> None:
 def new_run_dir(results: Path) -> Path:
     """results/<UTC timestamp>-<host id>, created exclusively: never an earlier run's directory."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    host = fingerprint.machine_id()
+    host = hostfacts.machine_id()
     for n in range(100):
         candidate = results / (f"{stamp}-{host}" + (f"-{n}" if n else ""))
         try:

@@ -15,9 +15,10 @@ from functools import cached_property
 
 from hdrh.histogram import HdrHistogram
 
-from lab import speedometer, stats
+from lab.analysis import stats
 from lab.bundle import Bundle, Repeat
-from lab.speedometer import MIN_SPEED_SAMPLES
+from lab.measure import speed as speedometer
+from lab.measure.speed import MIN_SPEED_SAMPLES
 from lab.verdict import point_verdict, referee_ratio, worst
 from loadtests import recorder
 from loadtests.load import Latency, RefereeResult

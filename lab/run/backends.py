@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UsageError
-from lab import hosts
 from lab.config import RunConfig
+from lab.run import hosts
 from loadtests.load import LoadBackend
 from loadtests.local import LocalLocust
 from loadtests.remote import MasterLocust

@@ -24,10 +24,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from core.host import atomic_write
-from lab import findings
-from lab.analysis import Analysis, Figures, Stated, analyze, app_title
+from lab.analysis.analyze import Analysis, Figures, Stated, analyze, app_title
 from lab.bundle import Bundle, BundleError, load_bundle
-from lab.charts import Chart, caption, render
+from lab.report import findings
+from lab.report.charts import Chart, caption, render
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from servers.matrix import Cell, Matrix, load
 
@@ -208,7 +208,7 @@ def code(text: str) -> Markup:
 
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("lab", "templates"),
+        loader=PackageLoader("lab.report", "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -279,7 +279,8 @@ def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
 def stopping(a: Analysis) -> dict[str, Any]:
     """The bundle's stops under load (lab/lifecycle.py), when it has any: the table, each outcome's stability and the
     timeline chart."""
-    from lab.lifecycle import COLUMNS, StopPlan, rows, stability
+    from lab.lifecycle.stops import StopPlan
+    from lab.report.stops import COLUMNS, rows, stability
 
     stops = list(a.stops)
     if not stops:

@@ -12,8 +12,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from lab import sweep
-from lab.plan import SWEEP_WARMUP
+from lab.run import sweep
+from lab.run.plan import SWEEP_WARMUP
 
 RERUNS = 2  # times one disturbed repeat may be measured again
 RERUNS_PER_RUN = 20  # without a budget: measured again at most this often in a run

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lab import pairs, stats
+from lab.analysis import stats
+from lab.analysis.points import Point, closed, median_of, noise, points, window_speed
 from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow, StopTest
-from lab.results import Point, closed, median_of, noise, points, window_speed
+from lab.measure import pair as pairs
 from loadtests import recorder
 from loadtests.load import Latency
 from servers.matrix import AXES, Cell, Matrix
