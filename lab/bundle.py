@@ -104,6 +104,12 @@ class Repeat(Record):
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @classmethod
+    def failed(cls, why: str, **head: Any) -> Repeat:
+        """A repeat that measured nothing: its head (what it was to measure) and why."""
+        return cls(**head, status="failed", failure=why, load=None, server=None, verdict=None, cost=None,
+                   conditions=None)  # fmt: skip
+
 
 class PairWindow(Record):
     """One pair round of an A/B run on one cell and scenario (lab/pairs.py): both variants' servers running at once
@@ -132,6 +138,11 @@ class PairWindow(Record):
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.load is not None and self.load.pair is not None
+
+    @classmethod
+    def failed(cls, why: str, **head: Any) -> PairWindow:
+        """A pair window that measured nothing: its head (what it was to measure) and why."""
+        return cls(**head, status="failed", failure=why, load=None, server_a=None, server_b=None, conditions=None)
 
 
 class Failure(Record):

@@ -48,7 +48,11 @@ from core.host import free_port, plan_cpus
 from core.speed import PROBE_INSERTS, Speedometer, inserts_per_second, probe
 from lab import config as run_config
 from lab.analysis import stats
-from lab.measure.repeat import PROBE_SETTLE, SLOW_BELOW, Measure, Refereed
+from lab.measure import referee as referee_window
+from lab.measure import repeat as repeat_window
+from lab.measure.conditions import SLOW_BELOW
+from lab.measure.instrument import PROBE_SETTLE, Instrument
+from lab.measure.referee import Refereed
 from lab.measure.speed import full_speed, in_window
 from lab.measure.window import Work
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
@@ -144,15 +148,17 @@ def trace(args: argparse.Namespace, cpu: int) -> None:
 Pair = tuple[float, float, float, float]  # (lab RPS, its window's mean CPU speed, wrk RPS, its mean CPU speed)
 
 
-def alternate(measure: Measure, server: object, cell: Cell, scenario: str, pairs: int) -> list[Pair]:
+def alternate(measure: Instrument, server: object, cell: Cell, scenario: str, pairs: int) -> list[Pair]:
     """`pairs` of the run's own measurements on one warm server: a repeat (warm-up, window) then the referee (wrk),
     the speedometer on in both, as a run measures a point's first round."""
     rows: list[Pair] = []
     c = measure.config
-    measure.repeat(server, cell, Work(scenario, 0.0, 0, 1.0, 1.0), Refereed(None))  # warms the master, worker, server
+    repeat_window.measure(
+        measure, server, cell, Work(scenario, 0.0, 0, 1.0, 1.0), Refereed(None)
+    )  # warms the master, worker, server
     for i in range(1, pairs + 1):
-        lab = measure.repeat(server, cell, Work(scenario, 0.0, i, c.warmup, c.duration), Refereed(None))
-        referee = measure.referee(server, scenario)
+        lab = repeat_window.measure(measure, server, cell, Work(scenario, 0.0, i, c.warmup, c.duration), Refereed(None))
+        referee = referee_window.measure(measure, server, scenario)
         if referee.wrk is None or lab.load is None or lab.conditions is None:
             raise SystemExit(f"probe_noise: no pair: {referee.why or lab.failure}")
         lab_speed = statistics.fmean(lab.conditions.speed_samples or [math.nan])
@@ -202,7 +208,7 @@ def clients(args: argparse.Namespace, server_cpus: list[int], load_cpus: list[in
     workdir = Path(tempfile.mkdtemp(prefix="lab-noise-"))
     found: list[tuple[str, str, stats.Comparison]] = []
     with LocalLocust(tuple(load_cpus), 1, workdir / "load") as locust:
-        measure = Measure(
+        measure = Instrument(
             config, matrix, "probe", locust, tuple(server_cpus), LocalTargets(workdir, tuple(server_cpus))
         )
         try:

@@ -13,7 +13,7 @@ import pytest
 
 from core.host import CpuTimes, free_port, machine_cpus
 from core.speed import probe
-from lab.measure.repeat import SLOW_BELOW, conditions
+from lab.measure.conditions import SLOW_BELOW, conditions
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.local import LocalTargets

@@ -15,8 +15,7 @@ from lab.analysis import analyze as analysis
 from lab.analysis import stats
 from lab.analysis.analyze import analyze, stack_label
 from lab.bundle import load_bundle
-from lab.report import findings
-from lab.report import pages as report
+from lab.report import findings, outputs
 from loadtests import recorder
 from servers.matrix import Cell, load
 from tests.synthetic import make_bundle
@@ -86,9 +85,9 @@ def test_the_analysis_is_computed_once_and_every_output_reads_it(
         return real_summary(h)
 
     monkeypatch.setattr(analysis, "analyze", counting_analyze)
-    monkeypatch.setattr(report, "analyze", counting_analyze)  # `python -m lab plot` calls it by this name
+    monkeypatch.setattr(outputs, "analyze", counting_analyze)  # `python -m lab plot` calls it by this name
     monkeypatch.setattr(recorder, "latency_summary", counting_summary)
-    assert report.plot(root) == 0
+    assert outputs.plot(root) == 0
     assert calls == {"analyze": 1, "summary": 4 + 2}  # 4 points' latency, the 2 open ones' lateness
     a = real_analyze(load_bundle(root), load())
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab.measure.repeat import conditions
+from lab.measure.conditions import conditions
 from lab.run.budget import RERUNS_PER_RUN, Budget
 from loadtests.load import LoadResult
 from loadtests.recorder import QUARTERS, Recorder, whole_seconds

@@ -46,9 +46,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def loopback() -> scenarios.Target:
+    return scenarios.Target("127.0.0.1", free_port())
+
+
 def stop(matrix: Matrix, tmp_path: Path, app: str) -> StopTest:
     targets = LocalTargets(tmp_path, matrix=matrix)
-    record = stop_once(targets, matrix, matrix.cell_from_key(CELL.format(app=app)), free_port(), 1, "t", plan=QUICK)
+    record = stop_once(targets, matrix, matrix.cell_from_key(CELL.format(app=app)), loopback(), 1, "t", plan=QUICK)
     assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
     assert set(record.load.outcomes) == set(OUTCOMES)
     assert record.server.leftovers == 0 and not record.server.still_listening
@@ -112,8 +116,15 @@ def agent_running(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
 
     agent_port = free_port()
     env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(tmp_path / "agent-secret")}  # the agent makes it
-    agent = subprocess.Popen([sys.executable, "-m", "servers.agent", "--port", str(agent_port)], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "servers.agent", "--port", str(agent_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {0}),
+    )  # on the server CPU, as compose's cpuset
+    # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         yield f"http://127.0.0.1:{agent_port}", env
@@ -175,7 +186,7 @@ def test_a_restart_loses_no_account_replaces_the_workers_and_serves_after(
     key = {"uvicorn": "uvicorn-asyncio-h11-w1-raw", "hypercorn": "hypercorn-asyncio-h11-w1-raw",
            "granian": "granian-asyncio-hyper-w1-raw"}[server]  # fmt: skip
     targets = LocalTargets(tmp_path, matrix=matrix)
-    record = restart_once(targets, matrix, matrix.cell_from_key(key), free_port(), 1, "t", plan=QUICK_RESTART)
+    record = restart_once(targets, matrix, matrix.cell_from_key(key), loopback(), 1, "t", plan=QUICK_RESTART)
     load_, restarted = record.load, record.server
     assert sum(load_.outcomes.values()) == load_.scheduled > 0
     assert record.cell.workers == matrix.servers[server].stop.restart_workers  # uvicorn: lifted to 2

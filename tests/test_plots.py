@@ -12,8 +12,7 @@ import pytest
 from lab.analysis import points as results
 from lab.analysis.analyze import Analysis, analyze
 from lab.bundle import load_bundle
-from lab.report import charts, compare, findings
-from lab.report import pages as report
+from lab.report import charts, compare, findings, outputs, pages
 from servers.matrix import load
 from tests.browser import body_data, first_screen, render_dom
 from tests.synthetic import add_stop, make_bundle
@@ -111,7 +110,7 @@ def test_charts_are_written_as_png_and_svg(synthetic: Path) -> None:
 def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> None:
     a = analysis_of(synthetic)
     drawn = charts.render(a)
-    page, summary = report.write(a, drawn)
+    page, summary = pages.write(a, drawn)
     html = page.read_text()
     assert "http://" not in html and "https://" not in html  # nothing fetched: works offline
     dom = render_dom(page)
@@ -133,7 +132,7 @@ def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> No
 
 def test_the_bottom_line_comes_first_in_the_report_the_summary_and_the_headline(synthetic: Path) -> None:
     a = analysis_of(synthetic)
-    page, summary = report.write(a, [])
+    page, summary = pages.write(a, [])
     box, viewport, columns = first_screen(render_dom(page, 1400, 900))
     assert set(columns) == {f"{r.scenario}/{r.app}" for r in a.rankings} == {
         "plaintext/raw", "plaintext/starlette", "plaintext/fastapi"
@@ -259,7 +258,7 @@ def test_a_median_outside_its_interval_still_draws(synthetic: Path, tmp_path: Pa
 def test_lab_plot_writes_summary_csv_again_with_the_charts_and_report(synthetic: Path) -> None:
     """After the lab's analysis changes, `python -m lab plot` brings every derived file of a bundle up to date."""
     (synthetic / "summary.csv").write_text("stale\n")
-    assert report.plot(synthetic) == 0
+    assert outputs.plot(synthetic) == 0
     assert (synthetic / "summary.csv").read_text().startswith("key,")
     assert (synthetic / "report.html").exists() and (synthetic / "summary.md").exists()
 
@@ -284,7 +283,7 @@ def test_http2_against_http1_is_charted_per_server_from_the_analysis(tmp_path: P
     # the report's table reads the same analysis result as the chart
     rows = findings.protocols_rows(a)
     assert ("plaintext", "raw ASGI", "granian · uvloop", "1.40×") in [r[:4] for r in rows]
-    report.write(a, [chart])
+    pages.write(a, [chart])
     summary = (root / "summary.md").read_text()
     assert (
         "| plaintext | raw ASGI | granian · uvloop | 1.40× |" in summary

@@ -12,7 +12,7 @@ import pytest
 
 from core.host import ROOT
 from lab.bundle import load_bundle
-from lab.report import pages as report
+from lab.report import outputs
 from tests.browser import first_screen, render_dom
 
 BUNDLES = sorted(p.parent for p in (ROOT / "results" / "reference").glob("*/*/manifest.json"))
@@ -29,7 +29,7 @@ def plotted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     root: Path = request.param
     copy = tmp_path_factory.mktemp("plotted") / root.name
     shutil.copytree(root, copy)
-    assert report.plot(copy) == 0
+    assert outputs.plot(copy) == 0
     return root, copy
 
 
@@ -86,7 +86,7 @@ def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) ->
     from tests.synthetic import add_stop, make_bundle
 
     run = make_bundle(tmp_path / "run", {("granian-uvloop-hyper-w1-raw", "plaintext", 0): [20_000, 21_000, 22_000]})
-    assert report.plot(run) == 0
+    assert outputs.plot(run) == 0
     (run / "logs").mkdir()
     (run / "logs" / "server.log").write_text("not for committing\n")
     add_stop(run, "granian-uvloop-hyper-w1-raw", 1)  # the report's stopping table is drawn from it

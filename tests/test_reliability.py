@@ -219,7 +219,9 @@ def test_a_server_that_will_not_start_is_recorded_and_skipped(tmp_path: Path) ->
 
 
 def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_path: Path) -> None:
-    from lab.measure.repeat import Measure, Refereed
+    from lab.measure import repeat
+    from lab.measure.instrument import Instrument
+    from lab.measure.referee import Refereed
     from lab.measure.window import Work
     from loadtests.local import LocalLocust
     from servers.local import LocalTargets
@@ -232,8 +234,8 @@ def test_a_server_gone_before_a_repeat_fails_that_repeat_without_loading(tmp_pat
     with LocalLocust(machine_cpus()[-1:], 1, tmp_path / "load") as loads, targets.serve(cell, free_port()) as server:
         server.process.kill()
         server.process.wait()
-        measure = Measure(settings, load(), "run", loads, (0,), targets)
-        record = measure.repeat(server, cell, Work("plaintext", 0.0, 1, 0.2, 1.0), Refereed(None))
+        instrument = Instrument(settings, load(), "run", loads, (0,), targets)
+        record = repeat.measure(instrument, server, cell, Work("plaintext", 0.0, 1, 0.2, 1.0), Refereed(None))
     assert not record.ok and record.load is None and record.failure.startswith("before the window: the server exited")
 
 

@@ -16,7 +16,7 @@ from core.speed import SAMPLE_EVERY, Speedometer
 from lab.analysis import points as results
 from lab.bundle import load_bundle
 from lab.measure.speed import in_window
-from lab.report import pages as report
+from lab.report import summary
 from lab.run import referee_rule
 from servers.matrix import load
 from tests.synthetic import make_bundle
@@ -112,7 +112,7 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
     limit, reason = point.verdict(noise)
     assert limit == "server" and "wrk's 3 rounds" in reason, reason
     assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
-    row = next(r for r in report.summarize(load_bundle(root), load()) if r["key"] == x)
+    row = next(r for r in summary.summarize(load_bundle(root), load()) if r["key"] == x)
     assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
     checked = subprocess.run(
         [sys.executable, "scripts/referee_check.py", str(root), "--show", "uvicorn"], cwd=ROOT, capture_output=True,

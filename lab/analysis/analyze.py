@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lab.analysis import stats
+from lab.analysis import pair_window, stats
 from lab.analysis.points import Point, closed, median_of, noise, points, window_speed
 from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow, StopTest
-from lab.measure import pair as pairs
 from loadtests import recorder
 from loadtests.load import Latency
 from servers.matrix import AXES, Cell, Matrix
@@ -675,13 +674,13 @@ def side_by_side(windows: Sequence[PairWindow]) -> dict[tuple[str, str], SideByS
     found = {}
     for (key, scenario), mine in grouped.items():
         a, b = (mine[0].cell.model_copy(update={"variant": v}).key for v in mine[0].variants)
-        logs = [x for w in mine if (x := pairs.log_ratio(w)) is not None]
-        costs = [x for w in mine if (x := pairs.cost_log_ratio(w)) is not None]
-        within = [x for w in mine if (x := pairs.within_sd(w)) is not None]
+        logs = [x for w in mine if (x := pair_window.log_ratio(w)) is not None]
+        costs = [x for w in mine if (x := pair_window.cost_log_ratio(w)) is not None]
+        within = [x for w in mine if (x := pair_window.within_sd(w)) is not None]
         found[(key, scenario)] = SideBySide(
             stats.side_by_side(scenario, a, b, logs),
             stats.side_by_side(scenario, a, b, costs) if costs else None,
-            sum(not pairs.saturated(w) for w in mine),
+            sum(not pair_window.saturated(w) for w in mine),
             100 * (math.exp(1.96 * statistics.median(within)) - 1) if within else None,
         )
     return found

@@ -1,30 +1,35 @@
 """Stopping and restarting under load: one cell's server started fresh, loaded in the open model at a stated share
-of its capacity with short and long requests in flight and idle keep-alive connections open, and sent SIGTERM at a
-set time; every request of the schedule gets one outcome (loadtests/stopping.py), and the target side says what the
-server did (servers/target.py: Termination). The runner's stop phase and `python -m lab lifecycle` both run
-`stop_once`; `python -m lab lifecycle --restart` runs `restart_once`: the same load around the server's restart
-signal, kept on until its new workers serve (servers/target.py: Restart).
+of its capacity with short and long requests in flight and idle keep-alive connections open, and sent SIGTERM (or its
+restart signal) at a set time; every request of the schedule gets one outcome (loadtests/stopping.py), and the target
+side says what the server did (servers/target.py: Termination, Restart). The runner's stop phase and `python -m lab
+lifecycle` both run `each` over `stop_once` (or `restart_once`: the same load, kept on until the new workers serve).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from core.errors import UsageError
 from lab import bundle
 from lab.bundle import RestartTest, StopTest
 from loadtests import scenarios
-from loadtests.stopping import StopClient, capacity
+from loadtests.stopping import StopClient, StopLoad, capacity
 from servers.matrix import Cell, Matrix
 from servers.own_app import NAME as OWN
-from servers.target import Restart, ServerError, TargetBackend, Termination
+from servers.target import Restart, RunningServer, ServerError, TargetBackend
+
+T = TypeVar("T")
+Test = TypeVar("Test", StopTest, RestartTest)
 
 SHORT, LONG = "plaintext", "io"  # the scenarios whose requests the schedule mixes
-# One stop, start to exit, with the lab's timeout (docs/lifecycle.md: measured here 2026-12-03, 30 stops of uvicorn in
-# about 115 s: 3.8 s each, server start included): what the budget keeps free for the stop phase.
-SECONDS_PER_STOP = 4.0
+SECONDS_PER_STOP = (
+    4.0  # one stop, server start to exit, with the lab's timeout (docs/lifecycle.md): kept free by the budget
+)
 
 
 @dataclass(frozen=True)
@@ -75,48 +80,76 @@ def http1_cells(cells: list[Cell], matrix: Matrix) -> list[Cell]:
     return [cell for cell in cells if matrix.protocol(cell) == "h1"]
 
 
+def stop_cells(cells: list[Cell], matrix: Matrix, dead: Collection[str] = ()) -> list[Cell]:
+    """The cells a run's stop phase stops: its HTTP/1.1 cells in the image's environment that have not failed."""
+    return http1_cells([c for c in cells if c.key not in dead and not c.variant], matrix)
+
+
+def under_load(
+    server: RunningServer,
+    target: scenarios.Target,
+    matrix: Matrix,
+    plan: StopPlan,
+    number: int,
+    after: float,
+    act: Callable[[float, StopClient], T],
+) -> tuple[float, StopLoad, T]:
+    """The server's capacity, then the schedule at the plan's share of it, with `act(at, client)` run beside it at
+    the schedule's signal time `at`: (capacity, what became of every request, what `act` returned)."""
+    short = scenarios.plan(matrix.scenario(SHORT), target)
+    long = scenarios.plan(matrix.scenario(LONG), target, {"ms": str(plan.long_ms)})
+    measured = capacity(target, short)
+    rate = min(plan.fraction * measured, plan.max_rate)
+    at = time.time() + 0.3 + plan.before  # the idle connections are opened in the first 0.3 s
+    client = StopClient(target, short, long, rate, plan.long_share, at, plan.before, after,
+                        drain=matrix.stop.kill_after + 1, idle=plan.idle, seed=number)  # fmt: skip
+    done: list[T | BaseException] = []
+
+    def signal() -> None:
+        try:
+            done.append(act(at, client))
+        except BaseException as exc:  # handed to the main thread, which raises it
+            done.append(exc)
+            client.cut(time.time())
+
+    thread = threading.Thread(target=signal, name="signal", daemon=True)
+    thread.start()
+    try:
+        load = client.run()
+    finally:
+        thread.join()
+    outcome = done[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return measured, load, outcome
+
+
+def lab_apps(cell: Cell, test: str) -> None:
+    if cell.app == OWN:
+        raise UsageError(f"cell {cell.key}: the {test} test needs the lab's apps (their /io and lifespan report)")
+
+
 def stop_once(
     targets: TargetBackend,
     matrix: Matrix,
     cell: Cell,
-    port: int,
+    target: scenarios.Target,
     number: int,
     run_id: str,
     graceful: str = "lab",
     plan: StopPlan = StopPlan(),
 ) -> StopTest:
-    """Start the cell, measure its capacity, load it and stop it; the record of that stop."""
-    if cell.app == OWN:
-        raise UsageError(f"cell {cell.key}: the stop test needs the lab's apps (their /io and lifespan report)")
-    kill_after = matrix.stop.kill_after
-    target = scenarios.Target("127.0.0.1", port)
-    short = scenarios.plan(matrix.scenario(SHORT), target)
-    long = scenarios.plan(matrix.scenario(LONG), target, {"ms": str(plan.long_ms)})
-    ended: list[Termination | BaseException] = []
-    with targets.serve(cell, port, graceful) as server:
-        measured = capacity(target, short)
-        rate = min(plan.fraction * measured, plan.max_rate)
-        stop_at = time.time() + 0.3 + plan.before  # the idle connections are opened in the first 0.3 s
-
-        def terminate() -> None:
-            try:
-                ended.append(server.terminate(stop_at, kill_after))
-            except BaseException as exc:  # handed to the main thread, which raises it
-                ended.append(exc)
-
-        thread = threading.Thread(target=terminate, name="sigterm", daemon=True)
-        thread.start()
-        try:
-            client = StopClient(target, short, long, rate, plan.long_share, stop_at, plan.before, plan.after,
-                                drain=kill_after + 1, idle=plan.idle, seed=number)  # fmt: skip
-            load = client.run()
-        finally:
-            thread.join()
-    if isinstance(ended[0], BaseException):
-        raise ended[0]
+    """Start the cell on `target` (its host and port), measure its capacity, load it and stop it; that stop's
+    record."""
+    lab_apps(cell, "stop")
+    with targets.serve(cell, target.port, graceful) as server:
+        measured, load, ended = under_load(
+            server, target, matrix, plan, number, plan.after,
+            lambda at, _: server.terminate(at, matrix.stop.kill_after),
+        )  # fmt: skip
     return StopTest(
         schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=run_id, key=cell.key, cell=cell, number=number,
-        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load, server=ended[0],
+        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load, server=ended,
     )  # fmt: skip
 
 
@@ -124,7 +157,7 @@ def restart_once(
     targets: TargetBackend,
     matrix: Matrix,
     cell: Cell,
-    port: int,
+    target: scenarios.Target,
     number: int,
     run_id: str,
     graceful: str = "lab",
@@ -132,40 +165,19 @@ def restart_once(
 ) -> RestartTest:
     """Start the cell (with the workers its restart needs), measure its capacity, load it and send its restart
     signal; once the new workers serve and `settle` seconds more, see that it still serves, and stop it."""
-    if cell.app == OWN:
-        raise UsageError(f"cell {cell.key}: the restart test needs the lab's apps (their /io and lifespan report)")
+    lab_apps(cell, "restart")
     cell = restart_cell(cell, matrix)
     matrix.valid(cell)
-    target = scenarios.Target("127.0.0.1", port)
-    short = scenarios.plan(matrix.scenario(SHORT), target)
-    long = scenarios.plan(matrix.scenario(LONG), target, {"ms": str(plan.long_ms)})
-    done: list[Restart | BaseException] = []
-    with targets.serve(cell, port, graceful) as server:
-        measured = capacity(target, short)
-        rate = min(plan.fraction * measured, plan.max_rate)
-        signal_at = time.time() + 0.3 + plan.before  # the idle connections are opened in the first 0.3 s
-        client = StopClient(target, short, long, rate, plan.long_share, signal_at, plan.before, plan.longest,
-                            drain=matrix.stop.kill_after + 1, idle=plan.idle, seed=number)  # fmt: skip
+    with targets.serve(cell, target.port, graceful) as server:
 
-        def restart() -> None:
-            try:
-                restarted = server.restart(signal_at, plan.longest)
-            except BaseException as exc:  # handed to the main thread, which raises it
-                done.append(exc)
-                client.cut(time.time())
-                return
-            done.append(restarted)
+        def restart(at: float, client: StopClient) -> Restart:
+            restarted = server.restart(at, plan.longest)
             client.cut((restarted.done_at or time.time()) + plan.settle)
+            return restarted
 
-        thread = threading.Thread(target=restart, name="restart", daemon=True)
-        thread.start()
+        measured, load, restarted = under_load(server, target, matrix, plan, number, plan.longest, restart)
         try:
-            load = client.run()
-        finally:
-            thread.join()
-        if isinstance(done[0], BaseException):
-            raise done[0]
-        try:
+            short = scenarios.plan(matrix.scenario(SHORT), target)
             after = capacity(target, short, seconds=0.3) if server.alive() else 0.0
         except OSError:
             after = 0.0
@@ -176,5 +188,40 @@ def restart_once(
     return RestartTest(
         schema_version=bundle.SCHEMA_VERSION, kind="restart", run_id=run_id, key=cell.key, cell=cell, number=number,
         graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, settle=plan.settle, load=load,
-        server=done[0], capacity_after=round(after, 1), exit_code=code, stopped_cleanly=code == 0,
+        server=restarted, capacity_after=round(after, 1), exit_code=code, stopped_cleanly=code == 0,
     )  # fmt: skip
+
+
+def each(
+    kind: str,
+    cells: Sequence[Cell],
+    count: int,
+    test: Callable[[Cell, int], Test],
+    path_of: Callable[[Cell, int], Path],
+    said: Callable[[Test], None],
+    failed: Callable[[Cell, int, Exception], None],
+    skip: Collection[str] = (),
+) -> list[Test]:
+    """Each cell `count` times (`kind`: stop or restart), cells interleaved (one test of each, then the next), each on
+    a fresh server: every record written where `path_of` says and said; one already there (before a resume) is read,
+    not measured again;
+    a test that fails (the server's fault, or its broken connections: OSError) goes to `failed`, and a cell in
+    `skip` (it failed before) is left out."""
+    records: list[Test] = []
+    for number in range(1, count + 1):
+        for cell in cells:
+            path = path_of(cell, number)
+            if cell.key in skip:
+                continue
+            if path.exists():
+                records.append(bundle.read_model(path, kind))
+                continue
+            try:
+                record = test(cell, number)
+            except (ServerError, OSError) as exc:
+                failed(cell, number, exc)
+                continue
+            bundle.write_record(path, record)
+            records.append(record)
+            said(record)
+    return records

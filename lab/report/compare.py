@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 import textwrap
 from dataclasses import asdict, dataclass
 from itertools import combinations
@@ -28,10 +27,11 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from scipy import stats as scipy_stats
 
+from core.errors import say
 from core.host import atomic_write
 from lab.analysis.analyze import Analysis, analyze, app_title
 from lab.analysis.stops import ServerStops, outcomes
-from lab.bundle import BundleError, load_bundle
+from lab.bundle import load_bundle
 from lab.report import findings
 from lab.report.charts import DPI, KILO_TICKS, SVG_METADATA, Style
 from lab.report.pages import key_packages
@@ -404,16 +404,12 @@ def draw(result: Compared, scenario: str, out: Path) -> list[Path]:
 
 def main(path_a: Path, path_b: Path, out: Path | None = None) -> int:
     """python -m lab compare A B [--out DIR]"""
-    try:
-        bundle_a, bundle_b = load_bundle(path_a), load_bundle(path_b)
-    except BundleError as exc:
-        print(f"asgi-bench-lab: error: {exc}", file=sys.stderr)
-        return 2
+    bundle_a, bundle_b = load_bundle(path_a), load_bundle(path_b)  # a BundleError is the command line's one line
     matrix = load()
     result = compare(analyze(bundle_a, matrix), analyze(bundle_b, matrix))
     out = out or path_a.parent / f"compare-{bundle_a.run_id}-vs-{bundle_b.run_id}"
     for path in write(result, out):
         print(path)
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        say(f"warning: {warning}")
     return 0

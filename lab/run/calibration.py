@@ -14,9 +14,13 @@ import time
 from collections.abc import Callable
 
 from lab import bundle
+from lab.analysis.points import median_of
 from lab.bundle import Calibration, CalibrationPoint, Repeat
 from lab.config import RunConfig
-from lab.measure.repeat import Measure, Refereed
+from lab.measure import referee as referee_window
+from lab.measure import repeat as repeat_window
+from lab.measure.instrument import Instrument
+from lab.measure.referee import Refereed
 from lab.measure.window import Work
 from lab.verdict import worst
 from loadtests.load import LoadBackend, RefereeResult
@@ -26,17 +30,12 @@ from servers.target import TargetBackend
 CALIBRATION_REPEATS = 3
 
 
-def median_of(values: list[float | None]) -> float | None:
-    found = [v for v in values if v is not None]
-    return round(statistics.median(found), 2) if found else None
-
-
 def calibrate(
     config: RunConfig,
     matrix: Matrix,
     targets: TargetBackend,
     loads: LoadBackend,
-    measure: Measure,
+    instrument: Instrument,
     line: Callable[[str], None] = print,
 ) -> Calibration | None:
     assert matrix.calibration is not None
@@ -49,9 +48,14 @@ def calibrate(
     with targets.serve(cell, config.port) as server:
         versions = server.report.versions
         for scenario in scenarios:
-            referee = measure.referee(server, scenario) if config.referee_seconds else Refereed(None, "not run")
+            if config.referee_seconds:
+                referee = referee_window.measure(instrument, server, scenario)
+            else:
+                referee = Refereed(None, "not run")
             repeats: list[Repeat] = [
-                measure.repeat(server, cell, Work(scenario, 0.0, n, config.warmup, config.duration), referee)
+                repeat_window.measure(
+                    instrument, server, cell, Work(scenario, 0.0, n, config.warmup, config.duration), referee
+                )
                 for n in range(1, CALIBRATION_REPEATS + 1)
             ]
             point = summarize(scenario, [r for r in repeats if r.ok], referee.wrk, config, loads)

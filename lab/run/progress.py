@@ -28,6 +28,11 @@ class Listener(Protocol):
         """Anything else worth a line."""
         ...
 
+    @property
+    def per_repeat(self) -> float:
+        """Seconds per measured repeat so far, everything included (0 before the first): the budget's estimate."""
+        ...
+
 
 def fmt(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lab.bundle import Repeat
+from lab.measure.referee import Refereed
 from lab.measure.speed import MIN_SPEED_SAMPLES
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 
@@ -42,6 +43,16 @@ def rough_ratio(repeats: Iterable[Repeat]) -> float | None:
 class RefereeRule:
     seconds: float  # one wrk run; 0: no referee in this run
     spent: float = 0.0  # on wrk in later rounds so far
+    firsts: dict[tuple[str, str], Refereed] = field(default_factory=dict)  # each point's first referee this session
+
+    def first(self, key: str, scenario: str) -> Refereed | None:
+        return self.firsts.get((key, scenario))
+
+    def has_first(self, key: str, scenario: str) -> bool:
+        return (key, scenario) in self.firsts
+
+    def remember(self, key: str, scenario: str, referee: Refereed) -> None:
+        self.firsts[(key, scenario)] = referee
 
     def again(self, repeats: list[Repeat]) -> bool:
         """Whether wrk runs again after this round's repeat of a point (`repeats`: its ok repeats of the rounds
