@@ -11,6 +11,7 @@ nothing else (anything else is a bug, and shows its traceback).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 PREFIX = "asgi-bench-lab:"
 
@@ -44,3 +45,12 @@ class ProcessFailedError(LabError):
 
 class ServiceLostError(LabError):
     pass
+
+
+def command(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """A command's exit code: what `run(argv)` returns, or the lab's own error said in one line and its exit code."""
+    try:
+        return run(argv)
+    except LabError as exc:
+        say(exc.line())
+        return exc.exit_code

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from core.errors import LabError, say
+from core.errors import command, say
 from lab import config as options
 from lab.commands.calibrate import calibrate_main
 from lab.commands.lifecycle import lifecycle_main
@@ -53,11 +53,7 @@ def add_run(sub: argparse._SubParsersAction, name: str, purpose: str, matrix: Ma
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return dispatch(argv)
-    except LabError as exc:
-        say(exc.line())
-        return exc.exit_code
+    return command(dispatch, argv)
 
 
 def dispatch(argv: list[str] | None) -> int:
@@ -74,10 +70,10 @@ def dispatch(argv: list[str] | None) -> int:
     life.add_argument("--out", type=Path, help="the folder for its records (default: RESULTS/lifecycle-<time>)")
     plot = sub.add_parser("plot", help="redo a bundle's summary.csv, charts, report.html and summary.md")
     plot.add_argument("bundle", type=Path, help="a results/<run-id> directory")
-    compare = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")
-    compare.add_argument("a", type=Path, help="bundle A (the baseline)")
-    compare.add_argument("b", type=Path, help="bundle B")
-    compare.add_argument("--out", type=Path, help="default: <parent of A>/compare-<A>-vs-<B>")
+    two = sub.add_parser("compare", help="compare two bundles (e.g. the same preset on two machines)")
+    two.add_argument("a", type=Path, help="bundle A (the baseline)")
+    two.add_argument("b", type=Path, help="bundle B")
+    two.add_argument("--out", type=Path, help="default: <parent of A>/compare-<A>-vs-<B>")
     ref = sub.add_parser("reference", help="copy a bundle into results/reference/<machine-id>/NAME for committing")
     ref.add_argument("run", type=Path, help="results/<run-id>")
     ref.add_argument("name", help="e.g. default-server-cpu0-load-cpu1")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.errors import LabError, UsageError, say
+from core.errors import UsageError, command
 from core.host import atomic_write, machine_cpus, parse_cpus
 from loadtests import scenarios
 from loadtests.load import USER_CLASSES, Load
@@ -15,11 +15,7 @@ from servers.matrix import load
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(argv)
-    except LabError as exc:
-        say(exc.line())
-        return exc.exit_code
+    return command(run, argv)
 
 
 def run(argv: list[str] | None) -> int:

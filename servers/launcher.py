@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from core.errors import LabError, say
+from core.errors import command, say
 from core.host import ROOT, atomic_write, check_port_free
 from servers.matrix import GRACEFUL, Cell, Matrix, MatrixError, load
 from servers.own_app import OwnApp, with_own
@@ -239,11 +239,7 @@ def parse_args(matrix: Matrix, args: list[str] | None) -> argparse.Namespace:
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        return launch(args)
-    except LabError as exc:
-        say(exc.line())
-        return exc.exit_code
+    return command(launch, args)
 
 
 def launch(args: list[str] | None) -> int:

@@ -17,28 +17,7 @@ from core.errors import LabError, UsageError
 from core.hostfacts import HostFacts
 from core.model import Record
 from core.settings import settings
-from servers.agent_api import (
-    LEASE_HEADER,
-    LEASE_SECONDS,
-    Empty,
-    Health,
-    LogTail,
-    Port,
-    Prepare,
-    Prepared,
-    Refusal,
-    RestartAsk,
-    Speed,
-    SpeedAsk,
-    SpeedSamples,
-    Start,
-    Started,
-    Status,
-    Stop,
-    Stopped,
-    Terminate,
-    Window,
-)
+from servers import agent_api as api
 from servers.matrix import Cell, Matrix
 from servers.own_app import OwnApp
 from servers.target import (
@@ -53,7 +32,7 @@ from servers.target import (
 from servers.variants import INSTALL_TIMEOUT, Environment, Variant
 
 READY_ALLOWANCE = 60.0  # seconds the agent may take to start a cell and see it answer
-RENEW_EVERY = LEASE_SECONDS / 4  # the runner renews its lease on the agent this often, between its own requests
+RENEW_EVERY = api.LEASE_SECONDS / 4  # the runner renews its lease on the agent this often, between its own requests
 REFUSED = {400, 401, 403, 409, 413}  # the agent's answers to input it will not take: the lab's UsageError
 R = TypeVar("R", bound=Record)
 
@@ -72,7 +51,7 @@ class Client:
         request = urllib.request.Request(self.url + path, data=data, method="POST" if body is not None else "GET")
         request.add_header("content-type", "application/json")
         if lease:  # a GET /health without one takes nothing
-            request.add_header(LEASE_HEADER, self.lease)
+            request.add_header(api.LEASE_HEADER, self.lease)
         for name, value in secret.header(self.key).items():
             request.add_header(name, value)
         try:
@@ -80,9 +59,9 @@ class Client:
                 return kind.model_validate_json(response.read())
         except urllib.error.HTTPError as exc:
             try:
-                refusal = Refusal.model_validate_json(exc.read() or b'{"error": ""}')
+                refusal = api.Refusal.model_validate_json(exc.read() or b'{"error": ""}')
             except ValueError:
-                refusal = Refusal(error=f"HTTP {exc.code} from something that is not the agent")
+                refusal = api.Refusal(error=f"HTTP {exc.code} from something that is not the agent")
             if exc.code == 401:
                 raise UsageError(
                     f"the agent at {self.url} refused this run's secret: give the runner the agent's secret file "
@@ -110,31 +89,31 @@ class RemoteServer:
         return f"http://{self.report.host}:{self.port}"
 
     def alive(self) -> bool:
-        status = self.agent.call(f"/status?port={self.port}", Status)
+        status = self.agent.call(f"/status?port={self.port}", api.Status)
         self.exit_code = status.exit_code
         return status.alive
 
     def log_tail(self) -> str:
         if self.exit_code is None:
-            return self.agent.call(f"/log?port={self.port}", LogTail).log_tail
+            return self.agent.call(f"/log?port={self.port}", api.LogTail).log_tail
         return self._tail
 
     def sample_open(self) -> None:
-        self.agent.call("/sample/open", Empty, Port(port=self.port))
+        self.agent.call("/sample/open", api.Empty, api.Port(port=self.port))
 
     def sample_close(self, start: float, end: float) -> ServerSample:
         shift = self.offset if start > 0 else 0.0  # (0, 0) is no window, only the end of sampling: nothing to move
-        window = Window(start=start + shift, end=end + shift, port=self.port)
+        window = api.Window(start=start + shift, end=end + shift, port=self.port)
         return self.agent.call("/sample/close", ServerSample, window)
 
     def stop(self, timeout: float = 20.0) -> int:
-        stopped = self.agent.call("/stop", Stopped, Stop(timeout=timeout, port=self.port), timeout=timeout + 30)
+        stopped = self.agent.call("/stop", api.Stopped, api.Stop(timeout=timeout, port=self.port), timeout=timeout + 30)
         self.exit_code, self._tail = stopped.exit_code, stopped.log_tail
         return self.exit_code if self.exit_code is not None else 0
 
     def terminate(self, at: float, kill_after: float) -> Termination:
         """SIGTERM at `at` (this host's clock; the agent's runs `offset` ahead); what followed, in this host's."""
-        asked = Terminate(port=self.port, at=at + self.offset, kill_after=kill_after)
+        asked = api.Terminate(port=self.port, at=at + self.offset, kill_after=kill_after)
         wait = max(0.0, at - time.time()) + kill_after + 30
         ended = self.agent.call("/terminate", Termination, asked, timeout=wait)
         ended = ended.model_copy(update={
@@ -147,7 +126,7 @@ class RemoteServer:
 
     def restart(self, at: float, timeout: float) -> Restart:
         """The restart at `at` (this host's clock); what followed, in this host's."""
-        asked = RestartAsk(port=self.port, at=at + self.offset, timeout=timeout)
+        asked = api.RestartAsk(port=self.port, at=at + self.offset, timeout=timeout)
         done = self.agent.call("/restart", Restart, asked, timeout=max(0.0, at - time.time()) + timeout + 30)
         return done.model_copy(update={
             "signal_at": done.signal_at - self.offset,
@@ -163,10 +142,10 @@ class RemoteSpeedometer:
         self.agent, self.offset = agent, offset
 
     def start(self) -> None:
-        self.agent.call("/speedometer/start", Empty, Empty())
+        self.agent.call("/speedometer/start", api.Empty, api.Empty())
 
     def stop(self) -> dict[int, list[tuple[float, float]]]:
-        found = self.agent.call("/speedometer/stop", SpeedSamples, Empty())
+        found = self.agent.call("/speedometer/stop", api.SpeedSamples, api.Empty())
         return {int(cpu): [(when - self.offset, ops) for when, ops in s] for cpu, s in found.samples.items()}
 
     def close(self) -> None:
@@ -181,7 +160,7 @@ class AgentTargets:
         self.url = url.rstrip("/")
         self.agent = Client(self.url, key if key is not None else read_secret(), secrets.token_urlsafe(24))
         asked = time.time()
-        health = self.agent.call("/health", Health, timeout=10, lease=False)
+        health = self.agent.call("/health", api.Health, timeout=10, lease=False)
         answered = time.time()
         # The agent's clock less this host's (at the middle of the exchange): windows are timed on both hosts.
         self.clock_offset = round(health.now - (asked + answered) / 2, 4) if health.now else 0.0
@@ -198,7 +177,7 @@ class AgentTargets:
                 f"the agent at {self.url} starts servers on {health.serve_host}, but this run targets {host}: give "
                 f"--target-host {health.serve_host} (LAB_TARGET_HOST), or start the agent with --serve-host {host}"
             )
-        self.agent.call("/health", Health, timeout=10)  # with the lease: this run holds the agent from now on
+        self.agent.call("/health", api.Health, timeout=10)  # with the lease: this run holds the agent from now on
         self.done = threading.Event()
         threading.Thread(target=self.renew, name="agent-lease", daemon=True).start()
 
@@ -206,17 +185,17 @@ class AgentTargets:
         """Keep this run's lease while it lives (a lost agent shows in the run's own requests, not here)."""
         while not self.done.wait(RENEW_EVERY):
             with contextlib.suppress(LabError):
-                self.agent.call("/health", Health, timeout=10)
+                self.agent.call("/health", api.Health, timeout=10)
 
     def prepare(self, variants: list[Variant], own: OwnApp | None = None) -> list[Environment]:
         timeout = INSTALL_TIMEOUT * max(len(variants), 1) + 30
-        asked = Prepare(variants=variants, own=own)
-        return self.agent.call("/prepare", Prepared, asked, timeout=timeout).environments
+        asked = api.Prepare(variants=variants, own=own)
+        return self.agent.call("/prepare", api.Prepared, asked, timeout=timeout).environments
 
     @contextlib.contextmanager
     def serve(self, cell: Cell, port: int, graceful: str = "lab") -> Iterator[RunningServer]:
-        asked = Start(cell=cell.key, port=port, matrix=self.digest, graceful=graceful)
-        started = self.agent.call("/start", Started, asked, timeout=READY_ALLOWANCE)
+        asked = api.Start(cell=cell.key, port=port, matrix=self.digest, graceful=graceful)
+        started = self.agent.call("/start", api.Started, asked, timeout=READY_ALLOWANCE)
         server = RemoteServer(self.agent, cell, port, started.report, self.clock_offset)
         try:
             yield server
@@ -229,10 +208,10 @@ class AgentTargets:
         return self.agent.call("/host", HostFacts)
 
     def speed(self, cpu: int) -> float:
-        return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="index")).ops
+        return self.agent.call("/speed", api.Speed, api.SpeedAsk(cpu=cpu, kind="index")).ops
 
     def probe(self, cpu: int) -> float:
-        return self.agent.call("/speed", Speed, SpeedAsk(cpu=cpu, kind="probe")).ops
+        return self.agent.call("/speed", api.Speed, api.SpeedAsk(cpu=cpu, kind="probe")).ops
 
     def speedometer(self) -> RemoteSpeedometer:
         return RemoteSpeedometer(self.agent, self.clock_offset)
@@ -241,13 +220,13 @@ class AgentTargets:
         """The run is over and the agent stays: stop what this run left, and let another run drive it."""
         self.done.set()
         with contextlib.suppress(LabError):
-            self.agent.call("/release", Empty, Empty(), timeout=30)
+            self.agent.call("/release", api.Empty, api.Empty(), timeout=30)
 
     def close(self) -> None:
         """End the agent (and with it the target container): the end of a compose run."""
         self.done.set()
         with contextlib.suppress(LabError):
-            self.agent.call("/shutdown", Stopped, Stop(), timeout=30)
+            self.agent.call("/shutdown", api.Stopped, api.Stop(), timeout=30)
 
 
 def read_secret() -> str:
@@ -270,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     request = urllib.request.Request(url.rstrip("/") + "/health", headers=secret.header(read_secret()))
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            Health.model_validate_json(response.read())
+            api.Health.model_validate_json(response.read())
     except (OSError, ValueError) as exc:
         print(f"the agent at {url} is not answering with this secret: {exc}")
         return 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.bundle import StopTest
-from lab.lifecycle.stops import RestartPlan, StopPlan, restart_once, stop_once
+from lab.lifecycle.stops import Bench, RestartPlan, StopPlan, restart_once, stop_once
 from lab.report.stops import restart_table, table
 from loadtests import scenarios
 from loadtests.stopping import OUTCOMES, StopClient, service
@@ -52,7 +52,9 @@ def loopback() -> scenarios.Target:
 
 def stop(matrix: Matrix, tmp_path: Path, app: str) -> StopTest:
     targets = LocalTargets(tmp_path, matrix=matrix)
-    record = stop_once(targets, matrix, matrix.cell_from_key(CELL.format(app=app)), loopback(), 1, "t", plan=QUICK)
+    record = stop_once(
+        Bench(targets, matrix, loopback(), "t"), matrix.cell_from_key(CELL.format(app=app)), 1, plan=QUICK
+    )
     assert sum(record.load.outcomes.values()) == record.load.scheduled > 0
     assert set(record.load.outcomes) == set(OUTCOMES)
     assert record.server.leftovers == 0 and not record.server.still_listening
@@ -124,7 +126,6 @@ def agent_running(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         stderr=subprocess.DEVNULL,
         preexec_fn=lambda: os.sched_setaffinity(0, {0}),
     )  # on the server CPU, as compose's cpuset
-    # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         yield f"http://127.0.0.1:{agent_port}", env
@@ -186,7 +187,7 @@ def test_a_restart_loses_no_account_replaces_the_workers_and_serves_after(
     key = {"uvicorn": "uvicorn-asyncio-h11-w1-raw", "hypercorn": "hypercorn-asyncio-h11-w1-raw",
            "granian": "granian-asyncio-hyper-w1-raw"}[server]  # fmt: skip
     targets = LocalTargets(tmp_path, matrix=matrix)
-    record = restart_once(targets, matrix, matrix.cell_from_key(key), loopback(), 1, "t", plan=QUICK_RESTART)
+    record = restart_once(Bench(targets, matrix, loopback(), "t"), matrix.cell_from_key(key), 1, plan=QUICK_RESTART)
     load_, restarted = record.load, record.server
     assert sum(load_.outcomes.values()) == load_.scheduled > 0
     assert record.cell.workers == matrix.servers[server].stop.restart_workers  # uvicorn: lifted to 2

@@ -9,6 +9,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from core.errors import say
 from core.host import LOOPBACK, check_port_free, machine_cpus
@@ -45,36 +46,33 @@ def tests(config: RunConfig, matrix: Matrix, targets: TargetBackend, count: int,
     cells = stops.http1_cells(config.cells, matrix)
     if skipped := [c.key for c in config.cells if c not in cells]:
         say(f"not stopped (the stop test speaks HTTP/1.1; their servers are, on their HTTP/1.1 cells): {skipped}")
-    failures: list[str] = []
-
-    def failed(cell: Cell, number: int, exc: Exception) -> None:
-        failures.append(cell.key)
-        say(f"FAILED {cell.key} {'restart' if config.restart else 'stop'} {number}: {type(exc).__name__}: {exc}")
-
-    target = Target(config.target_host, config.port)
+    kind = "restart" if config.restart else "stop"
     if config.restart:
         cells = [stops.restart_cell(c, matrix) for c in cells]
         for cell in cells:  # a cell with more workers than the preset's: refused before any starts, as every input is
             matrix.valid(cell)
-        say(f"restarts under load: {len(cells)} cells x {count}, {stops.RestartPlan().describe()}; results in {out}")
-        restarted = stops.each(
-            "restart", cells, count,
-            lambda cell, n: stops.restart_once(targets, matrix, cell, target, n, out.name, config.graceful),
-            lambda cell, n: bundle.restart_path(out, cell.key, config.graceful, n),
-            lambda record: say(restart_line(record)), failed,
-        )  # fmt: skip
-        if restarted:
-            write_restart_outputs(out, restarted)
-            print(*restart_table(restarted), sep="\n")
-        return 1 if failures else 0
-    say(f"stops under load: {len(cells)} cells x {count}, {stops.StopPlan().describe()}; results in {out}")
-    stopped = stops.each(
-        "stop", cells, count,
-        lambda cell, n: stops.stop_once(targets, matrix, cell, target, n, out.name, config.graceful),
-        lambda cell, n: bundle.stop_path(out, cell.key, config.graceful, n),
-        lambda record: say(outcome_line(record)), failed,
+    failures: list[str] = []
+
+    def failed(cell: Cell, number: int, exc: Exception) -> None:
+        failures.append(cell.key)
+        say(f"FAILED {cell.key} {kind} {number}: {type(exc).__name__}: {exc}")
+
+    bench = stops.Bench(targets, matrix, Target(config.target_host, config.port), out.name, config.graceful)
+    test, plan, path, line, page, rows = KINDS[kind]
+    say(f"{kind}s under load: {len(cells)} cells x {count}, {plan.describe()}; results in {out}")
+    records = stops.each(
+        kind, cells, count, lambda cell, n: test(bench, cell, n),
+        lambda cell, n: path(out, cell.key, config.graceful, n), lambda record: say(line(record)), failed,
     )  # fmt: skip
-    if stopped:
-        write_outputs(out, stopped)
-        print(*table(stopped), sep="\n")
+    if records:
+        page(out, records)
+        print(*rows(records), sep="\n")
     return 1 if failures else 0
+
+
+# per kind of test: how one is measured, its plan, where its record goes, its line, its page and its table
+KINDS: dict[str, tuple[Any, ...]] = {
+    "stop": (stops.stop_once, stops.StopPlan(), bundle.stop_path, outcome_line, write_outputs, table),
+    "restart": (stops.restart_once, stops.RestartPlan(), bundle.restart_path, restart_line, write_restart_outputs,
+                restart_table),
+}  # fmt: skip

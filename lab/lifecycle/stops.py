@@ -17,6 +17,7 @@ from typing import TypeVar
 from core.errors import UsageError
 from lab import bundle
 from lab.bundle import RestartTest, StopTest
+from lab.config import Graceful
 from loadtests import scenarios
 from loadtests.stopping import StopClient, StopLoad, capacity
 from servers.matrix import Cell, Matrix
@@ -129,46 +130,42 @@ def lab_apps(cell: Cell, test: str) -> None:
         raise UsageError(f"cell {cell.key}: the {test} test needs the lab's apps (their /io and lifespan report)")
 
 
-def stop_once(
-    targets: TargetBackend,
-    matrix: Matrix,
-    cell: Cell,
-    target: scenarios.Target,
-    number: int,
-    run_id: str,
-    graceful: str = "lab",
-    plan: StopPlan = StopPlan(),
-) -> StopTest:
-    """Start the cell on `target` (its host and port), measure its capacity, load it and stop it; that stop's
-    record."""
+@dataclass(frozen=True)
+class Bench:
+    """Where the tests of a run (or of the lifecycle command) start their servers and send their load: the target
+    backend, the matrix, the servers' address (the target host's, or loopback) and port, and the graceful timeout."""
+
+    targets: TargetBackend
+    matrix: Matrix
+    target: scenarios.Target
+    run_id: str
+    graceful: Graceful = "lab"
+
+
+def stop_once(bench: Bench, cell: Cell, number: int, plan: StopPlan = StopPlan()) -> StopTest:
+    """Start the cell, measure its capacity, load it and stop it; that stop's record."""
     lab_apps(cell, "stop")
-    with targets.serve(cell, target.port, graceful) as server:
+    matrix = bench.matrix
+    with bench.targets.serve(cell, bench.target.port, bench.graceful) as server:
         measured, load, ended = under_load(
-            server, target, matrix, plan, number, plan.after,
+            server, bench.target, matrix, plan, number, plan.after,
             lambda at, _: server.terminate(at, matrix.stop.kill_after),
         )  # fmt: skip
     return StopTest(
-        schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=run_id, key=cell.key, cell=cell, number=number,
-        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load, server=ended,
+        schema_version=bundle.SCHEMA_VERSION, kind="stop", run_id=bench.run_id, key=cell.key, cell=cell,
+        number=number, graceful=bench.graceful, capacity=round(measured, 1), fraction=plan.fraction, load=load,
+        server=ended,
     )  # fmt: skip
 
 
-def restart_once(
-    targets: TargetBackend,
-    matrix: Matrix,
-    cell: Cell,
-    target: scenarios.Target,
-    number: int,
-    run_id: str,
-    graceful: str = "lab",
-    plan: RestartPlan = RestartPlan(),
-) -> RestartTest:
+def restart_once(bench: Bench, cell: Cell, number: int, plan: RestartPlan = RestartPlan()) -> RestartTest:
     """Start the cell (with the workers its restart needs), measure its capacity, load it and send its restart
     signal; once the new workers serve and `settle` seconds more, see that it still serves, and stop it."""
     lab_apps(cell, "restart")
+    matrix, target = bench.matrix, bench.target
     cell = restart_cell(cell, matrix)
     matrix.valid(cell)
-    with targets.serve(cell, target.port, graceful) as server:
+    with bench.targets.serve(cell, target.port, bench.graceful) as server:
 
         def restart(at: float, client: StopClient) -> Restart:
             restarted = server.restart(at, plan.longest)
@@ -186,9 +183,10 @@ def restart_once(
         except ServerError:
             code = None
     return RestartTest(
-        schema_version=bundle.SCHEMA_VERSION, kind="restart", run_id=run_id, key=cell.key, cell=cell, number=number,
-        graceful=graceful, capacity=round(measured, 1), fraction=plan.fraction, settle=plan.settle, load=load,
-        server=restarted, capacity_after=round(after, 1), exit_code=code, stopped_cleanly=code == 0,
+        schema_version=bundle.SCHEMA_VERSION, kind="restart", run_id=bench.run_id, key=cell.key, cell=cell,
+        number=number, graceful=bench.graceful, capacity=round(measured, 1), fraction=plan.fraction,
+        settle=plan.settle, load=load, server=restarted, capacity_after=round(after, 1), exit_code=code,
+        stopped_cleanly=code == 0,
     )  # fmt: skip
 
 

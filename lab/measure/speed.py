@@ -28,6 +28,6 @@ def full_speed(speeds: Iterable[float]) -> float | None:
     return float(ordered[int(FULL_SPEED_QUANTILE * (len(ordered) - 1))]) if ordered else None
 
 
-def in_window(samples: Samples, start: float, end: float) -> list[float]:
+def in_window(samples: Samples, start: float, end: float) -> list[int]:
     """The speeds of the samples taken within [start, end], rounded to whole inserts per second."""
     return [round(speed) for when, speed in samples if start <= when <= end]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from lab import bundle
 from lab.analysis.points import median_of
@@ -93,6 +94,7 @@ def summarize(
     client_us = median_of([r.cost.client_us if r.cost else None for r in ok])
     limit = worst([r.verdict.limit for r in ok if r.verdict])
     cores = min(loads.workers, len(loads.cpus))
+    how: Literal["measured", "projected"]
     if limit == "client" or not client_us:
         ceiling, how = lab, "measured"
     else:

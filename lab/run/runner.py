@@ -190,10 +190,9 @@ class Runner:
             else:  # the server broke the test's connections before the stop: its failure
                 self.visits.fail(cell, None, "stop", f"the stop test's load failed: {type(exc).__name__}: {exc}", "")
 
+        bench = stops.Bench(self.targets, self.matrix, Target(c.target_host, c.port), self.run_id, c.graceful)
         stops.each(
-            "stop", cells, c.stops,
-            lambda cell, n: stops.stop_once(self.targets, self.matrix, cell, Target(c.target_host, c.port), n,
-                                            self.run_id, c.graceful),
+            "stop", cells, c.stops, lambda cell, n: stops.stop_once(bench, cell, n),
             lambda cell, n: bundle.stop_path(root, cell.key, c.graceful, n),
             lambda record: self.listener.say(outcome_line(record)), failed, skip=self.visits.dead,
         )  # fmt: skip
