@@ -144,7 +144,7 @@ def test_a_damaged_manifest_or_matrix_is_named(tmp_path: Path) -> None:
         MATRIX_FILE.read_text().replace('loop = "trio"\nreason', 'loop = "trio"\nweather = "fine"\nreason', 1)
     )
     done = lab(results=tmp_path / "r", env=dict(os.environ, LAB_MATRIX=str(bad)), timeout=60)
-    said = "rule #1 (server = 'uvicorn', loop = 'trio', weather = 'fine'): missing [], unknown ['weather']"
+    said = "rules #1 (server = 'uvicorn', loop = 'trio', weather = 'fine'): unknown field 'weather'"
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     bad.write_text("schema = [")
