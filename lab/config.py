@@ -644,12 +644,7 @@ def touched(cells: list[Cell], variants: list[Variant], matrix: Matrix) -> list[
         return cells
     from packaging.utils import canonicalize_name
 
-    def packages(c: Cell) -> set[str]:
-        s = matrix.servers[c.server]
-        names = [*s.packages, *s.http_packages[c.http], *matrix.loops[c.loop].packages, *matrix.apps[c.app].packages]
-        return {canonicalize_name(n) for n in names}
-
-    kept = [c for c in cells if packages(c) & projects]
+    kept = [c for c in cells if {canonicalize_name(n) for n in matrix.packages(c)} & projects]
     if not kept:
         raise UsageError(
             f"no cell of this run uses {', '.join(sorted(projects))}; name the cells to compare (--cell, CELLS=…)"

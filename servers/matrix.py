@@ -264,6 +264,18 @@ class Matrix:
         """The HTTP version the cell's server speaks to the client: h2 (cleartext, prior knowledge) or h1."""
         return "h2" if cell.http in self.http2 else "h1"
 
+    def packages(self, cell: Cell | None = None) -> list[str]:
+        """The packages a cell runs on (its server's, its HTTP implementation's, its loop's, its app's), each once;
+        with no cell, every package the matrix names, in that order by server, loop and app."""
+        if cell is not None:
+            server = self.servers[cell.server]
+            parts = [server.packages, server.http_packages[cell.http], self.loops[cell.loop].packages]
+            parts.append(self.apps[cell.app].packages)
+        else:
+            parts = [p for s in self.servers.values() for p in (s.packages, *s.http_packages.values())]
+            parts += [x.packages for x in (*self.loops.values(), *self.apps.values())]
+        return list(dict.fromkeys(name for part in parts for name in part))
+
     def valid_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.all_cells() if self.invalid_reason(c) is None)
 

@@ -175,6 +175,14 @@ def test_matrix_errors_name_the_problem() -> None:
     assert broken(lambda d: d["workers"].append("3")).startswith("the matrix file matrix.toml: workers #3: '3' should")
 
 
+def test_a_cells_packages_are_its_servers_http_implementations_loops_and_apps() -> None:
+    cell = MATRIX.cell_from_key("uvicorn-uvloop-httptools-w1-fastapi")
+    assert MATRIX.packages(cell) == ["uvicorn", "httptools", "uvloop", "fastapi", "starlette", "pydantic"]
+    assert MATRIX.packages(MATRIX.cell_from_key("granian-asyncio-hyper-w1-raw")) == ["granian"]
+    every = MATRIX.packages()
+    assert every[:2] == ["uvicorn", "h11"] and set(every) == {p for c in MATRIX.all_cells() for p in MATRIX.packages(c)}
+
+
 H2_CELLS = [c for c in MATRIX.valid_cells() if MATRIX.protocol(c) == "h2" and c.loop == "uvloop" and c.app == "raw"]
 H2_CELLS = [c for c in H2_CELLS if c.workers == 1]
 
