@@ -43,6 +43,7 @@ from servers.variants import check as check_variants
 
 GATE_EXIT = 3  # --fail-if-slower: B measured slower than A by more than the given %
 SERVICE_PORTS = {7900: "the target agent's port", 8089: "Locust's web UI port", 5557: "the Locust master's port"}
+LIFECYCLE_STOPS = 5  # python -m lab lifecycle without --stops: enough stops per cell to see if an outcome is stable
 
 
 class Parser(argparse.ArgumentParser):
@@ -191,6 +192,11 @@ def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: Loa
     from loadtests.remote import MasterLocust
     from servers.remote import AgentTargets
 
+    try:
+        for name in ("locust_master", "target_agent"):
+            options.check_bound(options.options()[name], getattr(args, name))
+    except UsageError:
+        return  # a service named by something that is no URL: nothing there to end (the run's error says why)
     if loads is None and args.locust_master:
         try:
             loads = MasterLocust(args.locust_master)
@@ -291,7 +297,10 @@ def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     from servers.remote import AgentTargets
 
     config = options.from_args(args, matrix)
-    stops = config.stops or 5
+    stops = LIFECYCLE_STOPS if args.stops is None else config.stops  # --stops 0 is a count too: none
+    if not stops:
+        say(f"--stops 0: no {'restarts' if config.restart else 'stops'} asked for; nothing started, nothing written")
+        return 0
     out = args.out or args.results / f"lifecycle-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     if not config.target_agent:
         check_port_free(LOOPBACK, config.port, "server port")

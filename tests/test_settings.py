@@ -7,7 +7,8 @@ import re
 import pytest
 
 from core.host import ROOT
-from core.settings import COMPOSE_VARIABLES, FOCUS_VARIABLES, VARIABLES, Settings
+from core.settings import COMPOSE_VARIABLES, VARIABLES, Settings
+from lab.config import options
 
 CODE = [p for d in ("apps", "core", "servers", "loadtests", "lab", "scripts") for p in (ROOT / d).rglob("*.py")]
 
@@ -20,16 +21,17 @@ def test_only_the_settings_module_reads_lab_variables() -> None:
 
 def test_every_variable_is_documented() -> None:
     readme, example = (ROOT / "README.md").read_text(), (ROOT / ".env.example").read_text()
-    for name in {**VARIABLES, **COMPOSE_VARIABLES, **FOCUS_VARIABLES}:
+    for name in {*VARIABLES, *COMPOSE_VARIABLES, *(o.env for o in options().values() if o.env)}:
         assert f"`{name}`" in readme, f"README.md does not list {name}"
         assert re.search(rf"^#? ?{name}=", example, re.M), f".env.example does not list {name}"
     used = set(re.findall(r"\bLAB_[A-Z_]+\b", (ROOT / "docker-compose.yml").read_text()))
-    assert used <= {*VARIABLES, *COMPOSE_VARIABLES}, used - {*VARIABLES, *COMPOSE_VARIABLES}
+    declared = {*VARIABLES, *COMPOSE_VARIABLES, *(o.env for o in options().values() if o.env)}
+    assert used <= declared, used - declared
 
 
 def test_settings_come_from_the_environment_given() -> None:
-    s = Settings.from_env({"LAB_ALLOW_SHARED_CPUS": "1", "LAB_HOST_ID": " lab-7 ", "LAB_IN_CONTAINER": "1"})
-    assert s.allow_shared_cpus and s.host_id == "lab-7" and s.in_container and s.matrix_file is None
+    s = Settings.from_env({"LAB_UID": "1000", "LAB_HOST_ID": " lab-7 ", "LAB_IN_CONTAINER": "1"})
+    assert s.uid == 1000 and s.host_id == "lab-7" and s.in_container and s.matrix_file is None
     assert Settings.from_env({}) == Settings()
 
 
