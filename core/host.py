@@ -16,6 +16,10 @@ from core.errors import UsageError
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 MAX_CPUS = 4096
+ANY_CPUS = tuple(range(MAX_CPUS))  # another host's CPUs, which its agent checks
+# The variables that place each side: every container pins itself from them (core/pin.py), and the runner's options
+# --server-cpus, --load-cpus and --load-workers read them (lab/config.py).
+CPU_VARIABLES = {"server": "SERVER_CPUS", "load": "LOAD_CPUS", "workers": "LOCUST_WORKERS"}
 
 
 def machine_cpus() -> tuple[int, ...]:
@@ -51,24 +55,27 @@ class CpuPlan:
     workers: int
 
 
-def plan_cpus(server: str | None, load: str | None, workers: str | int | None, remote: bool = False) -> CpuPlan:
-    """The CPU sets and worker count from settings that may be empty: the server on CPU 0 by default (on a machine
-    of more than 2 CPUs, on the first half of them); the load generator on every other CPU (all of them on a one-CPU
-    machine), one Locust worker per load CPU. The same defaults for the runner, the compose preflight and every
-    container (python -m core.pin). `remote`: the servers run on another host, whose agent checks their CPUs, and
-    this one is the load host: the load gets all of it."""
+def server_default() -> tuple[int, ...]:
+    """The server's CPUs when none are named: CPU 0, or on a machine of more than 2 CPUs the first half of them
+    (multi-worker cells run on them: lab/scale.py)."""
     every = machine_cpus()
-    # More than 2 CPUs: the server gets the first half (multi-worker cells run on them: lab/scale.py), else CPU 0.
-    theirs = tuple(range(MAX_CPUS)) if remote else None  # the agent checks them, on its host (lab/backends.py)
-    server_cpus = (
-        parse_cpus(server, "SERVER_CPUS / --server-cpus", theirs) if server else every[: max(len(every) // 2, 1)]
-    )
-    if load:
-        load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus")
-    elif remote:
-        load_cpus = every
-    else:
-        load_cpus = tuple(c for c in machine_cpus() if c not in server_cpus) or machine_cpus()
+    return every[: max(len(every) // 2, 1)]
+
+
+def load_default(server: tuple[int, ...] | list[int], remote: bool = False) -> tuple[int, ...]:
+    """The load generator's CPUs when none are named: every CPU but the server's (all of them on a one-CPU machine,
+    or when the servers run on another host, whose agent checks their CPUs there)."""
+    every = machine_cpus()
+    return every if remote else tuple(c for c in every if c not in server) or every
+
+
+def plan_cpus(server: str | None, load: str | None, workers: str | int | None, remote: bool = False) -> CpuPlan:
+    """The CPU sets and worker count from settings that may be empty, with the defaults above and one Locust worker
+    per load CPU: the same for the runner (its options: lab/config.py) and every container (python -m core.pin).
+    `remote`: the servers run on another host, and this one is the load host."""
+    theirs = ANY_CPUS if remote else None  # the agent checks them, on its host (lab/backends.py)
+    server_cpus = parse_cpus(server, "SERVER_CPUS / --server-cpus", theirs) if server else server_default()
+    load_cpus = parse_cpus(load, "LOAD_CPUS / --load-cpus") if load else load_default(server_cpus, remote)
     if workers in (None, ""):
         count = len(load_cpus)
     else:

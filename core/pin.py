@@ -15,8 +15,8 @@ import os
 import sys
 
 from core.errors import UsageError, say
-from core.host import format_cpus, plan_cpus
-from core.settings import settings
+from core.host import CPU_VARIABLES, format_cpus, plan_cpus
+from core.settings import variable
 
 
 def main(argv: list[str]) -> int:
@@ -25,8 +25,7 @@ def main(argv: list[str]) -> int:
         return 2
     role, command = argv[0], argv[2:]
     try:
-        env = settings()
-        plan = plan_cpus(env.server_cpus, env.load_cpus, env.locust_workers)
+        plan = plan_cpus(*(variable(name) for name in CPU_VARIABLES.values()))
     except UsageError as exc:
         say(exc.line())
         return exc.exit_code

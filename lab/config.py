@@ -1,7 +1,8 @@
 """One run's configuration and the table of its options: each option is declared once, on its field below (type,
 bounds, help, the preset's default, the environment variable compose passes), and that declaration makes the
-command line's parser (`add_options`), the values from the command line, environment and preset (`from_args`) and
-the checks the run and the preflight both make before anything starts (`RunConfig.check`).
+command line's parser (`add_options`), every value from the command line, the environment (converted to the field's
+type), the preset or the default (`Sources`, `from_args`), the checks the run and the preflight both make before
+anything starts (`check_bound`, `RunConfig.check`), and the variables' documentation (lab/variables.py).
 
 A run has up to four phases, all through the same backends:
   calibration  the load generator on the matrix's calibration cell, per scenario (lab/calibration.py);
@@ -26,17 +27,19 @@ from __future__ import annotations
 import argparse
 import math
 import resource
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from core.errors import UsageError
-from core.host import LOOPBACK, check_port, plan_cpus
+from core.host import ANY_CPUS, CPU_VARIABLES, LOOPBACK, check_port, load_default, parse_cpus, server_default
 from core.model import Record
-from core.settings import settings
+from core.settings import FALSE, TRUE, Role, settings, variable
 from lab import scale
 from loadtests.load import (
     DEFAULT_STREAMS,
@@ -73,19 +76,47 @@ class Option:
     help: str
     flag: str | None = None
     low: float | None = None
-    high: float | None = None
+    high: float | None = None  # None: no upper bound
     unit: str = ""  # said after a float's bounds
     zero_or_at_least: float | None = None  # 0 turns the thing off; otherwise at least this
     off: str = ""  # what 0 means, for that message
     preset: str | None = None  # the preset's run setting (servers/matrix.toml) that gives the default
-    default: Any = None  # or a function of the values resolved so far
-    env: str | None = None  # the environment variable (compose passes it) used when the flag is not given
+    default: Any = None  # or a function of the other options' values (a Sources: v["users"])
+    env: str | None = None  # the environment variable used when the flag is not given, converted to the field's type
+    example: str = ""  # a valid value of that variable, as .env.example shows it
+    role: Role = "passed"  # who passes the variable to the containers (core/settings.py)
     scale: float = 1.0  # the field's value = the flag's value x scale (minutes -> seconds)
     repeat: bool = False  # the flag may be given several times
     each: str = ","  # what separates a repeatable option's values in its environment variable (spaces do too)
     negate: bool = False  # a flag that turns the field off (--no-calibrate)
-    text: bool = False  # the flag takes text that from_args parses (CPU sets and counts, as compose passes them)
-    check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag) -> None or a UsageError
+    parse: Callable[[str, str, Sources], Any] | None = None  # (text, flag or variable, the other options) -> value
+    check: Callable[[Any, str], None] | None = None  # a check of its own: (value, flag or variable) -> a UsageError
+
+
+AGENT_URL, MASTER_URL = "http://127.0.0.1:7900", "http://127.0.0.1:8089"  # where compose runs the two services
+
+
+def check_url(value: str, said: str, example: str) -> None:
+    """A service's address, checked before anything starts: http or https, and a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, or out of range
+        good = False
+    if not good:
+        raise UsageError(f"{said} {value!r}: give the service's URL, http://HOST:PORT, e.g. {example}")
+
+
+def remote(v: Sources) -> bool:
+    """The servers run on another host, under its agent: their CPUs are that host's, and this one's are the load's."""
+    return bool(v["target_agent"]) and v["target_host"] != LOOPBACK
+
+
+def server_cpus_of(text: str, said: str, v: Sources) -> list[int]:
+    """The server's CPU set: CPUs of this machine, or of the target host's (its agent checks them there)."""
+    return list(parse_cpus(text, said, ANY_CPUS if remote(v) else None))
 
 
 def check_target_host(value: str, flag: str) -> None:
@@ -138,11 +169,13 @@ class RunConfig(Record):
     preset: Annotated[str | None, Option("a preset of the matrix (default: default, unless --cell)")]
     cells: Annotated[
         list[CellKey],
-        Option("a cell key; repeatable (instead of the preset's)", "--cell", repeat=True, env="CELLS"),
-    ]
+        Option("a cell key to run instead of the preset's", "--cell", repeat=True, env="CELLS",
+               example="granian-uvloop-hyper-w1-fastapi"),
+    ]  # fmt: skip
     scenarios: Annotated[
-        list[str], Option("a scenario; repeatable (default: the preset's)", "--scenario", repeat=True, env="SCENARIOS")
-    ]
+        list[str],
+        Option("a scenario (default: the preset's)", "--scenario", repeat=True, env="SCENARIOS", example="json"),
+    ]  # fmt: skip
     repeats: Annotated[int, Option("measured repeats per cell x scenario", low=1, high=MAX_REPEATS, preset="repeats")]
     duration: Annotated[
         float, Option("measured seconds per repeat", low=0.5, high=MAX_DURATION, unit="seconds", preset="duration")
@@ -160,16 +193,18 @@ class RunConfig(Record):
     ]  # fmt: skip
     rates: Annotated[
         list[float],
-        Option("an offered requests/s for the sweep instead of the rates chosen from the run's figures; repeatable",
-               "--rate", repeat=True),
+        Option("an offered requests/s for the sweep instead of the rates chosen from the run's figures", "--rate",
+               repeat=True, default=lambda v: []),
     ]  # fmt: skip
     swept: Annotated[
         list[str],
         Option(
-            "a scenario the sweep runs; repeatable (default: the preset's, else every scenario of the run)",
+            "a scenario whose latency at equal offered load the sweep measures (default: the preset's, else every "
+            "scenario of the run)",
             "--sweep-scenario",
             repeat=True,
             env="SWEEP_SCENARIOS",
+            example="plaintext,json",
         ),
     ] = Field(default_factory=list)  # fmt: skip  (runs recorded before it swept every scenario)
     sweep_seconds: Annotated[
@@ -190,7 +225,8 @@ class RunConfig(Record):
     stops: Annotated[
         int,
         Option("stops under load per cell, after the other phases: SIGTERM while requests are in flight "
-               "(lab/lifecycle.py; 0: none)", low=0, high=MAX_REPEATS, preset="stops"),
+               "(lab/lifecycle/stops.py; 0: none; python -m lab lifecycle: default 5)", low=0, high=MAX_REPEATS,
+               preset="stops"),
     ] = 0  # fmt: skip
     restart: Annotated[
         bool,
@@ -209,69 +245,88 @@ class RunConfig(Record):
     ]  # fmt: skip
     budget_seconds: Annotated[
         float,
-        Option("minutes for the whole run, extra repeats included", "--budget-minutes", low=0,
-               high=MAX_BUDGET_MINUTES, scale=60.0, preset="budget"),
+        Option("minutes for the whole run, extra repeats included (0: no budget, no extra rounds)", "--budget-minutes",
+               low=0, high=MAX_BUDGET_MINUTES, scale=60.0, preset="budget"),
     ]  # fmt: skip
     max_repeats: Annotated[
         int,
         Option("extra repeats stop here", low=1, high=MAX_REPEATS,
-               default=lambda v: max(v["preset_max_repeats"], v["repeats"])),
+               default=lambda v: max(v.preset.run.max_repeats if v.preset else 0, v["repeats"])),
     ]  # fmt: skip
-    server_cpus: Annotated[list[int], Option("CPU set for the server (default 0)", env="SERVER_CPUS")]
+    server_cpus: Annotated[
+        list[int],
+        Option("CPU set for the server, as 0, 0-1 or 0,2 (default: CPU 0; on more than 2 CPUs, the first half)",
+               env=CPU_VARIABLES["server"], example="0", parse=server_cpus_of,
+               default=lambda v: list(server_default())),
+    ]  # fmt: skip
     load_cpus: Annotated[
-        list[int], Option("CPU set for the load generator (default: every CPU but the server's)", env="LOAD_CPUS")
-    ]
+        list[int],
+        Option("CPU set for the load generator; it must not share CPUs with the server unless allowed (default: "
+               "every CPU but the server's)", env=CPU_VARIABLES["load"], example="1-3",
+               parse=lambda text, said, v: list(parse_cpus(text, said)),  # this machine's, always
+               default=lambda v: list(load_default(v["server_cpus"], remote(v)))),
+    ]  # fmt: skip
     load_workers: Annotated[
-        int, Option("Locust worker processes (default: one per load CPU)", env="LOCUST_WORKERS", low=1, text=True)
-    ]
+        int,
+        Option("Locust worker processes; one per load CPU uses them all, more gains nothing (default: one per load "
+               "CPU)", env=CPU_VARIABLES["workers"], example="3", low=1, default=lambda v: len(v["load_cpus"])),
+    ]  # fmt: skip
     port: Annotated[int, Option("server port (with --resume: the run's own)", check=check_port, default=8000)]
     calibrate: Annotated[
         bool, Option("skip measuring the load generator's ceiling", "--no-calibrate", negate=True, default=True)
     ]
     allow_shared_cpus: Annotated[
         bool,
-        Option("let the server and the load generator share CPUs (recorded, and warned about in the report)",
-               env="LAB_ALLOW_SHARED_CPUS", default=False),
+        Option("let the server and the load generator share CPUs (recorded, and every figure then says `shared`)",
+               env="LAB_ALLOW_SHARED_CPUS", example="1", default=False),
     ]  # fmt: skip
     target_agent: Annotated[
-        str | None, Option("run cells under this agent (python -m servers.agent), here or on a target host",
-                           "--server-agent")
+        str | None, Option("run cells under this agent (python -m servers.agent), here or on a target host: its URL",
+                           "--server-agent", check=lambda url, said: check_url(url, said, AGENT_URL))
     ]  # fmt: skip
-    locust_master: Annotated[str | None, Option("drive this long-lived Locust master (its web UI)", "--locust-master")]
+    locust_master: Annotated[
+        str | None, Option("drive this long-lived Locust master: its web UI's URL", "--locust-master",
+                           check=lambda url, said: check_url(url, said, MASTER_URL))
+    ]  # fmt: skip
     target_host: Annotated[
         str,
         Option("the servers' address when it is not loopback: the target host's IP (recorded; every other address "
-               "is refused before any traffic)", "--target-host", env="LAB_TARGET_HOST", check=check_target_host,
-               default=LOOPBACK),
+               "is refused before any traffic)", "--target-host", env="LAB_TARGET_HOST", role="two-hosts",
+               example="198.18.0.1", check=check_target_host, default=LOOPBACK),
     ] = LOOPBACK  # fmt: skip
     # --- the run's focus and its variants (bundles from before them have none) ---------------------------------
     servers: Annotated[
-        list[str], Option("only the preset's cells of this server; repeatable", "--server", repeat=True, env="SERVERS")
-    ] = Field(default_factory=list)
+        list[str],
+        Option("only the preset's cells of this server", "--server", repeat=True, env="SERVERS",
+               example="granian,uvicorn"),
+    ] = Field(default_factory=list)  # fmt: skip
     loops: Annotated[
-        list[str], Option("only the preset's cells of this event loop; repeatable", "--loop", repeat=True, env="LOOPS")
-    ] = Field(default_factory=list)
+        list[str],
+        Option("only the preset's cells of this event loop", "--loop", repeat=True, env="LOOPS", example="uvloop"),
+    ] = Field(default_factory=list)  # fmt: skip
     https: Annotated[
-        list[str], Option("only the preset's cells of this HTTP implementation; repeatable", "--http", repeat=True)
+        list[str], Option("only the preset's cells of this HTTP implementation", "--http", repeat=True)
     ] = Field(default_factory=list)
     apps: Annotated[
-        list[str], Option("only the preset's cells of this app; repeatable", "--app", repeat=True, env="APPS")
+        list[str], Option("only the preset's cells of this app", "--app", repeat=True, env="APPS", example="fastapi")
     ] = Field(default_factory=list)
     variants: Annotated[
         list[VariantSpec],
-        Option("NAME=REQUIREMENTS: every cell once more in that package environment (servers/variants.py); "
-               "repeatable; NAME= alone is the image's own", "--variant", repeat=True, env="VARIANTS", each=";"),
+        Option("NAME=REQUIREMENTS: every cell once more in that package environment (servers/variants.py), instead "
+               "of --ab; NAME= alone is the image's own", "--variant", repeat=True, env="VARIANTS", each=";",
+               example="A=uvicorn==0.53.0;B=/lab/code/uvicorn"),
     ] = Field(default_factory=list)  # fmt: skip
     ab: Annotated[
         str | None,
         Option("A/B: the image's environment (A) against these requirements (B), e.g. uvicorn==0.53.0, on the cells "
-               "whose packages they change", "--ab", env="AB"),
+               "whose packages they change (a version, a wheel, or a checkout under /lab/code in compose)", "--ab",
+               env="AB", example="uvicorn==0.53.0"),
     ] = None  # fmt: skip
     pair_rounds: Annotated[
         int,
         Option("A/B: rounds of both variants' servers running at once, each round fresh, loaded side by side (0: "
                f"none; default {PAIR_ROUNDS} in a run of two variants)", low=0, high=MAX_REPEATS, env="PAIR_ROUNDS",
-               default=lambda v: PAIR_ROUNDS if len(v["variants"]) == 2 else 0),
+               example="16", default=lambda v: PAIR_ROUNDS if len(v["variants"]) == 2 else 0),
     ] = 0  # fmt: skip
     pair_seconds: Annotated[
         float,
@@ -291,22 +346,23 @@ class RunConfig(Record):
     fail_if_slower: Annotated[
         float | None,
         Option("exit 3 when B is slower than A by more than this % with 95% confidence (in any cell and scenario)",
-               "--fail-if-slower", low=0.01, high=99, unit="%", env="FAIL_IF_SLOWER"),
+               "--fail-if-slower", low=0.01, high=99, unit="%", env="FAIL_IF_SLOWER", example="2"),
     ] = None  # fmt: skip
     own_app: Annotated[
         str | None,
         Option("your own ASGI app, MODULE:ATTRIBUTE, under the preset's servers and loops instead of the lab's three "
-               "apps (servers/own_app.py)", "--own-app", env="APP"),
+               "apps (servers/own_app.py)", "--own-app", env="APP", example="shop:app"),
     ] = None  # fmt: skip
     own_code: Annotated[
         str | None,
         Option("the folder your app is imported from, with its requests.toml and requirements.txt (default .; in "
-               "compose /lab/code, where CODE is mounted)", "--own-code", env="APP_CODE"),
+               "compose /lab/code, where CODE is mounted)", "--own-code", env="APP_CODE", example="/lab/code"),
     ] = None  # fmt: skip
     requests: Annotated[
         str | None,
-        Option("your app's requests file (default: its folder's requests.toml)", "--requests", env="REQUESTS"),
-    ] = None
+        Option("your app's requests file (default: its folder's requests.toml)", "--requests", env="REQUESTS",
+               example="/lab/code/requests.toml"),
+    ] = None  # fmt: skip
     own: OwnApp | None = None  # your app as read from those three: the run's matrix has it as the app `own`
     matrix: MatrixRef | None = None  # None in bundles from before it was recorded: they ran on servers/matrix.toml
 
@@ -314,65 +370,9 @@ class RunConfig(Record):
     def check(self, matrix: Matrix) -> RunConfig:
         """Every bound and name, before anything starts: a UsageError (or MatrixError) naming the input and a fix."""
         for name, option in options().items():
-            value = getattr(self, name)
-            for item in value if isinstance(value, list) and option.low is not None else [value]:
-                check_bound(option, item)
-        if not self.cells:
-            raise UsageError("no cells to run")
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise UsageError(f"--variant names {names}: give each variant its own name")
-        for cell in self.cells:
-            matrix.valid(cell)
-            if cell.variant and cell.variant not in names:
-                raise UsageError(f"cell {cell.key}: no variant {cell.variant!r} in this run (--variant NAME=REQ)")
-        if self.fail_if_slower is not None and len(self.variants) != 2:
-            raise UsageError("--fail-if-slower compares two variants: give --ab REQ (AB=…) or --variant twice")
-        if self.pair_rounds and len(self.variants) != 2:
-            raise UsageError("--pair-rounds compares two variants: give --ab REQ (AB=…) or --variant twice")
-        if self.pair_rounds and self.port >= 65535:
-            raise UsageError(f"--port {self.port}: a run of pairs uses it and the next one; give at most 65534")
-        if not self.scenarios:
-            raise UsageError("no scenarios to run")
-        for name in self.scenarios:
-            matrix.scenario(name)
-        if self.max_repeats < self.repeats:
-            raise UsageError(f"--max-repeats {self.max_repeats} must be in {self.repeats}-{MAX_REPEATS} (>= --repeats)")
-        if self.load_workers > 4 * len(self.load_cpus):
-            raise UsageError(
-                f"--load-workers {self.load_workers} for load CPUs {self.load_cpus}: give 1-{4 * len(self.load_cpus)}"
-                " (one per load CPU uses them all)"
-            )
-        if len(set(self.rates)) != len(self.rates) or any(not (0 < r <= MAX_RATE) for r in self.rates):
-            raise UsageError(f"--rate {self.rates}: give distinct offered rates in (0, {MAX_RATE:g}] requests/s")
-        few = [r for r in self.rates if r * self.sweep_seconds < MIN_SWEPT]
-        if self.sweep_seconds and few:
-            offered = few[0] * self.sweep_seconds
-            raise UsageError(
-                f"--rate {few[0]:g}: a {self.sweep_seconds:g}-s window would be offered {offered:g} requests; give "
-                f"rates of at least {MIN_SWEPT / self.sweep_seconds:g} requests/s, or a longer --sweep-seconds"
-            )
-        if self.rates and not self.sweep_seconds:
-            raise UsageError("--rate needs a sweep: give --sweep-seconds (e.g. 3)")
-        if not self.server_cpus or not self.load_cpus:
-            raise UsageError("the server and the load generator each need at least one CPU")
-        if set(self.server_cpus) & set(self.load_cpus) and not (self.allow_shared_cpus or self.two_hosts):
-            raise UsageError(
-                f"server CPUs {self.server_cpus} and load CPUs {self.load_cpus} overlap; give them disjoint sets so "
-                "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
-            )
-        for name in self.scenarios:  # each load on a stand-in target: scenario parameters, client, users, rates
-            scenario = matrix.scenario(name)
-            if scenario.answer == "given" and scenario.expect is None:  # recorded from the app's first answer
-                scenario = scenario.model_copy(update={"expect": Expected.of("", "length", b"")})
-            for rate in [0.0, *self.rates]:
-                self.load("http://127.0.0.1:1", scenario, rate, self.duration, self.warmup)
-            if self.pair_rounds and scenario.method != "WS":
-                closed = self.load("http://127.0.0.1:1", scenario, 0.0, self.pair_seconds, self.warmup)
-                self.paired(closed, "http://127.0.0.1:2")
-        if self.sweep_seconds and self.client != "lean":
-            raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
-        check_open_files(self.users, self.load_workers)
+            check_value(option, getattr(self, name))
+        check_names(self, matrix)
+        check_amounts(self, matrix)
         return self
 
     @property
@@ -446,22 +446,99 @@ class RunConfig(Record):
         return with_own(load(path), self.own)
 
 
-def check_bound(option: Option, value: Any) -> None:
-    """One value against its option's bounds, in the words the command line uses."""
-    if option.check is not None:
-        option.check(value, option.flag or "")
+def check_names(c: RunConfig, matrix: Matrix) -> None:
+    """The run's cells, variants and scenarios: each one the matrix has, and the variants each named once."""
+    if not c.cells:
+        raise UsageError("no cells to run")
+    names = [v.name for v in c.variants]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--variant names {names}: give each variant its own name")
+    for cell in c.cells:
+        matrix.valid(cell)
+        if cell.variant and cell.variant not in names:
+            raise UsageError(f"cell {cell.key}: no variant {cell.variant!r} in this run (--variant NAME=REQ)")
+    if c.fail_if_slower is not None and len(c.variants) != 2:
+        raise UsageError("--fail-if-slower compares two variants: give --ab REQ (AB=…) or --variant twice")
+    if c.pair_rounds and len(c.variants) != 2:
+        raise UsageError("--pair-rounds compares two variants: give --ab REQ (AB=…) or --variant twice")
+    if c.pair_rounds and c.port >= 65535:
+        raise UsageError(f"--port {c.port}: a run of pairs uses it and the next one; give at most 65534")
+    if not c.scenarios:
+        raise UsageError("no scenarios to run")
+    for name in c.scenarios:
+        matrix.scenario(name)
+
+
+def check_amounts(c: RunConfig, matrix: Matrix) -> None:
+    """What the bounds alone cannot check: options against each other, the CPU sets, and each load the run will
+    make, built on a stand-in target."""
+    if c.max_repeats < c.repeats:
+        raise UsageError(f"--max-repeats {c.max_repeats} must be in {c.repeats}-{MAX_REPEATS} (>= --repeats)")
+    if c.max_connections < c.users:
+        raise UsageError(f"--max-connections {c.max_connections} must be in {c.users}-{MAX_CONNECTIONS} (>= --users)")
+    if c.load_workers > 4 * len(c.load_cpus):
+        raise UsageError(
+            f"--load-workers {c.load_workers} for load CPUs {c.load_cpus}: give 1-{4 * len(c.load_cpus)}"
+            " (one per load CPU uses them all)"
+        )
+    if len(set(c.rates)) != len(c.rates) or any(not (0 < r <= MAX_RATE) for r in c.rates):
+        raise UsageError(f"--rate {c.rates}: give distinct offered rates in (0, {MAX_RATE:g}] requests/s")
+    few = [r for r in c.rates if r * c.sweep_seconds < MIN_SWEPT]
+    if c.sweep_seconds and few:
+        offered = few[0] * c.sweep_seconds
+        raise UsageError(
+            f"--rate {few[0]:g}: a {c.sweep_seconds:g}-s window would be offered {offered:g} requests; give "
+            f"rates of at least {MIN_SWEPT / c.sweep_seconds:g} requests/s, or a longer --sweep-seconds"
+        )
+    if c.rates and not c.sweep_seconds:
+        raise UsageError("--rate needs a sweep: give --sweep-seconds (e.g. 3)")
+    if not c.server_cpus or not c.load_cpus:
+        raise UsageError("the server and the load generator each need at least one CPU")
+    if set(c.server_cpus) & set(c.load_cpus) and not (c.allow_shared_cpus or c.two_hosts):
+        raise UsageError(
+            f"server CPUs {c.server_cpus} and load CPUs {c.load_cpus} overlap; give them disjoint sets so "
+            "the client does not compete with the server (or --allow-shared-cpus, LAB_ALLOW_SHARED_CPUS=1)"
+        )
+    for name in c.scenarios:  # each load on a stand-in target: scenario parameters, client, users, rates
+        scenario = matrix.scenario(name)
+        if scenario.answer == "given" and scenario.expect is None:  # recorded from the app's first answer
+            scenario = scenario.model_copy(update={"expect": Expected.of("", "length", b"")})
+        for rate in [0.0, *c.rates]:
+            c.load("http://127.0.0.1:1", scenario, rate, c.duration, c.warmup)
+        if c.pair_rounds and scenario.method != "WS":
+            closed = c.load("http://127.0.0.1:1", scenario, 0.0, c.pair_seconds, c.warmup)
+            c.paired(closed, "http://127.0.0.1:2")
+    if c.sweep_seconds and c.client != "lean":
+        raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
+    check_open_files(c.users, c.load_workers)
+
+
+def check_bound(option: Option, value: Any, said: str = "") -> None:
+    """One value against its option's bounds and check, in the words of where it came from: its flag (--repeats 0),
+    or its environment variable (PAIR_ROUNDS=200)."""
+    said = said or option.flag or ""
+    if option.check is not None and value is not None:
+        option.check(value, said)
     if option.low is None or not isinstance(value, int | float) or isinstance(value, bool):
         return
     low, high = option.low, option.high if option.high is not None else math.inf
     shown = value / option.scale
-    said = f"{shown:g}" if option.scale != 1 else str(value)
-    flag = option.flag
+    text = f"{shown:g}" if option.scale != 1 else str(value)
+    subject = f"{said} {text}" if said.startswith("-") else f"{said}={text}"
     if not (math.isfinite(shown) and low <= shown <= high):
+        if option.high is None:
+            raise UsageError(f"{subject} must be at least {low:g}")
         if isinstance(value, int):
-            raise UsageError(f"{flag} {said} must be in {low:g}-{high:g}")
-        raise UsageError(f"{flag} {said} must be in [{low:g}, {high:g}]" + (f" {option.unit}" if option.unit else ""))
+            raise UsageError(f"{subject} must be in {low:g}-{high:g}")
+        raise UsageError(f"{subject} must be in [{low:g}, {high:g}]" + (f" {option.unit}" if option.unit else ""))
     if option.zero_or_at_least and 0 < shown < option.zero_or_at_least:
-        raise UsageError(f"{flag} {said} must be 0 ({option.off}) or at least {option.zero_or_at_least:g}")
+        raise UsageError(f"{subject} must be 0 ({option.off}) or at least {option.zero_or_at_least:g}")
+
+
+def check_value(option: Option, value: Any, said: str = "") -> None:
+    """A value of the option, each item of a bounded list on its own."""
+    for item in value if isinstance(value, list) and option.low is not None else [value]:
+        check_bound(option, item, said)
 
 
 def check_open_files(users: int, workers: int) -> None:
@@ -476,6 +553,7 @@ def check_open_files(users: int, workers: int) -> None:
         )
 
 
+@cache
 def options() -> dict[str, Option]:
     """The option table: every RunConfig field that the command line sets, with its flag filled in."""
     found = {}
@@ -487,10 +565,24 @@ def options() -> dict[str, Option]:
     return found
 
 
+def field_type(name: str) -> Any:
+    """A field's type without its None: float for `float | None`."""
+    kind = RunConfig.model_fields[name].annotation
+    if get_origin(kind) in (Union, types.UnionType):
+        return next(a for a in get_args(kind) if a is not type(None))
+    return kind
+
+
+def kind_of(name: str) -> Any:
+    """A field's type, or its items' for a list: what one flag or one item of a variable's list gives."""
+    kind = field_type(name)
+    return get_args(kind)[0] if get_origin(kind) is list else kind
+
+
 def choices(name: str) -> tuple[str, ...] | None:
     """A Literal field's values, for the parser."""
-    annotation = RunConfig.model_fields[name].annotation
-    return get_args(annotation) if get_origin(annotation) is Literal else None
+    kind = kind_of(name)
+    return get_args(kind) if get_origin(kind) is Literal else None
 
 
 def add_options(parser: argparse.ArgumentParser, matrix: Matrix) -> None:
@@ -498,63 +590,115 @@ def add_options(parser: argparse.ArgumentParser, matrix: Matrix) -> None:
     given."""
     said = {"preset": f"one of: {', '.join(matrix.presets)}", "scenarios": f"one of: {', '.join(matrix.scenarios)}"}
     for name, option in options().items():
-        kind = RunConfig.model_fields[name].annotation
+        kind = kind_of(name)
         help_text = option.help + (f" ({said[name]})" if name in said else "")
+        help_text += "; repeatable" if option.repeat else ""
         help_text += f"; default: the preset's {option.preset}" if option.preset else ""
-        help_text += f"; or {option.env}" if option.env else ""
+        help_text += f"; or {option.env}" + (f" ({separated(option)})" if option.repeat else "") if option.env else ""
         help_text = help_text.replace("%", "%%")  # argparse %-formats help
-        metavar = option.flag.lstrip("-").split("-")[-1].upper()
+        metavar = None if choices(name) else option.flag.lstrip("-").split("-")[-1].upper()
+        typed = str if option.parse else int if kind is int else float if kind is float else str
         if kind is bool:
             parser.add_argument(option.flag, dest=name, action="store_true", default=None, help=help_text)
-        elif option.repeat:
-            item = float if name == "rates" else str
-            parser.add_argument(
-                option.flag, dest=name, action="append", type=item, default=None, metavar=metavar, help=help_text
-            )
         else:
-            number = str if option.text else int if kind is int else float if kind is float else str
             parser.add_argument(
-                option.flag, dest=name, type=number, default=None, choices=choices(name), help=help_text,
-                metavar=None if choices(name) else metavar,
+                option.flag, dest=name, action="append" if option.repeat else "store", type=typed, default=None,
+                choices=choices(name), metavar=metavar, help=help_text,
             )  # fmt: skip
 
 
-def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
-    """The run's configuration: each option from the command line, else its environment variable, else the preset,
-    else its default; checked."""
-    env = settings()
+def separated(option: Option) -> str:
+    """How a repeatable option's values are written in its variable."""
+    return "comma-separated" if option.each == "," else f"{option.each!r}-separated"
 
-    def given(name: str) -> Any:
-        """The option's value from its flag, else its environment variable (a list's items comma-separated)."""
-        option, value = options()[name], getattr(args, name)
-        if value is None and option.env and (text := env.variable(option.env)) is not None:
-            value = [t.strip() for t in str(text).split(option.each) if t.strip()] if option.repeat else text
-            value = [t for v in value for t in v.split()] if option.repeat and option.each == "," else value
+
+class Sources:
+    """A run's option values as they are asked for: each from its flag, else its environment variable (converted to
+    the field's type), else the preset, else its default, which may be a function of other options' values (4 x
+    --users). Each is resolved once, when first asked for, so the table's order does not matter."""
+
+    def __init__(self, args: argparse.Namespace, preset: Preset | None = None) -> None:
+        self.args, self.preset = args, preset
+        self.values: dict[str, Any] = {}  # resolved so far (and the values from_args makes from the matrix)
+
+    def given(self, name: str) -> Any:
+        """The value the command line or the environment gives, checked in their words; None when neither does."""
+        option = options()[name]
+        value, said = getattr(self.args, name, None), option.flag or ""
+        if value is not None:
+            value = not value if option.negate else value
+            value = value * option.scale if isinstance(value, float) else value
+        elif option.env and (text := variable(option.env)) is not None:
+            value, said = (text if option.parse else converted(name, option, text)), option.env
+        if isinstance(value, str) and option.parse:
+            value = option.parse(value, said, self)
+        if value is not None:
+            check_value(option, value, said)
         return value
 
-    keys = given("cells")
-    preset: Preset = matrix.preset(args.preset or ("default" if not keys else "quick"))
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.values:
+            value = self.given(name)
+            self.values[name] = self.fallback(name) if value is None else value
+        return self.values[name]
+
+    def fallback(self, name: str) -> Any:
+        """The option's value when neither its flag nor its variable gives one: the preset's, else its default."""
+        option = options()[name]
+        if option.preset and self.preset is not None:
+            value = getattr(self.preset.run, option.preset)
+            return float(value) * option.scale if kind_of(name) is float else value
+        return option.default(self) if callable(option.default) else option.default
+
+
+def converted(name: str, option: Option, text: str) -> Any:
+    """An environment variable's text as its option's type (a list's items split at its separator, spaces too);
+    None for an empty list. A value that is not of the type is refused naming the variable and a valid value."""
+    if get_origin(field_type(name)) is list:
+        parts = [t.strip() for t in text.split(option.each)]
+        parts = [w for t in parts for w in (t.split() if option.each == "," else [t])]
+        return [scalar(kind_of(name), t, option) for t in parts if t] or None
+    return scalar(kind_of(name), text, option)
+
+
+def scalar(kind: Any, text: str, option: Option) -> Any:
+    """One value of a variable as `kind`: a number, 1 or 0, one of a Literal's values, or the text itself."""
+    said, example = f"{option.env}={text!r}", f", e.g. {option.env}={option.example}" if option.example else ""
+    if kind is bool:
+        if text.lower() not in TRUE + FALSE:
+            raise UsageError(f"{said}: give 1 (yes) or 0 (no)")
+        return text.lower() in TRUE
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise UsageError(f"{said}: give {what}{example}") from None
+    if get_origin(kind) is Literal and text not in get_args(kind):
+        raise UsageError(f"{said}: give one of {', '.join(get_args(kind))}")
+    return text
+
+
+def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
+    """The run's configuration: every option from the table (Sources); the ones that need the matrix (the cells, the
+    focus, the variants, your app, the scenarios) made here from their given values; checked."""
+    v = Sources(args)
+    keys = v.given("cells")
+    preset = v.preset = matrix.preset(args.preset or ("default" if not keys else "quick"))
     own = None
-    if target := given("own_app"):
-        code = Path(given("own_code") or ("/lab/code" if env.in_container else "."))
-        own = OwnApp.read(target, code, Path(r) if (r := given("requests")) else None)
+    if target := v["own_app"]:
+        code = Path(v["own_code"] or ("/lab/code" if settings().in_container else "."))
+        own = OwnApp.read(target, code, Path(r) if (r := v["requests"]) else None)
         matrix = with_own(matrix, own)
-    focus = {axis: given(name) or [] for axis, name in FOCUS.items()}
+    focus = {axis: v.given(name) or [] for axis, name in FOCUS.items()}
     cells = [matrix.cell_from_key(k) for k in keys] if keys else list(preset.cells)
     if own:  # the preset's servers and loops, each once, running your app; over HTTP/1.1 unless h2c is asked for
         cells = list(dict.fromkeys(c.model_copy(update={"app": OWN}) for c in cells))
         cells = [c for c in cells if c.http not in matrix.http2 or focus.get("http")]
     cells = focused(cells, focus, matrix, preset)
-    named = args.target_host or env.variable("LAB_TARGET_HOST")  # another host's: its CPUs are the agent's to check
-    cpus = plan_cpus(
-        args.server_cpus or env.variable("SERVER_CPUS"),
-        args.load_cpus or env.variable("LOAD_CPUS"),
-        args.load_workers if args.load_workers is not None else env.variable("LOCUST_WORKERS"),
-        remote=bool(args.target_agent) and named not in (None, LOOPBACK),
-    )
     if not keys:  # a preset's cells: on a bigger machine, its multi-worker twins too (lab/scale.py)
-        cells = scale.multi_worker(cells, cpus.server, matrix)
-    ab, variants = given("ab"), [variant_of(v) for v in given("variants") or []]
+        cells = scale.multi_worker(cells, v["server_cpus"], matrix)
+    ab, variants = v.given("ab"), [variant_of(x) for x in v.given("variants") or []]
     if ab and variants:
         raise UsageError("give --ab (AB) or --variant (VARIANTS), not both")
     if ab:
@@ -562,54 +706,16 @@ def from_args(args: argparse.Namespace, matrix: Matrix) -> RunConfig:
     if variants:
         cells = touched(cells, variants, matrix) if not keys and not any(focus.values()) else cells
         # A key that names its variant (KEY@B) runs in that one only; the others run in every variant.
-        cells = [
-            x
-            for c in cells
-            for x in ([c] if c.variant else [c.model_copy(update={"variant": v.name}) for v in variants])
-        ]
-    slower = given("fail_if_slower")
-    try:
-        slower = float(slower) if slower is not None else None
-    except ValueError:
-        raise UsageError(f"--fail-if-slower / FAIL_IF_SLOWER {slower!r}: give a percentage, e.g. 2") from None
-    scenarios = list(given("scenarios") or (own.scenarios if own else preset.scenarios))
-    values: dict[str, Any] = {
-        "preset": None if keys else preset.name,
-        "cells": cells,
-        "scenarios": scenarios,
-        "own": own,
+        cells = [x for c in cells for x in ([c] if c.variant else [c.model_copy(update={"variant": n.name})
+                                                                   for n in variants])]  # fmt: skip
+    scenarios = list(v.given("scenarios") or (own.scenarios if own else preset.scenarios))
+    v.values.update(
+        preset=None if keys else preset.name, cells=cells, scenarios=scenarios, variants=variants, ab=ab,
+        swept=swept_of(v.given("swept"), preset.run.swept, scenarios),
         **{name: list(focus[axis]) for axis, name in FOCUS.items()},
-        "variants": variants,
-        "ab": ab,
-        "fail_if_slower": slower,
-        "rates": list(args.rates or []),
-        "swept": swept_of(given("swept"), preset.run.swept, scenarios),
-        "server_cpus": list(cpus.server),
-        "load_cpus": list(cpus.load),
-        "load_workers": cpus.workers,
-        "preset_max_repeats": preset.run.max_repeats,
-    }
-    for name, option in options().items():
-        if name in values:
-            continue
-        given = getattr(args, name)
-        if given is not None:
-            value = given * option.scale if isinstance(given, float) else given
-            values[name] = not given if option.negate else value
-        elif option.env and (text := env.variable(option.env)) is not None:
-            kind = RunConfig.model_fields[name].annotation
-            if kind is int and not str(text).isdigit():
-                raise UsageError(f"{option.env}={text!r}: give a whole number, e.g. 10")
-            values[name] = text
-        elif option.preset:
-            value = getattr(preset.run, option.preset)
-            values[name] = float(value) * option.scale if RunConfig.model_fields[name].annotation is float else value
-        else:
-            values[name] = option.default(values) if callable(option.default) else option.default
-    del values["preset_max_repeats"]
-    source = matrix.source
-    ref = MatrixRef(path=str(source), digest=matrix.digest) if source else None
-    return RunConfig(**values, matrix=ref).check(matrix)
+    )  # fmt: skip
+    ref = MatrixRef(path=str(matrix.source), digest=matrix.digest) if matrix.source else None
+    return RunConfig(**{name: v[name] for name in options()}, own=own, matrix=ref).check(matrix)
 
 
 FOCUS = {"server": "servers", "loop": "loops", "http": "https", "app": "apps"}  # axis -> the option naming its values
@@ -644,12 +750,7 @@ def touched(cells: list[Cell], variants: list[Variant], matrix: Matrix) -> list[
         return cells
     from packaging.utils import canonicalize_name
 
-    def packages(c: Cell) -> set[str]:
-        s = matrix.servers[c.server]
-        names = [*s.packages, *s.http_packages[c.http], *matrix.loops[c.loop].packages, *matrix.apps[c.app].packages]
-        return {canonicalize_name(n) for n in names}
-
-    kept = [c for c in cells if packages(c) & projects]
+    kept = [c for c in cells if {canonicalize_name(n) for n in matrix.packages(c)} & projects]
     if not kept:
         raise UsageError(
             f"no cell of this run uses {', '.join(sorted(projects))}; name the cells to compare (--cell, CELLS=…)"

@@ -52,16 +52,11 @@ def argv(
 
 def versions(matrix: Matrix, cell: Cell, python: str | None = None) -> dict[str, str]:
     """Exact versions of everything the cell runs on, as the interpreter that runs it (a variant's) sees them."""
-    names = [
-        *matrix.servers[cell.server].packages,
-        *matrix.servers[cell.server].http_packages[cell.http],
-        *matrix.loops[cell.loop].packages,
-        *matrix.apps[cell.app].packages,
-    ]
+    names = matrix.packages(cell)
     if python and python != sys.executable:
-        return versions_in(python, list(dict.fromkeys(names)), cell)
+        return versions_in(python, names, cell)
     found = {"python": platform.python_version()}
-    for name in dict.fromkeys(names):
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError as exc:

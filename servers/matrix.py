@@ -7,17 +7,19 @@ each program's entry point (`load`), and passed from there; a run records its fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from core.errors import UsageError
 from core.model import Record
@@ -51,11 +53,17 @@ class Loop:
     reports: str
 
 
-@dataclass(frozen=True)
-class Stopping:
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Texts = Annotated[tuple[str, ...], BeforeValidator(_tuple)]  # a TOML array of strings, kept as a tuple
+
+
+class Stopping(Record):
     """How a server stops and restarts (matrix.toml: [servers.NAME.stop])."""
 
-    graceful_flag: tuple[str, ...]  # argv that sets its graceful timeout; {seconds} is filled in
+    graceful_flag: Texts  # argv that sets its graceful timeout; {seconds} is filled in
     graceful_default: float  # that timeout when no flag is given; 0: no limit
     restart_signal: str  # sent to its main process, restarts its workers...
     restart_workers: int  # ...from this many workers up
@@ -72,8 +80,7 @@ class Stopping:
 GRACEFUL = ("lab", "default")  # a stop's graceful timeout: the lab's (the same for all) or the server's own
 
 
-@dataclass(frozen=True)
-class StopSettings:
+class StopSettings(Record):
     """[stop]: the graceful timeout the lab gives every server, and when it kills one that has not exited."""
 
     graceful_timeout: float = 5.0
@@ -182,8 +189,7 @@ class Cell(Record):
         )
 
 
-@dataclass(frozen=True)
-class RunSettings:
+class RunSettings(Record):
     """How a preset is run; the runner's command line overrides each (lab/config.py says what each means)."""
 
     repeats: int = 3
@@ -195,7 +201,7 @@ class RunSettings:
     budget: float = 0.0
     max_repeats: int = 6
     stops: int = 0
-    swept: tuple[str, ...] = ()  # the scenarios the sweep runs, of the run's (none named: every one)
+    swept: Texts = ()  # the scenarios the sweep runs, of the run's (none named: every one)
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ class Preset:
     description: str
     cells: tuple[Cell, ...]
     scenarios: tuple[str, ...]
-    run: RunSettings = RunSettings()
+    run: RunSettings = field(default_factory=RunSettings)
     skips: tuple[Rule, ...] = ()  # `exclude` entries with a scenario: that scenario is left out on matching cells
 
     def skips_scenario(self, cell: Cell, scenario: str) -> bool:
@@ -221,7 +227,7 @@ class Matrix:
     scenarios: Mapping[str, Scenario]
     presets: Mapping[str, Preset]
     calibration: tuple[Cell, str] | None = None  # the cell and scenario the load generator calibrates on
-    stop: StopSettings = StopSettings()
+    stop: StopSettings = field(default_factory=StopSettings)
     source: Path | None = None  # the file it was read from
     digest: str = ""  # sha256 of that file: what a resumed run checks it still has
     http2: frozenset[str] = frozenset()  # HTTP implementations that speak h2c (prior knowledge); the rest HTTP/1.1
@@ -257,6 +263,18 @@ class Matrix:
     def protocol(self, cell: Cell) -> HttpVersion:
         """The HTTP version the cell's server speaks to the client: h2 (cleartext, prior knowledge) or h1."""
         return "h2" if cell.http in self.http2 else "h1"
+
+    def packages(self, cell: Cell | None = None) -> list[str]:
+        """The packages a cell runs on (its server's, its HTTP implementation's, its loop's, its app's), each once;
+        with no cell, every package the matrix names, in that order by server, loop and app."""
+        if cell is not None:
+            server = self.servers[cell.server]
+            parts = [server.packages, server.http_packages[cell.http], self.loops[cell.loop].packages]
+            parts.append(self.apps[cell.app].packages)
+        else:
+            parts = [p for s in self.servers.values() for p in (s.packages, *s.http_packages.values())]
+            parts += [x.packages for x in (*self.loops.values(), *self.apps.values())]
+        return list(dict.fromkeys(name for part in parts for name in part))
 
     def valid_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.all_cells() if self.invalid_reason(c) is None)
@@ -308,114 +326,228 @@ class Matrix:
             raise MatrixError(f"unknown {axis} {value!r}{where}; valid: {', '.join(map(str, valid))}")
 
 
-def _fields(kind: str, name: str, table: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
-    if not isinstance(table, Mapping):
-        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name} must be a table")
-    missing, extra = required - table.keys(), table.keys() - required - optional
-    if missing or extra:
-        raise MatrixError(f"{MATRIX_FILE.name}: {kind} {name}: missing {sorted(missing)}, unknown {sorted(extra)}")
+# --- the file as written: a strict, closed schema; what it cannot say (names that must agree) is checked after -----
+
+
+class AppEntry(Record):
+    target: str  # MODULE:ATTRIBUTE
+    packages: list[str]
+    title: str | None = None  # default: its name
+
+
+class LoopEntry(Record):
+    packages: list[str]
+    reports: str
+
+
+class ServerEntry(Record):
+    packages: list[str]
+    http: list[str]
+    command: list[str]
+    http_packages: dict[str, list[str]]
+    stop: Stopping
+    loop_args: dict[str, str] = Field(default_factory=dict)
+    http_args: dict[str, list[str]] = Field(default_factory=dict)
+    config: str | None = None
+
+
+class Match(Record):
+    """The axes' values (and a scenario) that a rule, or a preset's `exclude` entry, matches."""
+
+    server: str | None = None
+    loop: str | None = None
+    http: str | None = None
+    workers: int | None = None
+    app: str | None = None
+    scenario: str | None = None
+
+    def rule(self, reason: str) -> Rule:
+        return Rule(self.model_dump(exclude_none=True, include={*AXES, "scenario"}), reason)
+
+
+class RuleEntry(Match):
+    reason: str
+
+
+class ScenarioEntry(Record):
+    method: str
+    path: str
+    answer: str
+    query: dict[str, int] = Field(default_factory=dict)
+    params: dict[str, int] = Field(default_factory=dict)
+
+
+class PresetEntry(Record):
+    description: str
+    scenarios: list[str]
+    server: list[str] | None = None  # an axis left out: every value
+    loop: list[str] | None = None
+    http: list[str] | None = None
+    workers: list[int] | None = None
+    app: list[str] | None = None
+    exclude: list[Match] = Field(default_factory=list)
+    run: RunSettings = RunSettings()
+
+
+class CalibrationEntry(Record):
+    cell: str
+    scenario: str
+
+
+class MatrixFile(Record):
+    schema_: Literal[1] = Field(alias="schema")
+    workers: list[int]
+    http2: list[str] = Field(default_factory=list)
+    apps: dict[str, AppEntry]
+    loops: dict[str, LoopEntry]
+    servers: dict[str, ServerEntry]
+    rules: list[RuleEntry]
+    scenarios: dict[str, ScenarioEntry]
+    presets: dict[str, PresetEntry]
+    calibration: CalibrationEntry
+    stop: StopSettings
 
 
 def parse(data: Mapping[str, Any], source: Path | None = None, digest: str = "") -> Matrix:
-    """Build and validate a Matrix from the TOML document's data."""
-    _fields(
-        "document",
-        "matrix",
-        data,
-        {"schema", "workers", "apps", "loops", "servers", "rules", "scenarios", "presets", "calibration", "stop"},
-        {"http2"},
+    """Build and validate a Matrix from the TOML document's data: a MatrixError names the file, the place in it and
+    the fix."""
+    where = f"the matrix file {source or MATRIX_FILE.name}"
+    if data.get("schema") != SCHEMA:
+        raise MatrixError(f"{where}: schema {data.get('schema')!r}, this lab reads schema {SCHEMA}")
+    try:
+        return _build(MatrixFile.model_validate(data), source, digest)
+    except ValidationError as exc:
+        raise MatrixError(f"{where}: {schema_error(exc, data)}") from None
+    except MatrixError as exc:
+        raise MatrixError(f"{where}: {exc}") from None
+
+
+def _build(file: MatrixFile, source: Path | None, digest: str) -> Matrix:
+    """The matrix from the file's checked parts, each name that must agree with another checked."""
+    apps = {name: App(name, t.target, tuple(t.packages), t.title or name) for name, t in file.apps.items()}
+    loops = {name: Loop(name, tuple(t.packages), t.reports) for name, t in file.loops.items()}
+    servers = {name: _server(name, t, loops) for name, t in file.servers.items()}
+    http2 = frozenset(file.http2)
+    if unknown := http2 - {h for s in servers.values() for h in s.http}:
+        raise MatrixError(f"http2 names {sorted(unknown)}, which no server's http has")
+    scenarios = {
+        name: Scenario(name=name, method=t.method, path=t.path, answer=t.answer, query=t.query, params=t.params)
+        for name, t in file.scenarios.items()
+    }
+    rules = tuple(t.rule(t.reason) for t in file.rules)
+    matrix = Matrix(apps, loops, servers, tuple(file.workers), rules, scenarios, {}, http2=http2)
+    for rule in rules:
+        _check_match(matrix, rule.match)
+    presets = {name: _preset(name, t, matrix) for name, t in file.presets.items()}
+    calibration = (matrix.cell_from_key(file.calibration.cell), matrix.scenario(file.calibration.scenario).name)
+    return dataclasses.replace(
+        matrix, presets=presets, calibration=calibration, stop=file.stop, source=source, digest=digest
     )
-    if data["schema"] != SCHEMA:
-        raise MatrixError(f"{MATRIX_FILE.name}: schema {data['schema']!r}, this lab reads schema {SCHEMA}")
-    apps = {}
-    for name, t in data["apps"].items():
-        _fields("app", name, t, {"target", "packages"}, {"title"})
-        apps[name] = App(name, t["target"], tuple(t["packages"]), t.get("title", name))
-    loops = {}
-    for name, t in data["loops"].items():
-        _fields("loop", name, t, {"packages", "reports"}, set())
-        loops[name] = Loop(name, tuple(t["packages"]), t["reports"])
-    servers = {}
-    for name, t in data["servers"].items():
-        _fields(
-            "server",
-            name,
-            t,
-            {"packages", "http", "command", "http_packages", "stop"},
-            {"loop_args", "config", "http_args"},
-        )
-        _fields("server stop", name, t["stop"], {f.name for f in fields(Stopping)}, set())
-        if set(t["http_packages"]) != set(t["http"]):
-            raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_packages must name each of {t['http']}")
-        if not set(t.get("http_args", {})) <= set(t["http"]):
-            raise MatrixError(f"{MATRIX_FILE.name}: server {name!r}: http_args names an http not in {t['http']}")
-        servers[name] = Server(
-            name=name,
-            packages=tuple(t["packages"]),
-            http=tuple(t["http"]),
-            command=tuple(t["command"]),
-            loop_args={loop: t.get("loop_args", {}).get(loop, loop) for loop in loops},
-            http_packages={h: tuple(p) for h, p in t["http_packages"].items()},
-            http_args={h: tuple(t.get("http_args", {}).get(h, ())) for h in t["http"]},
-            stop=Stopping(**{**t["stop"], "graceful_flag": tuple(t["stop"]["graceful_flag"])}),
-            config=t.get("config"),
-        )
-    rules = []
-    for n, t in enumerate(data["rules"], start=1):
-        said = ", ".join(f"{k} = {v!r}" for k, v in t.items() if k != "reason") if isinstance(t, Mapping) else t
-        _fields("rule", f"#{n} ({said})", t, {"reason"}, {*AXES, "scenario"})
-        rules.append(Rule({k: v for k, v in t.items() if k != "reason"}, t["reason"]))
-    scenarios = {}
-    for name, t in data["scenarios"].items():
-        _fields("scenario", name, t, {"method", "path", "answer"}, {"query", "params"})
-        scenarios[name] = Scenario(
-            name=name,
-            method=t["method"],
-            path=t["path"],
-            answer=t["answer"],
-            query=dict(t.get("query", {})),
-            params=dict(t.get("params", {})),
-        )
-    http2 = frozenset(data.get("http2", ()))
-    unknown = http2 - {h for s in servers.values() for h in s.http}
-    if unknown:
-        raise MatrixError(f"{MATRIX_FILE.name}: http2 names {sorted(unknown)}, which no server's http has")
-    matrix = Matrix(apps, loops, servers, tuple(data["workers"]), tuple(rules), scenarios, {}, http2=http2)
-    for rule in matrix.rules:
-        for axis, value in rule.match.items():
-            matrix.scenario(value) if axis == "scenario" else matrix._check_choice(axis, value)
-    presets = {}
-    for name, t in data["presets"].items():
-        _fields("preset", name, t, {"description", "scenarios"}, {*AXES, "exclude", "run"})
-        _fields("preset run", name, t.get("run", {}), set(), {f.name for f in fields(RunSettings)})
-        for axis in AXES:
-            for value in t.get(axis, ()):
-                matrix._check_choice(axis, value, where=f" in preset {name!r}")
-        for scenario in t["scenarios"]:
-            matrix.scenario(scenario)
-        excludes = [Rule(e, "excluded by preset") for e in t.get("exclude", ())]
-        cells = tuple(
-            c
-            for c in matrix.valid_cells()
-            if all(getattr(c, axis) in t.get(axis, (getattr(c, axis),)) for axis in AXES)
-            and not any(e.matches(c) for e in excludes)
-        )
-        if not cells:
-            raise MatrixError(f"{MATRIX_FILE.name}: preset {name!r} selects no valid cell")
-        skips = tuple(e for e in excludes if "scenario" in e.match)
-        settings = t.get("run", {})
-        run = RunSettings(**{**settings, "swept": tuple(settings.get("swept", ()))})
-        presets[name] = Preset(name, t["description"], cells, tuple(t["scenarios"]), run, skips)
-    _fields("calibration", "calibration", data["calibration"], {"cell", "scenario"}, set())
-    calibration = (
-        matrix.cell_from_key(data["calibration"]["cell"]),
-        matrix.scenario(data["calibration"]["scenario"]).name,
+
+
+def _server(name: str, t: ServerEntry, loops: Mapping[str, Loop]) -> Server:
+    if set(t.http_packages) != set(t.http):
+        raise MatrixError(f"server {name!r}: http_packages must name each of {t.http}")
+    if not set(t.http_args) <= set(t.http):
+        raise MatrixError(f"server {name!r}: http_args names an http not in {t.http}")
+    if stray := sorted(set(t.loop_args) - set(loops)):
+        raise MatrixError(f"server {name!r}: loop_args names {stray}, which are not loops ({', '.join(loops)})")
+    return Server(
+        name=name,
+        packages=tuple(t.packages),
+        http=tuple(t.http),
+        command=tuple(t.command),
+        loop_args={loop: t.loop_args.get(loop, loop) for loop in loops},
+        http_packages={h: tuple(p) for h, p in t.http_packages.items()},
+        http_args={h: tuple(t.http_args.get(h, ())) for h in t.http},
+        stop=t.stop,
+        config=t.config,
     )
-    _fields("stop", "stop", data["stop"], set(), {f.name for f in fields(StopSettings)})
-    stop = StopSettings(**data["stop"])
-    return Matrix(
-        apps, loops, servers, matrix.workers, matrix.rules, scenarios, presets, calibration, stop, source, digest, http2
+
+
+def _check_match(matrix: Matrix, match: Mapping[str, Any], where: str = "") -> None:
+    for axis, value in match.items():
+        matrix.scenario(value) if axis == "scenario" else matrix._check_choice(axis, value, where=where)
+
+
+def _preset(name: str, t: PresetEntry, matrix: Matrix) -> Preset:
+    said = f" in preset {name!r}"
+    chosen = {axis: getattr(t, axis) for axis in AXES if getattr(t, axis) is not None}
+    for axis, values in chosen.items():
+        for value in values:
+            matrix._check_choice(axis, value, where=said)
+    for scenario in [*t.scenarios, *t.run.swept]:
+        matrix.scenario(scenario)
+    excludes = [e.rule("excluded by preset") for e in t.exclude]
+    for rule in excludes:
+        _check_match(matrix, rule.match, said)
+    cells = tuple(
+        c
+        for c in matrix.valid_cells()
+        if all(getattr(c, axis) in values for axis, values in chosen.items())
+        and not any(e.matches(c) for e in excludes)
     )
+    if not cells:
+        raise MatrixError(f"preset {name!r} selects no valid cell")
+    skips = tuple(e for e in excludes if "scenario" in e.match)
+    return Preset(name, t.description, cells, tuple(t.scenarios), t.run, skips)
+
+
+TYPES = {
+    "model_type": "should be a table",
+    "dict_type": "should be a table",
+    "list_type": "should be a list",
+    "tuple_type": "should be a list",
+}  # pydantic's words for these name its classes, not TOML's
+
+
+def schema_error(exc: ValidationError, data: Mapping[str, Any]) -> str:
+    """The first of a validation's errors in one line: where in the file, what is wrong there, and the fix."""
+    errors = exc.errors()
+    error, more = errors[0], f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    *path, name = error["loc"]
+    place = _place(path, data)
+    at = f"{place}: " if place else ""
+    if error["type"] == "extra_forbidden":
+        return f"{at}unknown field {name!r}{more}; the fields there are {', '.join(_fields_at(path))}"
+    if error["type"] == "missing":
+        return f"{at}{name} is missing{more}; add it (servers/matrix.toml has each field)"
+    problem = TYPES.get(error["type"]) or error["msg"].removeprefix("Input ")
+    if isinstance(name, int):  # an item of a list: its place and number
+        at = f"{_place(error['loc'], data)}: "
+    else:
+        at += f"{name} = "
+    return f"{at}{error['input']!r} {problem}{more} (compare with servers/matrix.toml)"
+
+
+def _place(path: Sequence[int | str], data: Any) -> str:
+    """A place in the file as its reader names it: presets.quick.run, or rules #1 (server = 'uvicorn', ...)."""
+    said: list[str] = []
+    for part in path:
+        data = data[part] if isinstance(data, Mapping | list) else None
+        if isinstance(part, int):
+            items = data.items() if isinstance(data, Mapping) else ()
+            shown = ", ".join(f"{k} = {v!r}" for k, v in items if k != "reason")
+            said[-1] += f" #{part + 1}" + (f" ({shown})" if shown else "")
+        else:
+            said.append(str(part))
+    return ".".join(said)
+
+
+def _fields_at(path: Sequence[int | str]) -> list[str]:
+    """The fields the schema allows at a place in the file (where a model is expected there)."""
+    kind: Any = MatrixFile
+    for part in path:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            kind = kind.model_fields[str(part)].annotation
+        else:
+            args = [a for a in get_args(kind) if a is not type(None)]
+            kind = args[-1] if args else Any  # dict[str, X] and list[X]: X; X | None: X
+        while get_origin(kind) is Union or isinstance(kind, types.UnionType):
+            kind = next(a for a in get_args(kind) if a is not type(None))
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return [f.alias or name for name, f in kind.model_fields.items()]
+    return []
 
 
 def load(path: Path | None = None) -> Matrix:
@@ -435,9 +567,3 @@ def _load(path: Path) -> Matrix:
         return parse(tomllib.loads(data.decode()), path, hashlib.sha256(data).hexdigest())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise MatrixError(f"cannot read the matrix file {path}: {exc}") from None
-    except MatrixError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MatrixError(
-            f"the matrix file {path} is malformed ({type(exc).__name__}: {exc}); compare it with servers/matrix.toml"
-        ) from None

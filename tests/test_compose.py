@@ -189,8 +189,8 @@ def test_compose_stopping_the_stack_at_the_preflights_exit_cannot_stop_a_service
     ("setting", "said"),
     [
         ({"PRESET": "nonsense"}, "unknown preset 'nonsense'; valid: quick, default, full"),
-        ({"LOCUST_WORKERS": "0"}, "LOCUST_WORKERS / --load-workers '0': give a whole number of 1 or more"),
-        ({"SERVER_CPUS": "64"}, "SERVER_CPUS / --server-cpus '64' names CPUs [64] this machine does not offer"),
+        ({"LOCUST_WORKERS": "0"}, "LOCUST_WORKERS=0 must be at least 1"),
+        ({"SERVER_CPUS": "64"}, "SERVER_CPUS '64' names CPUs [64] this machine does not offer"),
         ({"SERVER_CPUS": "0-1", "LOAD_CPUS": "1"}, "overlap"),
         ({"RESUME": "no-such-run"}, "--resume 'no-such-run': no such run"),
     ],

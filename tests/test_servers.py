@@ -153,9 +153,18 @@ def test_matrix_errors_name_the_problem() -> None:
         return str(excinfo.value)
 
     assert "schema 2, this lab reads schema 1" in broken(lambda d: d.update(schema=2))
-    assert "missing ['calibration']" in broken(lambda d: d.pop("calibration"))
-    assert "server granian: missing [], unknown ['threads']" in broken(
+    assert "calibration is missing" in broken(lambda d: d.pop("calibration"))
+    assert "servers.granian: unknown field 'threads'; the fields there are packages, http," in broken(
         lambda d: d["servers"]["granian"].update(threads=2)
+    )
+    assert "presets.quick.run: repeats = 'x' should be a valid integer" in broken(
+        lambda d: d["presets"]["quick"]["run"].update(repeats="x")
+    )
+    assert "presets.quick.exclude #1 (sever = 'uvicorn'): unknown field 'sever'" in broken(
+        lambda d: d["presets"]["quick"].update(exclude=[{"sever": "uvicorn"}])
+    )
+    assert "unknown server 'nginx' in preset 'quick'" in broken(
+        lambda d: d["presets"]["quick"].update(exclude=[{"server": "nginx"}])
     )
     assert "unknown loop 'curio'" in broken(lambda d: d["rules"].append({"loop": "curio", "reason": "x"}))
     assert "http_packages must name each" in broken(lambda d: d["servers"]["uvicorn"]["http"].append("quic"))
@@ -163,6 +172,15 @@ def test_matrix_errors_name_the_problem() -> None:
     assert "http_args names an http not in" in broken(lambda d: d["servers"]["granian"]["http_args"].update(h3=[]))
     assert "unknown scenario 'grpc'" in broken(lambda d: d["presets"]["quick"].update(scenarios=["grpc"]))
     assert "selects no valid cell" in broken(lambda d: d["presets"]["quick"].update(loop=["trio"], app=["raw"]))
+    assert broken(lambda d: d["workers"].append("3")).startswith("the matrix file matrix.toml: workers #3: '3' should")
+
+
+def test_a_cells_packages_are_its_servers_http_implementations_loops_and_apps() -> None:
+    cell = MATRIX.cell_from_key("uvicorn-uvloop-httptools-w1-fastapi")
+    assert MATRIX.packages(cell) == ["uvicorn", "httptools", "uvloop", "fastapi", "starlette", "pydantic"]
+    assert MATRIX.packages(MATRIX.cell_from_key("granian-asyncio-hyper-w1-raw")) == ["granian"]
+    every = MATRIX.packages()
+    assert every[:2] == ["uvicorn", "h11"] and set(every) == {p for c in MATRIX.all_cells() for p in MATRIX.packages(c)}
 
 
 H2_CELLS = [c for c in MATRIX.valid_cells() if MATRIX.protocol(c) == "h2" and c.loop == "uvloop" and c.app == "raw"]

@@ -23,13 +23,16 @@ from loadtests.scenarios import Target
 from servers.matrix import Cell, Matrix
 from servers.target import TargetBackend
 
-DEFAULT_STOPS = 5  # per cell, when --stops is not given
+DEFAULT_STOPS = 5  # without --stops: enough stops per cell to see if an outcome is stable
 
 
 def lifecycle_main(args: argparse.Namespace, matrix: Matrix) -> int:
     """The command: its configuration from the run options, its target backend (lab/run/backends.py), its tests."""
     config = options.from_args(args, matrix)
-    count = DEFAULT_STOPS if args.stops is None else config.stops  # an explicit 0 is none
+    count = DEFAULT_STOPS if args.stops is None else config.stops  # --stops 0 is a count too: none
+    if not count:
+        say(f"--stops 0: no {'restarts' if config.restart else 'stops'} asked for; nothing started, nothing written")
+        return 0
     out = args.out or args.results / f"lifecycle-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     if not config.target_agent:
         check_port_free(LOOPBACK, config.port, "server port")

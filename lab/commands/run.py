@@ -153,6 +153,11 @@ def shutdown(args: argparse.Namespace, targets: TargetBackend | None, loads: Loa
     itself with this run's lines last."""
     from lab.run.backends import services
 
+    try:
+        for name in ("locust_master", "target_agent"):
+            options.check_bound(options.options()[name], getattr(args, name))
+    except UsageError:
+        return  # a service named by something that is no URL: nothing there to end (the run's error says why)
     found = services(args.locust_master if loads is None else None, args.target_agent if targets is None else None)
     loads, targets = loads or found[0], targets or found[1]
     for backend in (loads, targets):

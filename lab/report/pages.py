@@ -34,12 +34,7 @@ TOOL_PACKAGES = ("locust", "gevent", "hdrhistogram", "matplotlib", "scipy", "num
 def key_packages(matrix: Matrix) -> list[str]:
     """The packages a result depends on: every one the matrix names (servers, HTTP parsers, loops, apps), then the
     lab's own measuring and drawing tools."""
-    names = [
-        p for s in matrix.servers.values() for p in (*s.packages, *(q for h in s.http_packages.values() for q in h))
-    ]
-    names += [p for loop in matrix.loops.values() for p in loop.packages]
-    names += [p for app in matrix.apps.values() for p in app.packages]
-    return list(dict.fromkeys([*names, *TOOL_PACKAGES]))
+    return list(dict.fromkeys([*matrix.packages(), *TOOL_PACKAGES]))
 
 
 # --- report.html and summary.md ----------------------------------------------------------------------------------
