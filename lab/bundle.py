@@ -3,7 +3,8 @@
     results/<run-id>/manifest.json              the run: config, machine fingerprint, versions, status, failures
     results/<run-id>/calibration.json           the load generator's ceiling on this machine (when measured)
     results/<run-id>/runs/<cell>__<scenario>[@<rate>]__r<N>.json     one measured repeat
-    results/<run-id>/pairs/<cell>__<scenario>__r<N>.json    an A/B run: one pair round's window, both variants
+    results/<run-id>/groups/<group>__<scenario>__r<N>.json  one side-by-side window: a group's cells loaded together
+    results/<run-id>/pairs/<cell>__<scenario>__r<N>.json    an A/B pair round's window (bundles before groups)
     results/<run-id>/failures/<cell>[__<scenario>].json     a cell (or scenario) that failed, with its log tail
     results/<run-id>/stops/<cell>__<graceful>__s<N>.json    one stop under load (lab/lifecycle.py)
     results/<run-id>/summary.csv                one row per cell x scenario
@@ -143,6 +144,39 @@ class PairWindow(Record):
     def failed(cls, why: str, **head: Any) -> PairWindow:
         """A pair window that measured nothing: its head (what it was to measure) and why."""
         return cls(**head, status="failed", failure=why, load=None, server_a=None, server_b=None, conditions=None)
+
+
+class GroupWindow(Record):
+    """One side-by-side window (lab/measure/group.py): every cell of a group running at once on the server CPUs, each
+    started afresh in this round (in `started` order), and one window of load on all of them together
+    (loadtests/load.py: GroupResult, its sides in `cells`' order). Its `load` holds every side's answers together and
+    `load.group` each one's; `servers` each server's own CPU and its CPUs' busy time over the window."""
+
+    schema_version: int
+    kind: Literal["group"]
+    run_id: str
+    key: str  # the group's name: what its cells share
+    cells: list[Cell]  # in the load's order
+    scenario: str
+    round: int
+    started: list[str]  # the cells' keys in the order their servers started (the first on the run's port)
+    status: Literal["ok", "failed"]
+    failure: str | None
+    load: LoadResult | None
+    servers: list[ServerFigures] | None  # in `cells`' order
+    conditions: Conditions | None
+    attempt: int = 1  # 2 or 3 when the earlier windows were disturbed or their server CPUs not saturated
+    earlier: list[str] = Field(default_factory=list)  # why the earlier attempts were not kept
+
+    @property
+    def ok(self) -> bool:
+        group = self.load.group if self.load else None
+        return self.status == "ok" and group is not None and len(group.sides) == len(self.cells)
+
+    @classmethod
+    def failed(cls, why: str, **head: Any) -> GroupWindow:
+        """A window that measured nothing: its head (what it was to measure) and why."""
+        return cls(**head, status="failed", failure=why, load=None, servers=None, conditions=None)
 
 
 class Failure(Record):
@@ -331,6 +365,7 @@ KINDS: dict[str, type[Record]] = {
     "manifest": Manifest,
     "repeat": Repeat,
     "pair": PairWindow,
+    "group": GroupWindow,
     "failure": Failure,
     "calibration": Calibration,
     "stop": StopTest,
@@ -389,6 +424,10 @@ def pair_path(root: Path, key: str, scenario: str, number: int) -> Path:
     return root / "pairs" / f"{key}__{scenario}__r{number}.json"
 
 
+def group_path(root: Path, key: str, scenario: str, number: int) -> Path:
+    return root / "groups" / f"{key}__{scenario}__r{number}.json"
+
+
 def stop_path(root: Path, key: str, graceful: str, number: int) -> Path:
     return root / "stops" / f"{key}__{graceful}__s{number}.json"
 
@@ -410,6 +449,7 @@ class Bundle:
     calibration: Calibration | None
     pairs: list[PairWindow] = field(default_factory=list)
     stops: list[StopTest] = field(default_factory=list)
+    groups: list[GroupWindow] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -427,7 +467,8 @@ def load_bundle(root: Path) -> Bundle:
     calibration = read_model(root / "calibration.json", "calibration") if (root / "calibration.json").exists() else None
     pairs = [read_model(p, "pair") for p in sorted((root / "pairs").glob("*.json"))]
     stops = [read_model(p, "stop") for p in sorted((root / "stops").glob("*.json"))]
-    for r in [*repeats, *pairs, *stops]:
+    groups = [read_model(p, "group") for p in sorted((root / "groups").glob("*.json"))]
+    for r in [*repeats, *pairs, *stops, *groups]:
         if r.run_id != manifest.run_id:
             raise BundleError(f"{root}: {r.key} {r.scenario} {r.kind} belongs to run {r.run_id}, not {manifest.run_id}")
-    return Bundle(root, manifest, repeats, failures, calibration, pairs, stops)
+    return Bundle(root, manifest, repeats, failures, calibration, pairs, stops, groups)

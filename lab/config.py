@@ -386,12 +386,14 @@ class RunConfig(Record):
         """The servers' ports on 127.0.0.1: one, and the next one for the second server of a pair."""
         return [self.port, self.port + 1] if self.pair_rounds else [self.port]
 
-    def paired(self, load: Load, second: str) -> Load:
-        """A closed load made paired: `users` connections to the second server too, shared as the run asks."""
+    def grouped(self, load: Load, others: Sequence[tuple[str, HttpVersion]]) -> Load:
+        """A closed load made a group load: `users` connections to every further server too (its URL, and the
+        protocol spoken to it), shared between them as the run asks."""
         settle = SETTLE_SHARE * self.slice_seconds if self.pair_mode == "slices" else 0.0
+        group = [{"target": url, "http": http} for url, http in others]
         return Load.model_validate(
-            {**load.model_dump(), "pair_target": second, "pair_mode": self.pair_mode,
-             "slice_seconds": self.slice_seconds, "settle_seconds": settle}
+            {**load.model_dump(), "group": group, "pair_mode": self.pair_mode, "slice_seconds": self.slice_seconds,
+             "settle_seconds": settle}
         )  # fmt: skip
 
     @property

@@ -16,7 +16,7 @@ import pytest
 from core.errors import UsageError
 from core.host import ROOT, free_port
 from lab import bundle, config
-from lab.analysis import pair_window, stats
+from lab.analysis import side_by_side, stats
 from loadtests.load import Latency, PairResult, SideResult
 from servers.local import LocalTargets
 from servers.matrix import Cell, MatrixError, load
@@ -213,10 +213,10 @@ def test_side_by_side_reads_each_window_and_gives_an_interval_over_the_rounds() 
 
     together = PairResult(mode="together", bucket_seconds=0.1, settle_seconds=0.0, first=7,
                           a=side([100, 110, 90]), b=side([97, 107, 87]))  # fmt: skip
-    assert pair_window.rates(together) == pytest.approx((1000.0, 970.0))
+    assert side_by_side.rates(together) == pytest.approx((1000.0, 970.0))
     sliced = PairResult(mode="slices", bucket_seconds=0.1, settle_seconds=0.02, first=7,  # A's turns: even indexes
                         a=side([0, 80, 0, 84]), b=side([60, 0, 64, 0]))  # fmt: skip
-    assert pair_window.rates(sliced) == pytest.approx((82 / 0.08, 62 / 0.08))
+    assert side_by_side.rates(sliced) == pytest.approx((82 / 0.08, 62 / 0.08))
     rng = random.Random(3)
     logs = [math.log(0.97) + rng.gauss(0, 0.01) for _ in range(16)]
     found = stats.side_by_side("plaintext", "x@A", "x@B", logs)

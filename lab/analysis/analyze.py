@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lab.analysis import pair_window, stats
+from lab.analysis import stats
 from lab.analysis.points import Point, closed, median_of, noise, points, window_speed
-from lab.bundle import Bundle, Calibration, Failure, Manifest, PairWindow, StopTest
+from lab.analysis.side_by_side import Ratio, ratios, shared
+from lab.bundle import Bundle, Calibration, Failure, GroupWindow, Manifest, PairWindow, StopTest
 from loadtests import recorder
 from loadtests.load import Latency
 from servers.matrix import AXES, Cell, Matrix
@@ -654,46 +655,25 @@ def caveats(
     return sorted(out, key=lambda c: order.index(c.stakes))
 
 
-@dataclass(frozen=True)
-class SideBySide:
-    """One cell and scenario of an A/B run's pair rounds (lab/pairs.py), read once."""
-
-    throughput: stats.Paired  # B ÷ A of correct answers per second, over the rounds
-    cost: stats.Paired | None  # B ÷ A of each server's own CPU per answer, over the rounds
-    unsaturated: int  # windows whose server CPUs were not saturated
-    within_pct: float | None  # the median window's own 95% half-width, %: what one start of each gives
-
-
-def side_by_side(windows: Sequence[PairWindow]) -> dict[tuple[str, str], SideBySide]:
-    """Per cell (in the image's terms) and scenario of the pair rounds: B ÷ A of throughput and of CPU per answer
-    (lab/stats.py: side_by_side), the unsaturated windows, and the median window's own half-width."""
-    grouped: dict[tuple[str, str], list[PairWindow]] = {}
-    for w in sorted(windows, key=lambda w: w.round):
-        if w.ok:
-            grouped.setdefault((w.key, w.scenario), []).append(w)
-    found = {}
-    for (key, scenario), mine in grouped.items():
-        a, b = (mine[0].cell.model_copy(update={"variant": v}).key for v in mine[0].variants)
-        logs = [x for w in mine if (x := pair_window.log_ratio(w)) is not None]
-        costs = [x for w in mine if (x := pair_window.cost_log_ratio(w)) is not None]
-        within = [x for w in mine if (x := pair_window.within_sd(w)) is not None]
-        found[(key, scenario)] = SideBySide(
-            stats.side_by_side(scenario, a, b, logs),
-            stats.side_by_side(scenario, a, b, costs) if costs else None,
-            sum(not pair_window.saturated(w) for w in mine),
-            100 * (math.exp(1.96 * statistics.median(within)) - 1) if within else None,
-        )
-    return found
+def ab_ratios(windows: Sequence[GroupWindow | PairWindow], pair: tuple[str, str]) -> dict[tuple[str, str], Ratio]:
+    """Per cell (in the image's terms) and scenario of an A/B run's side-by-side rounds: B against A
+    (lab/analysis/side_by_side.py: ratios)."""
+    found = ratios([w for window in windows if (w := shared(window)) is not None])
+    return {
+        (Cell.parse(a).base.key, scenario): ratio
+        for (scenario, a, b), ratio in found.items()
+        if (Cell.parse(a).variant, Cell.parse(b).variant) == pair
+    }
 
 
 def versus(
     found: list[Point], figures_of: Mapping[tuple[str, str, float], Figures], noises: Mapping[str, stats.Noise],
     costs: Mapping[str, stats.Noise], rates: Mapping[str, float | None], pair: tuple[str, str], matrix: Matrix,
-    windows: Sequence[PairWindow] = (),
+    windows: Sequence[GroupWindow | PairWindow] = (),
 ) -> list[Versus]:  # fmt: skip
     """B against A on every cell and scenario measured in both: from the pair rounds where the run had them
     (lab/stats.py: side_by_side), else paired by throughput round (lab/stats.py: ab)."""
-    measured = side_by_side(windows)
+    measured = ab_ratios(windows, pair)
     chosen: dict[tuple[str, str], stats.Paired] = {}
     for scenario, n in noises.items():
         mine = {p.key: p for p in closed(found, scenario)}
@@ -754,7 +734,9 @@ def analyze(bundle: Bundle, matrix: Matrix) -> Analysis:
     said = stated(found, noises, by_key)
     costs = {s: cost_noise(found, s) for s in noises}
     pair = bundle.manifest.config.ab_pair
-    side = versus(found, figures_of, noises, costs, rates, pair, matrix, bundle.pairs) if pair else []
+    side = (
+        versus(found, figures_of, noises, costs, rates, pair, matrix, [*bundle.pairs, *bundle.groups]) if pair else []
+    )
     ranked = rankings(found, figures_of, noises, rates, matrix, side)
     leading = []
     for s in swept:

@@ -20,9 +20,9 @@ from core import hostfacts
 from core.errors import UsageError
 from core.host import ROOT
 from lab import bundle
-from lab.bundle import Calibration, Failure, Manifest, PairWindow, Repeat
+from lab.bundle import Calibration, Failure, GroupWindow, Manifest, Repeat
 from lab.measure.window import Work
-from lab.run.plan import PairVisit
+from lab.run.plan import GroupVisit
 from servers.matrix import Cell
 
 DEFAULT_RESULTS = ROOT / "results"
@@ -105,12 +105,12 @@ class Ledger:
                     root, record.key, record.scenario, record.repeat, record.offered_rps or 0
                 ):
                     self.repeats[((record.key, record.scenario, record.offered_rps or 0.0), record.repeat)] = record
-        self.pairs: dict[tuple[str, str, int], PairWindow] = {}
-        for path in sorted((root / "pairs").glob("*.json")):
+        self.groups: dict[tuple[str, str, int], GroupWindow] = {}
+        for path in sorted((root / "groups").glob("*.json")):
             with contextlib.suppress(bundle.BundleError):
-                pair = bundle.read_model(path, "pair")
-                if path == bundle.pair_path(root, pair.key, pair.scenario, pair.round):
-                    self.pairs[(pair.key, pair.scenario, pair.round)] = pair
+                group = bundle.read_model(path, "group")
+                if path == bundle.group_path(root, group.key, group.scenario, group.round):
+                    self.groups[(group.key, group.scenario, group.round)] = group
         self.manifest: Manifest | None = None
 
     # --- what is known ------------------------------------------------------------------------------------------
@@ -118,8 +118,8 @@ class Ledger:
         found = self.repeats.get(((cell.key, work.scenario, work.rate), work.number))
         return found is not None and found.ok
 
-    def pair_done(self, visit: PairVisit, work: Work) -> bool:
-        found = self.pairs.get((visit.base.key, work.scenario, work.number))
+    def group_done(self, visit: GroupVisit, work: Work) -> bool:
+        found = self.groups.get((visit.key, work.scenario, work.number))
         return found is not None and found.ok
 
     def ok(self, cell: Cell, scenario: str, rate: float = 0.0) -> list[Repeat]:
@@ -149,9 +149,9 @@ class Ledger:
         bundle.write_record(bundle.repeat_path(self.root, repeat.key, repeat.scenario, repeat.repeat, rate), repeat)
         self.repeats[((repeat.key, repeat.scenario, rate), repeat.repeat)] = repeat
 
-    def record_pair(self, pair: PairWindow) -> None:
-        bundle.write_record(bundle.pair_path(self.root, pair.key, pair.scenario, pair.round), pair)
-        self.pairs[(pair.key, pair.scenario, pair.round)] = pair
+    def record_group(self, group: GroupWindow) -> None:
+        bundle.write_record(bundle.group_path(self.root, group.key, group.scenario, group.round), group)
+        self.groups[(group.key, group.scenario, group.round)] = group
 
     def fail(self, cell: Cell, scenario: str | None, phase: str, error: str, log_tail: str) -> None:
         record = Failure(

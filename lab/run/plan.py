@@ -89,39 +89,49 @@ def sweep_visits(
 
 
 @dataclass(frozen=True)
-class PairVisit:
-    """One pair round of one cell: its two variants' servers started together (`first` starts first, on the run's
-    port; the other on the next one), and on them one paired window per scenario."""
+class GroupVisit:
+    """One round of one group: its cells' servers started together (in `started` order: the first on the run's port,
+    each next one on the next port), and on them one side-by-side window per scenario, loaded in `cells`' order."""
 
-    a: Cell
-    b: Cell
+    key: str  # the group's name
+    cells: tuple[Cell, ...]
     number: int
-    first: Literal["A", "B"]
+    started: tuple[Cell, ...]
     work: tuple[Work, ...]
 
-    @property
-    def base(self) -> Cell:
-        return self.a.base
 
-
-def pair_rounds(config: RunConfig, matrix: Matrix, run_id: str) -> list[list[PairVisit]]:
-    """The pair rounds of an A/B run: each cell measured in both variants, once per round, in a new random order each
-    round; which side starts first (and takes the run's port) is drawn per visit, so neither side always has it."""
+def ab_groups(config: RunConfig, matrix: Matrix) -> dict[str, tuple[Cell, ...]]:
+    """An A/B run's groups: each cell measured in both variants, A first (the group's name: the cell's key)."""
     pair = config.ab_pair
-    if not config.pair_rounds or pair is None:
-        return []
+    if pair is None:
+        return {}
     bases = list(dict.fromkeys(c.base for c in config.cells if c.variant in pair))
-    found = []
+    found = {}
+    for base in bases:
+        a, b = (base.model_copy(update={"variant": v}) for v in pair)
+        if all(c in config.cells for c in (a, b)):
+            found[base.key] = (a, b)
+    return found
+
+
+def group_rounds(config: RunConfig, matrix: Matrix, run_id: str) -> list[list[GroupVisit]]:
+    """The side-by-side rounds: every group measured once per round, in a new random order each round; the order in
+    which its servers start (and so which takes the run's port) is drawn per visit, so no cell always has it."""
+    groups = ab_groups(config, matrix)
+    if not config.pair_rounds or not groups:
+        return []
+    rounds = []
     for number in range(1, config.pair_rounds + 1):
         draw = random.Random(f"{run_id}/pairs/{number}")
-        order = list(bases)
+        order = list(groups)
         draw.shuffle(order)
         visits = []
-        for base in order:
-            scenarios = [s for s in config.scenarios_of(base, matrix) if matrix.scenario(s).method != "WS"]
-            a, b = (base.model_copy(update={"variant": v}) for v in pair)
-            if scenarios and all(c in config.cells for c in (a, b)):
+        for key in order:
+            cells = groups[key]
+            scenarios = [s for s in config.scenarios_of(cells[0], matrix) if matrix.scenario(s).method != "WS"]
+            started = cells if draw.choice(("A", "B")) == "A" else tuple(reversed(cells))
+            if scenarios:
                 work = tuple(Work(s, 0.0, number, config.warmup, config.pair_seconds) for s in scenarios)
-                visits.append(PairVisit(a, b, number, draw.choice(("A", "B")), work))
-        found.append(visits)
-    return found
+                visits.append(GroupVisit(key, cells, number, started, work))
+        rounds.append(visits)
+    return rounds

@@ -28,9 +28,9 @@ from lab.report.stops import outcome_line
 from lab.run import manifest, plan
 from lab.run.allowance import Allowance
 from lab.run.budget import Budget
+from lab.run.group_rounds import GroupRounds
 from lab.run.ledger import Ledger
-from lab.run.pair_rounds import PairRounds
-from lab.run.plan import PairVisit, Visit
+from lab.run.plan import GroupVisit, Visit
 from lab.run.progress import Listener, Progress
 from lab.run.referee_rule import RefereeRule
 from lab.run.repeats import Repeats
@@ -73,7 +73,7 @@ class Runner:
                                    self.listener)  # fmt: skip
         self.repeats = Repeats(self.instrument, self.ledger, self.listener, loads, budget, rule,
                                self.allowance.may_rerun, self.allowance.measured)  # fmt: skip
-        self.pair_rounds = PairRounds(self.instrument, self.ledger, self.listener)
+        self.group_rounds = GroupRounds(self.instrument, self.ledger, self.listener)
         self.speed_due = False  # set at each round and the sweep: the next visit first times the machine
         self.analysis: Analysis | None = None  # the bundle's, once the run has written its outputs
 
@@ -114,7 +114,7 @@ class Runner:
         self.sample_speed()
         if c.calibrate and self.ledger.calibration() is None:
             self.calibrate()
-        self.pairs(plan.pair_rounds(c, self.matrix, self.run_id))
+        self.side_by_side(plan.group_rounds(c, self.matrix, self.run_id))
         rounds = plan.plan(c, self.matrix, self.run_id)
         self.allowance.left = sum(self.todo(visit) for visit in (v for r in rounds for v in r))
         self.listener.planned(sum(len(v.work) for r in rounds for v in r))
@@ -161,8 +161,8 @@ class Runner:
         for visit in visits:
             self.visit(visit)
 
-    def pairs(self, rounds: list[list[PairVisit]]) -> None:
-        """An A/B run's pair rounds first: the verdict's own measurement, kept even if the run is stopped later."""
+    def side_by_side(self, rounds: list[list[GroupVisit]]) -> None:
+        """The side-by-side rounds first: the comparisons' own measurement, kept even if the run is stopped later."""
         if not rounds:
             return
         self.listener.planned(sum(len(v.work) for visits in rounds for v in visits))
@@ -175,7 +175,7 @@ class Runner:
         for visits in rounds:
             self.speed_due = True
             for visit in visits:
-                self.pair_visit(visit)
+                self.group_visit(visit)
 
     def stop_phase(self) -> None:
         """Stops under load: each cell `stops` times (lab/lifecycle/stops.py: each); a stop already in the bundle
@@ -217,17 +217,17 @@ class Runner:
         throughput = visit.phase == "round"
         self.visits.visit([cell], [self.config.port], lambda s: self.repeats.on(s[0], cell, todo, throughput))
 
-    def pair_visit(self, visit: PairVisit) -> None:
-        """Both variants' servers started afresh (the side drawn first on the run's port), a paired window per
-        scenario on them, both stopped."""
-        todo = [w for w in visit.work if not self.ledger.pair_done(visit, w)]
+    def group_visit(self, visit: GroupVisit) -> None:
+        """Every server of the group started afresh (the one drawn first on the run's port), a side-by-side window
+        per scenario on them, all stopped."""
+        todo = [w for w in visit.work if not self.ledger.group_done(visit, w)]
         self.listener.passed(len(visit.work) - len(todo))
-        if not todo or not self.visits.live([visit.a, visit.b]):
+        if not todo or not self.visits.live(visit.cells):
             self.listener.passed(len(todo))
             return
         self.speed_if_due()
-        order = [visit.a, visit.b] if visit.first == "A" else [visit.b, visit.a]
-        self.visits.visit(order, self.config.ports, lambda s: self.pair_rounds.on(s, visit, todo))
+        ports = self.config.ports[: len(visit.started)]
+        self.visits.visit(visit.started, ports, lambda s: self.group_rounds.on(s, visit, todo))
 
     def speed_if_due(self) -> None:
         """The first visit of a round or of the sweep times the machine first, before its server starts."""
