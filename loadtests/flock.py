@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import gevent
 from gevent import monkey
 
+from loadtests import http1
+from loadtests.http1 import ProtocolError
 from loadtests.recorder import QUARTERS, Recorder
 from loadtests.scenarios import Plan, Target
 
@@ -43,10 +45,6 @@ POLL_WAIT = 0.005  # the longest the loop blocks in epoll before gevent's hub ge
 YIELD_EVERY = 0.002  # seconds of work between turns of gevent's hub
 UI_EVERY = 0.5  # seconds between updates of Locust's own statistics (its web UI)
 RETRY_AFTER = 0.01  # a connection that could not connect tries again after this long
-
-
-class ProtocolError(Exception):
-    """The server's bytes are not a response this client can delimit."""
 
 
 @dataclass
@@ -145,10 +143,9 @@ class Flock:
         self.ui_ms: list[int] = []  # milliseconds of the answers since the last update of Locust's statistics
         self.ui_errors: list[str] = []
         # what a well-framed, correct answer looks like, in bytes, for the checks
-        self.status = plan.status
+        self.expected = http1.Expected.of(plan)
         self.body = plan.body
-        self.content_type = plan.content_type.encode().lower()
-        self.wrong_same_length = f"wrong body ({len(plan.body)} bytes, expected {len(plan.body)})"
+        self.wrong_same_length = self.expected.wrong_body(len(plan.body))
 
     # --- users come and go ----------------------------------------------------------------------------------
     def join(self) -> None:
@@ -445,7 +442,7 @@ class Flock:
         while conn.filled:
             try:
                 used, error = self.answer_ws(conn) if self.plan.websocket else self.answer(conn)
-            except (ProtocolError, ValueError) as exc:
+            except ProtocolError as exc:
                 self.error(f"protocol: {exc}", conn.side)
                 self.reconnect(conn, now)
                 return ok
@@ -478,52 +475,21 @@ class Flock:
     def answer(self, conn: Conn) -> tuple[int, str | None]:
         """(bytes used, None if correct else the reason) for the HTTP answer at the buffer's start; (0, None)
         while it is incomplete."""
-        buf, filled, body = conn.buf, conn.filled, self.body
-        head = conn.head
+        buf, filled, head = conn.buf, conn.filled, conn.head
         if head and buf.startswith(head):  # the same head as the last correct answer: only the body is new
-            end = len(head) + len(body)
+            end = conn.whole
             if filled < end:
                 return 0, None
-            return end, None if buf.startswith(body, len(head)) else self.wrong_same_length
-        split = buf.find(b"\r\n\r\n", 0, filled)
-        if split < 0:
-            if filled > 16384:
-                raise ProtocolError("no end of headers in 16 KiB")
+            return end, None if buf.startswith(self.body, len(head)) else self.wrong_same_length
+        response = http1.read(buf, filled)
+        if response is None:
             return 0, None
-        start = split + 4
-        head = bytes(buf[:start])
-        if head[:7] != b"HTTP/1." or len(head) < 16:
-            raise ProtocolError(f"not an HTTP/1.x status line: {head[:40]!r}")
-        status = int(head[9:12])
-        lower = head.lower()
-        length = header(lower, b"content-length")
-        if length is not None:
-            end = start + int(length)
-            if filled < end:
-                return 0, None
-            got, framing = bytes(buf[start:end]), "length"
-        elif header(lower, b"transfer-encoding") == b"chunked":
-            parsed = chunked(buf, start, filled)
-            if parsed is None:
-                return 0, None
-            got, end = parsed
-            framing = "chunked"
-        else:
-            raise ProtocolError("answer has neither content-length nor chunked encoding")
-        if header(lower, b"connection") == b"close":
+        if response.close:
             conn.closing = True
-        if status != self.status:
-            return end, f"status {status}"
-        content_type = header(lower, b"content-type")
-        if content_type != self.content_type:
-            return end, f"content-type {(content_type or b'missing').decode(errors='replace')}"
-        if framing != self.plan.framing:
-            return end, f"framing {framing}, expected {self.plan.framing}"
-        if got != body:
-            return end, f"wrong body ({len(got)} bytes, expected {len(body)})"
-        if framing == "length" and header(lower, b"connection") != b"close":
-            conn.head, conn.whole = head, len(head) + len(body)
-        return end, None
+        error = self.expected.verdict(response)
+        if error is None and response.framing == "length" and not response.close:
+            conn.head, conn.whole = response.head, response.end
+        return response.end, error
 
     def answer_ws(self, conn: Conn) -> tuple[int, str | None]:
         """The handshake's answer (error "" when it is the 101), then one echoed frame per request."""
@@ -570,36 +536,3 @@ class Flock:
             self.report(Counter(ms), len(ms), len(self.body) * len(ms), None)
             for reason in errors:
                 self.report(Counter(), 0, 0, reason)
-
-
-def header(lower_head: bytes, name: bytes) -> bytes | None:
-    """The value of a header in a lower-cased response head, stripped; None when it is absent."""
-    at = lower_head.find(b"\r\n" + name + b":")
-    if at < 0:
-        return None
-    start = at + len(name) + 3
-    return lower_head[start : lower_head.find(b"\r\n", start)].strip()
-
-
-def chunked(buf: bytearray, start: int, filled: int) -> tuple[bytes, int] | None:
-    """A chunked body from buf[start:filled]: (the body, where the answer ends), or None while incomplete."""
-    parts, at = [], start
-    while True:
-        line_end = buf.find(b"\r\n", at, filled)
-        if line_end < 0:
-            return None
-        size = int(bytes(buf[at:line_end]).split(b";", 1)[0], 16)
-        at = line_end + 2
-        if size == 0:
-            while True:  # trailers, then the blank line
-                line_end = buf.find(b"\r\n", at, filled)
-                if line_end < 0:
-                    return None
-                blank = line_end == at
-                at = line_end + 2
-                if blank:
-                    return b"".join(parts), at
-        if filled < at + size + 2:
-            return None
-        parts.append(bytes(buf[at : at + size]))
-        at += size + 2

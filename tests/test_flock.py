@@ -13,7 +13,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from core.host import free_port, machine_cpus
-from loadtests import flock, recorder, scenarios
+from loadtests import flock, http1, recorder, scenarios
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.matrix import load
@@ -98,8 +98,8 @@ def test_a_chunked_stream_with_trailers_and_in_pieces() -> None:
     wire = b"400\r\n" + body[:1024] + b"\r\n400;ext=1\r\n" + body[1024:] + b"\r\n0\r\nx-trailer: 1\r\n\r\n"
     buf = bytearray(wire)
     for cut in (3, 10, 1030, len(wire) - 3):
-        assert flock.chunked(buf, 0, cut) is None
-    assert flock.chunked(buf, 0, len(wire)) == (body, len(wire))
+        assert http1.chunked(buf, 0, cut) is None
+    assert http1.chunked(buf, 0, len(wire)) == (body, len(wire))
 
 
 def test_websocket_frames_of_every_length_form() -> None:
