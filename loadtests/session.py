@@ -72,25 +72,17 @@ class Session:
         processes, index = options.lab_processes, getattr(runner, "worker_index", 0)
         load = self.load
         schedule = flock.Schedule(load.rate / processes, load.arrivals, phase=index / processes) if load.rate else None
-        pair = None
+        streams = load.streams if load.http == "h2" else 1
+        sides = [flock.Side(scenarios.Target.parse(load.target, load.named_host), self.plan, self.recorder, load.http,
+                            streams)]  # fmt: skip
+        group = None
         if load.paired:
-            pair = flock.Pairing(
-                scenarios.Target.parse(load.pair_target, load.named_host), self.second, load.pair_mode,
-                load.slice_seconds, load.settle_seconds,
-            )  # fmt: skip
-        target = scenarios.Target.parse(load.target, load.named_host)
-        if load.http == "h2":
-            from loadtests.h2flock import H2Flock
-
-            self.flock = H2Flock(
-                self.plan, target, self.recorder, self.report_to_ui, schedule,
-                max(1, load.max_connections // processes), streams=load.streams,
-            )  # fmt: skip
-        else:
-            self.flock = flock.Flock(
-                self.plan, target, self.recorder, self.report_to_ui, schedule,
-                max(1, load.max_connections // processes), pair,
-            )  # fmt: skip
+            second = scenarios.Target.parse(load.pair_target, load.named_host)
+            sides.append(flock.Side(second, self.plan, self.second))
+            group = flock.Group(load.pair_mode, load.slice_seconds, load.settle_seconds)
+        self.flock = flock.Flock(
+            sides, self.report_to_ui, schedule, max(1, load.max_connections // processes), group
+        )  # fmt: skip
 
     def spawned(self) -> None:
         """Every user runs: the window opens after the warm-up; the driving process ends the run on time."""
