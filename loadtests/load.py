@@ -44,6 +44,18 @@ class LoadSideLostError(ServiceLostError):
     run."""
 
 
+def one_of(kind: Any, refusal: str) -> BeforeValidator:
+    """A Literal field checked where the load is made: a value outside it is a UsageError in one line, `refusal`
+    with the value in it ({!r})."""
+
+    def check(value: Any) -> Any:
+        if value not in get_args(kind):
+            raise UsageError(refusal.format(value))
+        return value
+
+    return BeforeValidator(check)
+
+
 def scenario_of(value: Any) -> Any:
     """A scenario given by name (looked up in this process's matrix) or as its JSON (as a load carries it)."""
     if isinstance(value, str):
@@ -68,25 +80,35 @@ class Load(Record):
     users: int = 64
     duration: Annotated[float, Field(description="seconds to measure, then stop (and quit)")] = 10.0
     rate: Annotated[float, Field(description="open model: requests/s offered in all; 0 = closed model")] = 0.0
-    client: str = "lean"  # lean or stock (USER_CLASSES)
+    client: Annotated[Client, one_of(Client, f"unknown client {{!r}}; valid: {', '.join(USER_CLASSES)}")] = "lean"
     warmup: Annotated[float, Field(description="unrecorded seconds before the window opens")] = 0.0
-    arrivals: Annotated[str, Field(description="open model: poisson or uniform")] = "poisson"
+    arrivals: Annotated[
+        Arrivals,
+        Field(description="open model: poisson or uniform"),
+        one_of(Arrivals, "arrivals {!r}: give poisson or uniform"),
+    ] = "poisson"
     max_connections: Annotated[int, Field(description="open model: connections at most, all processes")] = 1024
     # A paired load (an A/B pair: lab/pairs.py): `users` connections to each of two servers on the same CPUs, both
     # loaded at once (together) or in turn (slices); the correct answers of each counted per bucket or slice.
     pair_target: Annotated[str, Field(description="paired load: the second server (B); the first is --host")] = ""
-    pair_mode: Annotated[str, Field(description="paired load: together or slices")] = "together"
+    pair_mode: Annotated[
+        PairMode,
+        Field(description="paired load: together or slices"),
+        one_of(PairMode, "pair mode {!r}: give together or slices"),
+    ] = "together"
     slice_seconds: Annotated[float, Field(description="paired load: seconds per bucket (together) or slice")] = 0.1
     settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
-    http: Annotated[str, Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)")] = "h1"
+    http: Annotated[
+        HttpVersion,
+        Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)"),
+        one_of(HttpVersion, "http {!r}: give h1 or h2"),
+    ] = "h1"
     streams: Annotated[int, Field(description="h2: requests in flight per connection (1 over HTTP/1.1)")] = 1
     # The one address beyond loopback the user named for this run (--target-host); every other is refused.
     named_host: Annotated[str, Field(description="the target host the user named; empty: loopback only")] = ""
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
-        if self.client not in USER_CLASSES:
-            raise UsageError(f"unknown client {self.client!r}; valid: {', '.join(USER_CLASSES)}")
         if plan.websocket and self.client == "stock":
             raise UsageError("the stock client (FastHttpUser) has no websocket support; use --client lean")
         if not 1 <= self.users <= MAX_USERS:
@@ -101,8 +123,6 @@ class Load(Record):
             )
         if not (math.isfinite(self.warmup) and 0 <= self.warmup <= MAX_DURATION):
             raise UsageError(f"warm-up {self.warmup:g} must be in [0, {MAX_DURATION:g}] seconds")
-        if self.arrivals not in get_args(Arrivals):
-            raise UsageError(f"arrivals {self.arrivals!r}: give poisson or uniform")
         if self.pair_target:
             self.check_pair(plan)
         self.check_http(plan)
@@ -113,8 +133,6 @@ class Load(Record):
 
     def check_pair(self, plan: scenarios.Plan) -> None:
         scenarios.Target.parse(self.pair_target, self.named_host)
-        if self.pair_mode not in get_args(PairMode):
-            raise UsageError(f"pair mode {self.pair_mode!r}: give together or slices")
         if self.rate or plan.websocket or self.client != "lean":
             raise UsageError("a paired load runs the lean client's closed model over HTTP: no rate, ws or stock client")
         if not (math.isfinite(self.slice_seconds) and MIN_SLICE <= self.slice_seconds <= MAX_SLICE):
@@ -123,8 +141,6 @@ class Load(Record):
             raise UsageError(f"settle {self.settle_seconds:g} s must be in [0, {self.slice_seconds:g}) (the slice)")
 
     def check_http(self, plan: scenarios.Plan) -> None:
-        if self.http not in get_args(HttpVersion):
-            raise UsageError(f"http {self.http!r}: give h1 or h2")
         if not 1 <= self.streams <= MAX_STREAMS:
             raise UsageError(f"streams {self.streams} must be in 1-{MAX_STREAMS}")
         if self.http == "h1" and self.streams != 1:
@@ -182,7 +198,7 @@ class Load(Record):
         """The `--lab-*` options on Locust's parser (its defaults are this model's)."""
         for name in LAB_FIELDS:
             info = cls.model_fields[name]
-            kind = {int: int, float: float}.get(info.annotation, str)  # type: ignore[call-overload]
+            kind = info.annotation if info.annotation in (int, float) else str
             default = info.get_default(call_default_factory=True)
             group.add_argument(
                 "--lab-" + name.replace("_", "-"), type=kind, default=encode(default) if kind is str else default,
@@ -190,7 +206,7 @@ class Load(Record):
             )  # fmt: skip
 
     @classmethod
-    def from_options(cls, options: Any, host: str, users: int, client: str) -> Load:
+    def from_options(cls, options: Any, host: str, users: int, client: Client) -> Load:
         """The load a Locust process was started (or swarmed) with."""
         fields = {name: getattr(options, f"lab_{name}") for name in LAB_FIELDS}
         fields["params"] = scenarios.parse_overrides(fields["params"])
@@ -290,7 +306,7 @@ class LoadResult(Record):
     http: HttpVersion = "h1"  # the protocol spoken (not in bundles before HTTP/2 was added)
     streams: int = 1  # h2: requests in flight per connection
     offered_rps: float | None
-    arrivals: Literal["poisson", "uniform"] | None  # the open model's schedule
+    arrivals: Arrivals | None  # the open model's schedule
     rate_shortfall: bool | None  # open model: fewer correct answers than SHORTFALL_AT of the slots due
     window: Window
     requests: int

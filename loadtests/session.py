@@ -209,7 +209,7 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         http=load.http,
         streams=load.streams,
         offered_rps=float(load.rate) or None,
-        arrivals=load.arrivals if open_model else None,  # type: ignore[arg-type]
+        arrivals=load.arrivals if open_model else None,
         rate_shortfall=ok < SHORTFALL_AT * scheduled if open_model else None,
         window=Window(start=started, end=ended, seconds=round(seconds, 4)),
         requests=ok + sum(errors.values()),
