@@ -390,7 +390,7 @@ class RunConfig(Record):
         """A closed load made paired: `users` connections to the second server too, shared as the run asks."""
         settle = SETTLE_SHARE * self.slice_seconds if self.pair_mode == "slices" else 0.0
         return Load.model_validate(
-            {**load.model_dump(), "pair_target": second, "pair_mode": self.pair_mode,
+            {**load.model_dump(), "group": [{"target": second}], "pair_mode": self.pair_mode,
              "slice_seconds": self.slice_seconds, "settle_seconds": settle}
         )  # fmt: skip
 

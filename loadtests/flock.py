@@ -166,6 +166,15 @@ class Handler(Protocol):
         ...
 
 
+def first_user(index: int, processes: int, users: int) -> int:
+    """The number of worker `index`'s first user among all processes' `users`, as if they were numbered worker by
+    worker: Locust gives each worker an even share, the first ones one more. Each worker's users go to a group's
+    servers in turn from there, so that each server gets its share of all of them (exactly, when Locust's extra users
+    went to the workers with the lowest indexes)."""
+    share, extra = divmod(users, processes)
+    return index * share + min(index, extra)
+
+
 def handler(flock: Flock, side: int) -> Handler:
     """The handler for one side of the flock, by what it speaks."""
     spec = flock.sides[side]
