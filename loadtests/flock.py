@@ -175,7 +175,7 @@ def first_user(index: int, processes: int, users: int) -> int:
     return index * share + min(index, extra)
 
 
-def handler(flock: Flock, side: int) -> Handler:
+def handler_for(flock: Flock, side: int) -> Handler:
     """The handler for one side of the flock, by what it speaks."""
     spec = flock.sides[side]
     if spec.plan.websocket and spec.http != "h1":
@@ -219,7 +219,7 @@ class Flock:
         self.loop: gevent.Greenlet | None = None
         self.ui_ms: list[int] = []  # milliseconds of the answers since the last update of Locust's statistics
         self.ui_errors: list[str] = []
-        self.handlers = tuple(handler(self, side) for side in range(len(self.sides)))
+        self.handlers = tuple(handler_for(self, side) for side in range(len(self.sides)))
 
     # --- users come and go ----------------------------------------------------------------------------------
     def join(self) -> None:
