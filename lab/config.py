@@ -509,7 +509,7 @@ def check_amounts(c: RunConfig, matrix: Matrix) -> None:
             c.load("http://127.0.0.1:1", scenario, rate, c.duration, c.warmup)
         if c.pair_rounds and scenario.method != "WS":
             closed = c.load("http://127.0.0.1:1", scenario, 0.0, c.pair_seconds, c.warmup)
-            c.paired(closed, "http://127.0.0.1:2")
+            c.grouped(closed, [("http://127.0.0.1:2", "h1")])
     if c.sweep_seconds and c.client != "lean":
         raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
     check_open_files(c.users, c.load_workers)

@@ -32,9 +32,15 @@ def run(argv: list[str] | None) -> int:
     one.add_argument("--processes", type=int, default=1, help="Locust worker processes; default 1")
     one.add_argument("--cpus", help="load-generator CPU set, e.g. 1 or 1-3; default: all")
     one.add_argument("--client", default="lean", choices=tuple(USER_CLASSES), help="lean (default) or stock")
-    one.add_argument("--pair-target", default="", help="a paired load: the second server (B), --target is A")
-    one.add_argument("--pair-mode", default="together", help="a paired load: together (default) or slices")
-    one.add_argument("--slice", type=float, default=0.1, help="a paired load: seconds per bucket or slice")
+    one.add_argument(
+        "--group-target",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a group load: a further server (B, C, ...; --target is the first), over HTTP/1.1; repeat it",
+    )
+    one.add_argument("--pair-mode", default="together", help="a group load: together (default) or slices")
+    one.add_argument("--slice", type=float, default=0.1, help="a group load: seconds per bucket or slice")
     one.add_argument("--out", type=Path, help="write the result JSON here (default: stdout)")
     args = parser.parse_args(argv)
     spec = Load(
@@ -45,7 +51,7 @@ def run(argv: list[str] | None) -> int:
         duration=args.duration,
         rate=args.rate,
         client=args.client,
-        pair_target=args.pair_target,
+        group=args.group_target,
         pair_mode=args.pair_mode,
         slice_seconds=args.slice,
     )

@@ -11,28 +11,39 @@ The sockets and epoll are the operating system's own, not gevent's: the loop blo
 milliseconds and yields to gevent's hub between batches, so Locust's heartbeats, its statistics and web UI keep
 running. Locust's request statistics are updated in batches (a dict of milliseconds per flush), not per request.
 
-A paired load (an A/B pair, lab/pairs.py) drives two servers from the same loop: every other user's connection goes
-to the second one, which has a recorder of its own, and each side's correct answers are also counted per bucket of
-the epoch, so that every worker process counts on the same clock. Together, both sides are loaded all the time; in
-slices, only the side whose turn it is (A in even buckets, B in odd ones) sends, the other's connections wait until
-its next turn, and only the answers after each slice's first settle seconds count.
+What a connection says is its side's handler's (`Handler`), chosen per side in one place (HANDLERS): HTTP/1.1, and
+websockets over it (loadtests/h1flock.py), or h2c (loadtests/h2flock.py). The loop owns the rest: connections, epoll,
+both models' scheduling, a group's buckets and turns, Locust's statistics, the errors. Its one protocol-specific part
+is its fast path, kept inline because it is what makes the client fast: a read that is exactly a connection's `known`
+answer (an HTTP/1.1 connection's last correct answer, head and body, byte for byte) is counted and followed by the
+side's next request right in the loop.
+
+A group load (an A/B pair, lab/measure/pair.py, or more servers) drives several servers, its sides, from the same loop:
+the users' connections go to each side in turn, each side has its own plan (its Host, its protocol) and recorder, and
+each side's correct answers are also counted per bucket of the epoch, so that every worker process counts on the
+same clock. Together, every side is loaded all the time; in slices, only the side whose turn it is (side k in the
+buckets numbered k modulo the number of sides: A in even buckets and B in odd ones for a pair) sends, the others'
+connections wait until their turn, and only the answers after each slice's first settle seconds count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import random
 import socket as stdlib_socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import gevent
 from gevent import monkey
 
 from loadtests.recorder import QUARTERS, Recorder
 from loadtests.scenarios import Plan, Target
+from servers.matrix import HttpVersion
 
 epoll = monkey.get_original("select", "epoll")
 select = monkey.get_original("select", "select")
@@ -43,18 +54,28 @@ POLL_WAIT = 0.005  # the longest the loop blocks in epoll before gevent's hub ge
 YIELD_EVERY = 0.002  # seconds of work between turns of gevent's hub
 UI_EVERY = 0.5  # seconds between updates of Locust's own statistics (its web UI)
 RETRY_AFTER = 0.01  # a connection that could not connect tries again after this long
-
-
-class ProtocolError(Exception):
-    """The server's bytes are not a response this client can delimit."""
+# Each side's handler by what it speaks ("ws": a websocket scenario over HTTP/1.1), imported when first chosen.
+HANDLERS = {
+    "h1": "loadtests.h1flock:H1Handler", "ws": "loadtests.h1flock:WsHandler", "h2": "loadtests.h2flock:H2Handler",
+}  # fmt: skip
 
 
 @dataclass
-class Pairing:
-    """A paired load's second server and how the load is shared between the two (loadtests/load.py: PairResult)."""
+class Side:
+    """One server of the load: where it is, what to send it and what must come back (its own Host), its recorder,
+    and the protocol spoken to it."""
 
     target: Target
+    plan: Plan
     recorder: Recorder
+    http: HttpVersion = "h1"
+    streams: int = 1  # h2: requests in flight per connection
+
+
+@dataclass
+class Group:
+    """How a group load shares itself between its sides (loadtests/load.py: GroupResult)."""
+
     mode: str  # together or slices
     bucket: float  # seconds per bucket (together) or slice
     settle: float  # slices: seconds at each slice's start whose answers do not count
@@ -89,26 +110,79 @@ class Schedule:
 
 
 class Conn:
-    """One keep-alive connection and its receive buffer."""
+    """One keep-alive connection: its socket, its receive buffer, its side, and the answer the loop may take whole."""
 
-    __slots__ = (
-        "buf", "closing", "due", "fd", "filled", "head", "out", "rec", "sent", "side", "sock", "whole", "ws_ready",
-    )  # fmt: skip
+    __slots__ = ("buf", "closing", "due", "fd", "filled", "known", "out", "rec", "side", "sock", "whole")
 
     def __init__(self, sock: stdlib_socket.socket, rec: Recorder, side: int = 0) -> None:
         self.sock = sock
         self.rec = rec  # the recorder of its side
-        self.side = side  # 0, or 1 for a paired load's second server
+        self.side = side  # its server's index among the load's sides
         self.fd = sock.fileno()
         self.buf = bytearray(BUFFER)
         self.filled = 0
-        self.head = b""  # the last validated response head: identical heads skip the header checks
-        self.whole = -1  # the length of an answer with that head and the expected body
+        self.known = b""  # an answer the fast path takes whole: a read of exactly these bytes is a correct answer
+        self.whole = -1  # its length (-1: none)
         self.out = b""  # bytes still to send (a large request that did not fit the socket buffer)
-        self.sent = 0.0  # when the request in flight went out
-        self.due = 0.0  # its slot (open model), or its send time (closed)
-        self.ws_ready = False
-        self.closing = False  # the server said Connection: close
+        self.due = 0.0  # the request in flight's slot (open model), or its send time (closed)
+        self.closing = False  # the connection is being given up (HTTP/1.1: the server said Connection: close)
+
+
+class Handler(Protocol):
+    """How the connections of one side speak: the loop (Flock) owns the sockets, epoll, the schedule and the counting;
+    a handler writes a connection's requests and reads, frames and judges its answers."""
+
+    def connection(self, sock: stdlib_socket.socket) -> Conn:
+        """A new connection's own state, connected, nothing sent yet."""
+        ...
+
+    def greet(self, conn: Conn) -> None:
+        """What a new connection sends before any request: h2's preface, a websocket's handshake."""
+        ...
+
+    def start(self, conn: Conn, now: float) -> None:
+        """A new connection's first requests (closed model), or its free slots offered to the schedule (open)."""
+        ...
+
+    def send(self, conn: Conn, now: float, due: float | None = None) -> None:
+        """One request on conn, timed from `due` (its slot, open model) or from now; it may wait for flush()."""
+        ...
+
+    def flush(self) -> None:
+        """Write what send() held back: h2 writes a batch's requests once per connection."""
+        ...
+
+    def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
+        """Read what arrived (n bytes already read into conn.buf, when given) and handle every whole answer in it;
+        returns how many were correct and counted."""
+        ...
+
+    def failed(self, conn: Conn, reason: str, now: float) -> None:
+        """conn is unusable (its socket failed): the reason counted, a new connection in its place."""
+        ...
+
+    def in_flight(self) -> int:
+        """This side's requests sent and not answered: the open model's owed slots in flight."""
+        ...
+
+
+def first_user(index: int, processes: int, users: int) -> int:
+    """The number of worker `index`'s first user among all processes' `users`, as if they were numbered worker by
+    worker: Locust gives each worker an even share, the first ones one more. Each worker's users go to a group's
+    servers in turn from there, so that each server gets its share of all of them (exactly, when Locust's extra users
+    went to the workers with the lowest indexes)."""
+    share, extra = divmod(users, processes)
+    return index * share + min(index, extra)
+
+
+def handler_for(flock: Flock, side: int) -> Handler:
+    """The handler for one side of the flock, by what it speaks."""
+    spec = flock.sides[side]
+    if spec.plan.websocket and spec.http != "h1":
+        raise ValueError("a websocket is an HTTP/1.1 upgrade: the h2 client runs no websocket")
+    module, name = HANDLERS["ws" if spec.plan.websocket else spec.http].split(":")
+    made: Handler = getattr(importlib.import_module(module), name)(flock, side)
+    return made
 
 
 class Flock:
@@ -116,26 +190,27 @@ class Flock:
 
     def __init__(
         self,
-        plan: Plan,
-        target: Target,
-        recorder: Recorder,
+        sides: Sequence[Side],
         report: Callable[[Counter[int], int, int, str | None], None],
         schedule: Schedule | None = None,
         max_connections: int = 1024,
-        pair: Pairing | None = None,
+        group: Group | None = None,
+        first_user: int = 0,
     ) -> None:
-        self.plan, self.target, self.recorder, self.report = plan, target, recorder, report
-        self.pair = pair
-        self.targets = (target, pair.target) if pair else (target,)
-        self.recorders = (recorder, pair.recorder) if pair else (recorder,)
-        self.parked: tuple[list[Conn], ...] = ([], [])  # slices: connections waiting for their side's turn
+        if (len(sides) > 1) != (group is not None) or (group is not None and schedule is not None):
+            raise ValueError("a group load has several sides, a Group to share them, and runs the closed model")
+        self.sides = tuple(sides)
+        self.recorders = tuple(side.recorder for side in sides)
+        self.recorder = self.recorders[0]  # the first side's: the open model's (it has one side)
+        self.report, self.schedule, self.max_connections, self.group = report, schedule, max_connections, group
+        self.parking = group is not None and group.slices  # slices: connections wait for their side's turn
+        self.parked: tuple[list[Conn], ...] = tuple([] for _ in sides)
         self.turn = 0  # slices: the side whose turn it is
         self.wall = 0.0  # the epoch minus perf_counter(), set when the loop starts
-        self.schedule = schedule
-        self.max_connections = max_connections
+        self.first_user = first_user  # this process's first user's number among all processes': its first side
         self.ep = epoll()
         self.conns: dict[int, Conn] = {}
-        self.idle: deque[Conn] = deque()  # open model: connections with nothing in flight
+        self.idle: deque[Conn] = deque()  # open model: one entry per free request slot (a connection, or h2 stream)
         self.backlog: deque[float] = deque()  # open model: slots that found no free connection
         self.retry: list[tuple[float, int]] = []  # when a connection that failed to connect tries again, and its side
         self.users = 0
@@ -144,11 +219,7 @@ class Flock:
         self.loop: gevent.Greenlet | None = None
         self.ui_ms: list[int] = []  # milliseconds of the answers since the last update of Locust's statistics
         self.ui_errors: list[str] = []
-        # what a well-framed, correct answer looks like, in bytes, for the checks
-        self.status = plan.status
-        self.body = plan.body
-        self.content_type = plan.content_type.encode().lower()
-        self.wrong_same_length = f"wrong body ({len(plan.body)} bytes, expected {len(plan.body)})"
+        self.handlers = tuple(handler_for(self, side) for side in range(len(self.sides)))
 
     # --- users come and go ----------------------------------------------------------------------------------
     def join(self) -> None:
@@ -158,9 +229,10 @@ class Flock:
             self.running = True
             self.loop = gevent.spawn(self.run)
         now = time.perf_counter()
-        conn = self.connect(now, (self.users - 1) % len(self.targets))
+        side = (self.first_user + self.users - 1) % len(self.sides)
+        conn = self.connect(now, side)
         if conn is not None:
-            self.start(conn, now)
+            self.handlers[side].start(conn, now)
 
     def leave(self) -> None:
         """A Locust user stopped: one connection fewer; the last one out ends the loop."""
@@ -180,7 +252,7 @@ class Flock:
     # --- connections ------------------------------------------------------------------------------------------
     def connect(self, now: float, side: int = 0) -> Conn | None:
         sock = Socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
-        target = self.targets[side]
+        target = self.sides[side].target
         try:
             sock.connect((target.host, target.port))
         except OSError as exc:
@@ -190,24 +262,26 @@ class Flock:
             return None
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        conn = Conn(sock, self.recorders[side], side)
+        handler = self.handlers[side]
+        conn = handler.connection(sock)
         self.conns[conn.fd] = conn
         if self.recorder.recording:
             self.recorder.peak_connections = max(self.recorder.peak_connections, len(self.conns))
         self.ep.register(conn.fd, EPOLLIN)
-        if self.plan.websocket:
-            self.write(conn, self.plan.handshake(self.target))
+        handler.greet(conn)
         return conn
 
     def close(self, conn: Conn) -> None:
-        if self.conns.pop(conn.fd, None) is not None:
+        if self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]
             with contextlib.suppress(OSError):
                 self.ep.unregister(conn.fd)
             conn.sock.close()
         if conn in self.idle:
-            self.idle.remove(conn)
-        if conn in self.parked[conn.side]:
-            self.parked[conn.side].remove(conn)
+            self.idle = deque(c for c in self.idle if c is not conn)
+        parked = self.parked[conn.side]
+        if conn in parked:
+            parked[:] = [c for c in parked if c is not conn]
 
     def reconnect(self, conn: Conn, now: float) -> None:
         """After an error that leaves the connection unusable: a new connection takes its place."""
@@ -216,24 +290,7 @@ class Flock:
             return
         fresh = self.connect(now, conn.side)
         if fresh is not None:
-            self.start(fresh, now)
-
-    def start(self, conn: Conn, now: float) -> None:
-        """A new connection's first request goes out at once (closed model) or waits for a slot (open); a
-        websocket's waits for the handshake's answer."""
-        if self.plan.websocket:
-            return
-        if self.schedule is None:
-            self.next_closed(conn)
-        else:
-            self.free(conn, now)
-
-    def next_closed(self, conn: Conn) -> None:
-        """The closed model's next request on conn, at once; in slices, only in its side's turn."""
-        if self.pair is not None and self.pair.slices and conn.side != self.turn:
-            self.parked[conn.side].append(conn)
-        else:
-            self.send_next(conn, time.perf_counter())
+            self.handlers[conn.side].start(fresh, now)
 
     def write(self, conn: Conn, data: bytes) -> None:
         try:
@@ -241,74 +298,73 @@ class Flock:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self.write_failed(conn, exc)
+            self.handlers[conn.side].failed(conn, type(exc).__name__, time.perf_counter())
             return
         if sent < len(data):
             conn.out = data[sent:]
             with contextlib.suppress(OSError):  # a connection closed meanwhile is no longer polled
                 self.ep.modify(conn.fd, EPOLLIN | EPOLLOUT)
 
-    def write_failed(self, conn: Conn, exc: OSError) -> None:
-        """A send failed: the error named, a new connection in its place."""
-        self.error(type(exc).__name__, conn.side)
-        self.reconnect(conn, time.perf_counter())
+    # --- the next request: at once, after a turn, or at a slot ------------------------------------------------
+    def next_closed(self, conn: Conn) -> None:
+        """The closed model's next request on conn, at once; in slices, only in its side's turn."""
+        if self.parking and conn.side != self.turn:
+            self.parked[conn.side].append(conn)
+        else:
+            self.handlers[conn.side].send(conn, time.perf_counter())
 
-    def send_next(self, conn: Conn, now: float, due: float | None = None) -> None:
-        """Send the next request on conn: due is its slot in the open model (latency counts from there)."""
-        conn.sent = now
-        conn.due = now if due is None else due
-        if due is not None and self.counts(conn):
-            self.recorder.late[int((now - due) * 1_000_000 + 0.5)] += 1
-        self.write(conn, self.plan.request)
+    def counts(self, rec: Recorder, due: float) -> bool:
+        """Whether an answer counts in the measured window: any answered while it is open (closed model); in the open
+        model only one whose slot was due inside it — an answer in the window to a slot due before it (a backlog left
+        by a stall in the warm-up) is neither the window's throughput nor its latency."""
+        return rec.recording and (self.schedule is None or due >= rec.opened)
 
-    def counts(self, conn: Conn) -> bool:
-        """Whether conn's answer counts in the measured window: any answered while it is open (closed model); in the
-        open model only one whose slot was due inside it — an answer in the window to a slot due before it (a backlog
-        left by a stall in the warm-up) is neither the window's throughput nor its latency."""
-        rec = conn.rec
-        return rec.recording and (self.schedule is None or conn.due >= rec.opened)
+    def late(self, rec: Recorder, due: float, now: float) -> None:
+        """The open model: a request sent `now` for its slot `due`, its lateness recorded."""
+        if self.counts(rec, due):
+            rec.late[int((now - due) * 1_000_000 + 0.5)] += 1
 
-    # --- the open model: slots, free connections, the backlog -------------------------------------------------
     def free(self, conn: Conn, now: float) -> None:
-        """conn finished its request: the oldest slot still waiting takes it, or it waits for the next slot."""
+        """The open model: a request slot of conn is free; the oldest slot still waiting takes it, or it waits for
+        the next slot."""
         if self.backlog:
-            self.send_next(conn, now, self.backlog.popleft())
+            self.handlers[conn.side].send(conn, now, self.backlog.popleft())
         else:
             self.idle.append(conn)
 
     def release_due(self, now: float) -> None:
-        schedule = self.schedule
+        schedule, handler, rec = self.schedule, self.handlers[0], self.recorder
         assert schedule is not None
         while self.next_due <= now:
             slot, self.next_due = self.next_due, schedule.after(self.next_due)
-            self.recorder.scheduled += self.recorder.recording and slot >= self.recorder.opened
+            rec.scheduled += rec.recording and slot >= rec.opened
             if self.idle:
-                self.send_next(self.idle.popleft(), time.perf_counter(), slot)
-            elif len(self.conns) < self.max_connections and not self.plan.websocket:
+                handler.send(self.idle.popleft(), time.perf_counter(), slot)
+            elif len(self.conns) < self.max_connections and not self.sides[0].plan.websocket:
                 conn = self.connect(now)
                 if conn is not None:
-                    self.send_next(conn, time.perf_counter(), slot)
+                    handler.send(conn, time.perf_counter(), slot)
                 else:
                     self.backlog.append(slot)
             else:
                 self.backlog.append(slot)
+        handler.flush()
 
     def owed(self) -> int:
         """Slots due but not answered: waiting for a connection, or in flight."""
-        in_flight = len(self.conns) - len(self.idle) if self.schedule else 0
+        in_flight = sum(handler.in_flight() for handler in self.handlers) if self.schedule else 0
         return len(self.backlog) + in_flight
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> None:
-        ep, conns, recs, ui_ms = self.ep, self.conns, self.recorders, self.ui_ms
+        ep, conns, recs, ui_ms, handlers = self.ep, self.conns, self.recorders, self.ui_ms, self.handlers
         perf = time.perf_counter
-        request, body = self.plan.request, self.body
-        request_len, body_len = len(request), len(body)
-        fast = self.schedule is None and not self.plan.websocket
-        pair, parked = self.pair, self.parked
-        parking = pair is not None and pair.slices
-        self.wall = time.time() - perf()  # perf_counter() + wall = the epoch, on which a pair's buckets are counted
-        done = [0, 0]  # correct answers per side in one turn of the loop
+        requests = tuple(side.plan.request for side in self.sides)  # the fast path's next request (HTTP/1.1)
+        sizes = tuple(len(request) for request in requests)
+        fast = self.schedule is None
+        group, parked, parking = self.group, self.parked, self.parking
+        nothing = [0] * len(self.sides)
+        self.wall = time.time() - perf()  # perf_counter() + wall = the epoch, on which a group's buckets are counted
         last_yield = last_ui = perf()
         if self.schedule is not None:
             self.next_due = self.schedule.first(perf())
@@ -324,14 +380,14 @@ class Flock:
                     timeout = min(timeout, wait - 0.001)
             events = ep.poll(timeout)
             now = perf()
-            done[0] = done[1] = 0
+            done = nothing.copy()  # correct answers per side in this turn of the loop
             for fd, mask in events:
                 conn = conns.get(fd)
                 if conn is None:
                     continue
                 if mask & EPOLLOUT and conn.out:
                     pending, conn.out = conn.out, b""
-                    self.ep.modify(fd, EPOLLIN)
+                    ep.modify(fd, EPOLLIN)
                     self.write(conn, pending)
                 if not mask & ~EPOLLOUT:
                     continue
@@ -341,35 +397,35 @@ class Flock:
                     except BlockingIOError:
                         continue
                     except OSError as exc:  # as the general path: the error named, a new connection in its place
-                        self.error(type(exc).__name__, conn.side)
-                        self.reconnect(conn, now)
+                        handlers[conn.side].failed(conn, type(exc).__name__, now)
                         continue
-                    buf = conn.buf
-                    if n == conn.whole and buf.startswith(conn.head) and buf.startswith(body, n - body_len):
+                    if n == conn.whole and conn.buf.startswith(conn.known):
                         latency = int((now - conn.due) * 1_000_000 + 0.5)
                         ui_ms.append(latency // 1000)
                         rec = conn.rec
                         if rec.recording:
                             rec.pending[latency] += 1
-                        done[conn.side] += 1
-                        if parking and conn.side != self.turn:
-                            parked[conn.side].append(conn)
+                        side = conn.side
+                        done[side] += 1
+                        if parking and side != self.turn:
+                            parked[side].append(conn)
                             continue
-                        conn.sent = conn.due = perf()
+                        conn.due = perf()
+                        request = requests[side]
                         try:
                             sent = conn.sock.send(request)
                         except OSError:
                             sent = -1
-                        if sent != request_len:
+                        if sent != sizes[side]:
                             self.write(conn, request[max(sent, 0) :])  # the rare case: the general path
                         continue
-                    done[conn.side] += self.readable(conn, now, n)
+                    done[conn.side] += handlers[conn.side].readable(conn, now, n)
                     continue
-                done[conn.side] += self.readable(conn, now)
+                done[conn.side] += handlers[conn.side].readable(conn, now)
             for side, rec in enumerate(recs):
                 if done[side] and rec.recording:
                     rec.per_quarter[int((now - rec.opened) * QUARTERS)] += done[side]
-                    if pair is not None:
+                    if group is not None:
                         self.count_bucket(rec, side, done[side], now)
             if parking:
                 self.take_turns(now)
@@ -385,26 +441,32 @@ class Flock:
                 last_yield = perf()
 
     def count_bucket(self, rec: Recorder, side: int, answers: int, now: float) -> None:
-        """A paired load's answers of one side in this turn of the loop, into its bucket of the epoch; in slices, only
+        """A group load's answers of one side in this turn of the loop, into its bucket of the epoch; in slices, only
         in the side's own turn and after the slice's settle time."""
-        pair = self.pair
-        assert pair is not None
+        group = self.group
+        assert group is not None
         at = now + self.wall
-        bucket = int(at / pair.bucket)
-        if pair.slices and (bucket % 2 != side or at - bucket * pair.bucket < pair.settle):
+        bucket = int(at / group.bucket)
+        if group.slices and (bucket % len(self.sides) != side or at - bucket * group.bucket < group.settle):
             return
         rec.buckets[bucket] += answers
 
     def take_turns(self, now: float) -> None:
         """Slices: at a new slice, the side whose turn it is sends on every connection that waited for it."""
-        pair = self.pair
-        assert pair is not None
-        turn = int((now + self.wall) / pair.bucket) % 2
+        group = self.group
+        assert group is not None
+        turn = int((now + self.wall) / group.bucket) % len(self.sides)
         if turn != self.turn:
             self.turn = turn
             waiting, self.parked[turn][:] = list(self.parked[turn]), []
+            handler = self.handlers[turn]
             for conn in waiting:
-                self.send_next(conn, time.perf_counter())
+                handler.send(conn, time.perf_counter())
+            handler.flush()
+
+    def park(self, conn: Conn, slots: int = 1) -> None:
+        """Slices: `slots` requests of conn wait for its side's next turn."""
+        self.parked[conn.side].extend([conn] * slots)
 
     def retry_connections(self, now: float) -> None:
         self.retry.sort()
@@ -413,148 +475,7 @@ class Flock:
             if len(self.conns) < max(self.users, 1):
                 conn = self.connect(now, side)
                 if conn is not None:
-                    self.start(conn, now)
-
-    @staticmethod
-    def receive(conn: Conn) -> int:
-        """recv_into the connection's buffer after what it holds, doubling it for a large answer."""
-        if conn.filled == 0:
-            return conn.sock.recv_into(conn.buf)
-        if conn.filled == len(conn.buf):
-            conn.buf.extend(bytes(len(conn.buf)))
-        return conn.sock.recv_into(memoryview(conn.buf)[conn.filled :])
-
-    def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
-        """Read what arrived (n bytes already read, when given) and handle every whole answer in it; returns how
-        many correct answers."""
-        if n is None:
-            try:
-                n = self.receive(conn)
-            except BlockingIOError:
-                return 0
-            except OSError as exc:
-                self.error(type(exc).__name__, conn.side)
-                self.reconnect(conn, now)
-                return 0
-        if n == 0:
-            self.error("server closed the connection", conn.side)
-            self.reconnect(conn, now)
-            return 0
-        conn.filled += n
-        ok = 0
-        while conn.filled:
-            try:
-                used, error = self.answer_ws(conn) if self.plan.websocket else self.answer(conn)
-            except (ProtocolError, ValueError) as exc:
-                self.error(f"protocol: {exc}", conn.side)
-                self.reconnect(conn, now)
-                return ok
-            if used == 0:
-                break  # not a whole answer yet
-            if conn.filled == used:
-                conn.filled = 0
-            else:
-                conn.buf[: conn.filled - used] = conn.buf[used : conn.filled]
-                conn.filled -= used
-            if error != "":  # "" is the websocket handshake's answer: nothing to count yet
-                latency = int((now - conn.due) * 1_000_000 + 0.5)
-                self.ui_ms.append(latency // 1000)
-                if error is None:
-                    if self.counts(conn):
-                        ok += 1
-                        conn.rec.pending[latency] += 1
-                else:
-                    self.error(error, conn.side)
-            if conn.closing:
-                self.reconnect(conn, now)
-                return ok
-            if self.schedule is None:
-                self.next_closed(conn)
-            else:
-                self.free(conn, now)
-        return ok
-
-    # --- answers ----------------------------------------------------------------------------------------------
-    def answer(self, conn: Conn) -> tuple[int, str | None]:
-        """(bytes used, None if correct else the reason) for the HTTP answer at the buffer's start; (0, None)
-        while it is incomplete."""
-        buf, filled, body = conn.buf, conn.filled, self.body
-        head = conn.head
-        if head and buf.startswith(head):  # the same head as the last correct answer: only the body is new
-            end = len(head) + len(body)
-            if filled < end:
-                return 0, None
-            return end, None if buf.startswith(body, len(head)) else self.wrong_same_length
-        split = buf.find(b"\r\n\r\n", 0, filled)
-        if split < 0:
-            if filled > 16384:
-                raise ProtocolError("no end of headers in 16 KiB")
-            return 0, None
-        start = split + 4
-        head = bytes(buf[:start])
-        if head[:7] != b"HTTP/1." or len(head) < 16:
-            raise ProtocolError(f"not an HTTP/1.x status line: {head[:40]!r}")
-        status = int(head[9:12])
-        lower = head.lower()
-        length = header(lower, b"content-length")
-        if length is not None:
-            end = start + int(length)
-            if filled < end:
-                return 0, None
-            got, framing = bytes(buf[start:end]), "length"
-        elif header(lower, b"transfer-encoding") == b"chunked":
-            parsed = chunked(buf, start, filled)
-            if parsed is None:
-                return 0, None
-            got, end = parsed
-            framing = "chunked"
-        else:
-            raise ProtocolError("answer has neither content-length nor chunked encoding")
-        if header(lower, b"connection") == b"close":
-            conn.closing = True
-        if status != self.status:
-            return end, f"status {status}"
-        content_type = header(lower, b"content-type")
-        if content_type != self.content_type:
-            return end, f"content-type {(content_type or b'missing').decode(errors='replace')}"
-        if framing != self.plan.framing:
-            return end, f"framing {framing}, expected {self.plan.framing}"
-        if got != body:
-            return end, f"wrong body ({len(got)} bytes, expected {len(body)})"
-        if framing == "length" and header(lower, b"connection") != b"close":
-            conn.head, conn.whole = head, len(head) + len(body)
-        return end, None
-
-    def answer_ws(self, conn: Conn) -> tuple[int, str | None]:
-        """The handshake's answer (error "" when it is the 101), then one echoed frame per request."""
-        buf, filled = conn.buf, conn.filled
-        if not conn.ws_ready:
-            split = buf.find(b"\r\n\r\n", 0, filled)
-            if split < 0:
-                return 0, None
-            if buf[9:12] != b"101":
-                raise ProtocolError(f"websocket upgrade refused: {bytes(buf[:40])!r}")
-            conn.ws_ready = True
-            return split + 4, ""
-        if filled < 2:
-            return 0, None
-        first, second = buf[0], buf[1]
-        if first & 0x0F == 0x8:
-            raise ProtocolError("server sent a websocket close frame")
-        length, at = second & 0x7F, 2
-        if length == 126:
-            if filled < 4:
-                return 0, None
-            length, at = int.from_bytes(buf[2:4], "big"), 4
-        elif length == 127:
-            if filled < 10:
-                return 0, None
-            length, at = int.from_bytes(buf[2:10], "big"), 10
-        end = at + length
-        if filled < end:
-            return 0, None
-        got = bytes(buf[at:end])
-        return end, None if got == self.body else f"wrong echo ({len(got)} bytes, expected {len(self.body)})"
+                    self.handlers[side].start(conn, now)
 
     # --- errors and Locust's statistics -----------------------------------------------------------------------
     def error(self, reason: str, side: int = 0) -> None:
@@ -564,42 +485,13 @@ class Flock:
         self.ui_errors.append(reason)
 
     def flush_ui(self) -> None:
+        """Locust's statistics brought up to date. The lists are emptied in place: the loop and the handlers hold
+        them."""
         if self.ui_ms or self.ui_errors:
-            ms, errors = self.ui_ms, self.ui_errors
-            self.ui_ms, self.ui_errors = [], []
-            self.report(Counter(ms), len(ms), len(self.body) * len(ms), None)
+            ms, errors = Counter(self.ui_ms), list(self.ui_errors)
+            answers = len(self.ui_ms)
+            self.ui_ms.clear()
+            self.ui_errors.clear()
+            self.report(ms, answers, len(self.sides[0].plan.body) * answers, None)
             for reason in errors:
                 self.report(Counter(), 0, 0, reason)
-
-
-def header(lower_head: bytes, name: bytes) -> bytes | None:
-    """The value of a header in a lower-cased response head, stripped; None when it is absent."""
-    at = lower_head.find(b"\r\n" + name + b":")
-    if at < 0:
-        return None
-    start = at + len(name) + 3
-    return lower_head[start : lower_head.find(b"\r\n", start)].strip()
-
-
-def chunked(buf: bytearray, start: int, filled: int) -> tuple[bytes, int] | None:
-    """A chunked body from buf[start:filled]: (the body, where the answer ends), or None while incomplete."""
-    parts, at = [], start
-    while True:
-        line_end = buf.find(b"\r\n", at, filled)
-        if line_end < 0:
-            return None
-        size = int(bytes(buf[at:line_end]).split(b";", 1)[0], 16)
-        at = line_end + 2
-        if size == 0:
-            while True:  # trailers, then the blank line
-                line_end = buf.find(b"\r\n", at, filled)
-                if line_end < 0:
-                    return None
-                blank = line_end == at
-                at = line_end + 2
-                if blank:
-                    return b"".join(parts), at
-        if filled < at + size + 2:
-            return None
-        parts.append(bytes(buf[at : at + size]))
-        at += size + 2

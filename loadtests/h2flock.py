@@ -1,4 +1,4 @@
-"""The lab's client over HTTP/2 (h2c, prior knowledge): Flock's loop and model, with streams multiplexed.
+"""How the lab's client speaks HTTP/2 (h2c, prior knowledge): the handler of Flock's h2c sides, streams multiplexed.
 
 Each Locust user is still one connection; on it, up to `streams` requests are in flight at once, each on its own
 stream. The framing is the lab's own, kept to what a client of these servers meets (RFC 9113), and HPACK is the
@@ -17,20 +17,23 @@ back what it consumed; request bodies wait for the server's WINDOW_UPDATE. A ser
 or whose frames this client cannot follow, is a protocol error, never an answer.
 
 In the open model a connection with a free stream offers that stream to the next due slot (`idle` holds one entry
-per free stream); a slot that finds none opens a new connection, up to the bound, as over HTTP/1.1.
+per free stream); a slot that finds none opens a new connection, up to the bound, as over HTTP/1.1. In a group load's
+slices, the streams answered out of their side's turn wait for it (Flock.park), one entry per stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import struct
 import time
-from collections import deque
 
 import hpack
 from hpack.hpack import encode_integer
 
 from loadtests.flock import Conn, Flock
+from loadtests.recorder import Recorder
+from loadtests.scenarios import Plan
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WINDOW = 2**30 - 1  # what the client lets the server send before it gives back: h2load's default (-w 30, -W 30)
@@ -83,7 +86,7 @@ class H2Conn(Conn):
         "pending", "refill", "send_window", "stream_window", "streams", "uploads", "windows",
     )  # fmt: skip
 
-    def __init__(self, sock, rec, side: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sock: socket.socket, rec: Recorder, side: int = 0) -> None:
         super().__init__(sock, rec, side)
         self.streams: dict[int, Stream] = {}
         self.next_id = 1
@@ -102,16 +105,113 @@ class H2Conn(Conn):
         self.refill = 0  # closed model: streams answered in what is being handled, each to get its next request
         self.uploads: dict[int, memoryview] = {}  # request bodies still to send, waiting for the server's window
 
+    # --- flow control of request bodies (RFC 9113 6.9) ------------------------------------------------------------
+    def pump(self, sid: int) -> bytes:
+        """DATA frames for as much of the stream's request body as the server's windows allow; the rest waits for
+        its WINDOW_UPDATE."""
+        rest, out = self.uploads[sid], []
+        while rest:
+            size = min(len(rest), self.windows[sid], self.send_window, 16_384)  # the smallest frame size allowed
+            if size <= 0:
+                self.uploads[sid] = rest
+                return b"".join(out)
+            self.windows[sid] -= size
+            self.send_window -= size
+            out.append(frame(DATA, END_STREAM if size == len(rest) else 0, sid, rest[:size].tobytes()))
+            rest = rest[size:]
+        del self.uploads[sid], self.windows[sid]
+        return b"".join(out)
 
-class H2Flock(Flock):
-    """All h2c connections of one load-generator process, with `streams` requests in flight on each."""
+    def settle(self, payload: bytes) -> None:
+        """The server's SETTINGS: a new initial window changes every stream's window by the difference."""
+        for at in range(0, len(payload) - 5, 6):
+            key, value = int.from_bytes(payload[at : at + 2], "big"), int.from_bytes(payload[at + 2 : at + 6], "big")
+            if key == SETTINGS_INITIAL_WINDOW_SIZE:
+                change, self.stream_window = value - self.stream_window, value
+                for sid in self.windows:
+                    self.windows[sid] += change
 
-    def __init__(self, *args, streams: int = 1, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        if self.pair is not None or self.plan.websocket:
-            raise ValueError("the h2 client runs no paired load and no websocket")
-        self.streams = streams
-        plan, target = self.plan, self.target
+    def grant(self, sid: int, increment: int) -> list[int]:
+        """A WINDOW_UPDATE: the streams whose bodies may go on."""
+        if sid == 0:
+            self.send_window += increment
+            return list(self.uploads)
+        if sid in self.windows:
+            self.windows[sid] += increment
+            return [sid]
+        return []
+
+
+class H2Expected:
+    """What a correct answer is over h2, and the verdicts on answers (None: correct): on a header block, decoded in
+    order on its connection, and on a whole stream."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.body, self.framing = plan.body, plan.framing
+        self.content_type = plan.content_type.encode().lower()
+        self.length = str(len(plan.body)).encode() if plan.framing == "length" else None
+        self.status_bytes = str(plan.status).encode()
+
+    def block(self, conn: H2Conn, block: bytes) -> str | None:
+        """The check of an answer's header block (None: correct). A block that left the decoder's table as it was
+        has its verdict cached: until a block changes the table, the same bytes decode the same; one that changes
+        it empties the cache."""
+        cache = conn.cache
+        if block in cache:
+            return cache[block]
+        table = conn.decoder.header_table
+        entries = table.dynamic_entries
+        before = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
+        verdict = self.head(conn.decoder.decode(block, raw=True))
+        if (id(entries[0]) if entries else 0, len(entries), table.maxsize) != before:
+            cache.clear()
+        elif len(cache) < 64:
+            cache[block] = verdict
+        return verdict
+
+    def head(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The check of an answer's decoded headers (None: correct)."""
+        status = content_type = length = None
+        for name, value in headers:
+            if name == b":status":
+                status = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+        if status != self.status_bytes:
+            return f"status {(status or b'missing').decode(errors='replace')}"
+        if content_type is None or content_type.lower() != self.content_type:
+            return f"content-type {(content_type or b'missing').decode(errors='replace')}"
+        if self.length is None:
+            if length is not None:
+                return f"framing length, expected {self.framing}"
+        elif length is None:
+            return "framing without content-length, expected length"
+        elif length != self.length:
+            return f"content-length {length.decode(errors='replace')}, expected {self.length.decode()}"
+        return None
+
+    def whole(self, stream: Stream) -> str | None:
+        """The verdict on a stream's answer from its headers' verdict and its body's parts (none: no DATA)."""
+        if stream.verdict is not None:
+            return stream.verdict
+        body = b"".join(stream.body or ())
+        return None if body == self.body else wrong_body(len(body), self.body)
+
+
+class H2Handler:
+    """The h2c connections of one side (flock.Handler), with `streams` requests in flight on each."""
+
+    def __init__(self, flock: Flock, side: int) -> None:
+        spec = flock.sides[side]
+        plan, target = spec.plan, spec.target
+        self.flock, self.side, self.plan, self.rec, self.streams = flock, side, plan, spec.recorder, spec.streams
+        self.closed = flock.schedule is None  # the closed model: every answered stream's next request at once
+        self.parking = flock.parking  # a group's slices: streams answered out of their side's turn wait for it
+        self.ui_ms = flock.ui_ms
+        self.body = plan.body  # the usual answer's one DATA frame is compared in handle() itself
+        self.expected = H2Expected(plan)
         self.upload = plan.request.partition(b"\r\n\r\n")[2]
         method = {"GET": b"\x82", "POST": b"\x83"}.get(plan.method) or never_indexed(2, plan.method.encode())
         block = method + b"\x86" + never_indexed(1, f"{target.host}:{target.port}".encode())
@@ -123,45 +223,30 @@ class H2Flock(Flock):
         flags = END_HEADERS | (0 if self.upload else END_STREAM)
         self.request = struct.Struct(f">IBI{len(block)}s")  # the HEADERS frame: packed with its stream id
         self.request_head = (len(block) << 8 | HEADERS, flags)
-        self.length = str(len(plan.body)).encode() if plan.framing == "length" else None
-        self.status_bytes = str(plan.status).encode()
         self.batching = False  # inside a batch of events: new requests are written once, at its end
         self.dirty: list[H2Conn] = []  # connections with frames in their outbox
 
     # --- connections ------------------------------------------------------------------------------------------
-    def connect(self, now: float, side: int = 0) -> H2Conn | None:
-        conn = super().connect(now, side)
-        if conn is None:
-            return None
-        h2conn = H2Conn(conn.sock, conn.rec, side)
-        self.conns[conn.fd] = h2conn
-        self.preface(h2conn)
-        return h2conn
+    def connection(self, sock: socket.socket) -> Conn:
+        return H2Conn(sock, self.rec, self.side)
 
-    def preface(self, conn: H2Conn) -> None:
+    def greet(self, conn: Conn) -> None:
         """The connection preface and SETTINGS (no push, the receive windows opened wide, as h2load's)."""
+        assert isinstance(conn, H2Conn)
         settings = (SETTINGS_ENABLE_PUSH.to_bytes(2, "big") + (0).to_bytes(4, "big")
                     + SETTINGS_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + WINDOW.to_bytes(4, "big"))  # fmt: skip
-        self.send(conn, PREFACE + frame(SETTINGS, 0, 0, settings)
-                  + frame(WINDOW_UPDATE, 0, 0, (WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")))  # fmt: skip
-
-    def close(self, conn: Conn) -> None:
-        super().close(conn)
-        if self.idle and conn in self.idle:
-            self.idle = deque(c for c in self.idle if c is not conn)
+        self.put(conn, PREFACE + frame(SETTINGS, 0, 0, settings)
+                 + frame(WINDOW_UPDATE, 0, 0, (WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")))  # fmt: skip
 
     def start(self, conn: Conn, now: float) -> None:
-        if self.schedule is None:
+        if self.closed:
             assert isinstance(conn, H2Conn)
             conn.refill = self.streams
             self.send_refill(conn)
         else:
-            self.idle.extend([conn] * self.streams)
+            self.flock.idle.extend([conn] * self.streams)
 
-    def next_closed(self, conn: Conn) -> None:
-        self.send_next(conn, time.perf_counter())
-
-    def send(self, conn: H2Conn, data: bytes) -> None:
+    def put(self, conn: H2Conn, data: bytes) -> None:
         """Write now, or at the end of the batch of events being handled."""
         if self.batching:
             if not conn.outbox:
@@ -170,13 +255,18 @@ class H2Flock(Flock):
         elif conn.out:
             conn.out += data
         else:
-            self.write(conn, data)
+            self.flock.write(conn, data)
+
+    def send(self, conn: Conn, now: float, due: float | None = None) -> None:
+        """A request on a new stream of conn, written at the next flush() with the batch's others."""
+        self.batching = True
+        self.send_next(conn, now, due)
 
     def send_next(self, conn: Conn, now: float, due: float | None = None) -> None:
         """Open a stream with the next request on conn; its answer is timed from `due` (its slot), else from now."""
         assert isinstance(conn, H2Conn)
-        if due is not None and self.counts_due(conn, due):
-            self.recorder.late[int((now - due) * 1_000_000 + 0.5)] += 1
+        if due is not None:
+            self.flock.late(conn.rec, due, now)
         sid = conn.next_id
         if sid > MAX_STREAM_ID:  # stream ids are spent: a new connection takes over
             conn.closing = True
@@ -188,13 +278,16 @@ class H2Flock(Flock):
         if self.upload:
             conn.uploads[sid] = memoryview(self.upload)
             conn.windows[sid] = conn.stream_window
-            wire += self.pump(conn, sid)
-        self.send(conn, wire)
+            wire += conn.pump(sid)
+        self.put(conn, wire)
 
     def send_refill(self, conn: H2Conn) -> None:
         """Closed model: a new request on each stream answered in what was just handled, in one write, all timed
-        from now."""
+        from now; in a group's slices, out of the side's turn, they wait for it."""
         count, conn.refill = conn.refill, 0
+        if self.parking and self.side != self.flock.turn:
+            self.flock.park(conn, count)
+            return
         now = time.perf_counter()
         first = conn.next_id
         if self.upload or first + 2 * count > MAX_STREAM_ID:  # a body to pump, or stream ids running out
@@ -208,47 +301,20 @@ class H2Flock(Flock):
             streams[sid] = Stream(now)
             wire.append(pack(length_kind, flags, sid, block))
         conn.next_id = first + 2 * count
-        self.send(conn, b"".join(wire))
+        self.put(conn, b"".join(wire))
 
-    def counts_due(self, conn: Conn, due: float) -> bool:
-        rec = conn.rec
-        return rec.recording and (self.schedule is None or due >= rec.opened)
+    def in_flight(self) -> int:
+        return sum(len(c.streams) for c in self.flock.conns.values() if isinstance(c, H2Conn) and c.side == self.side)
 
-    def pump(self, conn: H2Conn, sid: int) -> bytes:
-        """DATA frames for as much of the stream's request body as the server's windows allow; the rest waits for
-        its WINDOW_UPDATE."""
-        rest, out = conn.uploads[sid], []
-        while rest:
-            size = min(len(rest), conn.windows[sid], conn.send_window, 16_384)  # the smallest frame size allowed
-            if size <= 0:
-                conn.uploads[sid] = rest
-                return b"".join(out)
-            conn.windows[sid] -= size
-            conn.send_window -= size
-            out.append(frame(DATA, END_STREAM if size == len(rest) else 0, sid, rest[:size].tobytes()))
-            rest = rest[size:]
-        del conn.uploads[sid], conn.windows[sid]
-        return b"".join(out)
-
-    def owed(self) -> int:
-        in_flight = sum(len(c.streams) for c in self.conns.values() if isinstance(c, H2Conn))
-        return len(self.backlog) + (in_flight if self.schedule else 0)
-
-    # --- the loop -----------------------------------------------------------------------------------------------
-    def release_due(self, now: float) -> None:
-        self.batching = True
-        try:
-            super().release_due(now)
-        finally:
-            self.batching = False
-            self.flush_dirty()
-
-    def flush_dirty(self) -> None:
+    # --- what arrives -------------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """The batch is over: each connection's frames in one write."""
+        self.batching = False
         dirty, self.dirty = self.dirty, []
         for conn in dirty:
             parts, conn.outbox = conn.outbox, []
-            if self.conns.get(conn.fd) is conn:
-                self.send(conn, parts[0] if len(parts) == 1 else b"".join(parts))
+            if self.flock.conns.get(conn.fd) is conn:
+                self.put(conn, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def readable(self, conn: Conn, now: float, n: int | None = None) -> int:
         """Read what arrived (n bytes already read into the buffer by Flock.run, when given) and handle every frame
@@ -269,8 +335,7 @@ class H2Flock(Flock):
         try:
             return self.handle(conn, bytes(memoryview(conn.buf)[:n]), now)
         finally:
-            self.batching = False
-            self.flush_dirty()
+            self.flush()
 
     def handle(self, conn: H2Conn, data: bytes, now: float) -> int:
         """Every whole frame in what arrived; returns how many correct answers. In the closed model the streams
@@ -301,15 +366,15 @@ class H2Flock(Flock):
                 if kind == HEADERS and flags & (END_HEADERS | PADDED | PRIORITY) == END_HEADERS:
                     block = data[start:stop]
                     verdict = cache.get(block, HEADLESS)
-                    if verdict is HEADLESS:
-                        verdict = self.verdict(conn, block)  # blocks are decoded in order: HPACK's table depends on it
+                    if verdict is HEADLESS:  # blocks are decoded in order: HPACK's table depends on it
+                        verdict = self.expected.block(conn, block)
                     stream = streams.get(sid)
                     if stream is not None:
                         if stream.verdict is HEADLESS:
                             stream.verdict = verdict
                         if flags & END_STREAM:
                             del streams[sid]
-                            ok += self.done(conn, stream, self.body_verdict(stream), now)
+                            ok += self.done(conn, stream, self.expected.whole(stream), now)
                 elif kind == DATA:
                     stream = streams.get(sid)
                     if flags == END_STREAM and stream is not None and stream.verdict is None and stream.body is None:
@@ -331,7 +396,7 @@ class H2Flock(Flock):
                     self.reset(conn, sid, int.from_bytes(data[start : start + 4], "big"), now)
                 elif kind == PING:
                     if not flags & ACK:
-                        self.send(conn, frame(PING, ACK, 0, data[start:stop]))
+                        self.put(conn, frame(PING, ACK, 0, data[start:stop]))
                 elif kind == GOAWAY:
                     code = int.from_bytes(data[start + 4 : start + 8], "big")
                     self.lost(conn, f"GOAWAY {code_name(code)}", now, goaway=True)
@@ -345,7 +410,7 @@ class H2Flock(Flock):
             return ok
         conn.pending = data[at:] if at < end else b""
         if conn.consumed >= WINDOW // 2:  # give the connection's window back in large steps
-            self.send(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
+            self.put(conn, frame(WINDOW_UPDATE, 0, 0, conn.consumed.to_bytes(4, "big")))
             conn.consumed = 0
         if conn.refill:
             self.send_refill(conn)
@@ -373,15 +438,8 @@ class H2Flock(Flock):
         stream.body.append(data[start:stop])
         if flags & END_STREAM:
             del conn.streams[sid]
-            return self.done(conn, stream, self.body_verdict(stream), now)
+            return self.done(conn, stream, self.expected.whole(stream), now)
         return 0
-
-    def body_verdict(self, stream: Stream) -> str | None:
-        """The verdict on a stream's answer from its headers' verdict and its body's parts (none: no DATA)."""
-        if stream.verdict is not None:
-            return stream.verdict
-        body = b"".join(stream.body or ())
-        return None if body == self.body else wrong_body(len(body), self.body)
 
     def headers(self, conn: H2Conn, kind: int, flags: int, sid: int, payload: bytes, now: float) -> int:
         if kind == HEADERS:
@@ -400,7 +458,7 @@ class H2Flock(Flock):
         conn.block_stream = 0
         verdict = conn.cache.get(payload, HEADLESS)
         if verdict is HEADLESS:
-            verdict = self.verdict(conn, payload)  # blocks are decoded in order: HPACK's table depends on it
+            verdict = self.expected.block(conn, payload)  # blocks are decoded in order: HPACK's table depends on it
         stream = conn.streams.get(sid)
         if stream is None:
             return 0
@@ -409,83 +467,35 @@ class H2Flock(Flock):
         # else trailers: nothing the apps send; only the end of the stream matters
         if conn.block_end:
             del conn.streams[sid]
-            return self.done(conn, stream, self.body_verdict(stream), now)
+            return self.done(conn, stream, self.expected.whole(stream), now)
         return 0
-
-    def verdict(self, conn: H2Conn, block: bytes) -> str | None:
-        """The check of an answer's header block (None: correct). A block that left the decoder's table as it was
-        has its verdict cached: until a block changes the table, the same bytes decode the same; one that changes
-        it empties the cache."""
-        cache = conn.cache
-        if block in cache:
-            return cache[block]
-        table = conn.decoder.header_table
-        entries = table.dynamic_entries
-        before = (id(entries[0]) if entries else 0, len(entries), table.maxsize)
-        verdict = self.check_head(conn.decoder.decode(block, raw=True))
-        if (id(entries[0]) if entries else 0, len(entries), table.maxsize) != before:
-            cache.clear()
-        elif len(cache) < 64:
-            cache[block] = verdict
-        return verdict
 
     def settings(self, conn: H2Conn, flags: int, payload: bytes) -> None:
         if flags & ACK:
             return
-        for at in range(0, len(payload) - 5, 6):
-            key, value = int.from_bytes(payload[at : at + 2], "big"), int.from_bytes(payload[at + 2 : at + 6], "big")
-            if key == SETTINGS_INITIAL_WINDOW_SIZE:
-                change, conn.stream_window = value - conn.stream_window, value
-                for sid in conn.windows:
-                    conn.windows[sid] += change
-        self.send(conn, frame(SETTINGS, ACK, 0))
+        conn.settle(payload)
+        self.put(conn, frame(SETTINGS, ACK, 0))
         self.resume(conn, list(conn.uploads))
 
     def window_update(self, conn: H2Conn, sid: int, increment: int) -> None:
-        if sid == 0:
-            conn.send_window += increment
-            self.resume(conn, list(conn.uploads))
-        elif sid in conn.windows:
-            conn.windows[sid] += increment
-            self.resume(conn, [sid])
+        self.resume(conn, conn.grant(sid, increment))
 
     def resume(self, conn: H2Conn, sids: list[int]) -> None:
+        """Request bodies that waited for the server's window: as much more of each as it now allows."""
         for sid in sids:
             if sid in conn.uploads:
-                wire = self.pump(conn, sid)
+                wire = conn.pump(sid)
                 if wire:
-                    self.send(conn, wire)
+                    self.put(conn, wire)
 
     def reset(self, conn: H2Conn, sid: int, code: int, now: float) -> None:
         stream = conn.streams.pop(sid, None)
         conn.uploads.pop(sid, None)
         conn.windows.pop(sid, None)
-        self.error(f"RST_STREAM {code_name(code)}", conn.side)
+        self.flock.error(f"RST_STREAM {code_name(code)}", conn.side)
         if stream is not None:
             self.ui_ms.append(int((now - stream.due) * 1000))
             self.again(conn, now)
-
-    def check_head(self, headers: list[tuple[bytes, bytes]]) -> str | None:
-        status = content_type = length = None
-        for name, value in headers:
-            if name == b":status":
-                status = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-        if status != self.status_bytes:
-            return f"status {(status or b'missing').decode(errors='replace')}"
-        if content_type is None or content_type.lower() != self.content_type:
-            return f"content-type {(content_type or b'missing').decode(errors='replace')}"
-        if self.length is None:
-            if length is not None:
-                return f"framing length, expected {self.plan.framing}"
-        elif length is None:
-            return "framing without content-length, expected length"
-        elif length != self.length:
-            return f"content-length {length.decode(errors='replace')}, expected {self.length.decode()}"
-        return None
 
     def done(self, conn: H2Conn, stream: Stream, error: str | None, now: float) -> int:
         """A stream's answer is whole and judged (error None: correct): time it, and use its slot again."""
@@ -494,16 +504,16 @@ class H2Flock(Flock):
         ok = 0
         if error is None:
             rec = conn.rec
-            if rec.recording and (self.schedule is None or stream.due >= rec.opened):
+            if rec.recording and (self.closed or stream.due >= rec.opened):
                 ok = 1
                 rec.pending[latency] += 1
         else:
-            self.error(error, conn.side)
+            self.flock.error(error, conn.side)
         if not conn.closing:  # the stream's slot is free (again(), inlined: this is the hot path)
-            if self.schedule is None:
+            if self.closed:
                 conn.refill += 1
             else:
-                self.free(conn, now)
+                self.flock.free(conn, now)
         return ok
 
     def again(self, conn: H2Conn, now: float) -> None:
@@ -511,32 +521,33 @@ class H2Flock(Flock):
         it waits for a slot (open)."""
         if conn.closing:
             return
-        if self.schedule is None:
+        if self.closed:
             conn.refill += 1
         else:
-            self.free(conn, now)
+            self.flock.free(conn, now)
 
     def lost(self, conn: H2Conn, reason: str, now: float, goaway: bool = False) -> None:
         """The connection is unusable (GOAWAY, a reset, bytes that are not HTTP/2): the reason counted once, each
         stream it leaves unanswered counted too (after a GOAWAY), and a new connection in its place."""
+        flock = self.flock
         conn.closing = True
-        self.error(reason, conn.side)
+        flock.error(reason, conn.side)
         if goaway:
             for _ in range(len(conn.streams)):
-                self.error(f"{reason}: stream unanswered", conn.side)
+                flock.error(f"{reason}: stream unanswered", conn.side)
         with contextlib.suppress(OSError):
             conn.sock.send(frame(GOAWAY, 0, 0, bytes(8)))
         conn.streams.clear()
         conn.outbox.clear()
-        self.close(conn)
-        if self.running and len(self.conns) < max(self.users, 1):
-            fresh = self.connect(now, conn.side)
+        flock.close(conn)
+        if flock.running and len(flock.conns) < max(flock.users, 1):
+            fresh = flock.connect(now, conn.side)
             if fresh is not None:
                 self.start(fresh, now)
 
-    def write_failed(self, conn: Conn, exc: OSError) -> None:
+    def failed(self, conn: Conn, reason: str, now: float) -> None:
         if isinstance(conn, H2Conn) and not conn.closing:
-            self.lost(conn, type(exc).__name__, time.perf_counter())
+            self.lost(conn, reason, now)
 
 
 def wrong_body(size: int, expected: bytes) -> str:

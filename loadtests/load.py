@@ -7,10 +7,11 @@ see only `LoadBackend`.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal, Protocol, get_args
 
-from pydantic import BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field
 
 from core.errors import ProcessFailedError, ServiceLostError, UsageError
 from core.model import Record
@@ -19,7 +20,7 @@ from servers.matrix import HttpVersion, Scenario
 
 Client = Literal["lean", "stock"]
 Arrivals = Literal["poisson", "uniform"]  # the open model's schedules
-PairMode = Literal["together", "slices"]  # how a paired load shares itself between its two servers
+PairMode = Literal["together", "slices"]  # how a group load (a pair, or more servers) shares itself between them
 USER_CLASSES: dict[str, str] = {"lean": "LeanUser", "stock": "StockUser"}  # each Client's Locust user class
 STARTUP_ALLOWANCE = 60.0  # seconds for Locust to start, spawn and stop, on top of the measured duration
 MAX_DURATION = 3600.0
@@ -27,7 +28,8 @@ MAX_USERS = 10_000
 MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 65_000
 SHORTFALL_AT = 0.95  # open model: answered fewer than this share of the window's slots = the offer was not served
-MIN_SLICE, MAX_SLICE = 0.01, 5.0  # seconds: a paired load's buckets (together) or slices
+MIN_SLICE, MAX_SLICE = 0.01, 5.0  # seconds: a group load's buckets (together) or slices
+MAX_GROUP = 16  # servers in a group load, the first one (`target`) included
 # h2: the runs' streams per connection. Measured on granian-uvloop-h2c-w1-raw with 64 connections (docs/http2.md):
 # 1, 4 and 16 streams gave 23.9k, 41.3k and 39.6k answers/s with p99 3.8, 13.3 and 45.9 ms. 4 reaches the server's
 # throughput; more only queues (and every server's limit, 100 concurrent streams for hypercorn, stays far off).
@@ -42,6 +44,35 @@ class LoadError(ProcessFailedError):
 class LoadSideLostError(ServiceLostError):
     """The load side itself is gone (the Locust master does not answer, or workers are missing): no later load can
     run."""
+
+
+def one_of(kind: Any, refusal: str) -> BeforeValidator:
+    """A Literal field checked where the load is made: a value outside it is a UsageError in one line, `refusal`
+    with the value in it ({!r})."""
+
+    def check(value: Any) -> Any:
+        if value not in get_args(kind):
+            raise UsageError(refusal.format(value))
+        return value
+
+    return BeforeValidator(check)
+
+
+class GroupSide(Record):
+    """A further server of a group load, and the protocol spoken to it."""
+
+    target: str
+    http: Annotated[HttpVersion, one_of(HttpVersion, "http {!r}: give h1 or h2")] = "h1"
+
+
+def group_of(value: Any) -> Any:
+    """A group's further servers: as their JSON (as Locust's options carry them), or each as its URL alone (over
+    HTTP/1.1), or as records."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    if isinstance(value, list | tuple):
+        return [{"target": side} if isinstance(side, str) else side for side in value]
+    return value
 
 
 def scenario_of(value: Any) -> Any:
@@ -68,25 +99,40 @@ class Load(Record):
     users: int = 64
     duration: Annotated[float, Field(description="seconds to measure, then stop (and quit)")] = 10.0
     rate: Annotated[float, Field(description="open model: requests/s offered in all; 0 = closed model")] = 0.0
-    client: str = "lean"  # lean or stock (USER_CLASSES)
+    client: Annotated[Client, one_of(Client, f"unknown client {{!r}}; valid: {', '.join(USER_CLASSES)}")] = "lean"
     warmup: Annotated[float, Field(description="unrecorded seconds before the window opens")] = 0.0
-    arrivals: Annotated[str, Field(description="open model: poisson or uniform")] = "poisson"
+    arrivals: Annotated[
+        Arrivals,
+        Field(description="open model: poisson or uniform"),
+        one_of(Arrivals, "arrivals {!r}: give poisson or uniform"),
+    ] = "poisson"
     max_connections: Annotated[int, Field(description="open model: connections at most, all processes")] = 1024
-    # A paired load (an A/B pair: lab/pairs.py): `users` connections to each of two servers on the same CPUs, both
-    # loaded at once (together) or in turn (slices); the correct answers of each counted per bucket or slice.
-    pair_target: Annotated[str, Field(description="paired load: the second server (B); the first is --host")] = ""
-    pair_mode: Annotated[str, Field(description="paired load: together or slices")] = "together"
-    slice_seconds: Annotated[float, Field(description="paired load: seconds per bucket (together) or slice")] = 0.1
-    settle_seconds: Annotated[float, Field(description="paired load, slices: uncounted start of each slice")] = 0.02
-    http: Annotated[str, Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)")] = "h1"
+    # A group load (an A/B pair: lab/measure/pair.py, or more servers): `users` connections to each of its servers on
+    # the same CPUs, each spoken to in its own protocol, all loaded at once (together) or in turn (slices); the
+    # correct answers of each counted per bucket or slice.
+    group: Annotated[
+        list[GroupSide],
+        BeforeValidator(group_of),
+        Field(default_factory=list, description='group load: the further servers, [{"target": URL, "http": "h2"}]'),
+    ]
+    pair_mode: Annotated[
+        PairMode,
+        Field(description="group load: together or slices"),
+        one_of(PairMode, "pair mode {!r}: give together or slices"),
+    ] = "together"
+    slice_seconds: Annotated[float, Field(description="group load: seconds per bucket (together) or slice")] = 0.1
+    settle_seconds: Annotated[float, Field(description="group load, slices: uncounted start of each slice")] = 0.02
+    http: Annotated[
+        HttpVersion,
+        Field(description="h1 (HTTP/1.1) or h2 (HTTP/2 cleartext, prior knowledge)"),
+        one_of(HttpVersion, "http {!r}: give h1 or h2"),
+    ] = "h1"
     streams: Annotated[int, Field(description="h2: requests in flight per connection (1 over HTTP/1.1)")] = 1
     # The one address beyond loopback the user named for this run (--target-host); every other is refused.
     named_host: Annotated[str, Field(description="the target host the user named; empty: loopback only")] = ""
 
     def model_post_init(self, context: Any) -> None:
         plan = self.plan()
-        if self.client not in USER_CLASSES:
-            raise UsageError(f"unknown client {self.client!r}; valid: {', '.join(USER_CLASSES)}")
         if plan.websocket and self.client == "stock":
             raise UsageError("the stock client (FastHttpUser) has no websocket support; use --client lean")
         if not 1 <= self.users <= MAX_USERS:
@@ -101,20 +147,21 @@ class Load(Record):
             )
         if not (math.isfinite(self.warmup) and 0 <= self.warmup <= MAX_DURATION):
             raise UsageError(f"warm-up {self.warmup:g} must be in [0, {MAX_DURATION:g}] seconds")
-        if self.arrivals not in get_args(Arrivals):
-            raise UsageError(f"arrivals {self.arrivals!r}: give poisson or uniform")
-        if self.pair_target:
-            self.check_pair(plan)
+        if self.group:
+            self.check_group(plan)
         self.check_http(plan)
         if not self.users <= self.max_connections <= MAX_CONNECTIONS:
             raise UsageError(
                 f"max_connections {self.max_connections} must be in {self.users}-{MAX_CONNECTIONS} (at least the users)"
             )
 
-    def check_pair(self, plan: scenarios.Plan) -> None:
-        scenarios.Target.parse(self.pair_target, self.named_host)
-        if self.pair_mode not in get_args(PairMode):
-            raise UsageError(f"pair mode {self.pair_mode!r}: give together or slices")
+    def check_group(self, plan: scenarios.Plan) -> None:
+        for side in self.group:
+            scenarios.Target.parse(side.target, self.named_host)
+        if len(self.sides) > MAX_GROUP:
+            raise UsageError(f"a group load of {len(self.sides)} servers: give at most {MAX_GROUP}")
+        if self.connections > MAX_USERS:
+            raise UsageError(f"users {self.users} x {len(self.sides)} servers must be at most {MAX_USERS} connections")
         if self.rate or plan.websocket or self.client != "lean":
             raise UsageError("a paired load runs the lean client's closed model over HTTP: no rate, ws or stock client")
         if not (math.isfinite(self.slice_seconds) and MIN_SLICE <= self.slice_seconds <= MAX_SLICE):
@@ -123,14 +170,13 @@ class Load(Record):
             raise UsageError(f"settle {self.settle_seconds:g} s must be in [0, {self.slice_seconds:g}) (the slice)")
 
     def check_http(self, plan: scenarios.Plan) -> None:
-        if self.http not in get_args(HttpVersion):
-            raise UsageError(f"http {self.http!r}: give h1 or h2")
         if not 1 <= self.streams <= MAX_STREAMS:
             raise UsageError(f"streams {self.streams} must be in 1-{MAX_STREAMS}")
-        if self.http == "h1" and self.streams != 1:
+        h2 = any(side.http == "h2" for side in self.sides)
+        if not h2 and self.streams != 1:
             raise UsageError("streams above 1 need http h2: HTTP/1.1 has one request in flight per connection")
-        if self.http == "h2" and (self.pair_target or plan.websocket or self.client != "lean"):
-            raise UsageError("an h2 load runs the lean client over HTTP: no paired load, ws or stock client")
+        if h2 and (plan.websocket or self.client != "lean"):
+            raise UsageError("an h2 load runs the lean client over HTTP: no ws or stock client")
 
     @property
     def requests_in_flight(self) -> int:
@@ -138,17 +184,27 @@ class Load(Record):
         return self.users * self.streams
 
     @property
-    def paired(self) -> bool:
-        return bool(self.pair_target)
+    def sides(self) -> list[GroupSide]:
+        """Every server of the load, its `target` first (a group's further ones after it)."""
+        return [GroupSide(target=self.target, http=self.http), *self.group]
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.group)
 
     @property
     def connections(self) -> int:
-        """Locust's users: one connection each, to each server of a pair."""
-        return self.users * (2 if self.paired else 1)
+        """Locust's users: one connection each, `users` to each server of a group."""
+        return self.users * len(self.sides)
 
-    def plan(self) -> scenarios.Plan:
-        """The bytes to send and what must come back."""
-        return scenarios.plan(self.scenario, scenarios.Target.parse(self.target, self.named_host), self.params)
+    def plan(self, target: str | None = None) -> scenarios.Plan:
+        """The bytes to send and what must come back (to `target`, one of the group's servers; its own Host)."""
+        where = scenarios.Target.parse(target or self.target, self.named_host)
+        return scenarios.plan(self.scenario, where, self.params)
+
+    def streams_of(self, side: GroupSide) -> int:
+        """Requests in flight per connection to one of the load's servers."""
+        return self.streams if side.http == "h2" else 1
 
     @property
     def timeout(self) -> float:
@@ -182,7 +238,7 @@ class Load(Record):
         """The `--lab-*` options on Locust's parser (its defaults are this model's)."""
         for name in LAB_FIELDS:
             info = cls.model_fields[name]
-            kind = {int: int, float: float}.get(info.annotation, str)  # type: ignore[call-overload]
+            kind = info.annotation if info.annotation in (int, float) else str
             default = info.get_default(call_default_factory=True)
             group.add_argument(
                 "--lab-" + name.replace("_", "-"), type=kind, default=encode(default) if kind is str else default,
@@ -190,12 +246,12 @@ class Load(Record):
             )  # fmt: skip
 
     @classmethod
-    def from_options(cls, options: Any, host: str, users: int, client: str) -> Load:
+    def from_options(cls, options: Any, host: str, users: int, client: Client) -> Load:
         """The load a Locust process was started (or swarmed) with."""
         fields = {name: getattr(options, f"lab_{name}") for name in LAB_FIELDS}
         fields["params"] = scenarios.parse_overrides(fields["params"])
-        if fields["pair_target"]:  # Locust runs a user per connection, to each server of the pair
-            users = max(users // 2, 1)
+        servers = 1 + len(group_of(fields["group"]))  # Locust runs a user per connection, to each server of a group
+        users = max(users // servers, 1)
         return cls(target=host, users=users, client=client, **fields)
 
 
@@ -204,6 +260,8 @@ def encode(value: Any) -> str:
         return value.model_dump_json()
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return json.dumps([item.model_dump() for item in value])
     return str(value)
 
 
@@ -250,9 +308,10 @@ class LoadGenerator(Record):
 
 
 class SideResult(Record):
-    """One server of a paired load: its answers, errors and latency, and its correct answers per bucket."""
+    """One server of a group load: its answers, errors and latency, and its correct answers per bucket."""
 
     target: str
+    http: HttpVersion = "h1"  # the protocol spoken to it (not in bundles before group loads)
     requests: int
     ok: int
     errors: dict[str, int]
@@ -260,11 +319,37 @@ class SideResult(Record):
     buckets: list[int]  # correct answers per bucket (together) or counted part of its slices (slices; 0 elsewhere)
 
 
+class GroupResult(Record):
+    """A group load's servers over the same window, bucket by bucket, in the load's order (its target first). Bucket
+    k spans [k, k + 1) x bucket_seconds of the epoch (every worker process counts on the same clock); `first` is the
+    window's first whole bucket. Together: every server is loaded in every bucket. Slices: server i is loaded in the
+    buckets numbered i modulo the number of servers (a pair's A in even buckets, B in odd ones), and each slice's first
+    settle_seconds are not counted (the previous server's last answers drain then)."""
+
+    mode: PairMode
+    bucket_seconds: float
+    settle_seconds: float
+    first: int
+    sides: list[SideResult]
+
+    @property
+    def a(self) -> SideResult:
+        """A pair's A: the load's own target."""
+        return self.sides[0]
+
+    @property
+    def b(self) -> SideResult:
+        """A pair's B: its second server."""
+        return self.sides[1]
+
+    def counted_seconds(self) -> float:
+        """Seconds of one bucket in which its answers were counted."""
+        return self.bucket_seconds - (self.settle_seconds if self.mode == "slices" else 0.0)
+
+
 class PairResult(Record):
-    """A paired load's two servers over the same window, bucket by bucket. Bucket k spans [k, k + 1) x
-    bucket_seconds of the epoch (every worker process counts on the same clock); `first` is the window's first whole
-    bucket. Together: both servers are loaded in every bucket. Slices: A is loaded in even buckets and B in odd ones,
-    and each slice's first settle_seconds are not counted (the other server's last answers drain then)."""
+    """A paired load's two servers as bundles before group loads wrote them, A and B by name (read, never made by
+    the client any more): the same figures as a GroupResult of two sides."""
 
     mode: PairMode
     bucket_seconds: float
@@ -273,6 +358,10 @@ class PairResult(Record):
     a: SideResult
     b: SideResult
 
+    @property
+    def sides(self) -> list[SideResult]:
+        return [self.a, self.b]
+
     def counted_seconds(self) -> float:
         """Seconds of one bucket in which its answers were counted."""
         return self.bucket_seconds - (self.settle_seconds if self.mode == "slices" else 0.0)
@@ -280,7 +369,7 @@ class PairResult(Record):
 
 class LoadResult(Record):
     """What one load run measured, merged over every worker process: made by the locustfile, read by the runner.
-    For a paired load its figures are both servers' together, and `pair` has each one's."""
+    For a group load its figures are every server's together, and `group` has each one's."""
 
     scenario: str
     params: dict[str, int]
@@ -290,7 +379,7 @@ class LoadResult(Record):
     http: HttpVersion = "h1"  # the protocol spoken (not in bundles before HTTP/2 was added)
     streams: int = 1  # h2: requests in flight per connection
     offered_rps: float | None
-    arrivals: Literal["poisson", "uniform"] | None  # the open model's schedule
+    arrivals: Arrivals | None  # the open model's schedule
     rate_shortfall: bool | None  # open model: fewer correct answers than SHORTFALL_AT of the slots due
     window: Window
     requests: int
@@ -309,7 +398,13 @@ class LoadResult(Record):
     processes: int
     per_process_ok: list[int]
     load_generator: LoadGenerator
-    pair: PairResult | None = None
+    # a group load's servers, each apart (bundles before group loads have a pair's, as a PairResult, under "pair")
+    group: GroupResult | PairResult | None = Field(None, validation_alias=AliasChoices("group", "pair"))
+
+    @property
+    def pair(self) -> GroupResult | PairResult | None:
+        """A paired load's two servers (an A/B pair round), each apart; None for any other load."""
+        return self.group if self.group is not None and len(self.group.sides) == 2 else None
 
 
 H2LOAD_LIMITS = "h2load checks status codes only (no body or header check) and runs the closed model only"

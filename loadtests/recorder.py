@@ -59,8 +59,8 @@ class Snapshot(Record):
     scheduled: int
     peak_connections: int
     cpu: CpuUse
-    buckets: dict[int, int] = Field(default_factory=dict)  # a paired load: correct answers per bucket of the epoch
-    other: Snapshot | None = None  # a paired load: the second server's (B's) answers; this one's are A's
+    buckets: dict[int, int] = Field(default_factory=dict)  # a group load: correct answers per bucket of the epoch
+    others: list[Snapshot] = Field(default_factory=list)  # a group load: its further servers', in the load's order
 
     @property
     def ok(self) -> int:
@@ -94,7 +94,7 @@ class Recorder:
     late: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     per_quarter: Counter[int] = field(default_factory=Counter)  # correct answers per quarter-second of the window
-    buckets: Counter[int] = field(default_factory=Counter)  # a paired load: correct answers per bucket of the epoch
+    buckets: Counter[int] = field(default_factory=Counter)  # a group load: correct answers per bucket of the epoch
     peak_connections: int = 0
     scheduled: int = 0  # open model: slots due inside the window
     owed: int = 0

@@ -26,7 +26,17 @@ from core.errors import UsageError
 from core.host import atomic_write
 from loadtests import flock, recorder, scenarios, ui_stats
 from loadtests.api import Outcome
-from loadtests.load import SHORTFALL_AT, USER_CLASSES, Load, LoadError, LoadResult, PairResult, SideResult, Window
+from loadtests.load import (
+    SHORTFALL_AT,
+    USER_CLASSES,
+    GroupResult,
+    GroupSide,
+    Load,
+    LoadError,
+    LoadResult,
+    SideResult,
+    Window,
+)
 
 log = logging.getLogger("asgi-bench-lab")
 STAND_IN = "http://127.0.0.1:1"  # a web-UI master starts without a host (each /swarm brings one)
@@ -36,7 +46,7 @@ class Session:
     def __init__(self) -> None:
         self.environment: Environment | None = None
         self.recorder = recorder.Recorder()
-        self.second = recorder.Recorder()  # a paired load's second server (B)
+        self.others: list[recorder.Recorder] = []  # a group load's further servers', in the load's order
         self.load: Load | None = None
         self.plan: scenarios.Plan | None = None
         self.flock: flock.Flock | None = None
@@ -72,25 +82,17 @@ class Session:
         processes, index = options.lab_processes, getattr(runner, "worker_index", 0)
         load = self.load
         schedule = flock.Schedule(load.rate / processes, load.arrivals, phase=index / processes) if load.rate else None
-        pair = None
-        if load.paired:
-            pair = flock.Pairing(
-                scenarios.Target.parse(load.pair_target, load.named_host), self.second, load.pair_mode,
-                load.slice_seconds, load.settle_seconds,
-            )  # fmt: skip
-        target = scenarios.Target.parse(load.target, load.named_host)
-        if load.http == "h2":
-            from loadtests.h2flock import H2Flock
-
-            self.flock = H2Flock(
-                self.plan, target, self.recorder, self.report_to_ui, schedule,
-                max(1, load.max_connections // processes), streams=load.streams,
-            )  # fmt: skip
-        else:
-            self.flock = flock.Flock(
-                self.plan, target, self.recorder, self.report_to_ui, schedule,
-                max(1, load.max_connections // processes), pair,
-            )  # fmt: skip
+        self.others = [recorder.Recorder() for _ in load.group]
+        sides = [
+            flock.Side(scenarios.Target.parse(side.target, load.named_host), load.plan(side.target) if n else self.plan,
+                       rec, side.http, load.streams_of(side))
+            for n, (side, rec) in enumerate(zip(load.sides, [self.recorder, *self.others], strict=True))
+        ]  # fmt: skip
+        group = flock.Group(load.pair_mode, load.slice_seconds, load.settle_seconds) if load.grouped else None
+        self.flock = flock.Flock(
+            sides, self.report_to_ui, schedule, max(1, load.max_connections // processes), group,
+            flock.first_user(index, processes, load.connections),
+        )  # fmt: skip
 
     def spawned(self) -> None:
         """Every user runs: the window opens after the warm-up; the driving process ends the run on time."""
@@ -106,12 +108,13 @@ class Session:
     def open_window(self) -> None:
         self.recorder.open()
         self.recorder.peak_connections = len(self.flock.conns) if self.flock else 0
-        if self.load is not None and self.load.paired:
-            self.second.open()
+        for other in self.others:
+            other.open()
 
     def stopping(self) -> None:
         self.recorder.close(self.flock.owed() if self.flock else 0)
-        self.second.close()
+        for other in self.others:
+            other.close()
         if self.flock is not None:
             self.flock.stop()
 
@@ -143,7 +146,8 @@ class Session:
             snapshots = list(self.inbox)
         else:
             self.recorder.close(self.flock.owed() if self.flock else 0)
-            self.second.close()
+            for other in self.others:
+                other.close()
             master_cpu = None
             runner.stop()
             snapshots = [self.snapshot()]
@@ -162,10 +166,10 @@ class Session:
             runner.quit()
 
     def snapshot(self) -> recorder.Snapshot:
-        """This process's window; for a paired load, the second server's beside the first's."""
+        """This process's window; for a group load, its further servers' beside the first's."""
         mine = self.recorder.snapshot()
-        if self.load is not None and self.load.paired:
-            mine = mine.model_copy(update={"other": self.second.snapshot()})
+        if self.others:
+            mine = mine.model_copy(update={"others": [other.snapshot() for other in self.others]})
         return mine
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -195,9 +199,9 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         raise LoadError("no worker sent a result")
     if not all(s.started for s in snapshots):
         raise LoadError("a worker never opened its measured window (stopped during its warm-up)")
-    others = [s.other for s in snapshots if s.other is not None]
-    if load.paired and len(others) != len(snapshots):
-        raise LoadError("a worker sent no figures for the pair's second server")
+    if any(len(s.others) != len(load.group) for s in snapshots):
+        raise LoadError(f"a worker sent no figures for some of the group's {len(load.group)} further servers")
+    others = [other for s in snapshots for other in s.others]
     histogram, late, errors = recorder.merge([*snapshots, *others])
     started = min(s.started for s in snapshots if s.started)
     ended = max(s.ended or time.time() for s in snapshots)
@@ -217,7 +221,7 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         http=load.http,
         streams=load.streams,
         offered_rps=float(load.rate) or None,
-        arrivals=load.arrivals if open_model else None,  # type: ignore[arg-type]
+        arrivals=load.arrivals if open_model else None,
         rate_shortfall=ok < SHORTFALL_AT * scheduled if open_model else None,
         window=Window(start=started, end=ended, seconds=round(seconds, 4)),
         requests=ok + sum(errors.values()),
@@ -234,32 +238,31 @@ def merged(load: Load, snapshots: list[recorder.Snapshot], master_cpu: recorder.
         processes=len(snapshots),
         per_process_ok=[s.ok for s in snapshots],
         load_generator=recorder.load_generator([s.cpu for s in snapshots], master_cpu, client),
-        pair=paired(load, snapshots, others, started, ended) if load.paired else None,
+        group=grouped(load, snapshots, started, ended) if load.grouped else None,
     )
 
 
-def paired(
-    load: Load, firsts: list[recorder.Snapshot], seconds: list[recorder.Snapshot], started: float, ended: float
-) -> PairResult:
-    """Each server of a paired load: its answers and latency, and its correct answers in every whole bucket of the
+def grouped(load: Load, snapshots: list[recorder.Snapshot], started: float, ended: float) -> GroupResult:
+    """Each server of a group load: its answers and latency, and its correct answers in every whole bucket of the
     window (a bucket that began before the window opened, or ends after it closed, is left out)."""
     width = load.slice_seconds
     first, last = math.ceil(started / width), math.floor(ended / width)  # buckets [first, last) lie inside
 
-    def side(target: str, snaps: list[recorder.Snapshot]) -> SideResult:
+    def side(where: GroupSide, snaps: list[recorder.Snapshot]) -> SideResult:
         histogram, _, errors = recorder.merge(snaps)
         counts: Counter[int] = Counter()
         for snap in snaps:
             counts.update(snap.buckets)
         ok = histogram.get_total_count()
         return SideResult(
-            target=target, requests=ok + sum(errors.values()), ok=ok, errors=dict(errors),
+            target=where.target, http=where.http, requests=ok + sum(errors.values()), ok=ok, errors=dict(errors),
             latency=recorder.latency_summary(histogram), buckets=[counts.get(k, 0) for k in range(first, last)],
         )  # fmt: skip
 
-    return PairResult(
+    per_side = [snapshots, *([s.others[n] for s in snapshots] for n in range(len(load.group)))]
+    return GroupResult(
         mode=load.pair_mode, bucket_seconds=width, settle_seconds=load.settle_seconds, first=first,
-        a=side(load.target, firsts), b=side(load.pair_target, seconds),
+        sides=[side(where, snaps) for where, snaps in zip(load.sides, per_side, strict=True)],
     )  # fmt: skip
 
 

@@ -3,11 +3,11 @@ while the target side sends SIGTERM at a set time (lab/lifecycle.py); every sche
 outcome, counted here.
 
 The client is the lab's own design (loadtests/flock.py): one epoll loop over non-blocking sockets, requests encoded
-once from the scenarios' Plans, each answer framed and checked whole (status, content type, body) with flock's
-`header` and `chunked`. Unlike flock it never hides a failure behind a reconnect: a request that met a reset, a
-close or a refusal keeps that outcome, and connects are non-blocking, so a server that stopped accepting cannot
-stall the loop. In the open model a slot takes an idle connection, else opens one (up to a bound), else waits for
-the first one free; latency counts from the slot.
+once from the scenarios' Plans, each answer framed and checked whole (status, content type, framing, body) as every
+HTTP/1.1 client of the lab does it (loadtests/http1.py). Unlike flock it never hides a failure behind a reconnect: a
+request that met a reset, a close or a refusal keeps that outcome, and connects are non-blocking, so a server that
+stopped accepting cannot stall the loop. In the open model a slot takes an idle connection, else opens one (up to a
+bound), else waits for the first one free; latency counts from the slot.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from core.model import Record
-from loadtests.flock import chunked, header
+from loadtests import http1
 from loadtests.scenarios import Plan, Target
 
 OUTCOMES = {
@@ -143,6 +143,7 @@ class StopClient:
         self.finishing = False  # the test is over: what the client closes now, the server did not
         self.peak = 0
         self.max_late = 0.0
+        self.expected = (http1.Expected.of(self.short), http1.Expected.of(self.long))  # by Request.kind
 
     def cut(self, at: float) -> None:
         """End the schedule at `at` (the epoch) rather than `after` seconds past the signal; thread-safe: the loop
@@ -227,33 +228,15 @@ class StopClient:
             self.backlog.append(request)
 
     # --- answers -----------------------------------------------------------------------------------------------
-    def answer(self, conn: Conn, plan: Plan) -> tuple[int, bool, bool]:
+    def answer(self, conn: Conn, expected: http1.Expected) -> tuple[int, bool, bool]:
         """(bytes used, correct, server closes) for a whole answer at the buffer's start; (0, ...) while partial."""
-        buf, filled = conn.buf, conn.filled
-        split = buf.find(b"\r\n\r\n", 0, filled)
-        if split < 0:
+        try:
+            response = http1.read(conn.buf, conn.filled)
+        except http1.ProtocolError:
+            return conn.filled, False, True  # no answer this client can delimit: an error, and the connection unusable
+        if response is None:
             return 0, False, False
-        start = split + 4
-        head = bytes(buf[:start]).lower()
-        length = header(head, b"content-length")
-        if length is not None:
-            end = start + int(length)
-            if filled < end:
-                return 0, False, False
-            body = bytes(buf[start:end])
-        elif header(head, b"transfer-encoding") == b"chunked":
-            parsed = chunked(buf, start, filled)
-            if parsed is None:
-                return 0, False, False
-            body, end = parsed
-        else:
-            return filled, False, True  # no framing this client knows: an error, and the connection is unusable
-        correct = (
-            head[9:12] == str(plan.status).encode()
-            and header(head, b"content-type") == plan.content_type.encode().lower()
-            and body == plan.body
-        )
-        return end, correct, header(head, b"connection") == b"close"
+        return response.end, expected.verdict(response) is None, response.close
 
     def readable(self, conn: Conn, now: float) -> None:
         if conn.filled == len(conn.buf):
@@ -269,7 +252,7 @@ class StopClient:
         conn.filled += n
         if conn.request is None:
             return self.fail(conn, now, "closed")  # bytes nobody asked for: the connection is out of step
-        used, correct, closing = self.answer(conn, self.plan_of(conn.request))
+        used, correct, closing = self.answer(conn, self.expected[conn.request.kind])
         if not used:
             return
         request, conn.request = conn.request, None
@@ -418,10 +401,13 @@ def service(ok: list[float], before: float, after: float) -> Service:
 
 
 def capacity(target: Target, plan: Plan, seconds: float = 0.5, connections: int = 16) -> float:
-    """Correct answers per second with `connections` keep-alive connections, each sending its next request at once
-    (the closed model): the cell's capacity as this client sees it, for the schedule's rate."""
+    """Whole answers per second with `connections` keep-alive connections, each sending its next request at once
+    (the closed model): the cell's capacity as this client sees it, for the schedule's rate. An answer is framed as
+    every HTTP/1.1 client of the lab frames it (loadtests/http1.py); one whose head repeats the connection's last one
+    byte for byte is framed by that one's length."""
     ep = select.epoll()
     conns: dict[int, tuple[socket.socket, bytearray]] = {}
+    last: dict[int, http1.Response] = {}  # each connection's last length-framed answer
     for _ in range(connections):
         sock = socket.create_connection((target.host, target.port), timeout=2)
         sock.setblocking(False)
@@ -430,7 +416,6 @@ def capacity(target: Target, plan: Plan, seconds: float = 0.5, connections: int 
         ep.register(sock.fileno(), EPOLLIN)
         sock.send(plan.request)
     answers, started = 0, time.perf_counter()
-    whole = None
     try:
         while time.perf_counter() - started < seconds:
             for fd, _ in ep.poll(0.01):
@@ -439,11 +424,23 @@ def capacity(target: Target, plan: Plan, seconds: float = 0.5, connections: int 
                 if not data:
                     raise OSError("the server closed a connection while its capacity was measured")
                 buf += data
-                if whole is None and b"\r\n\r\n" in buf:
-                    split = buf.index(b"\r\n\r\n") + 4
-                    whole = split + int(header(bytes(buf[:split]).lower(), b"content-length") or 0)
-                while whole is not None and len(buf) >= whole:
-                    del buf[:whole]
+                while buf:
+                    known = last.get(fd)
+                    if known is not None and buf.startswith(known.head):
+                        if len(buf) < known.end:
+                            break
+                        end = known.end
+                    else:
+                        try:
+                            response = http1.read(buf)
+                        except http1.ProtocolError as exc:
+                            raise OSError(f"an answer this client cannot delimit: {exc}") from None
+                        if response is None:
+                            break
+                        end = response.end
+                        if response.framing == "length":
+                            last[fd] = response
+                    del buf[:end]
                     answers += 1
                     sock.send(plan.request)
     finally:

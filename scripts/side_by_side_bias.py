@@ -5,7 +5,7 @@ the kernel's grouping, one server starving the other's client). Per round, every
 the server CPUs (`--server-cpus`, default the lab's), then in a new random order: each cell loaded alone (the others
 started but idle) for one window, and all of them loaded together (lab/measure/group.py) for one window, every window
 after the same warm-up. For every two cells of the set: log(b ÷ a) alone and together in the same round, on the same
-starts; the bias is together − alone, with Student's t over the rounds, and the alone ratio's own interval beside it
+starts; the bias is together minus alone, with Student's t over the rounds, and the alone ratio's own interval beside it
 (its windows are measured one after the other, so this machine's changes of speed sit in it). With `--set` more than
 once, each set is measured in its own rounds; a set of two is a pair, a larger one a group of stacks loaded at once.
 
@@ -45,7 +45,7 @@ from servers.matrix import load
 
 
 def interval(logs: list[float]) -> str:
-    """exp(mean) with its 95% interval over the rounds, as 'x.xxx (lo–hi)'."""
+    """exp(mean) with its 95% interval over the rounds, as "x.xxx (lo-hi)".."""
     found = stats.side_by_side("", "a", "b", logs)
     if not math.isfinite(found.half_pct):
         return f"{found.ratio:.3f} (no interval)"

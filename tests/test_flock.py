@@ -9,11 +9,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+import gevent
 import pytest
 from hdrh.histogram import HdrHistogram
 
 from core.host import free_port, machine_cpus
-from loadtests import flock, recorder, scenarios
+from loadtests import flock, http1, recorder, scenarios
+from loadtests.h1flock import H1Handler
 from loadtests.load import Load
 from loadtests.local import run_once
 from servers.matrix import load
@@ -22,13 +24,16 @@ TARGET = scenarios.Target("127.0.0.1", 9)
 HEAD = b"HTTP/1.1 200 OK\r\ndate: now\r\ncontent-length: 13\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
 
 
+def handler(plan: scenarios.Plan) -> H1Handler:
+    """The handler of a one-server flock's connections: HTTP/1.1, or a websocket's."""
+    return flock.Flock([flock.Side(TARGET, plan, recorder.Recorder())], lambda *a: None).handlers[0]
+
+
 @pytest.fixture
-def plaintext() -> Iterator[tuple[flock.Flock, flock.Conn]]:
+def plaintext() -> Iterator[tuple[H1Handler, flock.Conn]]:
     left, right = socket.socketpair()
-    client = flock.Flock(
-        scenarios.plan(load().scenario("plaintext"), TARGET), TARGET, recorder.Recorder(), lambda *a: None
-    )
-    yield client, flock.Conn(left, client.recorder)
+    client = handler(scenarios.plan(load().scenario("plaintext"), TARGET))
+    yield client, client.connection(left)
     left.close()
     right.close()
 
@@ -79,11 +84,11 @@ def test_every_part_of_the_answer_is_checked(plaintext, answer: bytes, error: st
 def test_an_answer_it_cannot_delimit_is_a_protocol_error(plaintext) -> None:
     client, conn = plaintext
     feed(conn, b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n\r\nHello, World!")
-    with pytest.raises(flock.ProtocolError, match="neither content-length nor chunked"):
+    with pytest.raises(http1.ProtocolError, match="neither content-length nor chunked"):
         client.answer(conn)
     conn.filled = 0
     feed(conn, b"SSH-2.0-OpenSSH\r\n\r\n")
-    with pytest.raises(flock.ProtocolError, match=r"not an HTTP/1\.x status line"):
+    with pytest.raises(http1.ProtocolError, match=r"not an HTTP/1\.x status line"):
         client.answer(conn)
 
 
@@ -98,8 +103,8 @@ def test_a_chunked_stream_with_trailers_and_in_pieces() -> None:
     wire = b"400\r\n" + body[:1024] + b"\r\n400;ext=1\r\n" + body[1024:] + b"\r\n0\r\nx-trailer: 1\r\n\r\n"
     buf = bytearray(wire)
     for cut in (3, 10, 1030, len(wire) - 3):
-        assert flock.chunked(buf, 0, cut) is None
-    assert flock.chunked(buf, 0, len(wire)) == (body, len(wire))
+        assert http1.chunked(buf, 0, cut) is None
+    assert http1.chunked(buf, 0, len(wire)) == (body, len(wire))
 
 
 def test_websocket_frames_of_every_length_form() -> None:
@@ -107,8 +112,8 @@ def test_websocket_frames_of_every_length_form() -> None:
     try:
         for size in (5, 300, 70_000):
             plan = scenarios.plan(load().scenario("ws"), TARGET, {"message_bytes": str(size)})
-            client = flock.Flock(plan, TARGET, recorder.Recorder(), lambda *a: None)
-            conn = flock.Conn(left, client.recorder)
+            client = handler(plan)
+            conn = client.connection(left)
             conn.ws_ready = True
             if size < 126:
                 length = bytes([size])
@@ -119,10 +124,10 @@ def test_websocket_frames_of_every_length_form() -> None:
             frame = b"\x82" + length + plan.body
             conn.buf = bytearray(len(frame))
             feed(conn, frame[:-1])
-            assert client.answer_ws(conn) == (0, None)
+            assert client.answer(conn) == (0, None)
             conn.buf = bytearray(frame)
             conn.filled = len(frame)
-            assert client.answer_ws(conn) == (len(frame), None)
+            assert client.answer(conn) == (len(frame), None)
     finally:
         left.close()
         right.close()
@@ -184,6 +189,30 @@ def stalling_server(stall_at: float, stall: float) -> Iterator[str]:
         state["stop"] = True
         thread.join(5)
         listener.close()
+
+
+def test_every_answer_reaches_locusts_statistics() -> None:
+    """Locust's web UI is fed in batches, every UI_EVERY seconds, by the loop's fast path and by the handlers alike:
+    every answer of a run reaches it, not only those before its first batch."""
+    reported: Counter = Counter()
+
+    def report(counts_ms: Counter, requests: int, length: int, error: str | None) -> None:
+        reported["requests"] += requests
+        reported["in counts"] += sum(counts_ms.values())
+
+    with stalling_server(stall_at=60, stall=0) as url:
+        target = scenarios.Target.parse(url)
+        rec = recorder.Recorder()
+        client = flock.Flock([flock.Side(target, scenarios.plan(load().scenario("plaintext"), target), rec)], report)
+        rec.open()
+        for _ in range(4):
+            client.join()
+        gevent.sleep(3 * flock.UI_EVERY)
+        for _ in range(4):
+            client.leave()
+    answered = sum(rec.pending.values())
+    assert answered > 500 and not rec.errors
+    assert reported["requests"] == reported["in counts"] == answered
 
 
 def at_least(hdr: str, micros: int) -> int:

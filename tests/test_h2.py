@@ -22,7 +22,8 @@ import pytest
 
 from core.host import free_port
 from loadtests import recorder, scenarios
-from loadtests.h2flock import H2Conn, H2Flock
+from loadtests.flock import Flock, Side
+from loadtests.h2flock import H2Conn, H2Handler
 from loadtests.load import Load
 from servers.matrix import load
 
@@ -49,20 +50,22 @@ HELLO = headers_frame(1, OK_BLOCK) + data_frame(1, b"Hello, World!")
 
 
 @pytest.fixture
-def client() -> Iterator[tuple[H2Flock, H2Conn, socket.socket]]:
-    """A flock with one h2 connection over a socket pair, its preface sent and its first request on stream 1."""
+def client() -> Iterator[tuple[H2Handler, H2Conn, socket.socket]]:
+    """The h2 handler of a flock with one connection over a socket pair, its preface sent and its first request on
+    stream 1."""
     left, right = socket.socketpair()
     left.setblocking(False)
-    flock = H2Flock(scenarios.plan(load().scenario("plaintext"), TARGET), TARGET, recorder.Recorder(), lambda *a: None)
-    flock.running = True
-    conn = H2Conn(left, flock.recorder)
-    flock.conns[conn.fd] = conn
-    flock.preface(conn)
-    flock.recorder.open()
-    flock.streams = 1
-    flock.send_next(conn, time.perf_counter())
-    yield flock, conn, right
-    flock.running = False
+    plan = scenarios.plan(load().scenario("plaintext"), TARGET)
+    h2 = Flock([Side(TARGET, plan, recorder.Recorder(), "h2")], lambda *a: None).handlers[0]
+    h2.flock.running = True
+    conn = h2.connection(left)
+    h2.flock.conns[conn.fd] = conn
+    h2.greet(conn)
+    h2.rec.open()
+    h2.streams = 1
+    h2.send_next(conn, time.perf_counter())
+    yield h2, conn, right
+    h2.flock.running = False
     left.close()
     right.close()
 
@@ -73,7 +76,7 @@ def sent_by(peer: socket.socket) -> bytes:
 
 
 def test_the_request_is_h2_on_the_wire(client) -> None:
-    _flock, _conn, peer = client
+    _h2, _conn, peer = client
     wire = sent_by(peer)
     assert wire.startswith(PREFACE) and wire[len(PREFACE) + 3 : len(PREFACE) + 9] == b"\x04\x00\x00\x00\x00\x00"
     assert b"\x00\x04\x3f\xff\xff\xff" in wire  # SETTINGS_INITIAL_WINDOW_SIZE 2^30 - 1
@@ -87,23 +90,23 @@ def test_the_request_is_h2_on_the_wire(client) -> None:
 
 
 def test_a_literal_answer_is_counted_once_and_timed(client) -> None:
-    flock, conn, _ = client
-    assert flock.handle(conn, SETTINGS + SETTINGS_ACK + HELLO, time.perf_counter()) == 1
-    assert sum(flock.recorder.pending.values()) == 1 and not flock.recorder.errors
+    h2, conn, _ = client
+    assert h2.handle(conn, SETTINGS + SETTINGS_ACK + HELLO, time.perf_counter()) == 1
+    assert sum(h2.rec.pending.values()) == 1 and not h2.rec.errors
     assert list(conn.streams) == [3]  # the closed model's next request went out on the next stream
 
 
 def test_a_header_block_split_over_continuation_and_padded_data_are_followed(client) -> None:
-    flock, conn, _ = client
+    h2, conn, _ = client
     half = len(OK_BLOCK) // 2
     headers = len(OK_BLOCK[:half]).to_bytes(3, "big") + b"\x01\x00\x00\x00\x00\x01" + OK_BLOCK[:half]  # no END_HEADERS
     continuation = len(OK_BLOCK[half:]).to_bytes(3, "big") + b"\x09\x04\x00\x00\x00\x01" + OK_BLOCK[half:]
     padded = b"\x03" + b"Hello, World!" + b"\x00\x00\x00"  # PADDED: a pad length, the data, the padding
     data = len(padded).to_bytes(3, "big") + b"\x00\x09\x00\x00\x00\x01" + padded  # END_STREAM | PADDED
     wire = SETTINGS + headers + continuation + data
-    assert flock.handle(conn, wire[:20], time.perf_counter()) == 0  # frames split across reads wait for the rest
-    assert flock.handle(conn, wire[20:], time.perf_counter()) == 1
-    assert not flock.recorder.errors
+    assert h2.handle(conn, wire[:20], time.perf_counter()) == 0  # frames split across reads wait for the rest
+    assert h2.handle(conn, wire[20:], time.perf_counter()) == 1
+    assert not h2.rec.errors
 
 
 @pytest.mark.parametrize(
@@ -117,33 +120,33 @@ def test_a_header_block_split_over_continuation_and_padded_data_are_followed(cli
     ],
 )
 def test_every_part_of_a_literal_answer_is_checked(client, answer: bytes, error: str) -> None:
-    flock, conn, _ = client
-    assert flock.handle(conn, SETTINGS + answer, time.perf_counter()) == 0
-    assert not flock.recorder.pending
-    [(reason, count)] = flock.recorder.errors.items()
+    h2, conn, _ = client
+    assert h2.handle(conn, SETTINGS + answer, time.perf_counter()) == 0
+    assert not h2.rec.pending
+    [(reason, count)] = h2.rec.errors.items()
     assert reason.startswith(error) and count == 1, reason
 
 
 def test_http1_bytes_on_an_h2_connection_are_an_error_not_an_answer(client) -> None:
-    flock, conn, _ = client
+    h2, conn, _ = client
     wire = b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\ncontent-type: text/plain; charset=utf-8\r\n\r\nHello, World!"
-    assert flock.handle(conn, wire, time.perf_counter()) == 0
-    assert not flock.recorder.pending
-    [reason] = [r for r in flock.recorder.errors if not r.startswith("connect:")]  # its replacement: nothing on :9
+    assert h2.handle(conn, wire, time.perf_counter()) == 0
+    assert not h2.rec.pending
+    [reason] = [r for r in h2.rec.errors if not r.startswith("connect:")]  # its replacement: nothing on :9
     assert reason.startswith("protocol: not an HTTP/2 server preface: b'HTTP/1.1 200 OK"), reason
 
 
 def test_goaway_and_rst_stream_are_errors_with_their_codes(client) -> None:
-    flock, conn, _ = client
+    h2, conn, _ = client
     rst = b"\x00\x00\x04\x03\x00\x00\x00\x00\x01" + (7).to_bytes(4, "big")  # RST_STREAM stream 1, REFUSED_STREAM
-    assert flock.handle(conn, SETTINGS + rst, time.perf_counter()) == 0
-    assert flock.recorder.errors == {"RST_STREAM REFUSED_STREAM": 1}
+    assert h2.handle(conn, SETTINGS + rst, time.perf_counter()) == 0
+    assert h2.rec.errors == {"RST_STREAM REFUSED_STREAM": 1}
     assert list(conn.streams) == [3]  # the stream's slot was used again
     goaway = b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + (1).to_bytes(4, "big") + (11).to_bytes(4, "big")
-    assert flock.handle(conn, goaway, time.perf_counter()) == 0
-    assert flock.recorder.errors["GOAWAY ENHANCE_YOUR_CALM"] == 1
-    assert flock.recorder.errors["GOAWAY ENHANCE_YOUR_CALM: stream unanswered"] == 1  # stream 3
-    assert conn.fd not in flock.conns or flock.conns[conn.fd] is not conn
+    assert h2.handle(conn, goaway, time.perf_counter()) == 0
+    assert h2.rec.errors["GOAWAY ENHANCE_YOUR_CALM"] == 1
+    assert h2.rec.errors["GOAWAY ENHANCE_YOUR_CALM: stream unanswered"] == 1  # stream 3
+    assert conn.fd not in h2.flock.conns or h2.flock.conns[conn.fd] is not conn
 
 
 # --- a second of load against small h2 servers ----------------------------------------------------------------------
@@ -269,7 +272,7 @@ def drive(url: str, seconds: float = 1.0, users: int = 2, streams: int = 4, **pa
     scenario = "echo" if params else "plaintext"
     spec = Load(target=url, scenario=scenario, params=params, users=users, http="h2", streams=streams, duration=1)
     rec = recorder.Recorder()
-    flock = H2Flock(spec.plan(), scenarios.Target.parse(url), rec, lambda *a: None, streams=streams)
+    flock = Flock([Side(scenarios.Target.parse(url), spec.plan(), rec, "h2", streams)], lambda *a: None)
     rec.open()
     for _ in range(users):
         flock.join()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 from core.errors import UsageError
 from core.host import ROOT, free_port, machine_cpus
 from lab.verdict import judge
-from loadtests import recorder, scenarios
+from loadtests import flock, recorder, scenarios
 from loadtests.load import Load, LoadResult
 from loadtests.local import LOCUSTFILE, run_once
 from servers.local import LocalTargets
@@ -183,14 +184,14 @@ def test_a_server_limited_run_is_not_client_limited(server: str) -> None:
     assert result.rps == pytest.approx(4 / 0.05, rel=0.25)
 
 
-# --- a paired load (an A/B pair: lab/pairs.py) ---------------------------------------------------------------------
+# --- a group load: an A/B pair (lab/measure/pair.py), or more servers ------------------------------------------------
 
 
 def test_a_paired_load_checks_and_counts_each_server_apart(server: str) -> None:
     """A right and a wrong server loaded together from two worker processes: each side's answers, errors and buckets
     are its own, and the buckets of the epoch merge across processes."""
     with uvicorn("tests.broken_app:app") as wrong:
-        result = quick(server, processes=2, scenario="plaintext", pair_target=wrong, duration=1.5, slice_seconds=0.1)
+        result = quick(server, processes=2, scenario="plaintext", group=[wrong], duration=1.5, slice_seconds=0.1)
     pair = result.pair
     assert pair is not None and pair.mode == "together" and pair.a.target == server and pair.b.target == wrong
     assert pair.a.ok > 0 and pair.a.errors == {} and pair.a.ok == pair.a.latency.count
@@ -201,7 +202,7 @@ def test_a_paired_load_checks_and_counts_each_server_apart(server: str) -> None:
 
 
 def test_slices_load_one_server_at_a_time(server: str) -> None:
-    result = quick(server, users=8, pair_target=server, pair_mode="slices", slice_seconds=0.2, settle_seconds=0.04)
+    result = quick(server, users=8, group=[server], pair_mode="slices", slice_seconds=0.2, settle_seconds=0.04)
     pair = result.pair
     assert pair is not None and pair.mode == "slices" and pair.counted_seconds() == pytest.approx(0.16)
     turns = [(pair.first + k) % 2 for k in range(len(pair.a.buckets))]
@@ -209,6 +210,77 @@ def test_slices_load_one_server_at_a_time(server: str) -> None:
     assert all(n == 0 for n, turn in zip(pair.a.buckets, turns, strict=True) if turn == 1)
     assert all(n > 0 for n, turn in zip(pair.b.buckets, turns, strict=True) if turn == 1)
     assert all(n == 0 for n, turn in zip(pair.b.buckets, turns, strict=True) if turn == 0)
+
+
+def test_a_group_of_three_servers_counts_each_apart(server: str) -> None:
+    """Three servers loaded together from two worker processes, `users` connections each: every side's answers,
+    errors and buckets are its own, in the load's order, and the load's figures are theirs together."""
+    with uvicorn("tests.broken_app:app") as wrong, uvicorn("apps.raw_app:app") as third:
+        result = quick(server, processes=2, users=4, group=[wrong, third], duration=1.5, slice_seconds=0.1)
+    group = result.group
+    assert group is not None and result.pair is None and [s.target for s in group.sides] == [server, wrong, third]
+    first, broken, last = group.sides
+    for side in (first, last):
+        assert side.ok > 0 and side.errors == {} and side.ok == side.latency.count and side.http == "h1"
+        assert 10 <= len(side.buckets) <= 15 and min(side.buckets) > 0 and sum(side.buckets) <= side.ok
+    assert broken.ok == 0 and set(broken.errors) == {"wrong body (13 bytes, expected 13)"} and not any(broken.buckets)
+    assert result.ok == first.ok + last.ok and result.errors == broken.errors
+    assert result.peak_connections == 3 * 4  # users connections to each of the three
+
+
+def test_a_groups_users_go_to_each_server_in_turn_across_processes() -> None:
+    """However many worker processes share a group's users (Locust gives each an even share, the first ones one
+    more), each server gets `users` connections."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    urls = [f"http://127.0.0.1:{listener.getsockname()[1]}" for listener in listeners]
+    try:
+        spec = Load(target=urls[0], group=urls[1:], users=5)
+        for processes in (1, 2, 3, 4):
+            per_side: Counter[int] = Counter()
+            share, extra = divmod(spec.connections, processes)
+            for index in range(processes):
+                sides = [flock.Side(scenarios.Target.parse(s.target), spec.plan(s.target), recorder.Recorder())
+                         for s in spec.sides]  # fmt: skip
+                first = flock.first_user(index, processes, spec.connections)
+                client = flock.Flock(sides, lambda *a: None, group=flock.Group("together", 0.1, 0.0), first_user=first)
+                for _ in range(share + (index < extra)):
+                    client.join()
+                per_side.update(conn.side for conn in client.conns.values())
+                client.stop()
+            assert per_side == {0: 5, 1: 5, 2: 5}, processes
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_slices_take_turns_among_three_servers(server: str) -> None:
+    result = quick(server, users=4, group=[server, server], pair_mode="slices", slice_seconds=0.2, settle_seconds=0.04)
+    group = result.group
+    assert group is not None and group.mode == "slices" and len(group.sides) == 3
+    turns = [(group.first + k) % 3 for k in range(len(group.a.buckets))]
+    for n, side in enumerate(group.sides):
+        assert all(count > 0 for count, turn in zip(side.buckets, turns, strict=True) if turn == n), n
+        assert all(count == 0 for count, turn in zip(side.buckets, turns, strict=True) if turn != n), n
+
+
+@pytest.fixture(scope="module")
+def h2c_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """granian over h2c only (--http 2: an HTTP/1.1 client is refused), pinned to CPU 0."""
+    cell = MATRIX.cell("granian", "uvloop", "h2c", 1, "raw")
+    targets = LocalTargets(tmp_path_factory.mktemp("h2c"), SERVER_CPUS if TWO_CPUS else machine_cpus())
+    with targets.serve(cell, free_port()) as s:
+        yield s.url
+
+
+def test_an_http1_and_an_h2c_server_are_loaded_side_by_side(server: str, h2c_server: str) -> None:
+    """A mixed group from one loop: HTTP/1.1 to the first server, h2c (4 streams per connection) to the second,
+    each checked and counted in its own protocol."""
+    result = quick(server, users=4, streams=4, group=[{"target": h2c_server, "http": "h2"}], duration=1.5)
+    pair = result.pair
+    assert pair is not None and (pair.a.http, pair.b.http) == ("h1", "h2") and result.http == "h1"
+    for side in pair.sides:
+        assert side.ok > 0 and side.errors == {} and min(side.buckets) > 0, side.target
+    assert result.ok == pair.a.ok + pair.b.ok and result.errors == {}
 
 
 # --- distributed ------------------------------------------------------------------------------------------------------
@@ -305,17 +377,20 @@ def test_a_silent_server_does_not_hang_the_run() -> None:
         ({"client": "wrk"}, "unknown client 'wrk'"),
         ({"duration": 0}, "duration 0 must be in (0, 3600]"),
         ({"users": 0}, "must be in 1-"),
-        ({"pair_target": "http://10.0.0.1:80"}, "not a loopback address"),
-        ({"pair_target": "http://127.0.0.1:2", "pair_mode": "sideways"}, "give together or slices"),
-        ({"pair_target": "http://127.0.0.1:2", "rate": 100}, "a paired load runs the lean client's closed model"),
-        ({"pair_target": "http://127.0.0.1:2", "slice_seconds": 10}, "slice 10 s must be in [0.01, 5]"),
-        ({"pair_target": "http://127.0.0.1:2", "settle_seconds": 0.1}, "settle 0.1 s must be in [0, 0.1)"),
+        ({"group": ["http://10.0.0.1:80"]}, "not a loopback address"),
+        ({"group": ["http://127.0.0.1:2"], "pair_mode": "sideways"}, "give together or slices"),
+        ({"group": ["http://127.0.0.1:2"], "rate": 100}, "a paired load runs the lean client's closed model"),
+        ({"group": ["http://127.0.0.1:2"], "slice_seconds": 10}, "slice 10 s must be in [0.01, 5]"),
+        ({"group": ["http://127.0.0.1:2"], "settle_seconds": 0.1}, "settle 0.1 s must be in [0, 0.1)"),
+        ({"group": [{"target": "http://127.0.0.1:2", "http": "h3"}]}, "http 'h3': give h1 or h2"),
+        ({"group": ["http://127.0.0.1:2"] * 16}, "a group load of 17 servers: give at most 16"),
+        ({"group": ["http://127.0.0.1:2"], "users": 6000}, "users 6000 x 2 servers must be at most 10000"),
         ({"http": "h3"}, "http 'h3': give h1 or h2"),
         ({"streams": 4}, "streams above 1 need http h2"),
         ({"http": "h2", "streams": 0}, "streams 0 must be in 1-1000"),
         ({"http": "h2", "client": "stock"}, "an h2 load runs the lean client over HTTP"),
         ({"http": "h2", "scenario": "ws"}, "an h2 load runs the lean client over HTTP"),
-        ({"http": "h2", "pair_target": "http://127.0.0.1:2"}, "an h2 load runs the lean client over HTTP"),
+        ({"group": [{"target": "http://127.0.0.1:2", "http": "h2"}], "scenario": "ws"}, "a paired load runs the lean"),
     ],
 )
 def test_bad_input_is_refused_before_anything_starts(kwargs: dict, message: str) -> None:

@@ -96,3 +96,29 @@ def test_a_published_bundle_keeps_every_file_its_report_names(tmp_path: Path) ->
     (run / "charts" / "throughput-plaintext.svg").unlink()  # the report still names it
     with pytest.raises(BundleError, match=r"names charts/throughput-plaintext\.svg"):
         publish(run, "synthetic", tmp_path / "reference")
+
+
+def test_pair_rounds_written_before_group_loads_still_read_as_pairs() -> None:
+    """The committed A/B bundle's pair rounds name their two servers `a` and `b` under `load.pair` (before group
+    loads): they read as pairs, with the same figures, and survive a trip through today's JSON."""
+    import json
+
+    from lab.analysis.side_by_side import shared
+    from lab.bundle import read_model
+    from loadtests.load import LoadResult, PairResult
+
+    paths = sorted(ROOT.glob("results/reference/*/*/pairs/*.json"))
+    assert paths, "the reference runs hold an A/B run's pair rounds"
+    for path in paths:
+        raw = json.loads(path.read_text())["load"]["pair"]
+        window = read_model(path, "pair")
+        assert window.ok and window.load is not None, path
+        pair = window.load.pair
+        assert isinstance(pair, PairResult) and pair.sides == [pair.a, pair.b] and pair.mode == raw["mode"]
+        for side, name in ((pair.a, "a"), (pair.b, "b")):
+            assert (side.target, side.ok, side.buckets, side.http) == (
+                raw[name]["target"], raw[name]["ok"], raw[name]["buckets"], "h1"
+            )  # fmt: skip
+        found = shared(window)
+        assert found is not None and found.log_ratio(*found.keys) is not None
+        assert LoadResult.model_validate_json(window.load.model_dump_json()) == window.load

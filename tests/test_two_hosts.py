@@ -229,7 +229,7 @@ def test_only_loopback_or_the_named_target_host_is_loaded() -> None:
         with pytest.raises(UsageError, match="not a loopback address"):
             Load(target=target, named_host=named)
     with pytest.raises(UsageError, match="not a loopback address"):
-        Load(target="http://127.0.0.1:8000", pair_target="http://198.18.0.3:8000", named_host=TARGET_ADDR)
+        Load(target="http://127.0.0.1:8000", group=["http://198.18.0.3:8000"], named_host=TARGET_ADDR)
     from lab import config
     from servers.matrix import load
 

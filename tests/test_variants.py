@@ -184,10 +184,11 @@ def test_an_ab_run_finds_a_known_slowdown_side_by_side_states_it_first_and_fails
     assert run.manifest.status == "complete" and [e.variant for e in run.manifest.environments] == ["A", "B"]
     assert run.manifest.environments[1].sources[0].path == str(slow)
     assert {r.key for r in run.repeats} == {f"{CELL}@A", f"{CELL}@B"}
-    assert sorted((p.key, p.round) for p in run.pairs) == [(CELL, n) for n in (1, 2, 3)]
-    for p in run.pairs:
-        assert p.ok and p.variants == ("A", "B"), p.failure
-        assert p.load.pair.a.ok > 0 and p.load.pair.b.ok > 0 and p.server_a.cpu_seconds > 0 < p.server_b.cpu_seconds
+    assert sorted((p.key, p.round) for p in run.groups) == [(CELL, n) for n in (1, 2, 3)]  # the pair rounds
+    for p in run.groups:
+        assert p.ok and [c.variant for c in p.cells] == ["A", "B"], p.failure
+        a, b = p.load.group.sides
+        assert a.ok > 0 and b.ok > 0 and all(s.cpu_seconds > 0 for s in p.servers)
     lines = done.stderr.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("asgi-bench-lab: A/B — "))
     assert f"B = uvicorn 0.54.0 from {slow}" in lines[head] and "A = the image's (uvicorn 0.54.0)" in lines[head]
