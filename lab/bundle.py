@@ -317,7 +317,7 @@ class Manifest(Record):
     skipped: list[Skipped]
     failures: list[str]
     parts: list[Part]
-    rounds: list[list[str]]  # each round's cell order, as run (throughput rounds, then extra rounds)
+    rounds: list[list[str]]  # each throughput round's cell order, as run (extra rounds in bundles before groups)
     sweep: dict[str, SweepRates]
     extra_rule: str  # the rule that gave some cells extra repeats, with the run's budget
     speed: Speed | None
@@ -326,6 +326,7 @@ class Manifest(Record):
     # would bias the result (lab/hosts.py); none in bundles from before them.
     hosts: dict[str, HostFacts] = Field(default_factory=dict)
     host_notes: list[str] = Field(default_factory=list)
+    extra_rounds: list[list[str]] = Field(default_factory=list)  # each extra side-by-side round's groups, as run
 
 
 class CalibrationPoint(Record):

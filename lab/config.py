@@ -4,21 +4,23 @@ command line's parser (`add_options`), every value from the command line, the en
 type), the preset or the default (`Sources`, `from_args`), the checks the run and the preflight both make before
 anything starts (`check_bound`, `RunConfig.check`), and the variables' documentation (lab/variables.py).
 
-A run has up to four phases, all through the same backends:
-  calibration  the load generator on the matrix's calibration cell, per scenario (lab/calibration.py);
-  throughput   `repeats` rounds over every cell in a new random order each round (lab/plan.py): each cell's
-               server starts, and each scenario gets a warm-up and one measured repeat; wrk, the referee, runs
-               after a point's first repeat and again while Locust ÷ wrk is off (lab/referee_rule.py);
-  extra        while `budget_seconds` allows, more rounds for the cells whose comparisons are still undecided, up
-               to `max_repeats` (lab/budget.py);
-  pairs        in a run of two variants (A/B), `pair_rounds` rounds in which both variants of each cell run at once
-               on the server CPUs, fresh each round, and are loaded side by side for `pair_seconds` per scenario
-               (lab/pairs.py): the A/B verdict's throughput and CPU per request, measured in the same seconds;
-  sweep        every cell at the same offered rates (open model) for `sweep_seconds` each: rates chosen from the
-               throughput phase's own figures (lab/sweep.py), or the ones given with --rate;
-  stops        `stops` times per cell, its server started fresh, loaded in the open model with short and long
-               requests and idle connections, and sent SIGTERM at a set time (lab/lifecycle.py); `restart` (the
-               lifecycle command only) sends its restart signal instead and keeps the load on.
+A run has these phases, all through the same backends:
+  calibration   the load generator on the matrix's calibration cell, per scenario (lab/run/calibration.py);
+  side by side  `pair_rounds` rounds in which the cells of each group (`together`: each app's stacks, or every cell;
+                in an A/B run, each cell's two variants) run at once on the server CPUs, fresh each round, and are
+                loaded together for `pair_seconds` per scenario (lab/measure/group.py): every comparison the run
+                states, each cell's throughput against the others' measured in the same seconds;
+  throughput    `repeats` rounds over every cell alone in a new random order each round (lab/run/plan.py): each
+                cell's server starts, and each scenario gets a warm-up and one measured repeat: the cell's own RPS;
+                wrk, the referee, runs after a point's first repeat and again while Locust ÷ wrk is off
+                (lab/run/referee_rule.py);
+  extra         while `budget_seconds` allows, more side-by-side rounds for the groups whose comparisons are still
+                undecided, up to `max_repeats` rounds (lab/run/allowance.py);
+  sweep         every cell alone at the same offered rates (open model) for `sweep_seconds` each: rates chosen from
+                the throughput phase's own figures (lab/run/sweep.py), or the ones given with --rate;
+  stops         `stops` times per cell, its server started fresh, loaded in the open model with short and long
+                requests and idle connections, and sent SIGTERM at a set time (lab/lifecycle/stops.py); `restart`
+                (the lifecycle command only) sends its restart signal instead and keeps the load on.
 The manifest stores the configuration; a resumed run reads it back from there, and the matrix file it names.
 """
 
@@ -66,6 +68,16 @@ MIN_SWEPT = 10  # requests one swept window must be offered at the least: a rate
 # An A/B run's pair rounds by default: fresh servers each round, since each start of a server has a speed of its own
 # (docs/method.md#ab-runs); with 5-s windows about a minute and a half per cell and scenario here, for about ±0.7%.
 PAIR_ROUNDS = 10
+Together = Literal["app", "all"]  # the cells a side-by-side round loads at once (RunConfig.groups)
+
+
+def side_rounds(v: Any) -> int:
+    """The side-by-side rounds when --pair-rounds is not given: an A/B run's PAIR_ROUNDS, else the preset's."""
+    if len(v["variants"]) == 2:
+        return PAIR_ROUNDS
+    return v.preset.run.side_rounds if v.preset else 0
+
+
 SETTLE_SHARE = 0.2  # slices: the first fifth of each slice is not counted (the other side's answers drain then)
 
 
@@ -250,8 +262,8 @@ class RunConfig(Record):
     ]  # fmt: skip
     max_repeats: Annotated[
         int,
-        Option("extra repeats stop here", low=1, high=MAX_REPEATS,
-               default=lambda v: max(v.preset.run.max_repeats if v.preset else 0, v["repeats"])),
+        Option("side-by-side rounds at the most, extra rounds included", low=1, high=MAX_REPEATS,
+               default=lambda v: max(v.preset.run.max_repeats if v.preset else 0, v["pair_rounds"], 1)),
     ]  # fmt: skip
     server_cpus: Annotated[
         list[int],
@@ -324,25 +336,30 @@ class RunConfig(Record):
     ] = None  # fmt: skip
     pair_rounds: Annotated[
         int,
-        Option("A/B: rounds of both variants' servers running at once, each round fresh, loaded side by side (0: "
-               f"none; default {PAIR_ROUNDS} in a run of two variants)", low=0, high=MAX_REPEATS, env="PAIR_ROUNDS",
-               example="16", default=lambda v: PAIR_ROUNDS if len(v["variants"]) == 2 else 0),
+        Option("rounds side by side: each group's cells (an A/B run: each cell's two variants) started afresh and "
+               f"loaded together on the server CPUs (0: none; default: the preset's, {PAIR_ROUNDS} in an A/B run)",
+               low=0, high=MAX_REPEATS, env="PAIR_ROUNDS", example="16", default=side_rounds),
     ] = 0  # fmt: skip
     pair_seconds: Annotated[
         float,
-        Option("A/B: measured seconds per scenario in each pair round", low=0.5, high=MAX_DURATION, unit="seconds",
-               default=5.0),
+        Option("measured seconds per scenario in each side-by-side round", low=0.5, high=MAX_DURATION,
+               unit="seconds", default=lambda v: v.preset.run.side_seconds if v.preset else 5.0),
     ] = 5.0  # fmt: skip
     pair_mode: Annotated[
         PairMode,
-        Option("A/B: load both servers of a pair at once (together), or in turn (slices of --slice-seconds)",
-               default="together"),
+        Option("side by side: load every server of a group at once (together), or in turn (slices of "
+               "--slice-seconds)", default="together"),
     ] = "together"  # fmt: skip
     slice_seconds: Annotated[
         float,
-        Option("A/B: seconds per slice (slices) or per counted bucket (together)", low=MIN_SLICE, high=MAX_SLICE,
-               unit="seconds", default=0.1),
+        Option("side by side: seconds per slice (slices) or per counted bucket (together)", low=MIN_SLICE,
+               high=MAX_SLICE, unit="seconds", default=0.1),
     ] = 0.1  # fmt: skip
+    together: Annotated[
+        Together,
+        Option("side by side: the cells loaded at once, each app's stacks (app) or every cell (all); with N "
+               "workers, the cells with as many", default=lambda v: v.preset.run.together if v.preset else "app"),
+    ] = "app"  # fmt: skip
     fail_if_slower: Annotated[
         float | None,
         Option("exit 3 when B is slower than A by more than this % with 95% confidence (in any cell and scenario)",
@@ -381,19 +398,37 @@ class RunConfig(Record):
         name different CPUs)."""
         return self.target_agent is not None and self.target_host != LOOPBACK
 
+    def groups(self) -> dict[str, list[Cell]]:
+        """The cells loaded at once in the side-by-side rounds, by the group's name: in an A/B run each cell's two
+        variants (A first); else each app's stacks (`together` app) or every cell (all), apart by their workers
+        (N workers share the server CPUs as one does not); a group of one compares nothing and is left out."""
+        found: dict[str, list[Cell]] = {}
+        if (pair := self.ab_pair) is not None:
+            for cell in self.cells:
+                if cell.variant in pair:
+                    found.setdefault(cell.base.key, []).append(cell)
+            return {k: sorted(v, key=lambda c: pair.index(c.variant)) for k, v in found.items() if len(v) == 2}
+        for cell in self.cells:
+            name = cell.app if self.together == "app" else "all"
+            found.setdefault(f"{name}-w{cell.workers}", []).append(cell)
+        return {k: v for k, v in found.items() if len(v) > 1}
+
     @property
     def ports(self) -> list[int]:
-        """The servers' ports on 127.0.0.1: one, and the next one for the second server of a pair."""
-        return [self.port, self.port + 1] if self.pair_rounds else [self.port]
+        """The servers' ports: the run's, and the next ones for every further server of the largest group that the
+        side-by-side rounds start at once."""
+        most = max((len(g) for g in self.groups().values()), default=1) if self.pair_rounds else 1
+        return [self.port + i for i in range(most)]
 
     def grouped(self, load: Load, others: Sequence[tuple[str, HttpVersion]]) -> Load:
         """A closed load made a group load: `users` connections to every further server too (its URL, and the
         protocol spoken to it), shared between them as the run asks."""
         settle = SETTLE_SHARE * self.slice_seconds if self.pair_mode == "slices" else 0.0
         group = [{"target": url, "http": http} for url, http in others]
+        streams = self.streams if "h2" in {load.http, *(http for _, http in others)} else 1  # on its h2c sides
         return Load.model_validate(
             {**load.model_dump(), "group": group, "pair_mode": self.pair_mode, "slice_seconds": self.slice_seconds,
-             "settle_seconds": settle}
+             "settle_seconds": settle, "streams": streams}
         )  # fmt: skip
 
     @property
@@ -461,10 +496,9 @@ def check_names(c: RunConfig, matrix: Matrix) -> None:
             raise UsageError(f"cell {cell.key}: no variant {cell.variant!r} in this run (--variant NAME=REQ)")
     if c.fail_if_slower is not None and len(c.variants) != 2:
         raise UsageError("--fail-if-slower compares two variants: give --ab REQ (AB=…) or --variant twice")
-    if c.pair_rounds and len(c.variants) != 2:
-        raise UsageError("--pair-rounds compares two variants: give --ab REQ (AB=…) or --variant twice")
-    if c.pair_rounds and c.port >= 65535:
-        raise UsageError(f"--port {c.port}: a run of pairs uses it and the next one; give at most 65534")
+    if c.port + len(c.ports) - 1 > 65535:
+        raise UsageError(f"--port {c.port}: the run's side-by-side rounds use it and the next {len(c.ports) - 1}; "
+                         f"give at most {65536 - len(c.ports)}")  # fmt: skip
     if not c.scenarios:
         raise UsageError("no scenarios to run")
     for name in c.scenarios:
@@ -474,8 +508,8 @@ def check_names(c: RunConfig, matrix: Matrix) -> None:
 def check_amounts(c: RunConfig, matrix: Matrix) -> None:
     """What the bounds alone cannot check: options against each other, the CPU sets, and each load the run will
     make, built on a stand-in target."""
-    if c.max_repeats < c.repeats:
-        raise UsageError(f"--max-repeats {c.max_repeats} must be in {c.repeats}-{MAX_REPEATS} (>= --repeats)")
+    if c.max_repeats < c.pair_rounds:
+        raise UsageError(f"--max-repeats {c.max_repeats} must be in {c.pair_rounds}-{MAX_REPEATS} (>= --pair-rounds)")
     if c.max_connections < c.users:
         raise UsageError(f"--max-connections {c.max_connections} must be in {c.users}-{MAX_CONNECTIONS} (>= --users)")
     if c.load_workers > 4 * len(c.load_cpus):
@@ -512,7 +546,7 @@ def check_amounts(c: RunConfig, matrix: Matrix) -> None:
             c.grouped(closed, [("http://127.0.0.1:2", "h1")])
     if c.sweep_seconds and c.client != "lean":
         raise UsageError("the sweep runs the open model, which only the lean client has: --sweep-seconds 0")
-    check_open_files(c.users, c.load_workers)
+    check_open_files(c.users * len(c.ports), c.load_workers)  # a side-by-side round loads a whole group
 
 
 def check_bound(option: Option, value: Any, said: str = "") -> None:

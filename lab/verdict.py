@@ -11,15 +11,14 @@ Busiest CPU and busiest worker, never means: one saturated worker or CPU is enou
 
 A point (a cell and scenario, all its repeats) is then judged against the referee (point_verdict). wrk runs on the
 same warm server right after the point's first repeat, and again after a later round's repeat while the ratio so far
-lies outside REFEREE_SHARE-REFEREE_ABOVE (lab/referee_rule.py). For each wrk run, the median of Locust's repeats, each
-brought to the machine speed of that run's round and CPU (lab/stats.py: round and speed factors), over its figure;
-the point's ratio is the median over wrk's runs. At or above REFEREE_SHARE the repeats' verdicts stand. Below it the
-point is `client` when the gap is beyond the noise (twice the noise of that ratio: wrk's runs, each with a lone run's
-noise, and the median of n adjusted repeats, lab/results.py: Point.referee_noise; at least 1 - REFEREE_SHARE) or a
-repeat's load side was out of CPU; otherwise `unclear` (short of wrk, but within what this machine's noise can do to
-the two). Without a referee (a scenario wrk cannot replay, or wrk not installed) only the CPU rules decide, and the
-reason says so. An open-model repeat that served its offered rate was limited by the offer (`offered`); one that fell
-short is judged by the same CPU rules.
+lies outside REFEREE_SHARE-REFEREE_ABOVE (lab/run/referee_rule.py). Each wrk run is set beside the repeat it followed
+(adjacent windows on one server), and the point's ratio is the median over wrk's runs. At or above REFEREE_SHARE the
+repeats' verdicts stand. Below it the point is `client` only when the client's own evidence says so: a repeat's load
+side was out of CPU, its busiest CPU or worker in wrk's rounds was at least CLIENT_BUSY, or Locust reached
+NEAR_CEILING of the calibration's client ceiling; otherwise `unclear` (short of wrk while the client had room: two
+windows on a machine whose speed changes within a second). Without a referee (a scenario wrk cannot replay, or wrk
+not installed) only the CPU rules decide, and the reason says so. An open-model repeat that served its offered rate
+was limited by the offer (`offered`); one that fell short is judged by the same CPU rules.
 """
 
 from __future__ import annotations
@@ -36,8 +35,11 @@ from servers.target import ServerSample
 SATURATED = 0.90  # a CPU, or a worker's core, at least this busy is out of CPU
 REFEREE_SHARE = 0.90  # Locust at or above this share of wrk's RPS measured what the server can do
 REFEREE_ABOVE = 1.05  # Locust above this share of wrk's: more likely wrk's run caught a slow spell (wrk runs again)
+CLIENT_BUSY = 0.8  # the client's busiest CPU or worker at least this busy in wrk's rounds: it may have set the pace
+NEAR_CEILING = 0.85  # Locust at least this share of the calibration's client ceiling: at its limit
 
 Limit = Literal["server", "client", "unclear", "offered"]
+ShownLimit = Literal["server", "client", "unclear", "offered", "shared"]  # shared: the server and Locust shared CPUs
 
 
 class Verdict(BaseModel):
@@ -95,43 +97,47 @@ def judge(result: LoadResult, server: ServerSample, referee: RefereeResult | Non
     return verdict("server", "neither side was out of CPU: the server's answer time set the pace")
 
 
-def referee_ratio(pairs: Sequence[tuple[Sequence[float], float]]) -> float | None:
-    """Locust ÷ wrk over wrk's runs: for each run, the median of Locust's repeats brought to that run's round and CPU
-    speed over its RPS; the median of those ratios (None without a run)."""
-    ratios = [statistics.median(rps) / wrk for rps, wrk in pairs if rps and wrk > 0]
-    return statistics.median(ratios) if ratios else None
-
-
 def point_verdict(
-    limits: list[str], pairs: Sequence[tuple[Sequence[float], float]], noise: float, tool: str = "wrk"
-) -> tuple[str, str]:
+    limits: Sequence[Limit],
+    pairs: Sequence[tuple[float, float]],
+    client_busy: float,
+    ceiling: float | None,
+    tool: str = "wrk",
+) -> tuple[Limit, str]:
     """A closed-model point's limit over its repeats' verdicts (`limits`), checked against the referee (`tool`: wrk, or
-    h2load on an h2c cell): `pairs` holds, per referee run, Locust's repeats as they would have been under it and its
-    RPS; `noise` is the noise of their ratio (one standard deviation, as a fraction)."""
+    h2load on an h2c cell): `pairs` holds, per referee run, the repeat it followed on the same warm server and its
+    RPS. Short of the referee is `client` only where the client's own evidence agrees (`client_busy`: its busiest
+    CPU or worker in those rounds; `ceiling`: the calibration's client ceiling, when measured); else `unclear`."""
     cpu = worst(limits)
-    ratio = referee_ratio(pairs)
-    if ratio is None:
+    ratios = [rps / wrk for rps, wrk in pairs if wrk > 0]
+    if not ratios:
         return cpu, f"{cpu}: decided on CPU alone (no referee)"
-    margin = max(1 - REFEREE_SHARE, 2 * noise)
+    ratio, locust = statistics.median(ratios), statistics.median(rps for rps, _ in pairs)
     if len(pairs) == 1:
         ((rps, wrk),) = pairs
-        said = f"Locust's median {statistics.median(rps):,.0f} RPS in {tool}'s round = {ratio:.2f}× {tool}'s {wrk:,.0f}"
+        said = f"Locust {rps:,.0f} RPS in {tool}'s round = {ratio:.2f}× {tool}'s {wrk:,.0f}"
     else:
         runs = ", ".join(f"{wrk:,.0f}" for _, wrk in pairs)
-        said = f"Locust's median in {tool}'s {len(pairs)} rounds = {ratio:.2f}× {tool}'s (median of {runs} RPS)"
+        said = f"Locust in {tool}'s {len(pairs)} rounds = {ratio:.2f}× {tool}'s (median; {tool} {runs} RPS)"
     if ratio >= REFEREE_SHARE:
         return cpu, f"{cpu}: {said}; repeats: {', '.join(limits)}"
     if cpu == "client":
         return "client", f"client: {said}, and a repeat's load side was out of CPU"
-    if ratio < 1 - margin:
-        beyond = f"short of {tool} by more than the noise ({margin:.0%})"
-        return "client", f"client: {said}, {beyond}: the server can do more"
-    return "unclear", f"unclear: {said}; short of {tool}, but within the noise ({margin:.0%})"
+    share = locust / ceiling if ceiling else None
+    evidence = f"its busiest CPU or worker {client_busy:.0%} busy" + (
+        f", {share:.0%} of its calibrated ceiling" if share is not None else ""
+    )
+    if client_busy >= CLIENT_BUSY or (share is not None and share >= NEAR_CEILING):
+        return "client", f"client: {said}, and the client was at its limit ({evidence}): the server can do more"
+    return "unclear", (
+        f"unclear: {said}, but the client had room ({evidence}), so it was not the client's limit: "
+        "adjacent windows on a machine that changes speed; read the figure as approximate"
+    )
 
 
-def worst(limits: list[str]) -> Limit:
+WORST_FIRST: tuple[Limit, ...] = ("client", "unclear", "server", "offered")
+
+
+def worst(limits: Sequence[Limit]) -> Limit:
     """A point's verdict over its repeats: client if any repeat was, else unclear if any was, else the rest."""
-    for limit in ("client", "unclear", "server"):
-        if limit in limits:
-            return limit  # type: ignore[return-value]
-    return "offered"
+    return next((limit for limit in WORST_FIRST if limit in limits), "offered")

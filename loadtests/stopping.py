@@ -22,6 +22,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
 from core.model import Record
 from loadtests import http1
 from loadtests.scenarios import Plan, Target
@@ -54,6 +56,16 @@ class Service(Record):
     # than half the pre-signal rate gives one (0: none); None: the schedule ended in such a window (never recovered)
 
 
+class LostRequest(Record):
+    """A request due before the signal and lost: its times in seconds from the signal, and its outcome."""
+
+    due: float
+    sent: float | None
+    ended: float
+    outcome: str
+    reused: bool  # it went out on a keep-alive connection that had answered before
+
+
 class StopLoad(Record):
     """One stop (or restart) test as the client saw it; times in seconds from the signal (SIGTERM, or the restart's).
     `before` and `after` are the schedule as run: a restart's is cut short once its new workers serve."""
@@ -78,6 +90,9 @@ class StopLoad(Record):
     max_late: float  # the latest a request was sent after its slot (the client keeping up)
     peak_connections: int
     service: Service | None = None  # None in records from before it was measured
+    # Each request due before the signal that was lost: when it was due, when it went out (None: never) and when it
+    # ended, in seconds from the signal, and how: whether the client sent it late, or after the signal
+    lost_early: list[LostRequest] = Field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -101,6 +116,7 @@ class Request:
     sent: float
     end: float
     outcome: str
+    reused: bool = False  # sent on a keep-alive connection that had answered before
 
 
 @dataclass
@@ -113,6 +129,7 @@ class Conn:
     closed_at: float | None = None  # when the server closed it (idle connections)
     buf: bytearray = field(default_factory=lambda: bytearray(BUFFER))
     filled: int = 0
+    answered: int = 0  # answers it carried
 
 
 @dataclass
@@ -202,7 +219,7 @@ class StopClient:
         request.end, request.outcome = now, outcome
 
     def send(self, conn: Conn, request: Request, now: float) -> None:
-        conn.request, request.sent = request, now
+        conn.request, request.sent, request.reused = request, now, conn.answered > 0
         self.max_late = max(self.max_late, now - request.slot)
         try:
             conn.sock.send(self.plan_of(request).request)  # a few dozen bytes: they fit the empty socket buffer
@@ -256,6 +273,7 @@ class StopClient:
         if not used:
             return
         request, conn.request = conn.request, None
+        conn.answered += 1
         self.end(request, now, "ok" if correct else "error")
         conn.buf[: conn.filled - used] = conn.buf[used : conn.filled]
         conn.filled -= used
@@ -369,6 +387,17 @@ class StopClient:
             in_flight=count(in_flight),
             in_flight_ms=[round((r.end - r.slot) * 1000, 3) for r in in_flight if r.outcome in ("ok", "error")],
             due_after=count([r for r in done if r.slot >= stop]),
+            lost_early=[
+                LostRequest(
+                    due=round(r.slot - stop, 6),
+                    sent=round(r.sent - stop, 6) if r.sent >= 0 else None,
+                    ended=round(r.end - stop, 6),
+                    outcome=r.outcome,
+                    reused=r.reused,
+                )
+                for r in done
+                if r.slot < stop and r.outcome in LOST
+            ],
             last_answer=round(max(r.end for r in answered) - stop, 6) if answered else None,
             idle_closed=[None if c.closed_at is None else round(c.closed_at - stop, 6) for c in self.idle_conns],
             timeline_start=first,

@@ -1,13 +1,11 @@
 """Benchmark: how far the referee (wrk) can be trusted in finished runs — Locust ÷ wrk, its noise and its runs.
 
-Reads result bundles, measures nothing. Per bundle: one repeat's noise per scenario after the fit (lab/stats.py) and the
-median 95% interval half-width (as a share of the level at the run's mean speed); how many points had wrk in more than
-one round; how many points' Locust ÷ wrk (as the verdict judges it: lab/verdict.py) lie in 0.9-1.05 from wrk's first run
-only and from all its runs; the spread (1 sd) of the points' log ratios from wrk's first run (the ratio's noise, if no
-client is short of wrk); the verdicts; and, per server and scenario, how fast the speedometer read the server CPU during
-Locust's windows against wrk's runs (the median log share of the repeats minus the mean of wrk's). With two bundles or
-more, the verdicts the first and each other bundle agree on. With --show TEXT, each point whose cell key holds TEXT:
-Locust's median as measured, each wrk run's RPS and ratio (Locust brought to that run's round and CPU speed).
+Reads result bundles, measures nothing. Per bundle: how many points had wrk in more than one round; how many points'
+Locust ÷ wrk (each wrk run beside the repeat it followed, as the verdict judges it: lab/verdict.py) lie in 0.9-1.05
+from wrk's first run only and from all its runs; the spread (1 sd) of the points' log ratios from wrk's first run (the
+ratio's noise, if no client is short of wrk); the verdicts; the median 95% half-width of the run's side-by-side
+ratios. With two bundles or more, the verdicts the first and each other bundle agree on. With --show TEXT, each point
+whose cell key holds TEXT: Locust's median as measured, each wrk run's RPS and the ratio of the repeat it followed.
 
     python scripts/referee_check.py results/RUN_A [results/RUN_B ...] [--show granian-uvloop]
 """
@@ -20,9 +18,10 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from lab.analysis.points import Point, closed, noise, points
+from lab.analysis.analyze import analyze
+from lab.analysis.points import closed, points
 from lab.bundle import load_bundle
-from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE, referee_ratio
+from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from servers.matrix import load
 from servers.own_app import with_own
 
@@ -31,35 +30,31 @@ def in_range(ratio: float | None) -> bool:
     return ratio is not None and REFEREE_SHARE <= ratio <= REFEREE_ABOVE
 
 
-def share_gap(p: Point) -> float | None:
-    """Median log CPU share of the point's repeats minus the mean log share of its wrk runs (None unsampled)."""
-    wrk = [s for c in p.carriers if (s := p.referee_share(c))]
-    if not p.shares or not wrk:
-        return None
-    return statistics.median(math.log(s) for s in p.shares.values()) - statistics.fmean(math.log(s) for s in wrk)
+def ratio(pairs: list[tuple[float, float]]) -> float | None:
+    """Locust ÷ wrk over these wrk runs: the median of each run's repeat over it."""
+    found = [rps / wrk for rps, wrk in pairs if wrk > 0]
+    return statistics.median(found) if found else None
 
 
 def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
     bundle = load_bundle(root)
     everything = points(bundle, with_own(load(), bundle.manifest.config.own))  # an own-app run's cells too
-    found, noises = closed(everything), noise(everything)
-    verdicts, first, every, logs, gaps = {}, 0, 0, [], {}
+    found = closed(everything)
+    verdicts, first, every, logs = {}, 0, 0, []
     several = [p for p in found if len(p.carriers) > 1]
+    ceiling = {c.scenario: c.ceiling_rps for c in bundle.calibration.points} if bundle.calibration else {}
     for p in found:
-        pairs = p.referee_pairs(noises.get(p.scenario))
-        verdicts[(p.key, p.scenario)] = p.verdict(noises.get(p.scenario))[0]
+        pairs = p.referee_pairs
+        verdicts[(p.key, p.scenario)] = p.verdict(ceiling.get(p.scenario))[0]
         if not pairs:
             continue
-        head = referee_ratio(pairs[:1])
+        head = ratio(pairs[:1])
         first += in_range(head)
-        every += in_range(referee_ratio(pairs))
+        every += in_range(ratio(pairs))
         logs.append(math.log(head))  # type: ignore[arg-type]
         if show and show in p.key:
-            runs = ", ".join(f"{w:,.0f} RPS -> {statistics.median(x) / w:.3f}x" for x, w in pairs)
+            runs = ", ".join(f"{w:,.0f} RPS -> {x / w:.3f}x" for x, w in pairs)
             print(f"  {p.key} {p.scenario}: Locust {p.median:,.0f} RPS as measured; wrk {runs}")
-        gap = share_gap(p)
-        if gap is not None:
-            gaps.setdefault(f"{p.cell.server}+{p.cell.loop} {p.scenario}", []).append(gap)
     refereed = sum(1 for p in found if p.carriers)
     print(f"{bundle.run_id} ({root}): {len(found)} points, {refereed} with wrk, {len(several)} with wrk in more than "
           f"one round ({sum(len(p.carriers) for p in found)} wrk runs)")  # fmt: skip
@@ -69,12 +64,9 @@ def report(root: Path, show: str | None = None) -> dict[tuple[str, str], str]:
         print(f"  spread (1 sd) of the first-run log ratios: {statistics.pstdev(logs):.3f} (median ratio "
               f"{math.exp(statistics.median(logs)):.3f})")  # fmt: skip
     print(f"  verdicts: {dict(Counter(verdicts.values()))}")
-    print("  noise after the fit: " + ", ".join(f"{s} {n.percent:.1f}%" for s, n in sorted(noises.items())))
-    half = [(high - low) / 2 / p.level(noises[p.scenario]) for p in found
-            for low, high in [p.interval(noises[p.scenario])]]  # fmt: skip
-    print(f"  median 95% interval half-width: {100 * statistics.median(half):.1f}% of the level (as the report's ±)")
-    for group, values in sorted(gaps.items()):
-        print(f"  speedometer under Locust vs wrk, {group}: {math.exp(statistics.fmean(values)):.3f}x")
+    width = analyze(bundle, load()).half_width_pct
+    print("  median 95% interval half-width of the side-by-side ratios: "
+          + (f"±{width:.1f}%" if width is not None else "none measured"))  # fmt: skip
     return verdicts
 
 

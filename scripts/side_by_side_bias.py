@@ -31,6 +31,7 @@ from itertools import combinations
 from pathlib import Path
 
 from core.host import free_port, plan_cpus
+from lab import bundle as record_bundle
 from lab import config as run_config
 from lab.analysis import stats
 from lab.analysis.side_by_side import shared
@@ -60,22 +61,37 @@ def one_round(instrument: Instrument, targets: LocalTargets, cells: list, scenar
     started = list(cells)
     draw.shuffle(started)
     ports = [args.port + i for i in range(len(cells))]
-    found: dict = {"round": number, "alone": {}, "together": {}, "saturated": None}
+    found: dict = {"round": number, "alone": {}, "together": {}, "sliced": {}, "saturated": None}
     with ExitStack() as stack:
         servers = {c.key: stack.enter_context(targets.serve(c, p)) for c, p in zip(started, ports, strict=True)}
-        windows = [*(c.key for c in cells), "together"]
+        windows = [*(c.key for c in cells), "together", *(["sliced"] if args.slices else [])]
         draw.shuffle(windows)
         for which in windows:
             work = Work(scenario, 0.0, number, args.warmup, args.duration)
-            if which == "together":
-                record = measure_group(instrument, "bias", [servers[c.key] for c in cells], [c.key for c in started],
-                                       work)  # fmt: skip
+            if which in ("together", "sliced"):
+                together = instrument.config
+                if which == "sliced":  # each server alone in turns of --slices seconds: alone, closely interleaved
+                    instrument.config = together.model_copy(
+                        update={"pair_mode": "slices", "slice_seconds": args.slices}
+                    )
+                try:
+                    record = measure_group(instrument, "bias", [servers[c.key] for c in cells],
+                                           [c.key for c in started], work)  # fmt: skip
+                finally:
+                    instrument.config = together
+                if args.keep:
+                    record_bundle.write_record(args.keep / f"{which}-{'-'.join(c.key for c in cells)[:80]}-r{number}"
+                                               ".json", record)  # fmt: skip
                 window = shared(record)
                 if window is None:
-                    print(f"  round {number}: together FAILED: {record.failure}", file=sys.stderr)
+                    print(f"  round {number}: {which} FAILED: {record.failure}", file=sys.stderr)
                     continue
-                found["together"] = dict(zip(window.keys, window.rates, strict=True))
-                found["saturated"] = window.saturated
+                found[which] = dict(zip(window.keys, window.rates, strict=True))
+                found[f"{which}_cpu"] = {c.key: s.cpu_seconds for c, s in zip(record.cells, record.servers or [],
+                                                                               strict=False)}  # fmt: skip
+                found[f"{which}_irq"] = (record.servers or [None])[0].cpus_irq if record.servers else {}
+                if which == "together":
+                    found["saturated"] = window.saturated
             else:
                 server = servers[which]
                 done = repeat.measure(instrument, server, server.cell, work, Refereed(None))
@@ -83,21 +99,35 @@ def one_round(instrument: Instrument, targets: LocalTargets, cells: list, scenar
                     print(f"  round {number}: {which} alone FAILED: {done.failure}", file=sys.stderr)
                     continue
                 found["alone"][which] = done.load.rps
+                found.setdefault("alone_cpu", {})[which] = done.server.cpu_seconds / done.load.window.seconds
     return found
+
+
+def logs(rounds: list[dict], design: str, a: str, b: str) -> list[float]:
+    """Each round's log(b ÷ a) in one design (alone, together, sliced), where it measured both."""
+    return [math.log(r[design][b] / r[design][a]) for r in rounds
+            if {a, b} <= set(r.get(design, {})) and r[design][a] > 0 < r[design][b]]  # fmt: skip
+
+
+def sd(values: list[float]) -> str:
+    return f"{statistics.stdev(values):.3f}" if len(values) > 1 else "?"
 
 
 def summary(cells: list, rounds: list[dict]) -> list[str]:
     lines = []
     for a, b in combinations([c.key for c in cells], 2):
-        both = [r for r in rounds if {a, b} <= set(r["alone"]) and {a, b} <= set(r["together"])]
-        alone = [math.log(r["alone"][b] / r["alone"][a]) for r in both]
-        together = [math.log(r["together"][b] / r["together"][a]) for r in both]
-        bias = [t - x for t, x in zip(together, alone, strict=True)]
-        sd = (f"{statistics.stdev(alone):.3f}", f"{statistics.stdev(together):.3f}") if len(both) > 1 else ("?", "?")
-        lines.append(
-            f"  {b} ÷ {a}: alone {interval(alone)}; together {interval(together)}; bias (together ÷ alone) "
-            f"{interval(bias)}; one round's sd of log ratio alone {sd[0]}, together {sd[1]} ({len(both)} rounds)"
-        )
+        designs = {d: logs(rounds, d, a, b) for d in ("alone", "together", "sliced")}
+        lines.append(f"  {b} ÷ {a}:")
+        for name, found in designs.items():
+            if found:
+                lines.append(
+                    f"    {name:9} {interval(found)}; one round's sd of log ratio {sd(found)} ({len(found)} rounds)"
+                )
+        for reference in ("alone", "sliced"):
+            both = [r for r in rounds if all({a, b} <= set(r.get(d, {})) for d in ("together", reference))]
+            bias = [x - y for x, y in zip(logs(both, "together", a, b), logs(both, reference, a, b), strict=True)]
+            if bias:
+                lines.append(f"    bias, together ÷ {reference}: {interval(bias)}")
     return lines
 
 
@@ -109,17 +139,47 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--users", type=int, default=64)
+    parser.add_argument(
+        "--slices",
+        type=float,
+        default=0.0,
+        help="also each round: every server alone in turns of this many seconds (the group's slices)",
+    )
+    parser.add_argument(
+        "--steer",
+        action="store_true",
+        help="process loopback's received packets on the load CPUs (RPS), not on the server CPUs",
+    )
     parser.add_argument("--json", type=Path, help="write every round's figures here")
+    parser.add_argument("--keep", type=Path, help="write every side-by-side window's record into this folder")
     args = parser.parse_args()
     matrix = load()
     cpus = plan_cpus(None, None, None)
     args.port = free_port()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     sets = [[matrix.cell_from_key(k.strip()) for k in s.split(",")] for s in args.set]
     config = run_config.parse(["--cell", sets[0][0].key, "--users", str(args.users), "--no-calibrate"], matrix)
     work = Path(tempfile.mkdtemp(prefix="bias-"))
     targets = LocalTargets(work, cpus.server, matrix=matrix)
     out: dict = {"scenario": args.scenario, "sets": []}
     began = time.monotonic()
+    steering = Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
+    before = steering.read_text().strip() if args.steer else None
+    if args.steer:
+        steering.write_text(f"{sum(1 << c for c in cpus.load):x}\n")
+    try:
+        run_sets(args, sets, matrix, cpus, config, targets, work, out)
+    finally:
+        if before is not None:
+            steering.write_text(before + "\n")
+    print(f"took {time.monotonic() - began:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+def run_sets(args, sets, matrix, cpus, config, targets, work, out) -> None:  # type: ignore[no-untyped-def]
     with LocalLocust(cpus.load, cpus.workers, work / "load") as loads:
         instrument = Instrument(config, matrix, "bias", loads, tuple(cpus.server), targets)
         try:
@@ -133,10 +193,6 @@ def main() -> int:
                 print(f"  windows together with the server CPUs not saturated: {unsaturated} of {len(rounds)}")
         finally:
             instrument.close()
-    print(f"took {time.monotonic() - began:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
-    return 0
 
 
 if __name__ == "__main__":

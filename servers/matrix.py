@@ -202,6 +202,9 @@ class RunSettings(Record):
     max_repeats: int = 6
     stops: int = 0
     swept: Texts = ()  # the scenarios the sweep runs, of the run's (none named: every one)
+    side_rounds: int = 0  # rounds side by side (lab/config.py: pair_rounds)
+    side_seconds: float = 5.0  # measured seconds per scenario in each of them
+    together: Literal["app", "all"] = "app"  # the cells each loads at once
 
 
 @dataclass(frozen=True)

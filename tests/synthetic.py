@@ -68,13 +68,16 @@ def make_bundle(
     referee_samples: dict[tuple[str, str], list[int] | list[list[int]]] | None = None,
     unsteady: set[tuple[str, str, float, int]] = frozenset(),
     config_overrides: dict[str, Any] | None = None,
+    together: dict[str, list[dict[str, float]]] | None = None,
 ) -> Path:
     """points: (cell key, scenario, offered rps or 0) -> RPS of each repeat. Latency defaults to 1..1000 µs.
     client_bound: (key, scenario) whose repeats' CPU verdict is `client`; referees: (key, scenario) -> wrk's RPS after
     the first repeat, or per round (None: no wrk in that round); shortfall: open points that did not serve their rate;
     failed: (key, scenario, rate, repeat) that failed; samples: (key, scenario) -> the speedometer's samples of each
     closed repeat; referee_samples: those of wrk's run (or per round, as referees); unsteady: (key, scenario, rate,
-    repeat) flagged unsteady; config_overrides: the run's configuration (e.g. shared CPUs)."""
+    repeat) flagged unsteady; config_overrides: the run's configuration (e.g. shared CPUs); together: scenario ->
+    each side-by-side round's RPS per cell key (default: each closed scenario's cells in one group, round r's RPS
+    their r-th repeat's; {} for none)."""
     matrix = load()
     root = root / run_id
     keys = sorted({k for k, _, _ in points}, key=lambda k: [c.key for c in matrix.all_cells()].index(k))
@@ -150,6 +153,16 @@ def make_bundle(
                 attempt=1, earlier=[],
             )  # fmt: skip
             bundle.write_record(bundle.repeat_path(root, key, scenario, n, rate), record)
+    if together is None:
+        together = {
+            s: [{k: series[n] for (k, sc, rate), series in points.items() if sc == s and not rate and n < len(series)}
+                for n in range(max(len(v) for (_, sc, r), v in points.items() if sc == s and not r))]
+            for s in {s for _, s, r in points if not r}
+        }  # fmt: skip
+    for scenario, rounds in together.items():
+        for n, rates in enumerate(rounds, start=1):
+            if len(rates) > 1:
+                write_group(root, run_id, scenario, n, rates, generator)
     if ceiling is not None:
         point = bundle.CalibrationPoint(
             scenario="plaintext", rps=[ceiling] * 3, lab_rps=ceiling, referee=referee(ceiling * 1.02),
@@ -194,3 +207,37 @@ def add_stop(root: Path, key: str, number: int, exit_code: int = 0, lost_before:
         graceful="lab", capacity=2000.0, fraction=0.25, load=load_, server=server,
     )  # fmt: skip
     bundle.write_record(bundle.stop_path(root, key, "lab", number), record)
+
+
+def write_group(root: Path, run_id: str, scenario: str, n: int, rates: dict[str, float], generator: Any) -> None:
+    """One side-by-side window of these cells (key -> RPS in the window), every server saturated."""
+    from loadtests.load import GroupResult, SideResult
+
+    matrix = load()
+    cells = [matrix.cell_from_key(k) for k in rates]
+    latency = histogram_of(list(range(1, 101)))
+    sides = [SideResult(target=f"http://127.0.0.1:{8000 + i}", requests=int(r * 5), ok=int(r * 5), errors={},
+                        latency=latency, buckets=[int(r)] * 5) for i, r in enumerate(rates.values())]  # fmt: skip
+    total = sum(rates.values())
+    result = LoadResult(
+        scenario=scenario, params={}, client="LeanUser", model="closed", users=64, offered_rps=None, arrivals=None,
+        rate_shortfall=None, window=Window(start=T0 + 100 * n, end=T0 + 100 * n + 5, seconds=5.0),
+        requests=int(total * 5), ok=int(total * 5), errors={}, rps=total, per_second=[int(total)] * 5,
+        latency=latency, send_lateness=None, scheduled=0, owed=0, peak_connections=64 * len(rates), processes=1,
+        per_process_ok=[int(total * 5)], load_generator=generator,
+        group=GroupResult(mode="together", bucket_seconds=1.0, settle_seconds=0.0, first=0, sides=sides),
+    )  # fmt: skip
+    share = 1.0 / len(rates)
+    servers = [
+        bundle.ServerFigures(cpus=[0], startup_seconds=0.25, cpu_seconds=5.0 * share, cpu_cores=share,
+                             rss_peak_bytes=50 * 2**20, processes=1, cpus_busy_seconds=5.0, cpus_busy={"0": 1.0},
+                             cpus_steal={"0": 0.0}, cpus_irq={"0": 0.1})
+        for _ in rates
+    ]  # fmt: skip
+    key = f"{cells[0].app}-w1"
+    record = bundle.GroupWindow(
+        schema_version=bundle.SCHEMA_VERSION, kind="group", run_id=run_id, key=key, cells=cells, scenario=scenario,
+        round=n, started=[c.key for c in cells], status="ok", failure=None, load=result, servers=servers,
+        conditions=None,
+    )  # fmt: skip
+    bundle.write_record(bundle.group_path(root, key, scenario, n), record)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import statistics
 import struct
 from pathlib import Path
 
 import pytest
 
-from lab.analysis import points as results
 from lab.analysis.analyze import Analysis, analyze
 from lab.bundle import load_bundle
 from lab.report import charts, compare, findings, outputs, pages
@@ -58,21 +57,22 @@ def test_the_analysis_is_exactly_the_bundles_numbers(synthetic: Path) -> None:
     assert ceiling and (ceiling.ceiling_rps, ceiling.ceiling) == (30_000, "measured")
     bars = {f.key: f for f in a.closed("plaintext")}
     assert (bars[RAW].median, min(bars[RAW].rps), max(bars[RAW].rps)) == (21_000, 20_000, 22_000)
-    # the level stands at the run's mean speed (the rounds' factors divided out), where its interval is
-    found = results.points(load_bundle(synthetic), load())
-    noise = results.noise(found)["plaintext"]
-    raw = next(p for p in results.closed(found) if p.key == RAW)
-    assert bars[RAW].level == raw.level(noise) == round(statistics.median(noise.adjusted(RAW, raw.by_round)), 1)
-    assert bars[RAW].interval and bars[RAW].interval[0] < bars[RAW].level < bars[RAW].interval[1]
+    # every figure as measured: the median of the repeats, and their range
+    assert bars[RAW].measured == (20_000, 22_000)
     assert bars[RAW].limit == "client"  # its repeats were judged client-limited on CPU
-    assert bars[STAR].limit == "client" and bars[STAR].referee_rps == 25_000  # 15k is 0.6x of wrk's 25k
+    # 15k is 0.6x of wrk's 25k, but the client's busiest CPU was half busy and at half its ceiling: not its limit
+    assert bars[STAR].limit == "unclear" and bars[STAR].referee_rps == 25_000
     assert bars[UV_RAW].limit == "server" and bars[UV_RAW].referee_rps is None
     assert a.apps == ("raw", "starlette", "fastapi")
     overhead = {o.stack: o for o in a.overhead}
-    levels = {f.key: f.level or 0.0 for f in a.closed()}
-    assert overhead["granian · uvloop"].pct["starlette"] == round(100 * levels[STAR] / levels[RAW], 1)
-    assert overhead["granian · uvloop"].pct["fastapi"] == round(100 * levels[FAST] / levels[RAW], 1)
-    assert overhead["uvicorn · asyncio · h11"].pct["starlette"] == round(100 * levels[UV_STAR] / levels[UV_RAW], 1)
+
+    def side(x: str, y: str) -> float:  # y ÷ x, each round's ratio of the synthetic windows (the repeats)
+        logs = [math.log(b / a) for a, b in zip(POINTS[(x, "plaintext", 0)], POINTS[(y, "plaintext", 0)], strict=True)]
+        return math.exp(statistics.fmean(logs))
+
+    assert overhead["granian · uvloop"].pct["starlette"].ratio == pytest.approx(side(RAW, STAR))
+    assert overhead["granian · uvloop"].pct["fastapi"].ratio == pytest.approx(side(RAW, FAST))
+    assert overhead["uvicorn · asyncio · h11"].pct["starlette"].ratio == pytest.approx(side(UV_RAW, UV_STAR))
     curves = {f.key: dict(f.latency.curve_us) for f in a.closed() if f.latency}
     # 90% at 100 µs and 10% at 5 ms; the others 1..1000 µs once each (HDR: 3 significant digits)
     assert curves[RAW][90.0] == 100 and curves[RAW][99.0] == pytest.approx(5000, rel=1e-3)
@@ -126,7 +126,8 @@ def test_the_report_renders_in_a_browser_with_every_image(synthetic: Path) -> No
     assert text.index("## Bottom line") < text.index("## Warnings") < text.index("## Every comparison")
     assert "at 500 requests/s (plaintext, 2 of 2 cells served it)" in text
     raw = next(f for f in a.closed() if f.key == RAW)
-    assert f"| plaintext | raw ASGI on granian · uvloop | {raw.level:,.0f} (" in text and "| client |" in text
+    assert f"| plaintext | raw ASGI on granian · uvloop | {raw.median:,.0f} (20,000–22,000) |" in text
+    assert "| client |" in text
     assert "- granian 2.8.7" in text  # the versions the result depends on
 
 
@@ -147,7 +148,10 @@ def test_the_bottom_line_comes_first_in_the_report_the_summary_and_the_headline(
     lines = findings.headline(a)
     assert lines[0].startswith("bottom line") and any("granian · uvloop" in line and "#1" in line for line in lines)
     # the last three: tests/test_compose.py reads the fastest cell right above the line naming the results
-    assert lines[-3].startswith("fastest — plaintext: raw ASGI on granian · uvloop ") and "client-limited" in lines[-3]
+    assert (
+        lines[-3].startswith("fastest alone — plaintext: raw ASGI on granian · uvloop ")
+        and "client-limited" in lines[-3]
+    )
     assert lines[-2].startswith("equal load — at 500 requests/s") and lines[-1].startswith("4 of 4 comparisons differ")
     assert any(line.startswith("Starlette, plaintext: ") for line in lines)
 
@@ -187,7 +191,7 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     # the raw app's order of its stacks swapped between the runs: said in words
     (order,) = [o for o in result.orders if o.app == "raw"]
     assert order.flipped and "the order depends on the machine" in order.sentence()
-    assert "granian · uvloop vs uvicorn · uvloop · httptools" in order.sentence()
+    assert "uvicorn · uvloop · httptools ÷ granian · uvloop: A 0.50×, B 1.20×" in order.sentence()
     assert f"only in A: {FAST} plaintext" in result.warnings
     # each run picks its sweep's rates from its own figures: one line, not one per point; equal rates are compared
     assert "sweep rates differ in plaintext: A 400, 1600; B 420, 1600; cells compared at 1600" in result.warnings
@@ -204,12 +208,17 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     assert "speed B/A (speed index): 2.0" in text
     assert text.index("## The bottom line in both runs") < text.index("## Do the two runs agree?")
     assert text.index("## Do the two runs agree?") < text.index("## Conclusions")
-    # do the two runs agree: the server-order conclusion flipped; each run's median interval; the stops per server
+    # do the two runs agree: each ratio measured side by side in both, the conclusions, each run's median interval,
+    # the stops per server
     agreed = result.agreement
-    assert agreed.server_orders == (0, 1, 1) and agreed.limits[1] == 3 and len(agreed.moved) == 3 - agreed.limits[0]
-    assert all(w is not None and 0 < w < 5 for w in agreed.half_width)
-    assert "- Server order: 0 of 1 comparisons that change the server significant and the same in both runs, " \
-           "1 flipped." in text  # fmt: skip
+    assert agreed.conclusions == (0, 1, 2) and agreed.limits[1] == 3 and len(agreed.moved) == 3 - agreed.limits[0]
+    assert all(w is not None and 0 < w < 20 for w in agreed.half_width)
+    assert len(agreed.ratios) == 2 and not any(r.agree or r.inside for r in agreed.ratios)
+    flip = next(r for r in agreed.ratios if "uvicorn" in r.cells[0])  # granian ÷ uvicorn, as the matrix lists them
+    assert flip.a.ratio == pytest.approx(2.0) and flip.b.ratio == pytest.approx(25 / 30) and flip.apart_pct < -50
+    said = "- Ratios measured side by side in both runs: 2; B's within the combined 95% interval of the two on 0 "
+    assert said in text
+    assert "- Conclusions: 0 of 2 stated in both significant and the same way in both, 1 flipped." in text
     assert (
         "- Stopping under load, granian: a different outcome: a request due before SIGTERM lost A never, "
         "B in 1 of 2 stops; lost per stop A 5-5, B 7-9." in text
@@ -219,7 +228,7 @@ def test_compare_says_what_held_what_flipped_and_what_became_noise(tmp_path: Pat
     assert same.stops[0][0] == "granian" and (
         "the same outcome (2 and 2 stops): exit 0 in every stop; lifespan shutdown completed in every stop; "
         "a request due before SIGTERM lost never; killed never; something left behind never; lost per stop A 5-5, "
-        "B 5-5." in same.lines()[3]
+        "B 5-5." in same.lines()[4]
     )
 
 
@@ -239,20 +248,25 @@ def test_compare_normalizes_by_the_speed_in_the_windows_when_both_runs_sampled_i
     assert "server CPU speed in its windows 2,500,000 inserts/CPU-s (240 samples)" in result.b
 
 
-def test_a_median_outside_its_interval_still_draws(synthetic: Path, tmp_path: Path) -> None:
-    """The interval belongs to the (round-adjusted) mean of the logs, the bar to the median: a skewed cell's median
-    can fall outside its interval, and the chart draws both as they are (it once failed on a negative error bar)."""
-    a = analysis_of(synthetic)
-    moved = []
-    for ranking in a.rankings:
-        stacks = tuple(
-            dataclasses.replace(s, interval=(s.level * 1.1, s.level * 1.4)) if s.key == RAW else s
-            for s in ranking.stacks
-        )
-        moved.append(dataclasses.replace(ranking, stacks=stacks))
-    shifted = dataclasses.replace(a, rankings=tuple(moved))
-    chart = charts.draw_throughput(shifted, "plaintext", charts.Style.of(a.matrix), tmp_path)
-    assert any(p.name == "throughput-plaintext.png" and p.stat().st_size > 5_000 for p in chart.files)
+def test_a_comparison_the_client_paced_is_flagged_and_ranks_nothing(tmp_path: Path) -> None:
+    """A side-by-side window whose server CPUs were not saturated (measured again, and still so) reads the client's
+    order of service: its pair is flagged, and its verdict separates nothing in the ranking."""
+    from lab import bundle as records
+
+    uv = "uvicorn-uvloop-httptools-w1-raw"
+    points = {(RAW, "plaintext", 0): [20_000, 22_000, 21_000], (uv, "plaintext", 0): [5_000, 5_100, 4_900]}
+    root = make_bundle(tmp_path, points, ceiling=None)
+    for path in sorted((root / "groups").glob("*.json")):
+        window = records.read_model(path, "group")
+        idle = [s.model_copy(update={"cpus_busy": {"0": 0.6}}) for s in window.servers]
+        records.write_record(path, window.model_copy(update={"servers": idle}))
+    a = analysis_of(root)
+    (said,) = a.comparisons
+    assert said.paired.significant and said.flagged and said.verdict is None
+    assert "window(s) the client paced: not ranked on" in findings.verdict_text(said)
+    (ranking,) = a.rankings
+    assert [s.rank for s in ranking.stacks] == [1, 1]  # 4x apart, and not told apart: the client set the pace
+    assert any("not saturated even when measured again" in c.text for c in a.caveats)
 
 
 def test_lab_plot_writes_summary_csv_again_with_the_charts_and_report(synthetic: Path) -> None:
@@ -273,8 +287,9 @@ def test_http2_against_http1_is_charted_per_server_from_the_analysis(tmp_path: P
     a = analysis_of(root)
     found = {(p.h1.key, p.h2.key): p for p in a.protocols}
     assert set(found) == {(h1, h2), (uv1, uv2)}  # h2 ÷ its own server's HTTP/1.1 twin, never across servers
-    assert found[(h1, h2)].ratio == pytest.approx(1.4, rel=0.01) and found[(h1, h2)].low < 1.4 < found[(h1, h2)].high
-    assert found[(uv1, uv2)].ratio == pytest.approx(0.8, rel=0.01) and found[(uv1, uv2)].significant
+    h2_on_granian, h2_on_uvicorn = found[(h1, h2)].paired, found[(uv1, uv2)].paired
+    assert h2_on_granian.ratio == pytest.approx(1.4, rel=0.01) and h2_on_granian.low < 1.4 < h2_on_granian.high
+    assert h2_on_uvicorn.ratio == pytest.approx(0.8, rel=0.01) and h2_on_uvicorn.significant
     [chart] = [c for c in charts.render(a) if c.name == "http2-plaintext"]
     assert sorted(p.suffix for p in chart.files) == [".png", ".svg"]
     svg = chart.files[1].read_text()
@@ -282,10 +297,12 @@ def test_http2_against_http1_is_charted_per_server_from_the_analysis(tmp_path: P
     assert 800 <= png_size(chart.files[0])[0] <= 1800
     # the report's table reads the same analysis result as the chart
     rows = findings.protocols_rows(a)
-    assert ("plaintext", "raw ASGI", "granian · uvloop", "1.40×") in [r[:4] for r in rows]
+    assert any(
+        r[:3] == ("plaintext", "raw ASGI", "granian · uvloop") and r[3].startswith("1.40× (95% CI") for r in rows
+    )
     pages.write(a, [chart])
     summary = (root / "summary.md").read_text()
     assert (
-        "| plaintext | raw ASGI | granian · uvloop | 1.40× |" in summary
+        "| plaintext | raw ASGI | granian · uvloop | 1.40× (95% CI" in summary
         and 'id="http2-table"' in (root / "report.html").read_text()
     )

@@ -1,9 +1,8 @@
-"""The speedometer (the server CPU's speed during a window) and what the analysis makes of its samples."""
+"""The speedometer (the server CPU's speed during a window), the referee's ratio as measured, and the rule that runs wrk
+again."""
 
 from __future__ import annotations
 
-import math
-import random
 import subprocess
 import sys
 import time
@@ -49,51 +48,22 @@ def test_no_sampler_means_no_samples_not_a_failed_window() -> None:
     meter.close()
 
 
-def speed_bundle(tmp_path: Path, referee_share: float) -> Path:
-    """Three cells whose RPS follows the server CPU's speed share each window (1,000 samples/s per unit of share at
-    full speed), at 30,000, 20,000 and 10,000 RPS at full speed; cell c's sampler reads 10% lower at full speed (its
-    server slows the sampler), which must not read as a slow machine. wrk ran on a when the CPU was at referee_share."""
-    rng = random.Random(5)
-    keys = {"granian-uvloop-hyper-w1-raw": 30_000.0, "uvicorn-uvloop-httptools-w1-raw": 20_000.0,
-            "hypercorn-asyncio-h11-w1-raw": 10_000.0}  # fmt: skip
-    points, samples = {}, {}
-    for key, level in keys.items():
-        reads = 0.9 if key.startswith("hypercorn") else 1.0
-        rps, sampled = [], []
-        for _ in range(3):
-            fast = rng.uniform(0.1, 0.95)  # the share of the window the CPU ran at full speed
-            states = [1.0 if rng.random() < fast else 0.6 for _ in range(60)]
-            share = sum(states) / len(states)
-            rps.append(level * share * math.exp(rng.gauss(0, 0.01)))
-            sampled.append([round(3_000_000 * reads * s) for s in states])
-        points[(key, "plaintext", 0)] = rps
-        samples[(key, "plaintext")] = sampled
-    raw = "granian-uvloop-hyper-w1-raw"
-    states = [1.0] * round(60 * (referee_share - 0.6) / 0.4) + [0.6] * round(60 * (1 - referee_share) / 0.4)
-    return make_bundle(
-        tmp_path, points, ceiling=None, samples=samples, referees={(raw, "plaintext"): 30_000.0 * referee_share},
-        referee_samples={(raw, "plaintext"): [round(3_000_000 * s) for s in states]},
-    )  # fmt: skip
-
-
-def test_the_analysis_fits_the_cpus_speed_out_and_brings_locust_to_wrks_speed(tmp_path: Path) -> None:
-    found = results.points(load_bundle(speed_bundle(tmp_path, referee_share=0.7)), load())
-    noise = results.noise(found)["plaintext"]
-    assert noise.beta is not None and 0.8 < noise.beta < 1.2, noise.beta
-    assert noise.sd < 0.03 < noise.unspeeded_sd, (noise.sd, noise.unspeeded_sd)
-    by_key = {p.key: p for p in results.closed(found)}
-    slowed = by_key["hypercorn-asyncio-h11-w1-raw"]
-    assert all(0.6 <= s <= 1.0 for s in slowed.shares.values())  # against its own full speed, not the run's
-    for p in by_key.values():
-        level = {"granian": 30_000, "uvicorn": 20_000, "hypercorn": 10_000}[p.cell.server]
-        low, high = p.interval(noise)
-        at_centre = level * math.exp(noise.centre)  # the adjusted values are at the run's mean speed
-        assert low <= at_centre <= high, (p.key, low, at_centre, high)
-    raw = by_key["granian-uvloop-hyper-w1-raw"]
-    share = raw.referee_share(raw.carriers[0])
-    assert share is not None and abs(share - 0.7) < 0.02
-    assert 0.95 < raw.referee_ratio(noise) < 1.05  # wrk ran slow, and Locust is judged at that speed
-    assert raw.verdict(noise)[0] == "server"
+def test_locust_short_of_wrk_with_a_client_that_had_room_is_unclear_not_client(tmp_path: Path) -> None:
+    """wrk ran in a slow spell of its own (Locust's repeat 20,000 beside wrk's 26,000: 0.77 of it) while the client's
+    busiest CPU was half busy: the ratio alone does not make the client the limit (it once did: a client with half its
+    CPU idle called `client`)."""
+    x = "uvicorn-uvloop-httptools-w1-raw"
+    root = make_bundle(tmp_path, {(x, "plaintext", 0): [20_000, 20_100, 19_900]},
+                       referees={(x, "plaintext"): 26_000.0}, ceiling=None)  # fmt: skip
+    (point,) = results.closed(results.points(load_bundle(root), load()))
+    assert point.referee_ratio == pytest.approx(20_000 / 26_000)
+    limit, reason = point.verdict(None)
+    assert limit == "unclear" and "the client had room" in reason and "50% busy" in reason, reason
+    busy = make_bundle(tmp_path / "busy", {(x, "plaintext", 0): [20_000, 20_100, 19_900]},
+                       referees={(x, "plaintext"): 26_000.0}, ceiling=22_000.0)  # fmt: skip
+    (near,) = results.closed(results.points(load_bundle(busy), load()))
+    limit, reason = near.verdict(22_000.0)  # 20,000 is 91% of the client's calibrated ceiling: at its limit
+    assert limit == "client" and "of its calibrated ceiling" in reason, reason
 
 
 def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judged(tmp_path: Path) -> None:
@@ -104,16 +74,15 @@ def test_wrk_in_later_rounds_is_paired_with_its_round_and_the_median_ratio_judge
         referees={(x, "plaintext"): [15_000, 20_600, 20_400], (y, "plaintext"): 30_300.0}, ceiling=None,
     )  # fmt: skip
     found = {p.key: p for p in results.closed(results.points(load_bundle(root), load()))}
-    noise = results.noise(list(found.values()))["plaintext"]
     point = found[x]
     assert [c.repeat for c in point.carriers] == [1, 2, 3] and point.referee_rps == 20_400
-    ratio = point.referee_ratio(noise)
-    assert ratio is not None and 0.97 < ratio < 0.99  # the median of 1.33, 0.97, 0.98: not the first run's 1.33
-    limit, reason = point.verdict(noise)
+    ratio = point.referee_ratio
+    assert ratio is not None and 0.97 < ratio < 0.99  # the median of 1.33, 0.976, 0.975: not the first run's 1.33
+    limit, reason = point.verdict(None)
     assert limit == "server" and "wrk's 3 rounds" in reason, reason
-    assert 0.97 < found[y].referee_ratio(noise) < 1.0 and "in wrk's round" in found[y].verdict(noise)[1]
-    row = next(r for r in summary.summarize(load_bundle(root), load()) if r["key"] == x)
-    assert row["referee_rps"] == 20_400 and row["lab_vs_referee"] == round(ratio, 3)
+    assert 0.98 < (found[y].referee_ratio or 0) < 1.0 and "in wrk's round" in found[y].verdict(None)[1]
+    row = next(r for r in summary.summarize(load_bundle(root), load()) if r.key == x)
+    assert row.referee_rps == 20_400 and row.lab_vs_referee == round(ratio, 3)
     checked = subprocess.run(
         [sys.executable, "scripts/referee_check.py", str(root), "--show", "uvicorn"], cwd=ROOT, capture_output=True,
         text=True, timeout=60,

@@ -26,7 +26,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
-from lab.analysis.analyze import Analysis, Figures, app_title
+from lab.analysis.analyze import Analysis
+from lab.analysis.figures import Figures
+from lab.analysis.labels import app_title
 from lab.report.findings import rank_text
 from servers.matrix import Cell, Matrix
 
@@ -171,7 +173,8 @@ def log_axis(axis: matplotlib.axis.Axis) -> None:
 
 
 def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Chart:
-    """Per app, the stacks fastest first: the level with its 95% interval, its rank, and what limited it."""
+    """Per app, the stacks fastest first: each one's RPS alone (the median, the range of its repeats), its ratio to
+    the fastest measured side by side, its rank, and what limited it."""
     fig, axes = app_panels(a, 1, 4.6)
     ceiling = a.calibration.point(scenario) if a.calibration else None
     limits: set[str] = set()
@@ -186,24 +189,22 @@ def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Char
         for y, bar in enumerate(bars):
             f = a.point(bar.key, scenario)
             assert f is not None
-            hatch = HATCHES.get(bar.limit)
-            limits.add(bar.limit)
+            hatch = HATCHES.get(bar.limit or "")
+            limits.add(bar.limit or "")
             c = style.colour(f.cell)
-            ax.barh(y, bar.level, 0.75, color=c, edgecolor="black" if hatch else c,
+            ax.barh(y, bar.median, 0.75, color=c, edgecolor="black" if hatch else c,
                     hatch=hatch, linewidth=0.5)  # fmt: skip
-            right = bar.level
-            if bar.interval:
-                # the interval is the adjusted mean's (lab/stats.py), drawn on its own centre: the median of a few
-                # adjusted repeats may lie outside it
-                low, high = bar.interval
-                centre = math.sqrt(low * high)
-                ax.errorbar(centre, y, xerr=[[centre - low], [high - centre]], fmt="none", capsize=2.5,
+            right = bar.median
+            if bar.measured:
+                low, high = bar.measured
+                ax.errorbar(bar.median, y, xerr=[[bar.median - low], [high - bar.median]], fmt="none", capsize=2.5,
                             ecolor="#222222", linewidth=1)  # fmt: skip
                 right = max(right, high)
             if bar.limit == "client" and f.referee_rps:
                 ax.plot(f.referee_rps, y, marker="D", color="black", markersize=4, zorder=5)
                 right = max(right, f.referee_rps)
-            said = f"{bar.level / 1000:.1f}k  {rank_text(bar.rank)}"
+            ratio = "" if bar.versus_best is None else f"  {bar.versus_best.ratio:.2f}×"
+            said = f"{bar.median / 1000:.1f}k{ratio}  {rank_text(bar.rank)}"
             ax.annotate(said, (right, y), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=8, fontweight="bold" if bar.rank == 1 else "normal")  # fmt: skip
             top = max(top, right)
@@ -215,11 +216,10 @@ def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Char
         if ceiling and ceiling.ceiling_rps <= top * 1.28:
             ax.axvline(ceiling.ceiling_rps, color="#d62728", linestyle="--", linewidth=1)
             drawn_ceiling = True
-    axes[0][0].set_xlabel("requests/s at the run's mean speed (bar: median; whisker: 95% CI; #: rank)", fontsize=8)
-    n = a.noise.get(scenario)
-    noise = f"; one repeat's noise {n.percent:.1f}%" if n and math.isfinite(n.sd) else ""
-    fig.suptitle(f"Throughput — {scenario}: stacks fastest first, equal ranks not told apart{noise}", fontsize=11,
-                 y=0.995)  # fmt: skip
+    axes[0][0].set_xlabel("requests/s alone (bar: median; whisker: lowest and highest repeat); × the fastest side "
+                          "by side; #: rank", fontsize=8)  # fmt: skip
+    fig.suptitle(f"Throughput — {scenario}: stacks fastest first, equal ranks not told apart side by side",
+                 fontsize=11, y=0.995)  # fmt: skip
     extra: list[Line2D | Patch] = [
         Patch(facecolor="white", edgecolor="black", hatch=HATCHES[x], label=LIMIT_LABELS[x])
         for x in HATCHES
@@ -237,61 +237,72 @@ def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Char
                    bbox_to_anchor=(0.5, 0.035))  # fmt: skip
     layout(fig, 0.86, left=0.12, bottom=0.25 if extra else 0.14, wspace=0.55)
     name = f"throughput-{scenario}"
-    return Chart(name, f"Throughput, {scenario}: per app, the stacks fastest first, with rank and 95% interval",
+    return Chart(name, f"Throughput, {scenario}: per app, the stacks fastest first, RPS alone and the ratio to the "
+                 "fastest side by side",
                  save(fig, a, out, name))  # fmt: skip
 
 
 def draw_overhead(a: Analysis, scenario: str, style: Style, out: Path) -> Chart:
-    """Per stack: each framework's RPS as % of the raw app's on the same stack."""
+    """Per stack: each framework's RPS as % of the raw app's on the same stack, measured side by side, with its 95%
+    interval."""
     rows = [o for o in a.overhead if o.scenario == scenario]
-    rows.sort(key=lambda o: -o.levels.get(a.baseline, 0.0))
+    rows.sort(key=lambda o: -max(p.ratio for p in o.pct.values()))
     apps = [app for app in a.apps if app != a.baseline and any(app in o.pct for o in rows)]
     fig, ax = plt.subplots(figsize=(14, max(4.0, 0.3 * len(rows) * max(len(apps), 1) + 1.5)))
     height = 0.8 / max(len(apps), 1)
+    right = 100.0
     for i, app in enumerate(apps):
         for y, o in enumerate(rows):
             if app not in o.pct:
                 continue
-            f = next(p for p in a.closed(scenario) if p.stack == o.stack)
+            p = o.pct[app]
+            f = next(x for x in a.closed(scenario) if x.stack == o.stack)
             pos = y + (i - (len(apps) - 1) / 2) * height
             shade = 1.0 - 0.45 * i / max(len(apps) - 1, 1)
-            ax.barh(pos, o.pct[app], height * 0.9, color=style.colour(f.cell), alpha=shade,
+            ax.barh(pos, 100 * p.ratio, height * 0.9, color=style.colour(f.cell), alpha=shade,
                     edgecolor="black", linewidth=0.4)  # fmt: skip
-            ax.annotate(f"{app_title(app, a.matrix)} {o.pct[app]:.0f}%", (o.pct[app], pos), xytext=(3, 0),
+            if p.measurable:
+                ax.errorbar(100 * p.ratio, pos, xerr=[[100 * (p.ratio - p.low)], [100 * (p.high - p.ratio)]],
+                            fmt="none", capsize=2, ecolor="#222222", linewidth=0.8)  # fmt: skip
+            end = 100 * (p.high if p.measurable else p.ratio)
+            right = max(right, end)
+            ax.annotate(f"{app_title(app, a.matrix)} {100 * p.ratio:.0f}%", (end, pos), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7.5)  # fmt: skip
     ax.axvline(100, color="#333333", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [o.stack for o in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 110)
+    ax.set_xlim(0, right * 1.15)
     baseline = app_title(a.baseline, a.matrix)
-    ax.set_xlabel(f"% of the {baseline} app's requests/s on the same stack (100% = no framework cost)")
+    ax.set_xlabel(f"% of the {baseline} app's requests/s on the same stack, side by side (100% = no framework cost; "
+                  "whisker: 95% CI)")  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(
         f"Framework cost — {scenario}: what Starlette and FastAPI keep of the raw app's throughput", fontsize=11
     )
     layout(fig, 0.92, left=0.14, bottom=0.14)
     name = f"overhead-{scenario}"
-    return Chart(name, f"Framework cost, {scenario}: each app's RPS as % of the raw app's on the same stack",
-                 save(fig, a, out, name))  # fmt: skip
+    return Chart(name, f"Framework cost, {scenario}: each app's RPS as % of the raw app's on the same stack, side by "
+                 "side", save(fig, a, out, name))  # fmt: skip
 
 
 def draw_protocols(a: Analysis, scenario: str, style: Style, out: Path) -> Chart:
     """Per server, loop and app: HTTP/2's throughput ÷ HTTP/1.1's (a.protocols) with its 95% interval, on a log
     axis centred on 1, in the h2c stack's colour."""
     apps = list(a.apps)
-    rows = sorted((p for p in a.protocols if p.scenario == scenario),
-                  key=lambda p: (apps.index(p.h1.app) if p.h1.app in apps else len(apps), -p.ratio))  # fmt: skip
+    rows = sorted((p for p in a.protocols if p.paired.scenario == scenario),
+                  key=lambda p: (apps.index(p.h1.app) if p.h1.app in apps else len(apps), -p.paired.ratio))  # fmt: skip
     fig, ax = plt.subplots(figsize=(12, max(3.2, 0.42 * len(rows) + 2.0)))
     spans = [math.log(1.1)]
-    for y, p in enumerate(rows):
-        colour = style.colour(p.h2)
-        if p.interval:
+    for y, protocol in enumerate(rows):
+        p = protocol.paired
+        colour = style.colour(protocol.h2)
+        if p.measurable:
             ax.errorbar(math.log(p.ratio), y, xerr=[[math.log(p.ratio / p.low)], [math.log(p.high / p.ratio)]],
                         fmt="none", capsize=3, ecolor="#222222", linewidth=1)  # fmt: skip
             spans += [abs(math.log(p.low)), abs(math.log(p.high))]
             said = f"{p.ratio:.2f}× (95% CI {p.low:.2f}–{p.high:.2f})" + ("" if p.significant else ", no difference")
         else:
-            said = f"{p.ratio:.2f}× (no interval: too few repeats)"
+            said = f"{p.ratio:.2f}× (one round: no interval)"
         spans.append(abs(math.log(p.ratio)))
         ax.plot(math.log(p.ratio), y, "o", color=colour, markersize=8, markeredgecolor="black", markeredgewidth=0.5)
         ax.annotate(said, (math.log(p.ratio), y), xytext=(0, 9), textcoords="offset points", ha="center",
@@ -303,8 +314,8 @@ def draw_protocols(a: Analysis, scenario: str, style: Style, out: Path) -> Chart
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [f"{app_title(p.h1.app, a.matrix)} · {p.stack}" for p in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.4, -0.7)
-    ax.set_xlabel("requests/s over HTTP/2 (h2c) ÷ over HTTP/1.1, same server, loop, workers and app (log scale; "
-                  "whisker: 95% CI)", fontsize=8)  # fmt: skip
+    ax.set_xlabel("requests/s over HTTP/2 (h2c) ÷ over HTTP/1.1, same server, loop, workers and app, side by side "
+                  "(log scale; whisker: 95% CI)", fontsize=8)  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
     streams = a.manifest.config.streams
     ax.set_title(f"HTTP/2 vs HTTP/1.1 — {scenario}: each server's h2c cell ({streams} streams per connection) "
@@ -473,9 +484,9 @@ def render(a: Analysis, out: Path | None = None) -> list[Chart]:
     charts: list[Chart] = []
     for scenario in a.scenarios:
         charts.append(draw_throughput(a, scenario, style, out))
-        if any(o.scenario == scenario and len(o.pct) > 1 for o in a.overhead):
+        if any(o.scenario == scenario for o in a.overhead):
             charts.append(draw_overhead(a, scenario, style, out))
-        if any(p.scenario == scenario for p in a.protocols):
+        if any(p.paired.scenario == scenario for p in a.protocols):
             charts.append(draw_protocols(a, scenario, style, out))
     for scenario in a.swept:
         rate = a.common_rate.get(scenario)

@@ -1,13 +1,13 @@
 """Compare two result bundles, e.g. the same preset on two machines or on two days: python -m lab compare A B
 
-What a reader needs to know when reproducing, from the two runs' analyses (lab/analysis.py): for every conclusion A
-states (each comparison of lab/stats.py), whether B says the same (held), the opposite (flipped), or that the
-difference is inside B's noise (became indistinguishable); per app and scenario, which orders of the stacks held and
-which depend on the machine; how well the two rank the cells (Kendall's tau, per scenario); and for every cell in
-both, the RPS ratio B/A, raw and normalized by how fast the two runs' server CPUs ran, so that a faster machine is not
-mistaken for a faster server: the mean of the speedometer's samples over every throughput window when both runs have
-them (lab/speedometer.py: thousands of samples, taken while measuring), else the speed index (the fixed CPU workload
-each run times on its server CPUs a few times). Writes compare.md, compare.csv and a chart per scenario.
+What a reader needs to know when reproducing, from the two runs' analyses (lab/analysis/analyze.py): first whether
+they agree — for every ratio measured side by side in both, whether B's lies inside A's interval and how far apart
+they are; for every conclusion A states, whether B says the same (held), the opposite (flipped), or that the
+difference is inside B's noise; the limit verdicts; each server's stops — then per app and scenario which orders of
+the stacks held and which depend on the machine; how well the two rank the cells (Kendall's tau); and for every cell
+in both, the RPS B/A as measured and divided by how fast the two runs' server CPUs ran (the speedometer's samples over
+every throughput window when both runs have them, else the speed index), so that a faster machine is not mistaken for
+a faster server. Writes compare.md, compare.csv and a chart per scenario.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from scipy import stats as scipy_stats
 
 from core.errors import say
 from core.host import atomic_write
-from lab.analysis.analyze import Analysis, analyze, app_title
+from lab.analysis.analyze import Analysis, analyze
+from lab.analysis.comparisons import between
+from lab.analysis.labels import app_title
+from lab.analysis.stats import Paired
 from lab.analysis.stops import ServerStops, outcomes
 from lab.bundle import load_bundle
 from lab.report import findings
@@ -111,6 +114,35 @@ class Conclusion:
 
 
 @dataclass(frozen=True)
+class Ratios:
+    """One ratio measured side by side in both runs: A's with its interval, B's, and how far B's is from A's."""
+
+    scenario: str
+    cells: tuple[str, str]  # the labels, in A's order: the ratio is the second ÷ the first
+    a: Paired
+    b: Paired
+
+    @property
+    def inside(self) -> bool:
+        """B's ratio lies inside A's 95% interval."""
+        return self.a.covers(self.b.ratio)
+
+    @property
+    def apart_pct(self) -> float:
+        """B's ratio against A's, in %."""
+        return 100 * (self.b.ratio / self.a.ratio - 1)
+
+    @property
+    def agree(self) -> bool:
+        """The two ratios differ by less than their combined 95% interval (each run's half-width in log, added in
+        quadrature): what two runs of a calibrated instrument do about 95% of the time."""
+        if not (self.a.measurable and self.b.measurable):
+            return False
+        ha, hb = math.log(self.a.high / self.a.low) / 2, math.log(self.b.high / self.b.low) / 2
+        return abs(math.log(self.b.ratio / self.a.ratio)) <= math.hypot(ha, hb)
+
+
+@dataclass(frozen=True)
 class Order:
     """One app and scenario: which pairs of stacks kept their order, and which swapped between the runs."""
 
@@ -119,62 +151,83 @@ class Order:
     title: str  # the app's, as reports name it
     held: int  # pairs told apart the same way in both runs
     pairs: int
-    flipped: tuple[tuple[str, str, float, float], ...]  # (x, y, level x/y in A, in B): one run told them apart
+    flipped: tuple[tuple[str, str, float, float], ...]  # (x, y, y ÷ x in A, in B): told apart in both, the other way
 
     def sentence(self) -> str:
         head = f"{self.title}, {self.scenario}: "
         if not self.flipped:
             return head + f"the same order in both runs ({self.held} of {self.pairs} pairs told apart in both)."
-        said = "; ".join(f"{x} vs {y}: A {ra:.2f}×, B {rb:.2f}×" for x, y, ra, rb in self.flipped)
+        said = "; ".join(f"{y} ÷ {x}: A {ra:.2f}×, B {rb:.2f}×" for x, y, ra, rb in self.flipped)
         return head + f"the order depends on the machine — {said} ({self.held} of {self.pairs} pairs held)."
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """What says whether two runs of one preset agree, before any single figure: the server-order conclusions, the
-    limit verdicts, each run's median interval, and what each server's stops under load did."""
+    """What says whether two runs of one preset agree, before any single figure: the side-by-side ratios, the
+    conclusions, the limit verdicts, each run's median interval, and what each server's stops under load did."""
 
-    # comparisons that change the server: significant and the same in both runs, flipped, stated in both
-    server_orders: tuple[int, int, int]
+    ratios: tuple[Ratios, ...]
+    conclusions: tuple[int, int, int]  # significant in both and the same way, flipped, stated in both
     limits: tuple[int, int]  # throughput points with the same limit verdict, points in both
     moved: tuple[str, ...]  # the points whose verdict moved: "label scenario: A x, B y"
-    half_width: tuple[float | None, float | None]  # each run's median 95% half-width, % (lab/analysis.py)
+    half_width: tuple[float | None, float | None]  # each run's median 95% half-width of its ratios, %
     stops: tuple[tuple[str, ServerStops | None, ServerStops | None], ...]  # per server with stops in either run
 
     def lines(self) -> list[str]:
-        held, flipped, stated = self.server_orders
+        held, flipped, stated = self.conclusions
         a, b = (f"±{w:.1f}%" if w is not None else "n/a" for w in self.half_width)
+        n = len(self.ratios)
+        agree, inside = sum(r.agree for r in self.ratios), sum(r.inside for r in self.ratios)
+        apart = sorted(abs(r.apart_pct) for r in self.ratios)
         out = [
-            f"- Server order: {held} of {stated} comparisons that change the server significant and the same in "
-            f"both runs, {flipped} flipped.",
+            f"- Ratios measured side by side in both runs: {n}; B's within the combined 95% interval of the two on "
+            f"{agree} ({100 * agree / n:.0f}%), inside A's own interval on {inside}; B ÷ A of a ratio: median "
+            f"{apart[len(apart) // 2]:.1f}% apart, the most {apart[-1]:.1f}%." if n else
+            "- Ratios measured side by side in both runs: none.",
+            f"- Conclusions: {held} of {stated} stated in both significant and the same way in both, {flipped} "
+            "flipped.",
             f"- Limit verdict: the same on {self.limits[0]} of {self.limits[1]} throughput points"
             + (f" ({'; '.join(self.moved)})." if self.moved else "."),
-            f"- Median 95% CI half-width: A {a}, B {b}.",
-        ]
-        for server, x, y in self.stops:
-            if x is None or y is None:
-                out.append(f"- Stopping under load, {server}: stopped in {'A' if x else 'B'} only.")
-                continue
-            kx, ky = x.kinds(), y.kinds()
-            lost = f"lost per stop A {min(x.lost)}-{max(x.lost)}, B {min(y.lost)}-{max(y.lost)}"
-            if kx == ky:
-                said = f"the same outcome ({x.stops} and {y.stops} stops): {x.outcome()}; {lost}"
-            else:
-                said = "a different outcome: " + "; ".join(
-                    f"{fact} A {x.extent(fact)}, B {y.extent(fact)}" for fact in kx if kx[fact] != ky[fact]
-                )
-                said += f"; {lost}"
-            out.append(f"- Stopping under load, {server}: {said}.")
+            f"- Median 95% CI half-width of the ratios: A {a}, B {b}.",
+        ]  # fmt: skip
+        out += [stop_line(server, x, y) for server, x, y in self.stops]
         return out
 
 
+def stop_line(server: str, x: ServerStops | None, y: ServerStops | None) -> str:
+    if x is None or y is None:
+        return f"- Stopping under load, {server}: stopped in {'A' if x else 'B'} only."
+    kx, ky = x.kinds(), y.kinds()
+    lost = f"lost per stop A {min(x.lost)}-{max(x.lost)}, B {min(y.lost)}-{max(y.lost)}"
+    if kx == ky:
+        said = f"the same outcome ({x.stops} and {y.stops} stops): {x.outcome()}; {lost}"
+    else:
+        said = "a different outcome: " + "; ".join(
+            f"{fact} A {x.extent(fact)}, B {y.extent(fact)}" for fact in kx if kx[fact] != ky[fact]
+        )
+        said += f"; {lost}"
+    return f"- Stopping under load, {server}: {said}."
+
+
+def ratios_in_both(a: Analysis, b: Analysis) -> list[Ratios]:
+    """Every comparison stated in both runs, B's turned to A's order."""
+    in_b = {(s.paired.scenario, frozenset((s.paired.a, s.paired.b))): s.paired for s in b.comparisons}
+    out = []
+    for s in a.comparisons:
+        pa = s.paired
+        pb = in_b.get((pa.scenario, frozenset((pa.a, pa.b))))
+        if pb is not None:
+            out.append(Ratios(pa.scenario, (s.a, s.b), pa, pb if pb.a == pa.a else pb.turned()))
+    return out
+
+
 def agreement(a: Analysis, b: Analysis, rows: list[Row], said: list[Conclusion]) -> Agreement:
-    server = [c for c in said if "server" in c.changes]
     closed = [r for r in rows if not r.offered_rps]
     moved = tuple(f"{r.label} {r.scenario}: A {r.limit_a}, B {r.limit_b}" for r in closed if r.limit_a != r.limit_b)
     in_a, in_b = outcomes(a.stops), outcomes(b.stops)
     return Agreement(
-        (sum(c.status == "held" for c in server), sum(c.status == "flipped" for c in server), len(server)),
+        tuple(ratios_in_both(a, b)),
+        (sum(c.status == "held" for c in said), sum(c.status == "flipped" for c in said), len(said)),
         (len(closed) - len(moved), len(closed)),
         moved,
         (a.half_width_pct, b.half_width_pct),
@@ -199,49 +252,45 @@ class Compared:
 
 def conclusions(a: Analysis, b: Analysis) -> list[Conclusion]:
     """Each comparison stated in A, and what became of it in B."""
-    in_b = {(s.comparison.scenario, s.comparison.a, s.comparison.b): s for s in b.comparisons}
+    in_b = {(s.paired.scenario, frozenset((s.paired.a, s.paired.b))): s for s in b.comparisons}
     out = []
     for sa in a.comparisons:
-        ca = sa.comparison
-        sb = in_b.get((ca.scenario, ca.a, ca.b))
+        pa = sa.paired
+        sb = in_b.get((pa.scenario, frozenset((pa.a, pa.b))))
         if sb is None:
             continue
-        cb = sb.comparison
-        if ca.significant and cb.significant:
-            status = "held" if ca.faster == cb.faster else "flipped"
-        elif ca.significant:
+        fa, fb = sa.verdict, sb.verdict
+        if fa and fb:
+            status = "held" if fa == fb else "flipped"
+        elif fa:
             status = "became indistinguishable"
-        elif cb.significant:
+        elif fb:
             status = "became significant"
         else:
             status = "indistinguishable in both"
-        out.append(
-            Conclusion(
-                ca.scenario, sa.changes, (ca.a, ca.b), findings.verdict_text(sa), findings.verdict_text(sb), status
-            )
-        )
+        said = findings.verdict_text
+        out.append(Conclusion(pa.scenario, sa.changes, (pa.a, pa.b), said(sa), said(sb), status))
     return out
 
 
 def orders(a: Analysis, b: Analysis) -> list[Order]:
-    """Per app and scenario in both: a pair flipped when its order by level reverses and a run told it apart."""
+    """Per app and scenario in both: a pair flipped when both runs told it apart, the other way round."""
     out = []
     for ra in a.rankings:
         rb = b.ranking(ra.scenario, ra.app)
         if rb is None:
             continue
-        in_a, in_b = {s.stack: s for s in ra.stacks}, {s.stack: s for s in rb.stacks}
-        both = [s.stack for s in ra.stacks if s.stack in in_b]
+        stacks = {s.key: s.stack for s in ra.stacks if any(t.key == s.key for t in rb.stacks)}
         held, flipped, pairs = 0, [], 0
-        for x, y in combinations(both, 2):
+        for x, y in combinations(stacks, 2):
             pairs += 1
-            xa, ya, xb, yb = in_a[x], in_a[y], in_b[x], in_b[y]
-            told_a, told_b = xa.rank != ya.rank, xb.rank != yb.rank
-            same = (xa.level > ya.level) == (xb.level > yb.level)
-            if same and told_a and told_b:
+            pa, pb = between(a.comparisons, ra.scenario, x, y), between(b.comparisons, ra.scenario, x, y)
+            if pa is None or pb is None or not (pa.significant and pb.significant):
+                continue
+            if (pa.ratio > 1) == (pb.ratio > 1):
                 held += 1
-            elif not same and (told_a or told_b):
-                flipped.append((x, y, xa.level / ya.level, xb.level / yb.level))
+            else:
+                flipped.append((stacks[x], stacks[y], pa.ratio, pb.ratio))
         out.append(Order(ra.scenario, ra.app, app_title(ra.app, a.matrix), held, pairs, tuple(flipped)))
     return out
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from core.host import atomic_write
-from lab.analysis.analyze import Analysis, Stated, app_title
+from lab.analysis.analyze import Analysis
+from lab.analysis.comparisons import Stated
+from lab.analysis.labels import app_title
 from lab.report import findings
 from lab.report.charts import Chart, caption
-from lab.report.summary import summary_rows
+from lab.report.summary import Row, summary_rows
 from lab.verdict import REFEREE_ABOVE, REFEREE_SHARE
 from servers.matrix import Matrix
 
@@ -41,8 +43,7 @@ def key_packages(matrix: Matrix) -> list[str]:
 
 TABLE_COLUMNS = [
     ("scenario", "scenario"), ("label", "cell"), ("offered_rps", "offered RPS"), ("rps_median", "RPS (median)"),
-    ("rps_at_mean_speed", "at mean speed"),
-    ("rps_ci_low", "95% CI low"), ("rps_ci_high", "95% CI high"), ("rps_min", "min"), ("rps_max", "max"),
+    ("rps_min", "min"), ("rps_max", "max"),
     ("limit_shown", "limit"), ("referee_rps", "wrk RPS"), ("lab_vs_referee", "Locust ÷ wrk"), ("p50_us", "p50 µs"),
     ("p99_us", "p99 µs"), ("p99_9_us", "p99.9 µs"), ("send_late_p99_us", "send late p99 µs"), ("errors", "errors"),
     ("server_cpus_us_per_req", "server CPU µs/req"), ("client_us_per_req", "client µs/req"),
@@ -61,34 +62,6 @@ def shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:g}"
     return str(value)
-
-
-def noise_lines(a: Analysis) -> list[str]:
-    """The run's noise per scenario: with what is fitted out (the rounds' drift, the CPU's speed during the windows),
-    without the speed term, without anything; the rounds' factors and the speed term's exponent."""
-
-    def pct(sd: float) -> str:
-        return f"{100 * (math.exp(sd) - 1):.1f}%" if math.isfinite(sd) else "?"
-
-    said = []
-    for scenario, n in a.noise.items():
-        if not math.isfinite(n.sd) or n.df == 0:
-            said.append(f"{scenario}: unknown — the fit left no degrees of freedom (too few repeats)")
-            continue
-        rounds = ", ".join(f"{f:.2f}" for _, f in sorted(n.factors.items()))
-        if n.beta is not None:
-            text = (
-                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd, {n.df} degrees of freedom) with the rounds' "
-                f"drift and the server CPU's speed fitted out (RPS ∝ speed^{n.beta:.2f}), {pct(n.unspeeded_sd)} with "
-                f"the rounds' only, {pct(n.unblocked_sd)} with neither"
-            )
-        else:
-            text = (
-                f"{scenario}: one repeat's noise {n.percent:.1f}% (1 sd, {n.df} degrees of freedom) with the rounds' "
-                f"drift fitted out, {pct(n.unblocked_sd)} without"
-            )
-        said.append(text + (f"; round factors {rounds}" if rounds else ""))
-    return said
 
 
 def verdict_groups(a: Analysis) -> list[tuple[str, str, list[Stated]]]:
@@ -117,90 +90,111 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(
-        kilo=findings.kilo, ci=findings.ci, pm=findings.plus_minus, app=app_title, shown=shown,
+        kilo=findings.kilo, spread=findings.spread, times=findings.times, app=app_title, shown=shown,
         verdict=findings.verdict_text, leaders=findings.leaders_text, rank=findings.rank_text, code=code,
+        entry=findings.entry_text,
     )  # fmt: skip
     env.globals.update(p99=findings.p99_text)
     return env
 
 
-def context(a: Analysis, charts: list[Chart]) -> dict[str, Any]:
-    """What both templates read: the analysis, and the words and tables lab/findings.py makes of it."""
-    m = a.manifest
-    figures = []
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    title: str
+    png: str  # base64
+    files: str  # the chart's files, as the caption names them
+
+
+@dataclass(frozen=True)
+class StopsSection:
+    plan: str
+    columns: tuple[str, ...]
+    rows: list[list[str]]
+    stability: list[str]
+    png: str | None  # base64 of the timeline chart
+
+
+@dataclass(frozen=True)
+class Page:
+    """What both templates read: the analysis, and the words and tables lab/report/findings.py makes of it."""
+
+    a: Analysis
+    when: str
+    caption: str
+    compact: findings.Compact
+    spans: list[tuple[str, int]]
+    sentences: list[str]
+    ab: list[str]
+    at_common: list
+    glossary: tuple[tuple[str, str], ...]
+    groups: list[tuple[str, str, list[Stated]]]
+    protocols: list[tuple[str, str, str, str]]
+    figures: list[Figure]
+    rows: list[Row]
+    columns: list[tuple[str, str]]
+    referee_band: str
+    packages: list[tuple[str, str]]
+    config_json: str
+    parts: list[tuple[int, str, str | None, str]]
+    stops: StopsSection | None
+
+
+def chart_figures(charts: list[Chart]) -> list[Figure]:
+    found = []
     for chart in charts:
         png = next((p for p in chart.files if p.suffix == ".png" and p.exists()), None)
         if png is None:
             continue
         svg = png.with_suffix(".svg")
-        figures.append(
-            {
-                "name": chart.name,
-                "title": chart.title,
-                "png": base64.b64encode(png.read_bytes()).decode(),
-                # captions name only files that exist: a reference bundle keeps its PNGs, not its SVGs
-                "files": f"charts/{png.name}" + (f", charts/{svg.name}" if svg.exists() else " (PNG only)"),
-            }
-        )
-    rows = summary_rows(a)
-    table = findings.compact(a)
-    return {
-        "a": a,
-        "m": m,
-        "when": datetime.fromtimestamp(m.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "caption": caption(a),
-        "compact": table,
-        "spans": [(s, sum(1 for c in table.columns if c[0] == s)) for s in dict.fromkeys(c[0] for c in table.columns)],
-        "sentences": findings.sentences(a),
-        "ab": findings.ab_lines(a),
-        "at_common": findings.at_common_rate(a),
-        "glossary": findings.GLOSSARY,
-        "noise": noise_lines(a),
-        "groups": verdict_groups(a),
-        "protocols": findings.protocols_rows(a),
-        "figures": figures,
-        "rows": rows,
-        "columns": TABLE_COLUMNS,
-        "referee_band": f"{REFEREE_SHARE:g}–{REFEREE_ABOVE:g}",
-        "machine": m.machine.model_dump(),
-        "packages": [(p, m.versions[p]) for p in key_packages(a.matrix) if p in m.versions],
-        "config_json": json.dumps({"config": m.config.model_dump(mode="json"), "versions": m.versions}, indent=1),
-        "parts": [
-            (
-                i,
-                datetime.fromtimestamp(p.started, UTC).strftime("%H:%M:%S"),
-                datetime.fromtimestamp(p.ended, UTC).strftime("%H:%M:%S") if p.ended else None,
-                p.status,
-            )
-            for i, p in enumerate(m.parts, start=1)
-        ],
-    }
+        # captions name only files that exist: a reference bundle keeps its PNGs, not its SVGs
+        files = f"charts/{png.name}" + (f", charts/{svg.name}" if svg.exists() else " (PNG only)")
+        found.append(Figure(chart.name, chart.title, base64.b64encode(png.read_bytes()).decode(), files))
+    return found
 
 
-def stopping(a: Analysis) -> dict[str, Any]:
-    """The bundle's stops under load (lab/lifecycle.py), when it has any: the table, each outcome's stability and the
-    timeline chart."""
+def stopping(a: Analysis) -> StopsSection | None:
+    """The bundle's stops under load (lab/lifecycle/stops.py), when it has any: the table, each outcome's stability
+    and the timeline chart."""
     from lab.lifecycle.stops import StopPlan
     from lab.report.stops import COLUMNS, rows, stability
 
     stops = list(a.stops)
     if not stops:
-        return {"stops": None}
+        return None
     png = a.root / "charts" / "stops-timeline.png"
-    return {
-        "stops": {
-            "plan": StopPlan().describe(),
-            "columns": COLUMNS,
-            "rows": rows(stops),
-            "stability": [line.removeprefix("- ") for line in stability(stops)],
-            "png": base64.b64encode(png.read_bytes()).decode() if png.exists() else None,
-        }
-    }
+    return StopsSection(
+        StopPlan().describe(), COLUMNS, rows(stops), [line.removeprefix("- ") for line in stability(stops)],
+        base64.b64encode(png.read_bytes()).decode() if png.exists() else None,
+    )  # fmt: skip
+
+
+def page(a: Analysis, charts: list[Chart]) -> Page:
+    m = a.manifest
+    table = findings.compact(a)
+    return Page(
+        a=a, when=datetime.fromtimestamp(m.started, UTC).strftime("%Y-%m-%d %H:%M UTC"), caption=caption(a),
+        compact=table,
+        spans=[(s, sum(1 for c in table.columns if c[0] == s)) for s in dict.fromkeys(c[0] for c in table.columns)],
+        sentences=findings.sentences(a), ab=findings.ab_lines(a), at_common=findings.at_common_rate(a),
+        glossary=findings.GLOSSARY, groups=verdict_groups(a), protocols=findings.protocols_rows(a),
+        figures=chart_figures(charts), rows=summary_rows(a), columns=TABLE_COLUMNS,
+        referee_band=f"{REFEREE_SHARE:g}–{REFEREE_ABOVE:g}",
+        packages=[(p, m.versions[p]) for p in key_packages(a.matrix) if p in m.versions],
+        config_json=json.dumps({"config": m.config.model_dump(mode="json"), "versions": m.versions}, indent=1),
+        parts=[
+            (i, datetime.fromtimestamp(p.started, UTC).strftime("%H:%M:%S"),
+             datetime.fromtimestamp(p.ended, UTC).strftime("%H:%M:%S") if p.ended else None, p.status)
+            for i, p in enumerate(m.parts, start=1)
+        ],
+        stops=stopping(a),
+    )  # fmt: skip
 
 
 def write(a: Analysis, charts: list[Chart]) -> list[Path]:
     env = environment()
-    data = {**context(a, charts), **stopping(a)}
+    given = page(a, charts)
+    data = {f.name: getattr(given, f.name) for f in fields(given)} | {"m": a.manifest}
     report, summary = a.root / "report.html", a.root / "summary.md"
     atomic_write(report, env.get_template("report.html.j2").render(data))
     atomic_write(summary, env.get_template("summary.md.j2").render(data))

@@ -1,14 +1,15 @@
 """What the run may still afford (lab/run/budget.py has the time arithmetic): measuring a disturbed throughput repeat
-again, and an extra round for the cells whose comparisons are undecided, each only while the rest of the run — its
-rounds, its first referee runs, its sweep and its stops — would still end within the budget."""
+again, and an extra side-by-side round for the groups whose comparisons are undecided, each only while the rest of
+the run — its rounds, its first referee runs, its sweep and its stops — would still end within the budget."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lab.analysis import stats
-from lab.analysis.points import speed_shares
+from lab.analysis.side_by_side import ratios, shared
 from lab.bundle import SweepRates
 from lab.config import RunConfig
 from lab.lifecycle.stops import SECONDS_PER_STOP, stop_cells
@@ -17,7 +18,7 @@ from lab.run.ledger import Ledger
 from lab.run.progress import Listener
 from lab.run.referee_rule import RefereeRule
 from lab.run.sweep import Sweeper
-from servers.matrix import Cell, Matrix
+from servers.matrix import Matrix
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Allowance:
     sweeper: Sweeper
     listener: Listener
     left: int = 0  # throughput repeats still to measure
+    group_seconds: dict[str, list[float]] = field(default_factory=dict)  # each group visit's seconds so far
 
     def measured(self) -> None:
         self.left -= 1
@@ -51,13 +53,15 @@ class Allowance:
         return self.budget.may_rerun(took, rest)
 
     def extra_round_fits(self, rates: dict[str, SweepRates]) -> bool:
-        """More repeats while comparisons are undecided, up to max_repeats, while the round and the sweep fit."""
+        """One more side-by-side round for the undecided groups, while the run has fewer than max_repeats of them and
+        the round, the sweep and the stops fit."""
         undecided = self.undecided()
         assert self.ledger.manifest is not None
-        if not undecided or len(self.ledger.manifest.rounds) >= self.config.max_repeats:
+        done = self.config.pair_rounds + len(self.ledger.manifest.extra_rounds)
+        if not undecided or done >= self.config.max_repeats:
             return False
-        visit = self.budget.per_visit(self.listener.per_repeat, len(self.config.scenarios))
-        return self.budget.fits_round(visit * len(undecided), self.sweep_estimate(rates) + self.stops_estimate())
+        seconds = sum(statistics.median(self.group_seconds.get(k) or [60.0]) for k in undecided)
+        return self.budget.fits_round(seconds, self.sweep_estimate(rates) + self.stops_estimate())
 
     def stops_estimate(self) -> float:
         """Seconds the stop phase will take: kept free of extra rounds, as the sweep's are."""
@@ -73,13 +77,12 @@ class Allowance:
         points = sum(len([s for s in self.config.scenarios_of(cell, self.matrix) if s in swept]) for cell in live)
         return self.budget.sweep_guess(points, len(live))
 
-    def undecided(self) -> list[Cell]:
-        """The live cells in a comparison that is not yet significant: they get more repeats while time allows."""
-        c, found = self.config, set()
-        cells = {cell.key: cell.model_dump() for cell in c.cells}
-        for scenario in c.scenarios:
-            repeats = {cell.key: self.ledger.ok(cell, scenario) for cell in c.cells}
-            rps = {k: {r.repeat: r.load.rps for r in rs if r.load} for k, rs in repeats.items()}
-            noise = stats.blocked_noise(rps, {k: speed_shares(rs) for k, rs in repeats.items()})
-            found |= stats.undecided(stats.comparisons(scenario, cells, rps, noise))
-        return sorted((cell for cell in c.cells if cell.key in found - self.dead), key=lambda cell: cell.key)
+    def undecided(self) -> list[str]:
+        """The groups with a comparison measured side by side that is not yet significant: they get more rounds while
+        time allows."""
+        windows = [w for g in self.ledger.groups.values() if (w := shared(g)) is not None]
+        cells = {c.key: c.model_dump() for c in self.config.cells}
+        open_ = {k for (_, a, b), r in ratios(windows).items() if stats.role(cells.get(a, {}), cells.get(b, {}))
+                 and not r.throughput.significant for k in (a, b)}  # fmt: skip
+        return [key for key, group in self.config.groups().items()
+                if any(c.key in open_ for c in group) and not any(c.key in self.dead for c in group)]  # fmt: skip

@@ -13,7 +13,7 @@ from lab.measure.instrument import Instrument
 from lab.measure.window import Work, sides
 from lab.run.budget import RERUNS
 from lab.run.ledger import Ledger
-from lab.run.plan import GroupVisit
+from lab.run.plan import GroupVisit, GroupWork
 from lab.run.progress import Listener
 from lab.run.visit import CellDiedError
 from servers.target import RunningServer
@@ -25,21 +25,22 @@ class GroupRounds:
     ledger: Ledger
     listener: Listener
 
-    def on(self, started: list[RunningServer], visit: GroupVisit, work: list[Work]) -> None:
-        """Each scenario's window on the visit's servers (started in the visit's order, loaded in its cells' order);
-        a server that died or hung ends the visit."""
+    def on(self, started: list[RunningServer], visit: GroupVisit, work: list[GroupWork]) -> None:
+        """Each scenario's window on the visit's servers that run it (started in the visit's order, loaded in its
+        cells' order); a server that died or hung ends the visit."""
         by_key = {s.cell.key: s for s in started}
-        servers = [by_key[c.key] for c in visit.cells]
         for item in work:
-            record = self.window(servers, visit, item)
+            servers = [by_key[c.key] for c in item.cells]
+            record = self.window(servers, visit, item.work)
             self.ledger.record_group(record)
             self.report(record)
             if dead := [s for s in servers if sides([s])]:
-                raise CellDiedError(f"{dead[0].cell.key} died or hung: {sides(dead)[0]}", dead[0].cell, item.label)
+                label = item.work.label
+                raise CellDiedError(f"{dead[0].cell.key} died or hung: {sides(dead)[0]}", dead[0].cell, label)
 
     def window(self, servers: list[RunningServer], visit: GroupVisit, work: Work) -> GroupWindow:
         earlier: list[str] = []
-        order = [c.key for c in visit.started]
+        order = [c.key for c in visit.started if c in {s.cell for s in servers}]
         while True:
             record = measure_group(self.instrument, visit.key, servers, order, work, earlier)
             why = again(record)

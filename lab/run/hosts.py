@@ -20,7 +20,7 @@ def check(config: RunConfig, load: HostFacts, target: HostFacts, offset: float, 
     connections away."""
     notes: list[str] = []
     want = max(config.users, config.max_connections if config.sweep_seconds else 0)  # per server, at once
-    servers = 2 if config.pair_rounds else 1
+    servers = len(config.ports)  # a side-by-side round starts a whole group at once
     nofile = target.network.nofile_soft
     if nofile is not None and nofile < want * servers + SPARE_FILES:
         raise UsageError(

@@ -22,7 +22,7 @@ from core.host import ROOT
 from lab import bundle
 from lab.bundle import Calibration, Failure, GroupWindow, Manifest, Repeat
 from lab.measure.window import Work
-from lab.run.plan import GroupVisit
+from lab.run.plan import GroupVisit, GroupWork
 from servers.matrix import Cell
 
 DEFAULT_RESULTS = ROOT / "results"
@@ -118,8 +118,8 @@ class Ledger:
         found = self.repeats.get(((cell.key, work.scenario, work.rate), work.number))
         return found is not None and found.ok
 
-    def group_done(self, visit: GroupVisit, work: Work) -> bool:
-        found = self.groups.get((visit.key, work.scenario, work.number))
+    def group_done(self, visit: GroupVisit, item: GroupWork) -> bool:
+        found = self.groups.get((visit.key, item.work.scenario, item.work.number))
         return found is not None and found.ok
 
     def ok(self, cell: Cell, scenario: str, rate: float = 0.0) -> list[Repeat]:

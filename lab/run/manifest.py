@@ -77,11 +77,12 @@ def ended(part: Part) -> Part:
 
 
 def extra_rule(config: RunConfig) -> str:
-    """The rule that gave some cells extra repeats, in the run's own numbers (lab/run/budget.py has the whole rule)."""
+    """The rule that gave some groups extra side-by-side rounds, in the run's own numbers (lab/run/allowance.py has
+    the whole rule)."""
     if not config.budget_seconds:
-        return "none: no time budget, so every cell has exactly its rounds"
+        return "none: no time budget, so every group has exactly its rounds"
     return (
-        f"while the run fits its {config.budget_seconds / 60:g} minutes (the sweep's time kept free): extra rounds "
-        f"for the cells in comparisons not yet significant, up to {config.max_repeats} repeats, and disturbed "
-        f"repeats measured again up to {RERUNS} times (lab/run/budget.py)"
+        f"while the run fits its {config.budget_seconds / 60:g} minutes (the sweep's and the stops' time kept free): "
+        f"extra side-by-side rounds for the groups with comparisons not yet significant, up to {config.max_repeats} "
+        f"rounds, and disturbed repeats measured again up to {RERUNS} times (lab/run/allowance.py)"
     )

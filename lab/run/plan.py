@@ -89,6 +89,14 @@ def sweep_visits(
 
 
 @dataclass(frozen=True)
+class GroupWork:
+    """One side-by-side window of a group visit: its scenario and timing, and the group's cells that run it."""
+
+    work: Work
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
 class GroupVisit:
     """One round of one group: its cells' servers started together (in `started` order: the first on the run's port,
     each next one on the next port), and on them one side-by-side window per scenario, loaded in `cells`' order."""
@@ -97,41 +105,39 @@ class GroupVisit:
     cells: tuple[Cell, ...]
     number: int
     started: tuple[Cell, ...]
-    work: tuple[Work, ...]
+    work: tuple[GroupWork, ...]
 
 
-def ab_groups(config: RunConfig, matrix: Matrix) -> dict[str, tuple[Cell, ...]]:
-    """An A/B run's groups: each cell measured in both variants, A first (the group's name: the cell's key)."""
-    pair = config.ab_pair
-    if pair is None:
-        return {}
-    bases = list(dict.fromkeys(c.base for c in config.cells if c.variant in pair))
-    found = {}
-    for base in bases:
-        a, b = (base.model_copy(update={"variant": v}) for v in pair)
-        if all(c in config.cells for c in (a, b)):
-            found[base.key] = (a, b)
-    return found
+def group_work(config: RunConfig, matrix: Matrix, cells: list[Cell], number: int) -> tuple[GroupWork, ...]:
+    """A group's windows in one round: each of the run's scenarios that two of its cells or more run (a websocket
+    scenario is no closed HTTP load)."""
+    found = []
+    for scenario in config.scenarios:
+        mine = tuple(c for c in cells if scenario in config.scenarios_of(c, matrix))
+        if len(mine) > 1 and matrix.scenario(scenario).method != "WS":
+            found.append(GroupWork(Work(scenario, 0.0, number, config.warmup, config.pair_seconds), mine))
+    return tuple(found)
+
+
+def group_round(
+    config: RunConfig, matrix: Matrix, run_id: str, number: int, keys: list[str] | None = None
+) -> list[GroupVisit]:
+    """One side-by-side round: every group (or those named) once, in a new random order; the order in which a
+    group's servers start (and so which takes the run's port) is drawn per visit, so no cell always has it."""
+    groups = config.groups()
+    draw = random.Random(f"{run_id}/pairs/{number}")
+    order = [k for k in groups if keys is None or k in keys]
+    draw.shuffle(order)
+    visits = []
+    for key in order:
+        cells = groups[key]
+        started = list(cells)
+        draw.shuffle(started)
+        if work := group_work(config, matrix, cells, number):
+            visits.append(GroupVisit(key, tuple(cells), number, tuple(started), work))
+    return visits
 
 
 def group_rounds(config: RunConfig, matrix: Matrix, run_id: str) -> list[list[GroupVisit]]:
-    """The side-by-side rounds: every group measured once per round, in a new random order each round; the order in
-    which its servers start (and so which takes the run's port) is drawn per visit, so no cell always has it."""
-    groups = ab_groups(config, matrix)
-    if not config.pair_rounds or not groups:
-        return []
-    rounds = []
-    for number in range(1, config.pair_rounds + 1):
-        draw = random.Random(f"{run_id}/pairs/{number}")
-        order = list(groups)
-        draw.shuffle(order)
-        visits = []
-        for key in order:
-            cells = groups[key]
-            scenarios = [s for s in config.scenarios_of(cells[0], matrix) if matrix.scenario(s).method != "WS"]
-            started = cells if draw.choice(("A", "B")) == "A" else tuple(reversed(cells))
-            if scenarios:
-                work = tuple(Work(s, 0.0, number, config.warmup, config.pair_seconds) for s in scenarios)
-                visits.append(GroupVisit(key, cells, number, started, work))
-        rounds.append(visits)
-    return rounds
+    """The side-by-side rounds of the run."""
+    return [group_round(config, matrix, run_id, n) for n in range(1, config.pair_rounds + 1)]

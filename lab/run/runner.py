@@ -120,12 +120,12 @@ class Runner:
         self.listener.planned(sum(len(v.work) for r in rounds for v in r))
         for number, visits in enumerate(rounds, start=1):
             self.round(number, visits)
-        for number, keys in enumerate(self.manifest.rounds[c.repeats :], start=c.repeats + 1):
-            self.extra_round(number, [self.matrix.cell_from_key(k) for k in keys])  # recorded before a resume
+        for number, keys in enumerate(self.manifest.extra_rounds, start=c.pair_rounds + 1):
+            self.extra_round(number, keys)  # recorded before a resume
         rates = self.sweeper.rates() if c.sweep_seconds else {}
         if c.budget_seconds:
             while self.allowance.extra_round_fits(rates):
-                self.extra_round(len(self.manifest.rounds) + 1, self.allowance.undecided())
+                self.extra_round(c.pair_rounds + len(self.manifest.extra_rounds) + 1, self.allowance.undecided())
         if rates:
             self.sweep(rates)
         if c.stops:
@@ -139,14 +139,14 @@ class Runner:
         for visit in visits:
             self.visit(visit)
 
-    def extra_round(self, number: int, cells: list[Cell]) -> None:
-        """Another round over these cells, in an order of its own (recorded, so a resume finishes it)."""
-        visits = plan.round_visits(self.config, self.matrix, number, plan.round_order(self.run_id, number, cells))
-        self.listener.planned(sum(len(v.work) for v in visits))
-        self.allowance.left += sum(self.todo(v) for v in visits)
-        if len(self.manifest.rounds) < number:
-            self.listener.say(f"extra round {number}: {len(visits)} cells whose comparisons are still undecided")
-        self.round(number, visits)
+    def extra_round(self, number: int, keys: list[str]) -> None:
+        """Another side-by-side round over these groups (recorded, so a resume finishes it)."""
+        visits = plan.group_round(self.config, self.matrix, self.run_id, number, keys)
+        if len(self.manifest.extra_rounds) < number - self.config.pair_rounds:
+            self.ledger.save(extra_rounds=[*self.manifest.extra_rounds, keys])
+            self.listener.say(f"extra side-by-side round {number}: {len(visits)} groups whose comparisons are still "
+                              "undecided")  # fmt: skip
+        self.side_by_side([visits])
 
     def sweep(self, rates: dict[str, SweepRates]) -> None:
         for scenario, chosen in rates.items():
@@ -162,15 +162,16 @@ class Runner:
             self.visit(visit)
 
     def side_by_side(self, rounds: list[list[GroupVisit]]) -> None:
-        """The side-by-side rounds first: the comparisons' own measurement, kept even if the run is stopped later."""
-        if not rounds:
+        """Side-by-side rounds (first in a run: the comparisons' own measurement, kept even if the run is stopped
+        later)."""
+        if not rounds or not any(rounds):
             return
         self.listener.planned(sum(len(v.work) for visits in rounds for v in visits))
         c = self.config
+        turns = "together" if c.pair_mode == "together" else f"in turns of {c.slice_seconds:g} s"
         self.listener.say(
-            f"A/B: {len(rounds)} pair rounds, both variants of each cell running at once on the server CPUs and "
-            f"loaded {'together' if c.pair_mode == 'together' else f'in turns of {c.slice_seconds:g} s'}, "
-            f"{c.pair_seconds:g} s per scenario"
+            f"side by side: {len(rounds)} round(s) of {len(rounds[0])} group(s), each group's servers started afresh "
+            f"at once on the server CPUs and loaded {turns}, {c.pair_seconds:g} s per scenario"
         )
         for visits in rounds:
             self.speed_due = True
@@ -226,8 +227,10 @@ class Runner:
             self.listener.passed(len(todo))
             return
         self.speed_if_due()
+        began = time.monotonic()
         ports = self.config.ports[: len(visit.started)]
         self.visits.visit(visit.started, ports, lambda s: self.group_rounds.on(s, visit, todo))
+        self.allowance.group_seconds.setdefault(visit.key, []).append(time.monotonic() - began)
 
     def speed_if_due(self) -> None:
         """The first visit of a round or of the sweep times the machine first, before its server starts."""
