@@ -133,10 +133,31 @@ def child_setup(cpus: tuple[int, ...] | set[int], die_with_parent: bool = True) 
     return setup
 
 
-def free_port(host: str = LOOPBACK) -> int:
+# Ports for servers and services the lab starts: below the kernel's ephemeral range (32768 up, by default), where no
+# outgoing connection takes them as its own port and none can connect to itself (core/loopback.py).
+PORT_RANGE = range(20000, 32000)
+
+
+def free_port(host: str = LOOPBACK, count: int = 1) -> int:
+    """The first of `count` consecutive ports that are free on `host` now, in PORT_RANGE (as the servers bind them:
+    a listener holds a port, a connection waiting out TIME_WAIT does not)."""
+    import random
+
+    for _ in range(200):
+        first = random.randrange(PORT_RANGE.start, PORT_RANGE.stop - count)
+        if all(bindable(host, port) for port in range(first, first + count)):
+            return first
+    raise OSError(f"no {count} consecutive free ports in {PORT_RANGE.start}-{PORT_RANGE.stop - 1} on {host}")
+
+
+def bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def check_port(port: int, what: str = "port") -> None:

@@ -426,9 +426,11 @@ class RunConfig(Record):
         settle = SETTLE_SHARE * self.slice_seconds if self.pair_mode == "slices" else 0.0
         group = [{"target": url, "http": http} for url, http in others]
         streams = self.streams if "h2" in {load.http, *(http for _, http in others)} else 1  # on its h2c sides
+        # Only the lean client loads a group: with --client stock the repeats alone use Locust's HttpUser, the
+        # side-by-side rounds still the lean client (one client for every side, which is what a ratio needs).
         return Load.model_validate(
-            {**load.model_dump(), "group": group, "pair_mode": self.pair_mode, "slice_seconds": self.slice_seconds,
-             "settle_seconds": settle, "streams": streams}
+            {**load.model_dump(), "client": "lean", "group": group, "pair_mode": self.pair_mode,
+             "slice_seconds": self.slice_seconds, "settle_seconds": settle, "streams": streams}
         )  # fmt: skip
 
     @property

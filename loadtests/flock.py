@@ -41,6 +41,7 @@ from typing import Protocol
 import gevent
 from gevent import monkey
 
+from core.loopback import refuse_itself
 from loadtests.recorder import QUARTERS, Recorder
 from loadtests.scenarios import Plan, Target
 from servers.matrix import HttpVersion
@@ -255,6 +256,7 @@ class Flock:
         target = self.sides[side].target
         try:
             sock.connect((target.host, target.port))
+            refuse_itself(sock)  # core/loopback.py: a server down (restarting) must not find its port held
         except OSError as exc:
             sock.close()
             self.error(f"connect: {type(exc).__name__}", side)

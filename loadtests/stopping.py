@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from core.loopback import refuse_itself, to_itself
 from core.model import Record
 from loadtests import http1
 from loadtests.scenarios import Plan, Target
@@ -285,6 +286,8 @@ class StopClient:
         conn.connecting = False
         self.ep.modify(conn.fd, EPOLLIN)
         code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if not code and to_itself(conn.sock):  # core/loopback.py: the restarting server's port held by us
+            code = errno.ECONNREFUSED
         if code:
             return self.fail(conn, now, "refused" if code == errno.ECONNREFUSED else "reset")
         if conn.request is not None:
@@ -439,6 +442,7 @@ def capacity(target: Target, plan: Plan, seconds: float = 0.5, connections: int 
     last: dict[int, http1.Response] = {}  # each connection's last length-framed answer
     for _ in range(connections):
         sock = socket.create_connection((target.host, target.port), timeout=2)
+        refuse_itself(sock)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conns[sock.fileno()] = (sock, bytearray())

@@ -21,6 +21,7 @@ from typing import Any
 
 from core.errors import command, say
 from core.host import ROOT, atomic_write, check_port_free
+from core.loopback import refuse_itself
 from servers.matrix import GRACEFUL, Cell, Matrix, MatrixError, load
 from servers.own_app import OwnApp, with_own
 from servers.target import StartupReport
@@ -95,6 +96,9 @@ def get(host: str, port: int, path: str, timeout: float = 2.0, http2: bool = Fal
         return get_h2(host, port, path, timeout)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
+        conn.connect()
+        assert conn.sock is not None
+        refuse_itself(conn.sock)  # core/loopback.py: a probe of a port nothing listens on yet
         conn.request("GET", path)
         response = conn.getresponse()
         return response.status, response.read()
@@ -114,6 +118,7 @@ def get_h2(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, 
 
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     with socket.create_connection((host, port), timeout=timeout) as sock:
+        refuse_itself(sock)
         conn.initiate_connection()
         stream = conn.get_next_available_stream_id()
         headers = [(":method", "GET"), (":scheme", "http"), (":authority", f"{host}:{port}"), (":path", path)]

@@ -18,6 +18,7 @@ import psutil
 
 from core import hostfacts, interrupts, speed
 from core.host import LOOPBACK, ROOT, child_setup, machine_cpus
+from core.loopback import to_itself
 from servers.matrix import Cell, Matrix, load
 from servers.own_app import NAME as OWN
 from servers.own_app import OwnApp
@@ -220,7 +221,7 @@ def cmdline(pid: int) -> str:
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex(("127.0.0.1", port)) == 0 and not to_itself(probe)
 
 
 def read_lifespan(path: Path | None) -> list[LifespanNote]:

@@ -152,7 +152,7 @@ def test_docker_compose_up_as_root_runs_the_quick_preset(lab: dict[str, str]) ->
     for name in ("throughput-plaintext.png", "latency-saturation-plaintext.svg", "resources.png"):
         assert (result.root / "charts" / name).stat().st_size > 5000, name
     assert output[-1].startswith("lab-1") and f"results in {lab['LAB_RESULTS']}/{m.run_id}" in output[-1]
-    assert "fastest — plaintext:" in output[-4]  # the three-line headline right above it
+    assert "fastest alone — plaintext:" in output[-4]  # the three-line headline right above it
 
 
 def test_compose_stopping_the_stack_at_the_preflights_exit_cannot_stop_a_service(image: dict[str, str]) -> None:

@@ -69,3 +69,29 @@ def test_a_whole_answer_is_judged_part_by_part(wire: bytes, error: str) -> None:
 def test_bytes_that_are_no_answer_are_a_protocol_error(wire: bytes, error: str) -> None:
     with pytest.raises(http1.ProtocolError, match=error.replace("(", r"\(")):
         http1.read(wire)
+
+
+def test_a_connection_to_itself_is_refused_not_read_as_a_server() -> None:
+    """A socket bound to a port and connected to that same port joins itself (TCP's simultaneous open), as a probe of
+    an ephemeral port nothing listens on can by chance: it then reads its own request and holds the server's port.
+    The launcher's probe and the clients refuse it."""
+    import errno
+    import socket
+
+    import pytest
+
+    from core.loopback import refuse_itself, to_itself
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.connect(("127.0.0.1", port))  # succeeds: nothing else listens there
+        assert to_itself(sock)
+        with pytest.raises(ConnectionRefusedError) as raised:
+            refuse_itself(sock)
+        assert raised.value.errno == errno.ECONNREFUSED
+    with socket.socket() as other, socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        other.connect(server.getsockname())
+        assert not to_itself(other)

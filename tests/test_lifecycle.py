@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.host import free_port
 from lab.bundle import StopTest
 from lab.lifecycle.stops import Bench, RestartPlan, StopPlan, restart_once, stop_once
 from lab.report.stops import restart_table, table
@@ -38,12 +38,6 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     path = tmp_path_factory.mktemp("matrix") / "matrix.toml"
     path.write_text(text)
     return load(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def loopback() -> scenarios.Target:
@@ -140,7 +134,7 @@ def lifecycle(tmp_path: Path, key: str, *more: str) -> subprocess.CompletedProce
 
     with agent_running(tmp_path) as (url, env):
         return subprocess.run(
-            [sys.executable, "-m", "lab", "lifecycle", "--cell", key, "--stops", "1", "--port", str(free_port()),
+            [sys.executable, "-m", "lab", "lifecycle", "--cell", key, "--stops", "1", "--port", str(free_port(count=8)),
              "--server-agent", url, "--out", str(tmp_path), *more],
             cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip

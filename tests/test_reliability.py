@@ -100,7 +100,7 @@ BAD_INPUTS = [
     (["--rate", "2", "--sweep-seconds", "1"], "--rate 2: a 1-s window would be offered 2 requests"),
     (["--referee-seconds", "0.5"], "--referee-seconds 0.5 must be 0 (no referee) or at least 1"),
     (["--sweep-seconds", "-1"], "--sweep-seconds -1.0 must be in"),
-    (["--repeats", "3", "--max-repeats", "2"], "--max-repeats 2 must be in 3-100"),
+    (["--pair-rounds", "3", "--max-repeats", "2"], "--max-repeats 2 must be in 3-100"),
     (["--budget-minutes", "-1"], "--budget-minutes -1 must be in"),
     (["--arrivals", "weibull"], "argument --arrivals: invalid choice: 'weibull'"),
     (["--client", "wrk"], "argument --client: invalid choice: 'wrk'"),
@@ -189,7 +189,7 @@ def test_a_server_that_dies_or_hangs_is_a_failure_and_the_matrix_goes_on(tmp_pat
     dies, hangs = "uvicorn-asyncio-h11-w1-dies", "uvicorn-asyncio-h11-w1-hangs"
     cells = [a for key in (dies, hangs, GOOD) for a in ("--cell", key)]
     started = time.monotonic()
-    done = lab(*cells, *QUICK, "--port", str(free_port()), results=tmp_path / "r", env=env)
+    done = lab(*cells, *QUICK, "--port", str(free_port(count=8)), results=tmp_path / "r", env=env)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     result = bundle.load_bundle(only_run(tmp_path / "r"))
@@ -211,8 +211,8 @@ def test_a_server_that_will_not_start_is_recorded_and_skipped(tmp_path: Path) ->
     (tmp_path / "matrix.toml").write_text(
         (tmp_path / "matrix.toml").read_text().replace('"tests.broken_app:app"', '"tests.broken_app:no_such_app"')
     )
-    done = lab("--cell", "uvicorn-asyncio-h11-w1-broken", *QUICK, "--port", str(free_port()), results=tmp_path / "r",
-               env=env)  # fmt: skip
+    done = lab("--cell", "uvicorn-asyncio-h11-w1-broken", *QUICK, "--port", str(free_port(count=8)),
+               results=tmp_path / "r", env=env)  # fmt: skip
     result = bundle.load_bundle(only_run(tmp_path / "r"))
     assert done.returncode == 1 and [f.phase for f in result.failures] == ["start"]
     assert "no_such_app" in result.failures[0].log_tail and not [r for r in result.repeats if r.ok]
@@ -283,7 +283,7 @@ def test_ctrl_c_while_a_server_starts_or_stops_leaves_no_server_running(
 def test_a_lost_locust_worker_fails_the_repeat_and_stops_the_run(tmp_path: Path) -> None:
     cpus = machine_cpus()
     args = ["--cell", GOOD, "--cell", "granian-uvloop-hyper-w1-raw", *QUICK, "--repeats", "2", "--load-workers", "2"]
-    args += ["--port", str(free_port()), "--load-cpus", ",".join(map(str, cpus[1:] or cpus))]
+    args += ["--port", str(free_port(count=8)), "--load-cpus", ",".join(map(str, cpus[1:] or cpus))]
     runner = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), *args], cwd=ROOT, stderr=subprocess.PIPE,
         text=True,
@@ -330,7 +330,7 @@ def test_the_runner_killed_leaves_nothing_running_and_its_run_resumes(tmp_path: 
     run = only_run(tmp_path)
     assert json.loads((run / "manifest.json").read_text())["status"] == "running"
 
-    done = lab("--resume", "last", "--port", str(free_port()), results=tmp_path)
+    done = lab("--resume", "last", "--port", str(free_port(count=8)), results=tmp_path)
     assert done.returncode == 0, done.stderr
     resumed = bundle.load_bundle(run)
     assert resumed.manifest.status == "complete" and len([r for r in resumed.repeats if r.ok]) == 4
@@ -342,7 +342,7 @@ def test_a_damaged_calibration_is_measured_again_and_a_running_run_is_not_taken(
     from lab.run.ledger import holding
 
     calibrating = [a for a in QUICK if a != "--no-calibrate"]
-    done = lab("--cell", GOOD, *calibrating, "--port", str(free_port()), results=tmp_path)
+    done = lab("--cell", GOOD, *calibrating, "--port", str(free_port(count=8)), results=tmp_path)
     assert done.returncode == 0, done.stderr
     run = only_run(tmp_path)
     (run / "calibration.json").write_text('{"schema_version": 2, "kind": "calib')
@@ -352,7 +352,7 @@ def test_a_damaged_calibration_is_measured_again_and_a_running_run_is_not_taken(
     with holding(run):  # as if another runner were running it
         busy = lab("--resume", run.name, results=tmp_path, timeout=60)
     assert busy.returncode == 2 and "is being run right now" in busy.stderr
-    done = lab("--resume", run.name, "--port", str(free_port()), results=tmp_path)
+    done = lab("--resume", run.name, "--port", str(free_port(count=8)), results=tmp_path)
     assert done.returncode == 0, done.stderr
     assert bundle.load_bundle(run).calibration is not None
 

@@ -49,7 +49,7 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         wait_http(f"http://127.0.0.1:{web_port}/")
         run = subprocess.run(
-            [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port()),
+            [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port(count=8)),
              "--cell", "granian-uvloop-hyper-w1-raw@A", "--cell", "granian-uvloop-hyper-w1-raw@B",
              "--cell", "uvicorn-uvloop-httptools-w1-starlette@A", "--variant", "A=", "--variant", "B=",
              "--pair-rounds", "1", "--pair-seconds", "1",
@@ -72,10 +72,10 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         assert r.load.rps > 0 and r.load.errors == {} and r.load.processes == 1
         assert r.server.cpu_cores > 0 and r.server.rss_peak_bytes > 0  # sampled by the agent
     # the agent ran both sides of the A/A pair at once, each sampled on its own
-    assert sorted(p.scenario for p in result.pairs) == ["json", "plaintext"]
-    for p in result.pairs:
-        assert p.ok and p.load.pair.a.ok > 0 < p.load.pair.b.ok, p.failure
-        assert p.server_a.cpu_seconds > 0 < p.server_b.cpu_seconds
+    assert sorted(p.scenario for p in result.groups) == ["json", "plaintext"]
+    for p in result.groups:
+        assert p.ok and p.load.pair.sides[0].ok > 0 < p.load.pair.sides[1].ok, p.failure
+        assert p.servers[0].cpu_seconds > 0 < p.servers[1].cpu_seconds
     assert (run_dir / "report.html").exists()
 
 

@@ -25,7 +25,7 @@ SHORT = ["--scenario", "plaintext", "--repeats", "2", "--duration", "1", "--warm
 
 def lab_run(*args: str, results: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lab", "run", "--results", str(results), "--port", str(free_port()), *args],
+        [sys.executable, "-m", "lab", "run", "--results", str(results), "--port", str(free_port(count=8)), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,16 +41,16 @@ def only_run(results: Path) -> Path:
 
 
 def test_a_quick_matrix_end_to_end_interrupted_and_resumed(tmp_path: Path) -> None:
-    """The calibration, both phases of a run with a sweep, the referee on each closed point, every repeat judged and
-    costed; Ctrl-C after its first repeat stops the server and exits 130, and the resume finishes the run without
-    redoing finished work (one run for both: each is ~40 s of the suite)."""
+    """The calibration, every phase of a run with a sweep (side by side, alone, swept), the referee on each closed
+    point, every repeat judged and costed; Ctrl-C after its first side-by-side round stops the servers and exits 130,
+    and the resume finishes the run without redoing finished work (one run for both: each is ~40 s of the suite)."""
     args = [*SHORT, "--referee-seconds", "1", "--sweep-seconds", "0.5", "--rate", "300"]
     cells = [a for c in CELLS for a in ("--cell", c)]
-    command = [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port())]
+    command = [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port(count=8))]
     with (tmp_path.parent / f"{tmp_path.name}.stderr").open("w") as log:
         proc = subprocess.Popen([*command, *cells, *args], cwd=ROOT, stderr=log)
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob("*/runs/*.json")):
+        while not list(tmp_path.glob("*/groups/*.json")):  # mid-group: the first of three side-by-side rounds
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
@@ -58,15 +58,16 @@ def test_a_quick_matrix_end_to_end_interrupted_and_resumed(tmp_path: Path) -> No
     run_dir = only_run(tmp_path)
     interrupted = bundle.load_bundle(run_dir)
     assert interrupted.manifest.status == "interrupted" and interrupted.calibration
-    first = {p.name: p.read_bytes() for p in (run_dir / "runs").glob("*.json")}
-    assert 1 <= len(first) < 6
-    with socket.socket() as s:  # the server was stopped
-        assert s.connect_ex(("127.0.0.1", interrupted.manifest.config.port)) != 0
+    first = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.glob("*/*.json") if p.parent.name != "logs"}
+    assert 1 <= len(interrupted.groups) < 3 and not interrupted.repeats
+    for port in interrupted.manifest.config.ports:  # both servers were stopped
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
 
     done = lab_run("--resume", run_dir.name, results=tmp_path)
     assert done.returncode == 0, done.stderr
     for name, content in first.items():
-        assert (run_dir / "runs" / name).read_bytes() == content  # finished work was skipped, not redone
+        assert (run_dir / name).read_bytes() == content  # finished work was skipped, not redone
     assert not list(run_dir.rglob("*.tmp"))
     result = bundle.load_bundle(run_dir)
     assert result.manifest.status == "complete" and result.failures == []
@@ -98,7 +99,8 @@ def test_a_quick_matrix_end_to_end_interrupted_and_resumed(tmp_path: Path) -> No
     assert result.manifest.machine.logical_cpus >= 1 and result.manifest.versions["locust"]
     rows = (result.root / "summary.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("key,server,loop")
-    assert "[6/6]" in done.stderr  # progress lines
+    assert sorted(g.round for g in result.groups) == [1, 2, 3] and all(g.ok for g in result.groups)
+    assert "[9/9]" in done.stderr  # progress lines: 3 side-by-side rounds, 4 repeats alone, 2 swept
     assert "results in" in done.stderr.strip().splitlines()[-1]  # the outcome is the last line
 
 

@@ -193,7 +193,7 @@ def preflight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
         with monkeypatch.context() as m:
             for name, value in env.items():
                 m.setenv(name, value)
-            port = [] if "--port" in argv else ["--port", str(free_port())]
+            port = [] if "--port" in argv else ["--port", str(free_port(count=8))]
             try:
                 code = cli.main([command, "--preset", "quick", "--results", str(results), *port, *argv])
             except SystemExit as exc:  # argparse's refusal (lab/cli.py: Parser.error)

@@ -27,6 +27,7 @@ from lab import bundle
 TARGET_ADDR, LOAD_ADDR = "198.18.0.1", "198.18.0.2"
 AGENT_PORT, SERVER_PORT = 7900, 8000
 CELL = "granian-uvloop-hyper-w1-raw"
+OTHER = "uvicorn-uvloop-httptools-w1-raw"  # side by side with CELL on the target host, both loaded from the load host
 
 
 class Hosts:
@@ -144,9 +145,10 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
     env = {**os.environ, "LAB_AGENT_SECRET_FILE": str(secret_file), "PYTHONPATH": str(ROOT)}
     agent = start_agent(hosts, env, tmp_path / "agent")
     agent_url = f"http://{TARGET_ADDR}:{AGENT_PORT}"
-    run = ["--cell", CELL, "--scenario", "plaintext", "--duration", "1", "--warmup", "0", "--users", "8",
-           "--referee-seconds", "1", "--sweep-seconds", "0", "--no-calibrate", "--results", str(results),
-           "--port", str(SERVER_PORT), "--server-agent", agent_url]  # fmt: skip
+    run = ["--cell", CELL, "--cell", OTHER, "--scenario", "plaintext", "--duration", "1", "--warmup", "0",
+           "--users", "8", "--referee-seconds", "1", "--sweep-seconds", "0", "--no-calibrate", "--pair-rounds", "2",
+           "--pair-seconds", "1", "--results", str(results), "--port", str(SERVER_PORT),
+           "--server-agent", agent_url]  # fmt: skip
 
     # Refused before any traffic: a wrong or missing secret, an address not named, another address named.
     (tmp_path / "wrong").write_text("w" * 43 + "\n")
@@ -211,6 +213,15 @@ def test_a_run_across_two_hosts(hosts: Hosts, tmp_path: Path) -> None:
         assert r.conditions is None or r.conditions.speed_samples  # the speedometer ran on the target host
         requests += r.load.requests
     assert any(r.referee and r.referee.rps > 0 for r in result.repeats)  # wrk, from the load host
+    # side by side on the target host: both servers at once, loaded together from the load host, each sampled apart
+    assert sorted(g.round for g in result.groups) == [1, 2]
+    for g in result.groups:
+        assert g.ok and [c.key for c in g.cells] == [CELL, OTHER] and all(s.ok > 0 for s in g.load.group.sides)
+        assert all(s.cpu_cores > 0 for s in g.servers) and {s.target for s in g.load.group.sides} == {
+            f"http://{TARGET_ADDR}:{SERVER_PORT}",
+            f"http://{TARGET_ADDR}:{SERVER_PORT + 1}",
+        }
+        requests += g.load.requests
     sent, received = after[0] - before[0], after[1] - before[1]
     print(f"veth: {sent} packets to the target host, {received} back; {requests} requests in the measured windows")
     assert sent >= requests and received >= requests, (sent, received, requests)  # the load crossed the veth

@@ -93,6 +93,7 @@ class Paired:
 
     def turned(self) -> Paired:
         """A against B: the same measurement the other way round."""
+
         def inverse(x: float) -> float:
             return 1 / x if x > 0 else math.inf
 
@@ -116,6 +117,28 @@ def side_by_side(scenario: str, a: str, b: str, logs: Sequence[float]) -> Paired
     half = noise.t * sd / math.sqrt(n) if n >= 2 and math.isfinite(sd) else math.inf
     low, high = math.exp(mean - half), math.exp(min(mean + half, 700.0))
     return Paired(scenario, a, b, math.exp(mean), low, high, n, sd, max(n - 1, 0))
+
+
+def apart(scenario: str, a: str, b: str, a_values: Sequence[float], b_values: Sequence[float]) -> Paired:
+    """B against A from repeats measured alone, one after the other (N workers against one: they do not share the
+    server CPUs, so side by side says nothing of them): the ratio of the geometric means with Welch's interval over
+    both cells' repeats, so each one's spread between repeats — what a rerun moves — is in it."""
+    la = [math.log(v) for v in a_values if v > 0]
+    lb = [math.log(v) for v in b_values if v > 0]
+    if not la or not lb:
+        return Paired(scenario, a, b, math.nan, 0.0, math.inf, 0, math.inf, 0)
+    mean = statistics.fmean(lb) - statistics.fmean(la)
+    if len(la) < 2 or len(lb) < 2:
+        return Paired(scenario, a, b, math.exp(mean), 0.0, math.inf, min(len(la), len(lb)), math.inf, 0)
+    va, vb = statistics.variance(la) / len(la), statistics.variance(lb) / len(lb)
+    se = math.sqrt(va + vb)
+    # Welch-Satterthwaite degrees of freedom; equal repeats (sd 0) leave the smaller sample's
+    df = (
+        round((va + vb) ** 2 / (va**2 / (len(la) - 1) + vb**2 / (len(lb) - 1))) if se > 0 else min(len(la), len(lb)) - 1
+    )
+    half = Noise(se, max(df, 1)).t * se
+    return Paired(scenario, a, b, math.exp(mean), math.exp(mean - half), math.exp(min(mean + half, 700.0)),
+                  min(len(la), len(lb)), se, max(df, 1))  # fmt: skip
 
 
 def cheaper(a: float, b: float, noise: Noise) -> bool:

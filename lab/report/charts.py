@@ -197,7 +197,8 @@ def draw_throughput(a: Analysis, scenario: str, style: Style, out: Path) -> Char
             right = bar.median
             if bar.measured:
                 low, high = bar.measured
-                ax.errorbar(bar.median, y, xerr=[[bar.median - low], [high - bar.median]], fmt="none", capsize=2.5,
+                below, above = max(0.0, bar.median - low), max(0.0, high - bar.median)  # the median is rounded
+                ax.errorbar(bar.median, y, xerr=[[below], [above]], fmt="none", capsize=2.5,
                             ecolor="#222222", linewidth=1)  # fmt: skip
                 right = max(right, high)
             if bar.limit == "client" and f.referee_rps:

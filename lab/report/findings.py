@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lab.analysis import stats
 from lab.analysis.analyze import FEW_PERCENT, Analysis
 from lab.analysis.comparisons import Leaders, Ranked, Ranking, Stated, Versus
 from lab.analysis.labels import app_title
 from lab.analysis.stats import Interval, Paired
+from servers.matrix import Cell
 
 # What changes between a comparison's two cells -> its section's title (lab/analysis/stats.py: role treats the HTTP
 # implementation as going with the server and with the loop, so these pairs are what a run compares).
@@ -133,6 +135,10 @@ def sentence(r: Ranking, a: Analysis) -> str:
         return head + "nothing measured."
     if len(stacks) == 1:
         return head + f"only {stacks[0].stack} was measured ({kilo(stacks[0].median)} RPS)."
+    bases = {Cell.parse(s.key).base.key for s in stacks}
+    side = next((v for v in a.versus if v.scenario == r.scenario and v.cell.key in bases), None)
+    if len(bases) == 1 and side is not None:  # one cell's two variants: its A/B verdict says it all
+        return versus_verdict(side, a) + " (the A/B verdict)."
     if all(s.rank is None for s in stacks):
         measured = ", ".join(f"{s.stack} {kilo(s.median)}" for s in stacks)
         return head + f"not measured side by side, so no order is stated; alone: {measured}."
@@ -264,6 +270,23 @@ def fastest(a: Analysis) -> str:
     return "fastest alone — " + ("; ".join(tops) if tops else "nothing measured")
 
 
+def scaling(a: Analysis) -> str | None:
+    """Multi-worker cells against their one-worker twins (a bigger machine's run: lab/scale.py), per scenario: N
+    workers use more CPUs, so this is the one ratio the lab takes from repeats measured alone, with their spread."""
+    said = []
+    for scenario in a.scenarios:
+        closed = {f.cell: f for f in a.closed(scenario) if f.rps}
+        for cell, many in closed.items():
+            one = closed.get(cell.model_copy(update={"workers": 1}))
+            if cell.workers > 1 and one is not None:
+                r = stats.apart(scenario, one.key, many.key, one.rps, many.rps)
+                sure = (
+                    f" (95% CI {r.low:.2f}–{r.high:.2f}, alone)" if r.measurable else " (one repeat each: no interval)"
+                )
+                said.append(f"{one.label} {scenario} {cell.workers} workers vs 1: {r.ratio:.1f}x{sure}")
+    return "workers — " + "; ".join(said) if said else None
+
+
 def variant_text(name: str, a: Analysis) -> str:
     """What a variant is: 'B = uvicorn 0.53.0', or 'A = the image's (uvicorn 0.54.0)'."""
     env = next((e for e in a.manifest.environments if e.variant == name), None)
@@ -341,6 +364,8 @@ def headline(a: Analysis) -> list[str]:
     lines += [f"  {line}" for line in text_table(a)] if a.rankings else ["  nothing measured"]
     lines += sentences(a)
     lines.append(fastest(a))
+    if (workers := scaling(a)) is not None:
+        lines.append(workers)
     leading = [leaders_text(x, a) for x in at_common_rate(a)]
     lines.append("equal load — " + ("; ".join(leading) if leading else "no sweep in this run"))
     significant = sum(s.paired.significant for s in a.comparisons)
