@@ -133,6 +133,8 @@ def child_setup(cpus: tuple[int, ...] | set[int], die_with_parent: bool = True) 
     return setup
 
 
+MAX_GROUP = 16  # servers running at once on one host: the largest side-by-side group (loadtests/load.py loads them)
+
 # Ports for servers and services the lab starts: below the kernel's ephemeral range (32768 up, by default), where no
 # outgoing connection takes them as its own port and none can connect to itself (core/loopback.py).
 PORT_RANGE = range(20000, 32000)

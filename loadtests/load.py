@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol, get_args
 from pydantic import AliasChoices, BeforeValidator, Field
 
 from core.errors import ProcessFailedError, ServiceLostError, UsageError
+from core.host import MAX_GROUP
 from core.model import Record
 from loadtests import scenarios
 from servers.matrix import HttpVersion, Scenario
@@ -29,7 +30,6 @@ MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 65_000
 SHORTFALL_AT = 0.95  # open model: answered fewer than this share of the window's slots = the offer was not served
 MIN_SLICE, MAX_SLICE = 0.01, 5.0  # seconds: a group load's buckets (together) or slices
-MAX_GROUP = 16  # servers in a group load, the first one (`target`) included
 # h2: the runs' streams per connection. Measured on granian-uvloop-h2c-w1-raw with 64 connections (docs/http2.md):
 # 1, 4 and 16 streams gave 23.9k, 41.3k and 39.6k answers/s with p99 3.8, 13.3 and 45.9 ms. 4 reaches the server's
 # throughput; more only queues (and every server's limit, 100 concurrent streams for hypercorn, stays far off).

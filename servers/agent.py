@@ -10,7 +10,7 @@ Every request and reply is a record of servers/agent_api.py.
     POST /prepare {"variants", "own"}                install the run's variants (or find them in its cache:
                                                      LAB_VARIANTS) before any cell of theirs starts
     POST /start {"cell", "port", "matrix"}           start a cell of its matrix (the run's, by digest) and wait
-                                                     until it answers correctly; at most two at once (an A/B pair)
+                                                     until it answers correctly; at most MAX_GROUP at once (a group)
     GET  /host                                       the target host: CPU, kernel, versions, network settings
     GET  /status?port=N                              is the server on port N alive, its exit code
     GET  /log?port=N                                 its log tail
@@ -55,7 +55,7 @@ from pydantic import ValidationError
 
 from core import hostfacts, secret, speed
 from core.errors import LabError, UsageError, say
-from core.host import LOOPBACK, machine_cpus
+from core.host import LOOPBACK, MAX_GROUP, machine_cpus
 from core.model import Record
 from core.settings import settings
 from servers.agent_api import (
@@ -85,7 +85,6 @@ from servers.matrix import Matrix, MatrixError, load
 from servers.target import Restart, ServerError, Termination
 
 DEFAULT_PORT = 7900
-AT_ONCE = 2  # servers running at once: one cell, or the two sides of an A/B pair
 LEASE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 MAX_BODY = 1 << 20  # bytes: the largest request (a Prepare with variants) is far smaller
 
@@ -126,9 +125,9 @@ class Agent:
             raise UsageError(f"port {asked.port} is the agent's own; give the servers another")
         if asked.port in self.servers:
             raise ServerError(f"{self.servers[asked.port][0].cell.key} is still running on port {asked.port}", "")
-        if len(self.servers) >= AT_ONCE:
+        if len(self.servers) >= MAX_GROUP:
             running = ", ".join(s.cell.key for s, _ in self.servers.values())
-            raise ServerError(f"{running} still running: at most {AT_ONCE} at once; stop one first", "")
+            raise ServerError(f"{running} still running: at most {MAX_GROUP} at once; stop one first", "")
         stack = contextlib.ExitStack()
         server = stack.enter_context(self.targets.serve(cell, asked.port, asked.graceful))
         assert isinstance(server, LocalServer)

@@ -48,6 +48,19 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
     try:
         wait_http(f"http://127.0.0.1:{agent_port}/health", secret_file=tmp_path / "agent-secret")
         wait_http(f"http://127.0.0.1:{web_port}/")
+        # three stacks of one app side by side through the agent: every server of the group running there at once
+        trio = subprocess.run(
+            [sys.executable, "-m", "lab", "run", "--results", str(tmp_path / "group"), "--port",
+             str(free_port(count=8)), "--cell", "granian-uvloop-hyper-w1-raw", "--cell",
+             "uvicorn-uvloop-httptools-w1-raw", "--cell", "hypercorn-uvloop-h11-w1-raw", "--pair-rounds", "1",
+             "--pair-seconds", "1", "--scenario", "plaintext", "--repeats", "1", "--duration", "1", "--warmup", "0",
+             "--users", "8", "--no-calibrate", "--referee-seconds", "0", "--sweep-seconds", "0", "--server-agent",
+             f"http://127.0.0.1:{agent_port}", "--locust-master", f"http://127.0.0.1:{web_port}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=180, env=env,
+        )  # fmt: skip
+        assert trio.returncode == 0, trio.stderr
+        (group,) = bundle.load_bundle(next((tmp_path / "group").iterdir())).groups
+        assert group.ok and len(group.load.group.sides) == 3 and all(s.ok > 0 for s in group.load.group.sides)
         run = subprocess.run(
             [sys.executable, "-m", "lab", "run", "--results", str(tmp_path), "--port", str(free_port(count=8)),
              "--cell", "granian-uvloop-hyper-w1-raw@A", "--cell", "granian-uvloop-hyper-w1-raw@B",
@@ -65,7 +78,7 @@ def test_runner_drives_an_agent_and_a_long_lived_locust_master(tmp_path: Path) -
         for service in services:
             if service.poll() is None:
                 service.kill()
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "group"]
     result = bundle.load_bundle(run_dir)
     assert len(result.repeats) == 6 and not result.failures
     for r in result.repeats:
